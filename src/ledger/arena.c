@@ -1,0 +1,99 @@
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ledger_internal.h"
+
+static size_t page_round(size_t size)
+{
+    size_t pg = 4096;
+    return (size + pg - 1) & ~(pg - 1);
+}
+
+void *stw__pages_alloc(size_t size)
+{
+    void *p = mmap(NULL, page_round(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void stw__pages_free(void *p, size_t size)
+{
+    if (p != NULL)
+        munmap(p, page_round(size));
+}
+
+void *stw__pages_reserve(size_t size)
+{
+    void *p = mmap(NULL, page_round(size), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* The arena holds small permanent things (kind names); 1 MiB reserved is
+ * far more than they need, and untouched pages cost nothing. */
+#define ARENA_SIZE (1u << 20)
+static char *arena_base;
+static atomic_size_t arena_used;
+
+void *stw__arena_alloc(size_t size)
+{
+    char *base = __atomic_load_n(&arena_base, __ATOMIC_ACQUIRE);
+    if (base == NULL) {
+        char *fresh = stw__pages_reserve(ARENA_SIZE);
+        if (fresh == NULL)
+            return NULL;
+        char *expected = NULL;
+        if (!__atomic_compare_exchange_n(&arena_base, &expected, fresh, false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE)) {
+            stw__pages_free(fresh, ARENA_SIZE);
+            base = expected;
+        } else {
+            base = fresh;
+        }
+    }
+    size = (size + 15) & ~(size_t)15;
+    size_t off = atomic_fetch_add(&arena_used, size);
+    if (off + size > ARENA_SIZE)
+        return NULL;
+    return base + off;
+}
+
+static void swap_bytes(char *a, char *b, size_t size)
+{
+    while (size--) {
+        char t = *a;
+        *a++ = *b;
+        *b++ = t;
+    }
+}
+
+static void sift_down(char *base, size_t root, size_t n, size_t size,
+                      int (*cmp)(const void *, const void *))
+{
+    for (;;) {
+        size_t child = 2 * root + 1;
+        if (child >= n)
+            return;
+        if (child + 1 < n && cmp(base + child * size, base + (child + 1) * size) < 0)
+            child++;
+        if (cmp(base + root * size, base + child * size) >= 0)
+            return;
+        swap_bytes(base + root * size, base + child * size, size);
+        root = child;
+    }
+}
+
+void stw__sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    char *b = base;
+    if (n < 2)
+        return;
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(b, i, n, size, cmp);
+    for (size_t end = n - 1; end > 0; end--) {
+        swap_bytes(b, b + end * size, size);
+        sift_down(b, 0, end, size, cmp);
+    }
+}

@@ -1,0 +1,578 @@
+/*
+ * The ledger's tables.
+ *
+ * Records live in STW__NSHARDS independent hash tables (linear probing,
+ * backward-shift deletion), each behind its own spinlock and chosen by a
+ * hash of (kind, id), so threads touching different resources rarely meet.
+ * Tables are mmap'ed and doubled under their shard's lock when 70% full.
+ *
+ * Sites live in one array reserved up front (MAP_NORESERVE: untouched pages
+ * cost nothing) and are found through a lock-free open-addressing index of
+ * site ids: a new site is filled in first, then published with one CAS.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+
+#include "ledger_internal.h"
+
+#define SITE_CAP (1u << 18)
+#define SITE_SLOTS (SITE_CAP * 2)
+#define SHARD_MIN_CAP 64
+
+/* ---- process-wide state ---- */
+
+static atomic_int init_state; /* 0 none, 1 running, 2 done */
+static stw__site *sites;      /* index 0 unused: site 0 means unknown */
+static _Atomic uint32_t *site_slots;
+static atomic_uint nsites;
+static atomic_ullong seq_counter;
+
+static char kind_names[STW_KIND_MAX][32] = {
+    [STW_KIND_HEAP] = "heap",     [STW_KIND_THREAD] = "thread", [STW_KIND_FD] = "fd",
+    [STW_KIND_SOCKET] = "socket", [STW_KIND_PROCESS] = "process", [STW_KIND_MMAP] = "mmap",
+    [STW_KIND_TIMER] = "timer",   [STW_KIND_FILE] = "file",     [STW_KIND_DIR] = "dir",
+    [STW_KIND_BUF] = "buf",       [STW_KIND_FRAME] = "frame",   [STW_KIND_POOL] = "pool",
+    [STW_KIND_SCOPE] = "scope",   [STW_KIND_CHAN] = "chan",
+};
+static atomic_int user_kinds;
+static pthread_mutex_t kind_lock = PTHREAD_MUTEX_INITIALIZER;
+
+typedef struct kind_counters {
+    atomic_llong live;
+    atomic_llong live_bytes;
+    atomic_llong created;
+    atomic_llong released;
+} kind_counters;
+static kind_counters kind_stats[STW_KIND_MAX];
+
+typedef struct shard {
+    atomic_flag lock;
+    size_t cap;
+    size_t count;
+    stw__entry *tab;
+} __attribute__((aligned(64))) shard;
+static shard shards[STW__NSHARDS] = {[0 ... STW__NSHARDS - 1] = {.lock = ATOMIC_FLAG_INIT}};
+
+static STW_TLS int guard_depth;
+static STW_TLS uint64_t cur_owner;
+
+/* ---- guard ---- */
+
+bool stw_ledger_guard_enter(void)
+{
+    if (guard_depth != 0)
+        return false;
+    guard_depth = 1;
+    return true;
+}
+
+void stw_ledger_guard_exit(void)
+{
+    guard_depth = 0;
+}
+
+/* ---- init and fork ---- */
+
+static void shard_lock(shard *s)
+{
+    unsigned spins = 0;
+    while (atomic_flag_test_and_set_explicit(&s->lock, memory_order_acquire)) {
+        if (++spins < 64)
+            __builtin_ia32_pause();
+        else
+            sched_yield();
+    }
+}
+
+static void shard_unlock(shard *s)
+{
+    atomic_flag_clear_explicit(&s->lock, memory_order_release);
+}
+
+/* A fork while another thread holds a shard lock would leave the child's
+ * copy locked forever; taking every lock around fork() prevents that. */
+static void fork_prepare(void)
+{
+    for (int i = 0; i < STW__NSHARDS; i++)
+        shard_lock(&shards[i]);
+}
+
+static void fork_release(void)
+{
+    for (int i = STW__NSHARDS - 1; i >= 0; i--)
+        shard_unlock(&shards[i]);
+}
+
+void stw__ledger_init(void)
+{
+    int st = atomic_load_explicit(&init_state, memory_order_acquire);
+    if (st == 2)
+        return;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&init_state, &expected, 1)) {
+        while (atomic_load_explicit(&init_state, memory_order_acquire) != 2)
+            sched_yield();
+        return;
+    }
+    stw__stack_init();
+    sites = stw__pages_reserve(sizeof(stw__site) * SITE_CAP);
+    site_slots = stw__pages_reserve(sizeof(uint32_t) * SITE_SLOTS);
+    if (sites == NULL || site_slots == NULL) {
+        /* Without site storage every record gets site 0 ("unknown"). */
+        sites = NULL;
+        site_slots = NULL;
+    }
+    atomic_store(&nsites, 0);
+    pthread_atfork(fork_prepare, fork_release, fork_release);
+    atomic_store_explicit(&init_state, 2, memory_order_release);
+}
+
+static inline void ensure_init(void)
+{
+    if (__builtin_expect(atomic_load_explicit(&init_state, memory_order_acquire) != 2, 0))
+        stw__ledger_init();
+}
+
+/* ---- kinds ---- */
+
+static bool kind_valid(int kind)
+{
+    if (kind < 0 || kind >= STW_KIND_MAX)
+        return false;
+    if (kind < STW_KIND_BUILTIN_COUNT)
+        return true;
+    return kind >= STW_KIND_USER_FIRST &&
+           kind < STW_KIND_USER_FIRST + atomic_load_explicit(&user_kinds, memory_order_acquire);
+}
+
+int stw_kind_register(const char *name)
+{
+    pthread_mutex_lock(&kind_lock);
+    int n = atomic_load(&user_kinds);
+    for (int i = 0; i < n; i++) {
+        if (strncmp(kind_names[STW_KIND_USER_FIRST + i], name, 31) == 0) {
+            pthread_mutex_unlock(&kind_lock);
+            return STW_KIND_USER_FIRST + i;
+        }
+    }
+    if (STW_KIND_USER_FIRST + n >= STW_KIND_MAX) {
+        pthread_mutex_unlock(&kind_lock);
+        return -ENOSPC;
+    }
+    int kind = STW_KIND_USER_FIRST + n;
+    strncpy(kind_names[kind], name, 31);
+    kind_names[kind][31] = '\0';
+    atomic_store_explicit(&user_kinds, n + 1, memory_order_release);
+    pthread_mutex_unlock(&kind_lock);
+    return kind;
+}
+
+const char *stw_kind_name(int kind)
+{
+    return kind_valid(kind) ? kind_names[kind] : "?";
+}
+
+int stw_kind_lookup(const char *name)
+{
+    for (int k = 0; k < STW_KIND_MAX; k++)
+        if (kind_valid(k) && strcmp(kind_names[k], name) == 0)
+            return k;
+    return -ENOENT;
+}
+
+/* ---- sites ---- */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x *= UINT64_C(0xc4ceb9fe1a85ec53);
+    x ^= x >> 33;
+    return x;
+}
+
+static bool site_equal(const stw__site *s, uint64_t h, int kind, void *const *pcs, int depth)
+{
+    return s->hash == h && s->kind == kind && s->depth == depth &&
+           memcmp(s->pcs, pcs, sizeof(void *) * (size_t)depth) == 0;
+}
+
+stw_site stw__site_intern(int kind, void *const *pcs, int depth)
+{
+    ensure_init();
+    if (sites == NULL)
+        return 0;
+    uint64_t h = (uint64_t)kind * UINT64_C(0x9e3779b97f4a7c15) + (uint64_t)depth;
+    for (int i = 0; i < depth; i++)
+        h = mix64(h ^ (uint64_t)(uintptr_t)pcs[i]);
+    uint32_t mine = 0; /* a site filled in but not yet published */
+    for (uint32_t probe = 0, idx = (uint32_t)h & (SITE_SLOTS - 1); probe < SITE_SLOTS;
+         probe++, idx = (idx + 1) & (SITE_SLOTS - 1)) {
+        uint32_t id = atomic_load_explicit(&site_slots[idx], memory_order_acquire);
+        if (id == 0) {
+            if (mine == 0) {
+                mine = atomic_fetch_add(&nsites, 1) + 1;
+                if (mine >= SITE_CAP)
+                    return 0;
+                stw__site *s = &sites[mine];
+                s->hash = h;
+                s->kind = (uint8_t)kind;
+                s->depth = (uint8_t)depth;
+                memcpy(s->pcs, pcs, sizeof(void *) * (size_t)depth);
+            }
+            uint32_t expected = 0;
+            if (atomic_compare_exchange_strong(&site_slots[idx], &expected, mine)) {
+                atomic_store_explicit(&sites[mine].valid, true, memory_order_release);
+                return mine;
+            }
+            id = expected;
+        }
+        if (site_equal(&sites[id], h, kind, pcs, depth))
+            return id; /* a concurrent twin won; ours stays unpublished */
+    }
+    return 0;
+}
+
+const stw__site *stw__site_get(stw_site site)
+{
+    if (sites == NULL || site == 0 || site >= SITE_CAP || site > atomic_load(&nsites))
+        return NULL;
+    const stw__site *s = &sites[site];
+    return atomic_load_explicit(&s->valid, memory_order_acquire) ? s : NULL;
+}
+
+uint32_t stw__site_count(void)
+{
+    uint32_t n = atomic_load(&nsites);
+    return n >= SITE_CAP ? SITE_CAP - 1 : n;
+}
+
+__attribute__((noinline)) stw_site stw_ledger_site_here(int kind, int skip)
+{
+    void *pcs[STW_STACK_MAX];
+    ensure_init();
+    int n = stw_stack_capture(pcs, stw__stack_depth(), skip + 1);
+    return stw__site_intern(kind, pcs, n);
+}
+
+int stw_site_stack(stw_site site, int *kind, void **pcs, int max)
+{
+    const stw__site *s = stw__site_get(site);
+    if (s == NULL)
+        return -ENOENT;
+    if (kind != NULL)
+        *kind = s->kind;
+    int n = s->depth < max ? s->depth : max;
+    if (n > 0)
+        memcpy(pcs, s->pcs, sizeof(void *) * (size_t)n);
+    return n;
+}
+
+/* ---- record shards ---- */
+
+static inline uint64_t key_hash(int kind, uint64_t id)
+{
+    return mix64(id ^ ((uint64_t)kind << 56) ^ (uint64_t)kind);
+}
+
+static inline shard *shard_of(uint64_t h)
+{
+    return &shards[h >> 58];
+}
+
+static stw__entry *find_slot(shard *s, int kind, uint64_t id, uint64_t h)
+{
+    if (s->tab == NULL)
+        return NULL;
+    size_t mask = s->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        stw__entry *e = &s->tab[i];
+        if (!e->used)
+            return NULL;
+        if (e->id == id && e->kind == kind)
+            return e;
+    }
+}
+
+static void place(stw__entry *tab, size_t cap, const stw__entry *src)
+{
+    size_t mask = cap - 1;
+    size_t i = key_hash(src->kind, src->id) & mask;
+    while (tab[i].used)
+        i = (i + 1) & mask;
+    tab[i] = *src;
+}
+
+static int grow(shard *s)
+{
+    size_t ncap = s->cap ? s->cap * 2 : SHARD_MIN_CAP;
+    stw__entry *ntab = stw__pages_alloc(ncap * sizeof(stw__entry));
+    if (ntab == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->tab[i].used)
+            place(ntab, ncap, &s->tab[i]);
+    stw__pages_free(s->tab, s->cap * sizeof(stw__entry));
+    s->tab = ntab;
+    s->cap = ncap;
+    return 0;
+}
+
+int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label)
+{
+    ensure_init();
+    if (!kind_valid(kind))
+        return -EINVAL;
+    uint64_t h = key_hash(kind, id);
+    shard *s = shard_of(h);
+    shard_lock(s);
+    if (find_slot(s, kind, id, h) != NULL) {
+        shard_unlock(s);
+        return -EEXIST;
+    }
+    if ((s->count + 1) * 10 > s->cap * 7) {
+        int rc = grow(s);
+        if (rc != 0) {
+            shard_unlock(s);
+            return rc;
+        }
+    }
+    stw__entry e = {
+        .id = id,
+        .size = size,
+        .seq = atomic_fetch_add_explicit(&seq_counter, 1, memory_order_relaxed) + 1,
+        .birth_ns = stw_now_ns(),
+        .owner = cur_owner,
+        .label = label,
+        .site = site,
+        .kind = (uint8_t)kind,
+        .used = 1,
+    };
+    place(s->tab, s->cap, &e);
+    s->count++;
+    shard_unlock(s);
+
+    kind_counters *kc = &kind_stats[kind];
+    atomic_fetch_add_explicit(&kc->live, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&kc->live_bytes, (long long)size, memory_order_relaxed);
+    atomic_fetch_add_explicit(&kc->created, 1, memory_order_relaxed);
+    if (site != 0 && site < SITE_CAP) {
+        stw__site *st = &sites[site];
+        atomic_fetch_add_explicit(&st->live, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->live_bytes, (long long)size, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->created, 1, memory_order_relaxed);
+    }
+    return 0;
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones. */
+static void erase(shard *s, stw__entry *e)
+{
+    size_t mask = s->cap - 1;
+    size_t i = (size_t)(e - s->tab);
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!s->tab[j].used)
+            break;
+        size_t home = key_hash(s->tab[j].kind, s->tab[j].id) & mask;
+        /* Move j into the hole at i unless its home lies cyclically in (i, j]. */
+        bool in_range = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!in_range) {
+            s->tab[i] = s->tab[j];
+            i = j;
+        }
+    }
+    s->tab[i].used = 0;
+    s->count--;
+}
+
+static void account_release(int kind, uint64_t size, stw_site site)
+{
+    kind_counters *kc = &kind_stats[kind];
+    atomic_fetch_sub_explicit(&kc->live, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&kc->live_bytes, (long long)size, memory_order_relaxed);
+    atomic_fetch_add_explicit(&kc->released, 1, memory_order_relaxed);
+    if (site != 0 && site < SITE_CAP) {
+        stw__site *st = &sites[site];
+        atomic_fetch_sub_explicit(&st->live, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&st->live_bytes, (long long)size, memory_order_relaxed);
+    }
+}
+
+int stw__ledger_remove(int kind, uint64_t id)
+{
+    ensure_init();
+    if (!kind_valid(kind))
+        return -EINVAL;
+    uint64_t h = key_hash(kind, id);
+    shard *s = shard_of(h);
+    shard_lock(s);
+    stw__entry *e = find_slot(s, kind, id, h);
+    if (e == NULL) {
+        shard_unlock(s);
+        return -ENOENT;
+    }
+    uint64_t size = e->size;
+    stw_site site = e->site;
+    erase(s, e);
+    shard_unlock(s);
+    account_release(kind, size, site);
+    return 0;
+}
+
+__attribute__((noinline)) int stw_ledger_record(int kind, uint64_t id, uint64_t size,
+                                                const char *label)
+{
+    if (!stw_ledger_guard_enter())
+        return -EDEADLK;
+    ensure_init();
+    void *pcs[STW_STACK_MAX];
+    int n = stw_stack_capture(pcs, stw__stack_depth(), 1);
+    stw_site site = stw__site_intern(kind, pcs, n);
+    int rc = stw__ledger_insert(kind, id, size, site, label);
+    stw_ledger_guard_exit();
+    return rc;
+}
+
+int stw_ledger_record_site(int kind, uint64_t id, uint64_t size, stw_site site, const char *label)
+{
+    if (!stw_ledger_guard_enter())
+        return -EDEADLK;
+    int rc = stw__ledger_insert(kind, id, size, site, label);
+    stw_ledger_guard_exit();
+    return rc;
+}
+
+int stw_ledger_release(int kind, uint64_t id)
+{
+    if (!stw_ledger_guard_enter())
+        return -EDEADLK;
+    int rc = stw__ledger_remove(kind, id);
+    stw_ledger_guard_exit();
+    return rc;
+}
+
+/* Look up (kind, id) under its shard lock and let @fn change it. */
+static int with_entry(int kind, uint64_t id, void (*fn)(stw__entry *e, void *ud), void *ud)
+{
+    ensure_init();
+    if (!kind_valid(kind))
+        return -EINVAL;
+    uint64_t h = key_hash(kind, id);
+    shard *s = shard_of(h);
+    shard_lock(s);
+    stw__entry *e = find_slot(s, kind, id, h);
+    if (e != NULL)
+        fn(e, ud);
+    shard_unlock(s);
+    return e != NULL ? 0 : -ENOENT;
+}
+
+struct resize_ctx {
+    uint64_t new_size;
+    uint64_t old_size;
+    stw_site site;
+};
+
+static void do_resize(stw__entry *e, void *ud)
+{
+    struct resize_ctx *c = ud;
+    c->old_size = e->size;
+    c->site = e->site;
+    e->size = c->new_size;
+}
+
+int stw_ledger_resize(int kind, uint64_t id, uint64_t new_size)
+{
+    struct resize_ctx c = {.new_size = new_size};
+    int rc = with_entry(kind, id, do_resize, &c);
+    if (rc != 0)
+        return rc;
+    long long delta = (long long)new_size - (long long)c.old_size;
+    atomic_fetch_add_explicit(&kind_stats[kind].live_bytes, delta, memory_order_relaxed);
+    if (c.site != 0 && c.site < SITE_CAP)
+        atomic_fetch_add_explicit(&sites[c.site].live_bytes, delta, memory_order_relaxed);
+    return 0;
+}
+
+static void do_label(stw__entry *e, void *ud)
+{
+    e->label = ud;
+}
+
+int stw_ledger_set_label(int kind, uint64_t id, const char *label)
+{
+    return with_entry(kind, id, do_label, (void *)label);
+}
+
+static void do_copy(stw__entry *e, void *ud)
+{
+    stw_record *r = ud;
+    *r = (stw_record){
+        .kind = e->kind,
+        .id = e->id,
+        .size = e->size,
+        .site = e->site,
+        .owner = e->owner,
+        .birth_ns = e->birth_ns,
+        .seq = e->seq,
+        .label = e->label,
+    };
+}
+
+int stw_ledger_lookup(int kind, uint64_t id, stw_record *out)
+{
+    stw_record tmp;
+    return with_entry(kind, id, do_copy, out != NULL ? out : &tmp);
+}
+
+uint64_t stw_ledger_set_owner(uint64_t owner)
+{
+    uint64_t prev = cur_owner;
+    cur_owner = owner;
+    return prev;
+}
+
+uint64_t stw_ledger_owner(void)
+{
+    return cur_owner;
+}
+
+uint64_t stw_ledger_checkpoint(void)
+{
+    return atomic_load(&seq_counter);
+}
+
+void stw_ledger_kind_stat(int kind, stw_kind_stat *out)
+{
+    if (kind < 0 || kind >= STW_KIND_MAX) {
+        *out = (stw_kind_stat){0};
+        return;
+    }
+    kind_counters *kc = &kind_stats[kind];
+    out->live = atomic_load_explicit(&kc->live, memory_order_relaxed);
+    out->live_bytes = atomic_load_explicit(&kc->live_bytes, memory_order_relaxed);
+    out->created = atomic_load_explicit(&kc->created, memory_order_relaxed);
+    out->released = atomic_load_explicit(&kc->released, memory_order_relaxed);
+}
+
+long stw__shard_copy(int i, stw__entry *dst, size_t cap)
+{
+    shard *s = &shards[i];
+    shard_lock(s);
+    if (s->count > cap) {
+        long need = (long)s->count;
+        shard_unlock(s);
+        return -need;
+    }
+    long n = 0;
+    for (size_t k = 0; k < s->cap; k++)
+        if (s->tab[k].used)
+            dst[n++] = s->tab[k];
+    shard_unlock(s);
+    return n;
+}

@@ -1,0 +1,100 @@
+/*
+ * Private to src/ledger: the pieces the ledger's files share. Nothing here
+ * allocates with malloc; memory comes from mmap through the arena helpers.
+ */
+#ifndef STW_LEDGER_INTERNAL_H
+#define STW_LEDGER_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "steward/ledger.h"
+
+#define STW_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* ---- arena.c: mmap-backed memory ---- */
+
+/* Zeroed pages, rounded up to the page size; NULL on failure. */
+void *stw__pages_alloc(size_t size);
+void stw__pages_free(void *p, size_t size);
+/* Reserve address space without committing memory (MAP_NORESERVE). */
+void *stw__pages_reserve(size_t size);
+/* Permanent bump allocation (never freed), 16-byte aligned; NULL when exhausted. */
+void *stw__arena_alloc(size_t size);
+
+/* Tiny sort without malloc (glibc's qsort may allocate). */
+void stw__sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
+
+/* ---- stack.c ---- */
+
+enum stw__unwinder { STW__UNWIND_FP, STW__UNWIND_LIBUNWIND };
+void stw__stack_init(void);
+/* Depth configured for record(): STW_STACK_DEPTH, 1..STW_STACK_MAX. */
+int stw__stack_depth(void);
+
+/* ---- ledger.c: sites ---- */
+
+typedef struct stw__site {
+    uint64_t hash;
+    uint8_t kind;
+    uint8_t depth;
+    atomic_bool valid; /* published in the intern table */
+    atomic_llong live;
+    atomic_llong live_bytes;
+    atomic_llong created;
+    void *pcs[STW_STACK_MAX];
+} stw__site;
+
+void stw__ledger_init(void);
+/* The site with id @site, or NULL. */
+const stw__site *stw__site_get(stw_site site);
+/* Highest site id handed out so far. */
+uint32_t stw__site_count(void);
+stw_site stw__site_intern(int kind, void *const *pcs, int depth);
+
+/* ---- ledger.c: record shards, for snapshot.c ---- */
+
+typedef struct stw__entry {
+    uint64_t id;
+    uint64_t size;
+    uint64_t seq;
+    int64_t birth_ns;
+    uint64_t owner;
+    const char *label;
+    uint32_t site;
+    uint8_t kind;
+    uint8_t used;
+} stw__entry;
+
+#define STW__NSHARDS 64
+
+/* Copy the live entries of shard @i into @dst (room for @cap) under the
+ * shard's lock. Returns how many were copied, or minus the number needed
+ * when @cap is too small (nothing copied). */
+long stw__shard_copy(int i, stw__entry *dst, size_t cap);
+
+/* Insert/remove without the reentrancy guard, for callers that hold it. */
+int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label);
+int stw__ledger_remove(int kind, uint64_t id);
+
+/* ---- report.c: buffered formatted output without malloc ---- */
+
+typedef struct stw__out {
+    stw_write_fn write;
+    void *ud;
+    int err;
+    size_t len;
+    char buf[4096];
+} stw__out;
+
+void stw__out_init(stw__out *o, stw_write_fn write, void *ud);
+void stw__out_printf(stw__out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void stw__out_puts(stw__out *o, const char *s);
+/* Write @s as a JSON string literal, quotes included. */
+void stw__out_json_string(stw__out *o, const char *s);
+int stw__out_flush(stw__out *o);
+
+#endif

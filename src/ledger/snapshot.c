@@ -1,0 +1,272 @@
+/*
+ * Snapshots copy the ledger into mmap'ed arrays the caller owns, shard by
+ * shard, so no shard lock is held for longer than one memcpy-like pass.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "ledger_internal.h"
+
+typedef struct snap_impl {
+    stw_snapshot pub; /* first, so a stw_snapshot * is a snap_impl * */
+    size_t sites_bytes;
+    size_t records_bytes;
+} snap_impl;
+
+static bool kind_wanted(uint64_t mask, int kind)
+{
+    return mask == 0 || (mask & STW_KIND_BIT(kind)) != 0;
+}
+
+static int cmp_site_stat(const void *a, const void *b)
+{
+    const stw_site_stat *x = a, *y = b;
+    if (x->live_bytes != y->live_bytes)
+        return x->live_bytes < y->live_bytes ? 1 : -1;
+    if (x->live != y->live)
+        return x->live < y->live ? 1 : -1;
+    return x->site < y->site ? -1 : x->site > y->site;
+}
+
+static int cmp_record(const void *a, const void *b)
+{
+    const stw_record *x = a, *y = b;
+    if (x->site != y->site)
+        return x->site < y->site ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static snap_impl *snap_alloc(void)
+{
+    return stw__pages_alloc(sizeof(snap_impl));
+}
+
+/* Grow-by-doubling array in mmap'ed pages. */
+static int reserve(void **arr, size_t *bytes, size_t need)
+{
+    if (need <= *bytes)
+        return 0;
+    size_t nb = *bytes ? *bytes : 4096;
+    while (nb < need)
+        nb *= 2;
+    void *n = stw__pages_alloc(nb);
+    if (n == NULL)
+        return -ENOMEM;
+    if (*arr != NULL) {
+        memcpy(n, *arr, *bytes);
+        stw__pages_free(*arr, *bytes);
+    }
+    *arr = n;
+    *bytes = nb;
+    return 0;
+}
+
+void stw_snapshot_free(stw_snapshot **snap)
+{
+    if (snap == NULL || *snap == NULL)
+        return;
+    snap_impl *s = (snap_impl *)*snap;
+    stw__pages_free(s->pub.sites, s->sites_bytes);
+    stw__pages_free(s->pub.records, s->records_bytes);
+    stw__pages_free(s, sizeof(*s));
+    *snap = NULL;
+}
+
+static int cmp_entry_site(const void *a, const void *b)
+{
+    const stw__entry *x = a, *y = b;
+    if (x->site != y->site)
+        return x->site < y->site ? -1 : 1;
+    return (int)x->kind - (int)y->kind;
+}
+
+/* Site numbers for a snapshot filtered by seq: recomputed from the
+ * matching records, so "sites" describes exactly what was selected.
+ * Sorting first makes each site one contiguous run. */
+static int sites_from_records(snap_impl *s, stw__entry *all, size_t n)
+{
+    stw__sort(all, n, sizeof(*all), cmp_entry_site);
+    for (size_t i = 0; i < n; i++) {
+        const stw__entry *e = &all[i];
+        stw_site_stat *last = s->pub.nsites ? &s->pub.sites[s->pub.nsites - 1] : NULL;
+        if (last == NULL || last->site != e->site || last->kind != e->kind) {
+            if (reserve((void **)&s->pub.sites, &s->sites_bytes,
+                        (s->pub.nsites + 1) * sizeof(stw_site_stat)) != 0)
+                return -ENOMEM;
+            last = &s->pub.sites[s->pub.nsites++];
+            const stw__site *st = stw__site_get(e->site);
+            *last = (stw_site_stat){.site = e->site,
+                                    .kind = e->kind,
+                                    .created = st ? atomic_load(&st->created) : 0};
+        }
+        last->live++;
+        last->live_bytes += (int64_t)e->size;
+    }
+    return 0;
+}
+
+static stw_record to_record(const stw__entry *e)
+{
+    return (stw_record){.kind = e->kind,
+                        .id = e->id,
+                        .size = e->size,
+                        .site = e->site,
+                        .owner = e->owner,
+                        .birth_ns = e->birth_ns,
+                        .seq = e->seq,
+                        .label = e->label};
+}
+
+int stw_snapshot_new(const stw_snapshot_opts *opts, stw_snapshot **out)
+{
+    stw_snapshot_opts o = opts ? *opts : (stw_snapshot_opts){0};
+    stw__ledger_init();
+    bool guarded = stw_ledger_guard_enter();
+    int rc = -ENOMEM;
+    snap_impl *s = snap_alloc();
+    stw__entry *tmp = NULL;
+    size_t tmp_bytes = 0;
+    stw__entry *matched = NULL; /* entries kept when filtering by seq */
+    size_t matched_bytes = 0, nmatched = 0;
+    if (s == NULL)
+        goto out;
+    s->pub.seq = stw_ledger_checkpoint();
+    s->pub.taken_ns = stw_now_ns();
+    for (int k = 0; k < STW_KIND_MAX; k++)
+        if (kind_wanted(o.kinds, k))
+            stw_ledger_kind_stat(k, &s->pub.kinds[k]);
+
+    bool scan = o.records || o.since_seq > 0;
+    for (int i = 0; scan && i < STW__NSHARDS; i++) {
+        long got;
+        while ((got = stw__shard_copy(i, tmp, tmp_bytes / sizeof(stw__entry))) < 0) {
+            if (reserve((void **)&tmp, &tmp_bytes, (size_t)(-got + 64) * sizeof(stw__entry)) != 0)
+                goto fail;
+        }
+        for (long j = 0; j < got; j++) {
+            const stw__entry *e = &tmp[j];
+            if (!kind_wanted(o.kinds, e->kind) || e->seq <= o.since_seq)
+                continue;
+            if (o.records) {
+                if (reserve((void **)&s->pub.records, &s->records_bytes,
+                            (s->pub.nrecords + 1) * sizeof(stw_record)) != 0)
+                    goto fail;
+                s->pub.records[s->pub.nrecords++] = to_record(e);
+            }
+            if (o.since_seq > 0) {
+                if (reserve((void **)&matched, &matched_bytes, (nmatched + 1) * sizeof(*e)) != 0)
+                    goto fail;
+                matched[nmatched++] = *e;
+            }
+        }
+    }
+
+    if (o.since_seq > 0) {
+        if (sites_from_records(s, matched, nmatched) != 0)
+            goto fail;
+    } else {
+        uint32_t n = stw__site_count();
+        for (uint32_t id = 1; id <= n; id++) {
+            const stw__site *st = stw__site_get(id);
+            if (st == NULL || !kind_wanted(o.kinds, st->kind))
+                continue;
+            stw_site_stat ss = {.site = id,
+                                .kind = st->kind,
+                                .live = atomic_load(&st->live),
+                                .live_bytes = atomic_load(&st->live_bytes),
+                                .created = atomic_load(&st->created)};
+            if (ss.live == 0 && !o.all_sites)
+                continue;
+            if (reserve((void **)&s->pub.sites, &s->sites_bytes,
+                        (s->pub.nsites + 1) * sizeof(stw_site_stat)) != 0)
+                goto fail;
+            s->pub.sites[s->pub.nsites++] = ss;
+        }
+    }
+    stw__sort(s->pub.sites, s->pub.nsites, sizeof(stw_site_stat), cmp_site_stat);
+    stw__sort(s->pub.records, s->pub.nrecords, sizeof(stw_record), cmp_record);
+    *out = &s->pub;
+    s = NULL;
+    rc = 0;
+fail:
+    if (s != NULL) {
+        stw_snapshot *p = &s->pub;
+        stw_snapshot_free(&p);
+    }
+out:
+    stw__pages_free(tmp, tmp_bytes);
+    stw__pages_free(matched, matched_bytes);
+    if (guarded)
+        stw_ledger_guard_exit();
+    return rc;
+}
+
+static const stw_site_stat *find_site(const stw_snapshot *s, stw_site site, int kind)
+{
+    for (size_t i = 0; i < s->nsites; i++)
+        if (s->sites[i].site == site && s->sites[i].kind == kind)
+            return &s->sites[i];
+    return NULL;
+}
+
+static int push_site(snap_impl *d, stw_site_stat st)
+{
+    if (reserve((void **)&d->pub.sites, &d->sites_bytes,
+                (d->pub.nsites + 1) * sizeof(stw_site_stat)) != 0)
+        return -ENOMEM;
+    d->pub.sites[d->pub.nsites++] = st;
+    return 0;
+}
+
+int stw_snapshot_diff(const stw_snapshot *before, const stw_snapshot *after, stw_snapshot **out)
+{
+    snap_impl *d = snap_alloc();
+    if (d == NULL)
+        return -ENOMEM;
+    d->pub.seq = after->seq;
+    d->pub.taken_ns = after->taken_ns;
+    for (int k = 0; k < STW_KIND_MAX; k++) {
+        d->pub.kinds[k].live = after->kinds[k].live - before->kinds[k].live;
+        d->pub.kinds[k].live_bytes = after->kinds[k].live_bytes - before->kinds[k].live_bytes;
+        d->pub.kinds[k].created = after->kinds[k].created - before->kinds[k].created;
+        d->pub.kinds[k].released = after->kinds[k].released - before->kinds[k].released;
+    }
+    for (size_t i = 0; i < after->nsites; i++) {
+        stw_site_stat st = after->sites[i];
+        const stw_site_stat *b = find_site(before, st.site, st.kind);
+        if (b != NULL) {
+            st.live -= b->live;
+            st.live_bytes -= b->live_bytes;
+            st.created -= b->created;
+        }
+        if ((st.live != 0 || st.live_bytes != 0 || st.created != 0) && push_site(d, st) != 0)
+            goto fail;
+    }
+    /* Sites that emptied out entirely appear only in @before. */
+    for (size_t i = 0; i < before->nsites; i++) {
+        const stw_site_stat *b = &before->sites[i];
+        if (find_site(after, b->site, b->kind) != NULL)
+            continue;
+        stw_site_stat st = {.site = b->site,
+                            .kind = b->kind,
+                            .live = -b->live,
+                            .live_bytes = -b->live_bytes};
+        if ((st.live != 0 || st.live_bytes != 0) && push_site(d, st) != 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < after->nrecords; i++) {
+        if (after->records[i].seq <= before->seq)
+            continue;
+        if (reserve((void **)&d->pub.records, &d->records_bytes,
+                    (d->pub.nrecords + 1) * sizeof(stw_record)) != 0)
+            goto fail;
+        d->pub.records[d->pub.nrecords++] = after->records[i];
+    }
+    stw__sort(d->pub.sites, d->pub.nsites, sizeof(stw_site_stat), cmp_site_stat);
+    *out = &d->pub;
+    return 0;
+fail:;
+    stw_snapshot *p = &d->pub;
+    stw_snapshot_free(&p);
+    return -ENOMEM;
+}

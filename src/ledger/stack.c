@@ -1,0 +1,126 @@
+/*
+ * Stack capture. The default walks the frame-pointer chain: a few loads per
+ * frame, no locks, no allocation, which is what a malloc hook can afford.
+ * Every frame pointer is checked against the calling thread's stack bounds
+ * before it is read, so code built without frame pointers (whose rbp holds
+ * anything) ends the walk instead of faulting. STW_UNWIND=libunwind selects
+ * libunwind's DWARF unwinder instead: slower, but exact through such code.
+ */
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger_internal.h"
+
+static int unwinder = STW__UNWIND_FP;
+static int depth_cfg = 16;
+
+/* Per-thread stack bounds, looked up once per thread. */
+static STW_TLS uintptr_t stack_lo;
+static STW_TLS uintptr_t stack_hi;
+static STW_TLS int stack_known; /* 0 unknown, 1 known, -1 lookup failed */
+
+void stw__stack_init(void)
+{
+    const char *u = getenv("STW_UNWIND");
+    if (u != NULL && strcmp(u, "libunwind") == 0)
+        unwinder = STW__UNWIND_LIBUNWIND;
+    const char *d = getenv("STW_STACK_DEPTH");
+    if (d != NULL) {
+        int v = atoi(d);
+        if (v >= 1 && v <= STW_STACK_MAX)
+            depth_cfg = v;
+    }
+}
+
+int stw__stack_depth(void)
+{
+    return depth_cfg;
+}
+
+static void lookup_bounds(void)
+{
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    /* pthread_getattr_np may allocate (it reads /proc/self/maps for the main
+     * thread); callers hold the ledger's reentrancy guard, so a malloc hook
+     * reached from here passes straight through. */
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) {
+        stack_known = -1;
+        return;
+    }
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+        stack_lo = (uintptr_t)addr;
+        stack_hi = (uintptr_t)addr + size;
+        stack_known = 1;
+    } else {
+        stack_known = -1;
+    }
+    pthread_attr_destroy(&attr);
+}
+
+__attribute__((noinline)) static int capture_fp(void **pcs, int max, int skip)
+{
+    if (stack_known == 0)
+        lookup_bounds();
+    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t lo = fp;
+    uintptr_t hi = stack_known == 1 ? stack_hi : fp + (64u << 10);
+    int n = 0;
+    /* The first return address read lies in our caller, which is where the
+     * caller's own skip count starts. */
+    while (n < max) {
+        if (fp < lo || fp > hi - 2 * sizeof(uintptr_t) || (fp & (sizeof(uintptr_t) - 1)) != 0)
+            break;
+        const uintptr_t *frame = (const uintptr_t *)fp;
+        uintptr_t next = frame[0];
+        uintptr_t ret = frame[1];
+        if (ret < 4096)
+            break;
+        if (skip > 0)
+            skip--;
+        else
+            pcs[n++] = (void *)ret;
+        if (next <= fp)
+            break;
+        lo = fp;
+        fp = next;
+    }
+    return n;
+}
+
+__attribute__((noinline)) static int capture_libunwind(void **pcs, int max, int skip)
+{
+    void *tmp[STW_STACK_MAX + 8];
+    int want = max + skip + 1;
+    if (want > (int)(sizeof(tmp) / sizeof(tmp[0])))
+        want = (int)(sizeof(tmp) / sizeof(tmp[0]));
+    int got = unw_backtrace(tmp, want);
+    int first = skip + 1;
+    int n = 0;
+    for (int i = first; i < got && n < max; i++)
+        pcs[n++] = tmp[i];
+    return n;
+}
+
+__attribute__((noinline)) int stw_stack_capture(void **pcs, int max, int skip)
+{
+    if (max <= 0)
+        return 0;
+    if (max > STW_STACK_MAX)
+        max = STW_STACK_MAX;
+    if (skip < 0)
+        skip = 0;
+    /* +1: this function's frame. The barrier keeps the calls out of tail
+     * position, so this frame exists and the skip count stays exact. */
+    int n;
+    if (unwinder == STW__UNWIND_LIBUNWIND)
+        n = capture_libunwind(pcs, max, skip + 1);
+    else
+        n = capture_fp(pcs, max, skip + 1);
+    __asm__ volatile("" ::: "memory");
+    return n;
+}
