@@ -39,21 +39,32 @@ static char kind_names[STW_KIND_MAX][32] = {
 static atomic_int user_kinds;
 static pthread_mutex_t kind_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Per-kind totals are kept per shard and changed under the shard's lock,
+ * so the hot path touches no cache line shared by all threads; readers sum
+ * the shards. Relaxed atomics only make those lock-free reads well-defined. */
 typedef struct kind_counters {
     atomic_llong live;
     atomic_llong live_bytes;
     atomic_llong created;
     atomic_llong released;
 } kind_counters;
-static kind_counters kind_stats[STW_KIND_MAX];
 
 typedef struct shard {
     atomic_flag lock;
     size_t cap;
     size_t count;
     stw__entry *tab;
+    kind_counters kinds[STW_KIND_MAX];
 } __attribute__((aligned(64))) shard;
 static shard shards[STW__NSHARDS] = {[0 ... STW__NSHARDS - 1] = {.lock = ATOMIC_FLAG_INIT}};
+
+/* Add @d to a counter only ever written under its shard's lock: a plain
+ * load and store, no locked instruction. */
+static inline void bump(atomic_llong *c, long long d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
 
 static STW_TLS int guard_depth;
 static STW_TLS uint64_t cur_owner;
@@ -353,12 +364,12 @@ int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, cons
     };
     place(s->tab, s->cap, &e);
     s->count++;
+    kind_counters *kc = &s->kinds[kind];
+    bump(&kc->live, 1);
+    bump(&kc->live_bytes, (long long)size);
+    bump(&kc->created, 1);
     shard_unlock(s);
 
-    kind_counters *kc = &kind_stats[kind];
-    atomic_fetch_add_explicit(&kc->live, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&kc->live_bytes, (long long)size, memory_order_relaxed);
-    atomic_fetch_add_explicit(&kc->created, 1, memory_order_relaxed);
     if (site != 0 && site < SITE_CAP) {
         stw__site *st = &sites[site];
         atomic_fetch_add_explicit(&st->live, 1, memory_order_relaxed);
@@ -390,12 +401,8 @@ static void erase(shard *s, stw__entry *e)
     s->count--;
 }
 
-static void account_release(int kind, uint64_t size, stw_site site)
+static void account_site_release(uint64_t size, stw_site site)
 {
-    kind_counters *kc = &kind_stats[kind];
-    atomic_fetch_sub_explicit(&kc->live, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&kc->live_bytes, (long long)size, memory_order_relaxed);
-    atomic_fetch_add_explicit(&kc->released, 1, memory_order_relaxed);
     if (site != 0 && site < SITE_CAP) {
         stw__site *st = &sites[site];
         atomic_fetch_sub_explicit(&st->live, 1, memory_order_relaxed);
@@ -419,8 +426,12 @@ int stw__ledger_remove(int kind, uint64_t id)
     uint64_t size = e->size;
     stw_site site = e->site;
     erase(s, e);
+    kind_counters *kc = &s->kinds[kind];
+    bump(&kc->live, -1);
+    bump(&kc->live_bytes, -(long long)size);
+    bump(&kc->released, 1);
     shard_unlock(s);
-    account_release(kind, size, site);
+    account_site_release(size, site);
     return 0;
 }
 
@@ -472,30 +483,26 @@ static int with_entry(int kind, uint64_t id, void (*fn)(stw__entry *e, void *ud)
     return e != NULL ? 0 : -ENOENT;
 }
 
-struct resize_ctx {
-    uint64_t new_size;
-    uint64_t old_size;
-    stw_site site;
-};
-
-static void do_resize(stw__entry *e, void *ud)
-{
-    struct resize_ctx *c = ud;
-    c->old_size = e->size;
-    c->site = e->site;
-    e->size = c->new_size;
-}
-
 int stw_ledger_resize(int kind, uint64_t id, uint64_t new_size)
 {
-    struct resize_ctx c = {.new_size = new_size};
-    int rc = with_entry(kind, id, do_resize, &c);
-    if (rc != 0)
-        return rc;
-    long long delta = (long long)new_size - (long long)c.old_size;
-    atomic_fetch_add_explicit(&kind_stats[kind].live_bytes, delta, memory_order_relaxed);
-    if (c.site != 0 && c.site < SITE_CAP)
-        atomic_fetch_add_explicit(&sites[c.site].live_bytes, delta, memory_order_relaxed);
+    ensure_init();
+    if (!kind_valid(kind))
+        return -EINVAL;
+    uint64_t h = key_hash(kind, id);
+    shard *s = shard_of(h);
+    shard_lock(s);
+    stw__entry *e = find_slot(s, kind, id, h);
+    if (e == NULL) {
+        shard_unlock(s);
+        return -ENOENT;
+    }
+    long long delta = (long long)new_size - (long long)e->size;
+    stw_site site = e->site;
+    e->size = new_size;
+    bump(&s->kinds[kind].live_bytes, delta);
+    shard_unlock(s);
+    if (site != 0 && site < SITE_CAP)
+        atomic_fetch_add_explicit(&sites[site].live_bytes, delta, memory_order_relaxed);
     return 0;
 }
 
@@ -553,11 +560,14 @@ void stw_ledger_kind_stat(int kind, stw_kind_stat *out)
         *out = (stw_kind_stat){0};
         return;
     }
-    kind_counters *kc = &kind_stats[kind];
-    out->live = atomic_load_explicit(&kc->live, memory_order_relaxed);
-    out->live_bytes = atomic_load_explicit(&kc->live_bytes, memory_order_relaxed);
-    out->created = atomic_load_explicit(&kc->created, memory_order_relaxed);
-    out->released = atomic_load_explicit(&kc->released, memory_order_relaxed);
+    *out = (stw_kind_stat){0};
+    for (int i = 0; i < STW__NSHARDS; i++) {
+        kind_counters *kc = &shards[i].kinds[kind];
+        out->live += atomic_load_explicit(&kc->live, memory_order_relaxed);
+        out->live_bytes += atomic_load_explicit(&kc->live_bytes, memory_order_relaxed);
+        out->created += atomic_load_explicit(&kc->created, memory_order_relaxed);
+        out->released += atomic_load_explicit(&kc->released, memory_order_relaxed);
+    }
 }
 
 long stw__shard_copy(int i, stw__entry *dst, size_t cap)

@@ -1,0 +1,47 @@
+# The two commands of the README:
+#   make run    install what is missing, build, run steward
+#   make test   install what is missing, build, run every test
+# Other targets: build (release, in build/), debug (build-debug/),
+# asan (AddressSanitizer + UBSan unit tests, build-asan/), bench, format, clean.
+
+BUILD ?= build
+MESON_OPTS ?=
+
+.PHONY: all run test build debug asan bench format clean deps deps-test
+
+all: build
+
+deps:
+	@scripts/deps.sh run
+
+deps-test:
+	@scripts/deps.sh test
+
+# Release: optimised, with debug info so the ledger can name file:line.
+build: deps
+	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Ddebug=true $(MESON_OPTS)
+	@ninja -C $(BUILD)
+
+run: build
+	@$(BUILD)/src/steward --version
+	@$(BUILD)/src/steward demo
+
+test: deps-test build
+	@tests/run.sh $(BUILD)
+
+debug:
+	@$(MAKE) --no-print-directory build BUILD=build-debug MESON_OPTS=--buildtype=debug
+
+asan: deps-test
+	@[ -f build-asan/build.ninja ] || CC=clang meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+	@ninja -C build-asan
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tests/run.sh build-asan --unit-only
+
+bench: build
+	@bench/run.sh $(BUILD)
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-debug build-asan

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Install the Debian packages steward needs, when they are missing.
+#   scripts/deps.sh run    what building and running needs
+#   scripts/deps.sh test   that plus what the test suite needs
+# As root it installs with apt-get; otherwise it names what is missing and fails.
+set -eu
+
+want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev"
+if [ "${1:-run}" = test ]; then
+    want="$want valgrind"
+fi
+
+missing=""
+for p in $want; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "steward: missing Debian packages:$missing" >&2
+    echo "steward: install them with: sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "steward: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# The package lists may be stale or absent on a fresh machine: refresh once on failure.
+apt-get install -y -q $missing >/dev/null 2>&1 || {
+    apt-get update -q >/dev/null 2>&1 || true
+    apt-get install -y -q $missing
+}

@@ -1,0 +1,52 @@
+#!/bin/sh
+# Run every steward test against the build in $1 and end with the line
+# "N passed, N failed". Unit tests are cmocka binaries: each test case
+# counts once; a binary that dies mid-run counts its unfinished cases as
+# failed. Command-line tests are the tests/cli/*.sh scripts: each counts once.
+#   tests/run.sh BUILD_DIR [--unit-only]
+set -u
+build=${1:?usage: tests/run.sh BUILD_DIR [--unit-only]}
+unit_only=${2:-}
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+passed=0
+failed=0
+
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    timeout 300 "$t" >"$out/$name.log" 2>&1
+    rc=$?
+    ok=$(grep -c '^\[       OK \]' "$out/$name.log")
+    run=$(grep -c '^\[ RUN      \]' "$out/$name.log")
+    bad=$((run - ok))
+    # A binary that failed before running any case is one failure.
+    if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+    if [ "$bad" != 0 ]; then
+        echo "FAIL $name (exit $rc):"
+        sed 's/^/    /' "$out/$name.log" | tail -60
+    else
+        echo "ok   $name ($ok)"
+    fi
+done
+
+if [ "$unit_only" != --unit-only ]; then
+    for s in "$here"/cli/*.sh; do
+        [ -f "$s" ] || continue
+        name=$(basename "$s" .sh)
+        if STEWARD="$build/src/steward" timeout 300 sh "$s" >"$out/$name.log" 2>&1; then
+            passed=$((passed + 1))
+            echo "ok   cli/$name"
+        else
+            failed=$((failed + 1))
+            echo "FAIL cli/$name:"
+            sed 's/^/    /' "$out/$name.log" | tail -40
+        fi
+    done
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
