@@ -33,6 +33,7 @@ debug:
 	@$(MAKE) --no-print-directory build BUILD=build-debug MESON_OPTS=--buildtype=debug
 
 asan: deps-test
+	@scripts/deps.sh asan
 	@[ -f build-asan/build.ninja ] || CC=clang meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 	@ninja -C build-asan
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tests/run.sh build-asan --unit-only

@@ -2,13 +2,17 @@
 # Install the Debian packages steward needs, when they are missing.
 #   scripts/deps.sh run    what building and running needs
 #   scripts/deps.sh test   that plus what the test suite needs
+#   scripts/deps.sh asan   that plus clang and its sanitizer runtimes
 # As root it installs with apt-get; otherwise it names what is missing and fails.
 set -eu
 
 want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev"
-if [ "${1:-run}" = test ]; then
-    want="$want valgrind"
-fi
+case "${1:-run}" in
+    run) ;;
+    test) want="$want valgrind python3" ;;
+    asan) want="$want clang libclang-rt-14-dev" ;;
+    *) echo "usage: scripts/deps.sh run|test|asan" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $want; do

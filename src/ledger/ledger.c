@@ -214,7 +214,7 @@ static bool site_equal(const stw__site *s, uint64_t h, int kind, void *const *pc
 stw_site stw__site_intern(int kind, void *const *pcs, int depth)
 {
     ensure_init();
-    if (sites == NULL)
+    if (sites == NULL || !kind_valid(kind))
         return 0;
     uint64_t h = (uint64_t)kind * UINT64_C(0x9e3779b97f4a7c15) + (uint64_t)depth;
     for (int i = 0; i < depth; i++)

@@ -5,6 +5,7 @@
  * Dwfl session describes the process's modules; it is rebuilt when a pc
  * falls outside every known module (a library dlopen'ed since).
  */
+#include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -61,6 +62,33 @@ static const char *basename_of(const char *path)
     return slash ? slash + 1 : path;
 }
 
+/* Line lookup for a module whose compiler left out .debug_aranges (clang's
+ * default), which libdwfl's own lookup depends on: find the compilation
+ * unit that covers the address by walking them all. */
+static bool getsrc_by_cu_walk(Dwfl_Module *mod, Dwarf_Addr addr, int *lineno, const char **file)
+{
+    Dwarf_Addr bias = 0;
+    Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
+    if (dw == NULL)
+        return false;
+    Dwarf_Off off = 0, next;
+    size_t hsize;
+    while (dwarf_nextcu(dw, off, &next, &hsize, NULL, NULL, NULL) == 0) {
+        Dwarf_Die cu;
+        if (dwarf_offdie(dw, off + hsize, &cu) != NULL && dwarf_haspc(&cu, addr - bias) == 1) {
+            Dwarf_Line *l = dwarf_getsrc_die(&cu, addr - bias);
+            if (l != NULL) {
+                *file = dwarf_linesrc(l, NULL, NULL);
+                dwarf_lineno(l, lineno);
+                return true;
+            }
+            return false;
+        }
+        off = next;
+    }
+    return false;
+}
+
 int stw_symbolize(void *pc, stw_symbol *out)
 {
     memset(out, 0, sizeof(*out));
@@ -90,12 +118,14 @@ int stw_symbolize(void *pc, stw_symbol *out)
             out->offset = (uintptr_t)off + 1;
         }
         Dwfl_Line *line = dwfl_module_getsrc(mod, addr);
-        if (line != NULL) {
-            int lineno = 0;
-            const char *file = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
-            copy_str(out->file, sizeof(out->file), file);
-            out->line = lineno;
-        }
+        int lineno = 0;
+        const char *file = NULL;
+        if (line != NULL)
+            file = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
+        else
+            getsrc_by_cu_walk(mod, addr, &lineno, &file);
+        copy_str(out->file, sizeof(out->file), file);
+        out->line = lineno;
         rc = 0;
     }
     pthread_mutex_unlock(&dwfl_lock);
