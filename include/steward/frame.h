@@ -38,7 +38,7 @@ extern "C" {
 /* Four-character code of a pixel or stream format, V4L2 byte order:
  * STW_FOURCC('M','J','P','G') is V4L2_PIX_FMT_MJPEG. */
 #define STW_FOURCC(a, b, c, d)                                                                     \
-    ((uint32_t)(uint8_t)(a) | ((uint32_t)(uint8_t)(b) << 8) | ((uint32_t)(uint8_t)(c) << 16) |    \
+    ((uint32_t)(uint8_t)(a) | ((uint32_t)(uint8_t)(b) << 8) | ((uint32_t)(uint8_t)(c) << 16) |     \
      ((uint32_t)(uint8_t)(d) << 24))
 
 typedef struct stw_frame_meta {

@@ -11,15 +11,17 @@
  *
  *   A site is an interned creation stack: the same kind created from the
  *   same call stack yields the same stw_site id for the life of the
- *   process. Per site the ledger keeps live count and bytes and totals, so
- *   "which call sites hold what" is answered without walking records.
+ *   process. Snapshots add up live count and bytes per site, so "which
+ *   call sites hold what" is one call.
  *   Stacks are captured when a record is made (frame-pointer walk by
  *   default, libunwind with STW_UNWIND=libunwind) and symbolized only when a
  *   report asks (libdw: function, file, line, module).
  *
- *   Every record gets a sequence number from one process-wide counter.
- *   stw_ledger_checkpoint() returns the current value; "created since
- *   checkpoint N and still alive" is every live record with seq > N. The
+ *   Every record gets a birth sequence number. stw_ledger_checkpoint()
+ *   returns a value N such that everything created after the call returns
+ *   gets seq > N; "created since checkpoint N and still alive" is every
+ *   live record with seq > N. Numbers increase along each thread; across
+ *   threads they order only what is ordered by a checkpoint. The
  *   goleak-style test helpers are built on that.
  *
  * Invariants
@@ -91,7 +93,7 @@ typedef struct stw_record {
     uint64_t size;
     stw_site site;
     uint64_t owner;    /* id of the owning scope's record, 0 if none */
-    int64_t birth_ns;  /* CLOCK_MONOTONIC */
+    int64_t birth_ns;  /* CLOCK_MONOTONIC (coarse: a few ms resolution) */
     uint64_t seq;      /* birth sequence number, > 0 */
     const char *label; /* borrowed, may be NULL */
 } stw_record;
@@ -137,7 +139,7 @@ STW_API int stw_ledger_lookup(int kind, uint64_t id, stw_record *out);
 STW_API uint64_t stw_ledger_set_owner(uint64_t owner);
 STW_API uint64_t stw_ledger_owner(void);
 
-/* Current value of the birth sequence counter. */
+/* A checkpoint: every record made after this returns has seq > the result. */
 STW_API uint64_t stw_ledger_checkpoint(void);
 
 /* Per-kind live totals, read without locks (may lag a concurrent update). */
@@ -182,21 +184,23 @@ typedef struct stw_site_stat {
     int kind;
     int64_t live;
     int64_t live_bytes;
-    int64_t created;
 } stw_site_stat;
 
 typedef struct stw_snapshot_opts {
     uint64_t kinds;      /* STW_KIND_BIT mask; 0 = all */
     uint64_t since_seq;  /* only records with seq > since_seq (0 = all) */
     bool records;        /* also copy the matching live records */
-    bool all_sites;      /* include sites with nothing live (default: live > 0 only) */
+    bool all_sites;      /* include interned sites with nothing live (not with since_seq) */
 } stw_snapshot_opts;
 
 /*
  * A consistent-enough copy of the ledger: each shard is copied under its
  * own lock, so a resource created or released during the copy may or may
- * not appear, but no record is torn. Arrays are sorted: sites by live
- * bytes then live count (descending), records by site then seq.
+ * not appear, but no record is torn. Site numbers are summed from the
+ * records that match the options, so they describe exactly the selection.
+ * Per-kind numbers are process-wide totals for the selected kinds. Arrays
+ * are sorted: sites by live bytes then live count (descending), records by
+ * site then seq. Cost: one pass over all live records.
  */
 typedef struct stw_snapshot {
     int64_t taken_ns;

@@ -9,11 +9,15 @@
  * Sites live in one array reserved up front (MAP_NORESERVE: untouched pages
  * cost nothing) and are found through a lock-free open-addressing index of
  * site ids: a new site is filled in first, then published with one CAS.
+ * Sites carry no counters: a counter per site would be one cache line that
+ * every thread allocating from that line of code writes. Snapshots add up
+ * live counts and bytes per site from the records instead.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "ledger_internal.h"
 
@@ -27,7 +31,14 @@ static atomic_int init_state; /* 0 none, 1 running, 2 done */
 static stw__site *sites;      /* index 0 unused: site 0 means unknown */
 static _Atomic uint32_t *site_slots;
 static atomic_uint nsites;
+/* Birth sequence numbers are handed to threads in blocks, so the hot path
+ * does not bounce one shared counter between cores. A checkpoint bumps the
+ * epoch, which makes every thread take a fresh block (above the
+ * checkpoint) before its next record: whatever is created after a
+ * checkpoint returns gets a larger number than the checkpoint. */
+#define SEQ_BLOCK 256
 static atomic_ullong seq_counter;
+static atomic_uint seq_epoch;
 
 static char kind_names[STW_KIND_MAX][32] = {
     [STW_KIND_HEAP] = "heap",     [STW_KIND_THREAD] = "thread", [STW_KIND_FD] = "fd",
@@ -68,6 +79,28 @@ static inline void bump(atomic_llong *c, long long d)
 
 static STW_TLS int guard_depth;
 static STW_TLS uint64_t cur_owner;
+static STW_TLS uint64_t seq_next, seq_end;
+static STW_TLS unsigned seq_epoch_seen;
+
+static uint64_t next_seq(void)
+{
+    unsigned ep = atomic_load_explicit(&seq_epoch, memory_order_acquire);
+    if (seq_next == seq_end || ep != seq_epoch_seen) {
+        seq_epoch_seen = ep;
+        seq_next = atomic_fetch_add(&seq_counter, SEQ_BLOCK) + 1;
+        seq_end = seq_next + SEQ_BLOCK;
+    }
+    return seq_next++;
+}
+
+/* Birth times need millisecond truth, not nanoseconds: the coarse clock
+ * costs a few nanoseconds instead of a full vDSO clock read. */
+static int64_t birth_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* ---- guard ---- */
 
@@ -354,8 +387,8 @@ int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, cons
     stw__entry e = {
         .id = id,
         .size = size,
-        .seq = atomic_fetch_add_explicit(&seq_counter, 1, memory_order_relaxed) + 1,
-        .birth_ns = stw_now_ns(),
+        .seq = next_seq(),
+        .birth_ns = birth_now(),
         .owner = cur_owner,
         .label = label,
         .site = site,
@@ -369,13 +402,6 @@ int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, cons
     bump(&kc->live_bytes, (long long)size);
     bump(&kc->created, 1);
     shard_unlock(s);
-
-    if (site != 0 && site < SITE_CAP) {
-        stw__site *st = &sites[site];
-        atomic_fetch_add_explicit(&st->live, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&st->live_bytes, (long long)size, memory_order_relaxed);
-        atomic_fetch_add_explicit(&st->created, 1, memory_order_relaxed);
-    }
     return 0;
 }
 
@@ -401,15 +427,6 @@ static void erase(shard *s, stw__entry *e)
     s->count--;
 }
 
-static void account_site_release(uint64_t size, stw_site site)
-{
-    if (site != 0 && site < SITE_CAP) {
-        stw__site *st = &sites[site];
-        atomic_fetch_sub_explicit(&st->live, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&st->live_bytes, (long long)size, memory_order_relaxed);
-    }
-}
-
 int stw__ledger_remove(int kind, uint64_t id)
 {
     ensure_init();
@@ -424,14 +441,12 @@ int stw__ledger_remove(int kind, uint64_t id)
         return -ENOENT;
     }
     uint64_t size = e->size;
-    stw_site site = e->site;
     erase(s, e);
     kind_counters *kc = &s->kinds[kind];
     bump(&kc->live, -1);
     bump(&kc->live_bytes, -(long long)size);
     bump(&kc->released, 1);
     shard_unlock(s);
-    account_site_release(size, site);
     return 0;
 }
 
@@ -497,12 +512,9 @@ int stw_ledger_resize(int kind, uint64_t id, uint64_t new_size)
         return -ENOENT;
     }
     long long delta = (long long)new_size - (long long)e->size;
-    stw_site site = e->site;
     e->size = new_size;
     bump(&s->kinds[kind].live_bytes, delta);
     shard_unlock(s);
-    if (site != 0 && site < SITE_CAP)
-        atomic_fetch_add_explicit(&sites[site].live_bytes, delta, memory_order_relaxed);
     return 0;
 }
 
@@ -551,6 +563,7 @@ uint64_t stw_ledger_owner(void)
 
 uint64_t stw_ledger_checkpoint(void)
 {
+    atomic_fetch_add(&seq_epoch, 1);
     return atomic_load(&seq_counter);
 }
 

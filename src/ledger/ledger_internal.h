@@ -42,9 +42,6 @@ typedef struct stw__site {
     uint8_t kind;
     uint8_t depth;
     atomic_bool valid; /* published in the intern table */
-    atomic_llong live;
-    atomic_llong live_bytes;
-    atomic_llong created;
     void *pcs[STW_STACK_MAX];
 } stw__site;
 

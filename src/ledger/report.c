@@ -203,9 +203,8 @@ int stw_report_text(const stw_snapshot *s, const stw_report_opts *opts, stw_writ
                         s->nsites);
     for (size_t i = 0; i < s->nsites && (int)i < max; i++) {
         const stw_site_stat *st = &s->sites[i];
-        stw__out_printf(&out, "[%zu] %lld %s, %lld bytes (site %u, %lld created there)\n", i + 1,
-                        (long long)st->live, stw_kind_name(st->kind), (long long)st->live_bytes,
-                        st->site, (long long)st->created);
+        stw__out_printf(&out, "[%zu] %lld %s, %lld bytes (site %u)\n", i + 1, (long long)st->live,
+                        stw_kind_name(st->kind), (long long)st->live_bytes, st->site);
         void *pcs[STW_STACK_MAX];
         int n = frames_of(&o, pcs, st->site, NULL);
         if (n == 0)
@@ -303,8 +302,8 @@ int stw_report_json(const stw_snapshot *s, const stw_report_opts *opts, stw_writ
         const stw_site_stat *st = &s->sites[i];
         stw__out_printf(&out, "%s{\"site\":%u,\"kind\":", i ? "," : "", st->site);
         stw__out_json_string(&out, stw_kind_name(st->kind));
-        stw__out_printf(&out, ",\"live\":%lld,\"live_bytes\":%lld,\"created\":%lld,\"stack\":",
-                        (long long)st->live, (long long)st->live_bytes, (long long)st->created);
+        stw__out_printf(&out, ",\"live\":%lld,\"live_bytes\":%lld,\"stack\":", (long long)st->live,
+                        (long long)st->live_bytes);
         json_frames(&out, &o, st->site);
         if (o.records)
             json_records(&out, s, st);

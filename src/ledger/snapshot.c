@@ -72,39 +72,6 @@ void stw_snapshot_free(stw_snapshot **snap)
     *snap = NULL;
 }
 
-static int cmp_entry_site(const void *a, const void *b)
-{
-    const stw__entry *x = a, *y = b;
-    if (x->site != y->site)
-        return x->site < y->site ? -1 : 1;
-    return (int)x->kind - (int)y->kind;
-}
-
-/* Site numbers for a snapshot filtered by seq: recomputed from the
- * matching records, so "sites" describes exactly what was selected.
- * Sorting first makes each site one contiguous run. */
-static int sites_from_records(snap_impl *s, stw__entry *all, size_t n)
-{
-    stw__sort(all, n, sizeof(*all), cmp_entry_site);
-    for (size_t i = 0; i < n; i++) {
-        const stw__entry *e = &all[i];
-        stw_site_stat *last = s->pub.nsites ? &s->pub.sites[s->pub.nsites - 1] : NULL;
-        if (last == NULL || last->site != e->site || last->kind != e->kind) {
-            if (reserve((void **)&s->pub.sites, &s->sites_bytes,
-                        (s->pub.nsites + 1) * sizeof(stw_site_stat)) != 0)
-                return -ENOMEM;
-            last = &s->pub.sites[s->pub.nsites++];
-            const stw__site *st = stw__site_get(e->site);
-            *last = (stw_site_stat){.site = e->site,
-                                    .kind = e->kind,
-                                    .created = st ? atomic_load(&st->created) : 0};
-        }
-        last->live++;
-        last->live_bytes += (int64_t)e->size;
-    }
-    return 0;
-}
-
 static stw_record to_record(const stw__entry *e)
 {
     return (stw_record){.kind = e->kind,
@@ -117,6 +84,12 @@ static stw_record to_record(const stw__entry *e)
                         .label = e->label};
 }
 
+/* Per-site sums, indexed by site id; site 0 ("unknown") is split by kind. */
+typedef struct site_sum {
+    int64_t live;
+    int64_t bytes;
+} site_sum;
+
 int stw_snapshot_new(const stw_snapshot_opts *opts, stw_snapshot **out)
 {
     stw_snapshot_opts o = opts ? *opts : (stw_snapshot_opts){0};
@@ -126,8 +99,8 @@ int stw_snapshot_new(const stw_snapshot_opts *opts, stw_snapshot **out)
     snap_impl *s = snap_alloc();
     stw__entry *tmp = NULL;
     size_t tmp_bytes = 0;
-    stw__entry *matched = NULL; /* entries kept when filtering by seq */
-    size_t matched_bytes = 0, nmatched = 0;
+    site_sum *sums = NULL;
+    site_sum unknown[STW_KIND_MAX] = {{0}};
     if (s == NULL)
         goto out;
     s->pub.seq = stw_ledger_checkpoint();
@@ -136,8 +109,14 @@ int stw_snapshot_new(const stw_snapshot_opts *opts, stw_snapshot **out)
         if (kind_wanted(o.kinds, k))
             stw_ledger_kind_stat(k, &s->pub.kinds[k]);
 
-    bool scan = o.records || o.since_seq > 0;
-    for (int i = 0; scan && i < STW__NSHARDS; i++) {
+    /* Sites interned while we scan get ids above nsites: their records
+     * count as unknown-site rather than overrun the array. */
+    uint32_t nsites = stw__site_count();
+    size_t sums_bytes = (nsites + 1) * sizeof(site_sum);
+    sums = stw__pages_alloc(sums_bytes);
+    if (sums == NULL)
+        goto fail;
+    for (int i = 0; i < STW__NSHARDS; i++) {
         long got;
         while ((got = stw__shard_copy(i, tmp, tmp_bytes / sizeof(stw__entry))) < 0) {
             if (reserve((void **)&tmp, &tmp_bytes, (size_t)(-got + 64) * sizeof(stw__entry)) != 0)
@@ -147,41 +126,37 @@ int stw_snapshot_new(const stw_snapshot_opts *opts, stw_snapshot **out)
             const stw__entry *e = &tmp[j];
             if (!kind_wanted(o.kinds, e->kind) || e->seq <= o.since_seq)
                 continue;
-            if (o.records) {
-                if (reserve((void **)&s->pub.records, &s->records_bytes,
-                            (s->pub.nrecords + 1) * sizeof(stw_record)) != 0)
-                    goto fail;
-                s->pub.records[s->pub.nrecords++] = to_record(e);
-            }
-            if (o.since_seq > 0) {
-                if (reserve((void **)&matched, &matched_bytes, (nmatched + 1) * sizeof(*e)) != 0)
-                    goto fail;
-                matched[nmatched++] = *e;
-            }
+            site_sum *sum = e->site != 0 && e->site <= nsites ? &sums[e->site] : &unknown[e->kind];
+            sum->live++;
+            sum->bytes += (int64_t)e->size;
+            if (!o.records)
+                continue;
+            if (reserve((void **)&s->pub.records, &s->records_bytes,
+                        (s->pub.nrecords + 1) * sizeof(stw_record)) != 0)
+                goto fail;
+            s->pub.records[s->pub.nrecords++] = to_record(e);
         }
     }
 
-    if (o.since_seq > 0) {
-        if (sites_from_records(s, matched, nmatched) != 0)
-            goto fail;
-    } else {
-        uint32_t n = stw__site_count();
-        for (uint32_t id = 1; id <= n; id++) {
+    for (uint32_t id = 0; id <= nsites + STW_KIND_MAX; id++) {
+        stw_site_stat ss;
+        if (id <= nsites) {
             const stw__site *st = stw__site_get(id);
             if (st == NULL || !kind_wanted(o.kinds, st->kind))
                 continue;
-            stw_site_stat ss = {.site = id,
-                                .kind = st->kind,
-                                .live = atomic_load(&st->live),
-                                .live_bytes = atomic_load(&st->live_bytes),
-                                .created = atomic_load(&st->created)};
-            if (ss.live == 0 && !o.all_sites)
+            if (sums[id].live == 0 && !(o.all_sites && o.since_seq == 0))
                 continue;
-            if (reserve((void **)&s->pub.sites, &s->sites_bytes,
-                        (s->pub.nsites + 1) * sizeof(stw_site_stat)) != 0)
-                goto fail;
-            s->pub.sites[s->pub.nsites++] = ss;
+            ss = (stw_site_stat){id, st->kind, sums[id].live, sums[id].bytes};
+        } else {
+            int k = (int)(id - nsites - 1);
+            if (k >= STW_KIND_MAX || unknown[k].live == 0)
+                continue;
+            ss = (stw_site_stat){0, k, unknown[k].live, unknown[k].bytes};
         }
+        if (reserve((void **)&s->pub.sites, &s->sites_bytes,
+                    (s->pub.nsites + 1) * sizeof(stw_site_stat)) != 0)
+            goto fail;
+        s->pub.sites[s->pub.nsites++] = ss;
     }
     stw__sort(s->pub.sites, s->pub.nsites, sizeof(stw_site_stat), cmp_site_stat);
     stw__sort(s->pub.records, s->pub.nrecords, sizeof(stw_record), cmp_record);
@@ -193,9 +168,9 @@ fail:
         stw_snapshot *p = &s->pub;
         stw_snapshot_free(&p);
     }
+    stw__pages_free(sums, sums_bytes);
 out:
     stw__pages_free(tmp, tmp_bytes);
-    stw__pages_free(matched, matched_bytes);
     if (guarded)
         stw_ledger_guard_exit();
     return rc;
@@ -237,9 +212,8 @@ int stw_snapshot_diff(const stw_snapshot *before, const stw_snapshot *after, stw
         if (b != NULL) {
             st.live -= b->live;
             st.live_bytes -= b->live_bytes;
-            st.created -= b->created;
         }
-        if ((st.live != 0 || st.live_bytes != 0 || st.created != 0) && push_site(d, st) != 0)
+        if ((st.live != 0 || st.live_bytes != 0) && push_site(d, st) != 0)
             goto fail;
     }
     /* Sites that emptied out entirely appear only in @before. */
