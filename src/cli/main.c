@@ -3,6 +3,7 @@
  *
  *   steward --version        print the version
  *   steward demo [--json]    run a small program under the ledger and report
+ *   steward check ... -- PROG run PROG under the leak checker (see check.c)
  *
  * Exit codes: 0 success, 1 leaks found, 2 usage error.
  */
@@ -10,21 +11,25 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
 #include "steward/ledger.h"
 
-#define EXIT_LEAKS 1
-#define EXIT_USAGE 2
+#define EXIT_LEAKS STW_EXIT_LEAKS
+#define EXIT_USAGE STW_EXIT_USAGE
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: steward --version\n"
                "       steward demo [--json]\n"
+               "       steward check [options] -- PROG [ARGS...]\n"
                "\n"
                "  demo   run a small workload that books memory and descriptors in the\n"
                "         ledger, show what is alive mid-run with creation stacks, then\n"
-               "         release everything and show the initial-vs-final report\n");
+               "         release everything and show the initial-vs-final report\n"
+               "  check  run PROG and report every resource it did not release\n"
+               "         (steward check --help lists the options)\n");
 }
 
 /* Two distinct call sites, so the report groups records by where they were born. */
@@ -118,6 +123,8 @@ int main(int argc, char **argv)
         }
         return demo(json);
     }
+    if (strcmp(argv[1], "check") == 0)
+        return stw_cli_check(argc - 1, argv + 1);
     fprintf(stderr, "steward: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;

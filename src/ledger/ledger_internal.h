@@ -34,6 +34,8 @@ enum stw__unwinder { STW__UNWIND_FP, STW__UNWIND_LIBUNWIND };
 void stw__stack_init(void);
 /* Depth configured for record(): STW_STACK_DEPTH, 1..STW_STACK_MAX. */
 int stw__stack_depth(void);
+/* stw_stack_capture with an explicit unwinder (enum stw__unwinder). */
+int stw__stack_capture_with(int how, void **pcs, int max, int skip);
 
 /* ---- ledger.c: sites ---- */
 

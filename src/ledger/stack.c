@@ -106,7 +106,7 @@ __attribute__((noinline)) static int capture_libunwind(void **pcs, int max, int 
     return n;
 }
 
-__attribute__((noinline)) int stw_stack_capture(void **pcs, int max, int skip)
+__attribute__((noinline)) int stw__stack_capture_with(int how, void **pcs, int max, int skip)
 {
     if (max <= 0)
         return 0;
@@ -117,10 +117,17 @@ __attribute__((noinline)) int stw_stack_capture(void **pcs, int max, int skip)
     /* +1: this function's frame. The barrier keeps the calls out of tail
      * position, so this frame exists and the skip count stays exact. */
     int n;
-    if (unwinder == STW__UNWIND_LIBUNWIND)
+    if (how == STW__UNWIND_LIBUNWIND)
         n = capture_libunwind(pcs, max, skip + 1);
     else
         n = capture_fp(pcs, max, skip + 1);
+    __asm__ volatile("" ::: "memory");
+    return n;
+}
+
+__attribute__((noinline)) int stw_stack_capture(void **pcs, int max, int skip)
+{
+    int n = stw__stack_capture_with(unwinder, pcs, max, skip + 1);
     __asm__ volatile("" ::: "memory");
     return n;
 }

@@ -1,0 +1,267 @@
+/*
+ * Heap interposition: the malloc family, booked in the checker's ledger.
+ *
+ * The real allocator is reached through glibc's __libc_* entry points, not
+ * dlsym, so the very first allocation of the process (made before any
+ * constructor ran, sometimes by the dynamic loader) already works.
+ *
+ * A block is removed from the ledger before libc frees it and added after
+ * libc returned it: in between another thread may get the same address
+ * back, and the ledger must never see it live twice.
+ *
+ * free() of an address that is not live is never passed to libc (glibc
+ * would abort the program): it is reported as a double free when the
+ * address was freed before (with both stacks), else as an invalid free.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../ledger/ledger_internal.h"
+#include "check_internal.h"
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+
+/* Recently freed addresses with the site that freed them, for telling a
+ * double free from an invalid one. A direct-mapped table: an old entry is
+ * simply overwritten, which can only turn a double free into an invalid
+ * free in the report, never hide one. */
+#define FREED_SLOTS 65536
+typedef struct freed {
+    _Atomic uintptr_t addr;
+    stw_site site;
+} freed;
+static freed *freed_tab;
+static atomic_long bad_frees;
+
+long stw__heap_bad_frees(void)
+{
+    return atomic_load(&bad_frees);
+}
+
+static size_t freed_slot(uintptr_t p)
+{
+    return (size_t)((p >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 48) & (FREED_SLOTS - 1);
+}
+
+static void remember_free(uintptr_t p, stw_site site)
+{
+    if (freed_tab == NULL) {
+        freed *t = stw__pages_reserve(sizeof(freed) * FREED_SLOTS);
+        freed *expected = NULL;
+        if (t != NULL && !__atomic_compare_exchange_n(&freed_tab, &expected, t, false,
+                                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            stw__pages_free(t, sizeof(freed) * FREED_SLOTS);
+        if (freed_tab == NULL)
+            return;
+    }
+    freed *f = &freed_tab[freed_slot(p)];
+    f->site = site;
+    atomic_store_explicit(&f->addr, p, memory_order_release);
+}
+
+static stw_site freed_before(uintptr_t p)
+{
+    if (freed_tab == NULL)
+        return 0;
+    freed *f = &freed_tab[freed_slot(p)];
+    return atomic_load_explicit(&f->addr, memory_order_acquire) == p ? f->site : 0;
+}
+
+static bool tracking(void)
+{
+    return (stw__copts.kinds & STW_KIND_BIT(STW_KIND_HEAP)) != 0;
+}
+
+/* Book a fresh block. Inside the checker's own code (guard held) the block
+ * is booked without a stack under the internal kind. */
+static __attribute__((noinline)) void note_alloc(void *p, size_t size)
+{
+    if (p == NULL)
+        return;
+    if (!stw__check_ready()) {
+        stw__check_init();
+        if (!stw__check_ready())
+            return;
+    }
+    if (!tracking())
+        return;
+    if (!stw_ledger_guard_enter()) {
+        stw__ledger_insert(stw__kind_internal, (uintptr_t)p, size, 0, NULL);
+        return;
+    }
+    stw_ledger_guard_exit();
+    /* skip 2: note_alloc and the interposed function itself. */
+    stw__check_record(STW_KIND_HEAP, (uintptr_t)p, size, NULL, 2);
+}
+
+static void report_bad_free(const char *what, uintptr_t p, stw_site first)
+{
+    atomic_fetch_add(&bad_frees, 1);
+    if (!stw_ledger_guard_enter())
+        return;
+    char head[160];
+    void *pcs[STW_STACK_MAX];
+    int n = stw_stack_capture(pcs, STW_STACK_MAX, 2);
+    int len = snprintf(head, sizeof(head), "==%d== steward check: %s of %p\n", (int)getpid(),
+                       what, (void *)p);
+    stw_ledger_guard_exit();
+    int fd = STDERR_FILENO;
+    stw_write_fd((void *)(intptr_t)fd, head, (size_t)len);
+    for (int i = 0; i < n; i++) {
+        stw_symbol sym;
+        char line[600];
+        stw_symbolize(pcs[i], &sym);
+        len = snprintf(line, sizeof(line), "==%d==    %s %s:%d (%s)\n", (int)getpid(),
+                       sym.func[0] ? sym.func : "??", sym.file, sym.line, sym.module);
+        stw_write_fd((void *)(intptr_t)fd, line, (size_t)len);
+    }
+    if (first != 0) {
+        len = snprintf(head, sizeof(head), "==%d==  first freed at:\n", (int)getpid());
+        stw_write_fd((void *)(intptr_t)fd, head, (size_t)len);
+        n = stw_site_stack(first, NULL, pcs, STW_STACK_MAX);
+        for (int i = 0; i < n; i++) {
+            stw_symbol sym;
+            char line[600];
+            stw_symbolize(pcs[i], &sym);
+            len = snprintf(line, sizeof(line), "==%d==    %s %s:%d (%s)\n", (int)getpid(),
+                           sym.func[0] ? sym.func : "??", sym.file, sym.line, sym.module);
+            stw_write_fd((void *)(intptr_t)fd, line, (size_t)len);
+        }
+    }
+}
+
+/* Forget a block before libc gets it back. Returns false when the block
+ * is not live (the caller must then not hand it to libc). */
+static __attribute__((noinline)) bool note_free(void *p)
+{
+    if (!stw__check_ready() || !tracking())
+        return true;
+    uintptr_t a = (uintptr_t)p;
+    if (stw__ledger_remove(STW_KIND_HEAP, a) == 0 ||
+        stw__ledger_remove(stw__kind_internal, a) == 0) {
+        if (stw_ledger_guard_enter()) {
+            remember_free(a, stw_ledger_site_here(STW_KIND_HEAP, 2));
+            stw_ledger_guard_exit();
+        }
+        return true;
+    }
+    stw_site first = freed_before(a);
+    report_bad_free(first ? "double free" : "invalid free", a, first);
+    return false;
+}
+
+STW_HOOK void *malloc(size_t size)
+{
+    void *p = __libc_malloc(size);
+    note_alloc(p, size);
+    return p;
+}
+
+STW_HOOK void *calloc(size_t n, size_t size)
+{
+    void *p = __libc_calloc(n, size);
+    note_alloc(p, n * size);
+    return p;
+}
+
+STW_HOOK void free(void *p)
+{
+    if (p != NULL && note_free(p))
+        __libc_free(p);
+}
+
+STW_HOOK void *realloc(void *p, size_t size)
+{
+    if (p == NULL) {
+        void *n = __libc_malloc(size);
+        note_alloc(n, size);
+        return n;
+    }
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    stw_record old;
+    bool known = !stw__check_ready() || !tracking() ||
+                 stw_ledger_lookup(STW_KIND_HEAP, (uintptr_t)p, &old) == 0 ||
+                 stw_ledger_lookup(stw__kind_internal, (uintptr_t)p, &old) == 0;
+    if (!known) {
+        stw_site first = freed_before((uintptr_t)p);
+        report_bad_free(first ? "realloc of freed memory" : "realloc of an invalid pointer",
+                        (uintptr_t)p, first);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (stw__check_ready() && tracking()) {
+        stw__ledger_remove(STW_KIND_HEAP, (uintptr_t)p);
+        stw__ledger_remove(stw__kind_internal, (uintptr_t)p);
+    }
+    void *n = __libc_realloc(p, size);
+    if (n == NULL) {
+        /* The old block is still the caller's: book it again. */
+        if (stw__check_ready() && tracking())
+            stw__ledger_insert(old.kind, (uintptr_t)p, old.size, old.site, old.label);
+        return NULL;
+    }
+    note_alloc(n, size);
+    return n;
+}
+
+STW_HOOK void *reallocarray(void *p, size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, n * size);
+}
+
+STW_HOOK void *memalign(size_t align, size_t size)
+{
+    void *p = __libc_memalign(align, size);
+    note_alloc(p, size);
+    return p;
+}
+
+STW_HOOK void *aligned_alloc(size_t align, size_t size)
+{
+    void *p = __libc_memalign(align, size);
+    note_alloc(p, size);
+    return p;
+}
+
+STW_HOOK int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (align < sizeof(void *) || (align & (align - 1)) != 0)
+        return EINVAL;
+    void *p = __libc_memalign(align, size);
+    if (p == NULL)
+        return ENOMEM;
+    note_alloc(p, size);
+    *out = p;
+    return 0;
+}
+
+STW_HOOK void *valloc(size_t size)
+{
+    void *p = __libc_memalign((size_t)sysconf(_SC_PAGESIZE), size);
+    note_alloc(p, size);
+    return p;
+}
+
+STW_HOOK void *pvalloc(size_t size)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t rounded = (size + pg - 1) & ~(pg - 1);
+    void *p = __libc_memalign(pg, rounded ? rounded : pg);
+    note_alloc(p, rounded);
+    return p;
+}

@@ -1,0 +1,315 @@
+/*
+ * libsteward-check.so: initialisation, options, stack capture for hooks,
+ * label storage, and the reports (at exit, on demand, periodically).
+ *
+ * The library carries its own private copy of the ledger (compiled with
+ * STW_API hidden), so a program that itself uses libsteward keeps its own
+ * books and the checker's are separate.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../ledger/ledger_internal.h"
+#include "check_internal.h"
+
+stw__check_opts stw__copts = {.depth = 16};
+int stw__kind_internal = -1;
+
+static atomic_int state; /* 0 not started, 1 initialising, 2 ready, 3 off */
+static bool forked_child;
+static pid_t main_pid;
+static uint64_t start_seq;
+
+/* ---- frame-pointer-less modules ---- */
+
+/* Code in libc, libstdc++ and the loader is built without frame pointers:
+ * when the call that reached a hook came from there (strdup, fopen,
+ * operator new, pthread_create, ...), the frame-pointer walk would skip the
+ * user's own frame, so those stacks are taken with the DWARF unwinder. */
+#define MAX_NOFP 8
+static struct {
+    uintptr_t lo, hi;
+} nofp[MAX_NOFP];
+static int nnofp;
+
+static int find_nofp(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    (void)size;
+    (void)ud;
+    const char *name = info->dlpi_name;
+    if (name == NULL || nnofp >= MAX_NOFP)
+        return 0;
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    if (strncmp(base, "libc.so", 7) != 0 && strncmp(base, "libstdc++.so", 12) != 0 &&
+        strncmp(base, "ld-linux", 8) != 0 && strncmp(base, "libgcc_s.so", 11) != 0)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && nnofp < MAX_NOFP) {
+            nofp[nnofp].lo = info->dlpi_addr + ph->p_vaddr;
+            nofp[nnofp].hi = nofp[nnofp].lo + ph->p_memsz;
+            nnofp++;
+        }
+    }
+    return 0;
+}
+
+static bool in_nofp(void *pc)
+{
+    uintptr_t a = (uintptr_t)pc;
+    for (int i = 0; i < nnofp; i++)
+        if (a >= nofp[i].lo && a < nofp[i].hi)
+            return true;
+    return false;
+}
+
+__attribute__((noinline)) int stw__check_record(int kind, uint64_t id, uint64_t size,
+                                                const char *label, int skip)
+{
+    if (!stw_ledger_guard_enter())
+        return stw__ledger_insert(stw__kind_internal, id, size, 0, label);
+    void *pcs[STW_STACK_MAX];
+    /* +1: this function. */
+    int n = stw__stack_capture_with(STW__UNWIND_FP, pcs, stw__copts.depth, skip + 1);
+    if (n > 0 && in_nofp(pcs[0]))
+        n = stw__stack_capture_with(STW__UNWIND_LIBUNWIND, pcs, stw__copts.depth, skip + 1);
+    stw_site site = stw__site_intern(kind, pcs, n);
+    int rc = stw__ledger_insert(kind, id, size, site, label);
+    stw_ledger_guard_exit();
+    return rc;
+}
+
+/* ---- labels ---- */
+
+const char *stw__check_label(const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return "?";
+    size_t len = (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1;
+    char *p = stw__arena_alloc(len + 1);
+    if (p == NULL)
+        return "(label storage full)";
+    memcpy(p, tmp, len);
+    p[len] = '\0';
+    return p;
+}
+
+/* ---- real functions ---- */
+
+void *stw__check_real(const char *name)
+{
+    bool g = stw_ledger_guard_enter();
+    void *f = dlsym(RTLD_NEXT, name);
+    if (g)
+        stw_ledger_guard_exit();
+    if (f == NULL) {
+        char msg[128];
+        int n = snprintf(msg, sizeof(msg), "steward check: cannot find libc's %s\n", name);
+        (void)!write(STDERR_FILENO, msg, (size_t)n);
+        abort();
+    }
+    return f;
+}
+
+/* ---- options ---- */
+
+static uint64_t parse_kinds(const char *s)
+{
+    if (s == NULL || *s == '\0' || strcmp(s, "all") == 0)
+        return ~UINT64_C(0);
+    uint64_t mask = 0;
+    char name[32];
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n > 0 && n < sizeof(name)) {
+            memcpy(name, s, n);
+            name[n] = '\0';
+            int k = stw_kind_lookup(name);
+            if (k >= 0)
+                mask |= STW_KIND_BIT(k);
+            /* "fd" covers sockets and streams too: they are descriptors. */
+            if (strcmp(name, "fd") == 0)
+                mask |= STW_KIND_BIT(STW_KIND_SOCKET) | STW_KIND_BIT(STW_KIND_FILE) |
+                        STW_KIND_BIT(STW_KIND_DIR);
+        }
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    return mask;
+}
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
+static void read_options(void)
+{
+    stw__copts.kinds = parse_kinds(env("STW_CHECK_KINDS"));
+    const char *d = env("STW_STACK_DEPTH");
+    if (d != NULL && atoi(d) >= 1 && atoi(d) <= STW_STACK_MAX)
+        stw__copts.depth = atoi(d);
+    stw__copts.log_path = env("STW_CHECK_LOG");
+    stw__copts.json_path = env("STW_CHECK_JSON");
+    stw__copts.status_path = env("STW_CHECK_STATUS");
+    stw__copts.supp_path = env("STW_CHECK_SUPPRESSIONS");
+    const char *e = env("STW_CHECK_REPORT_EVERY");
+    stw__copts.report_every_s = e ? atoi(e) : 0;
+    stw__copts.quiet = env("STW_CHECK_QUIET") != NULL;
+    stw__copts.show_reachable = env("STW_CHECK_SHOW_REACHABLE") != NULL;
+    stw__copts.show_inherited = env("STW_CHECK_SHOW_INHERITED") != NULL;
+}
+
+/* Unless children are to be traced, take the checker out of LD_PRELOAD so
+ * programs this one execs run exactly as they would without it. Edits the
+ * environment string in place: no allocation, nothing for the program to
+ * free. */
+static void untrace_children(void)
+{
+    if (env("STW_CHECK_TRACE_CHILDREN") != NULL)
+        return;
+    char *pre = getenv("LD_PRELOAD");
+    if (pre == NULL)
+        return;
+    char *hit = strstr(pre, "libsteward-check.so");
+    if (hit == NULL)
+        return;
+    /* Remove the whole entry (from the previous separator to the next). */
+    char *start = hit;
+    while (start > pre && start[-1] != ':' && start[-1] != ' ')
+        start--;
+    char *end = hit + strlen("libsteward-check.so");
+    while (*end == ':' || *end == ' ')
+        end++;
+    memmove(start, end, strlen(end) + 1);
+}
+
+static void atfork_child(void)
+{
+    /* A child that does not exec must not report its parent's resources as
+     * its own leaks (Valgrind's --child-silent-after-fork). */
+    forked_child = true;
+}
+
+bool stw__check_ready(void)
+{
+    return atomic_load_explicit(&state, memory_order_acquire) == 2;
+}
+
+void stw__check_init(void)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&state, &expected, 1))
+        return; /* ready, or another thread (or this one, reentering) is at it */
+    bool g = stw_ledger_guard_enter();
+    read_options();
+    stw__kind_internal = stw_kind_register("steward-internal");
+    dl_iterate_phdr(find_nofp, NULL);
+    main_pid = getpid();
+    untrace_children();
+    pthread_atfork(NULL, NULL, atfork_child);
+    start_seq = stw_ledger_checkpoint();
+    if (g)
+        stw_ledger_guard_exit();
+    atomic_store_explicit(&state, 2, memory_order_release);
+}
+
+__attribute__((constructor(101))) static void check_ctor(void)
+{
+    stw__check_init();
+}
+
+/* ---- reports ---- */
+
+static int open_out(const char *path)
+{
+    if (path == NULL)
+        return dup(STDERR_FILENO);
+    char buf[4096];
+    const char *p = strstr(path, "%p");
+    if (p != NULL) {
+        snprintf(buf, sizeof(buf), "%.*s%d%s", (int)(p - path), path, (int)getpid(), p + 2);
+        path = buf;
+    }
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+void stw__check_report(bool final, const char *why)
+{
+    if (!stw__check_ready())
+        return;
+    if (!stw_ledger_guard_enter())
+        return;
+    uint64_t kinds = stw__copts.kinds & ~STW_KIND_BIT(stw__kind_internal);
+    stw_snapshot_opts so = {.kinds = kinds, .since_seq = start_seq, .records = true};
+    stw_snapshot *s = NULL;
+    if (stw_snapshot_new(&so, &s) != 0) {
+        stw_ledger_guard_exit();
+        return;
+    }
+    stw_ledger_guard_exit();
+
+    char title[256];
+    snprintf(title, sizeof(title), "==%d== %s", (int)getpid(), why);
+    int fd = open_out(stw__copts.log_path);
+    if (fd >= 0) {
+        if (!stw__copts.quiet) {
+            stw_report_opts ro = {.symbolize = true, .records = true, .title = title};
+            stw_report_text(s, &ro, stw_write_fd, (void *)(intptr_t)fd);
+        }
+        char line[512];
+        int n = snprintf(line, sizeof(line),
+                         "==%d== steward check: %zu leaked resource(s) at %zu site(s), %ld bad "
+                         "free(s)\n",
+                         (int)getpid(), s->nrecords, s->nsites, stw__heap_bad_frees());
+        stw_write_fd((void *)(intptr_t)fd, line, (size_t)n);
+        close(fd);
+    }
+    if (stw__copts.json_path != NULL) {
+        int jfd = open_out(stw__copts.json_path);
+        if (jfd >= 0) {
+            stw_report_opts ro = {.symbolize = true, .records = true, .max_sites = 1000,
+                                  .title = why};
+            stw_report_json(s, &ro, stw_write_fd, (void *)(intptr_t)jfd);
+            close(jfd);
+        }
+    }
+    if (final && stw__copts.status_path != NULL) {
+        int sfd = open(stw__copts.status_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (sfd >= 0) {
+            char line[128];
+            int n = snprintf(line, sizeof(line), "leaks=%zu bad_frees=%ld\n", s->nrecords,
+                             stw__heap_bad_frees());
+            stw_write_fd((void *)(intptr_t)sfd, line, (size_t)n);
+            close(sfd);
+        }
+    }
+    stw_snapshot_free(&s);
+}
+
+__attribute__((destructor(101))) static void check_dtor(void)
+{
+    if (forked_child || getpid() != main_pid)
+        return;
+    stw__check_report(true, "at exit");
+    /* Nothing after this is the program's doing. */
+    atomic_store(&state, 3);
+}

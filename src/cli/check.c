@@ -1,0 +1,234 @@
+/*
+ * steward check [options] -- PROG [ARGS]: run PROG with the checker
+ * preloaded and report what it failed to release.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+extern char **environ;
+
+static void check_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: steward check [options] -- PROG [ARGS...]\n"
+            "\n"
+            "Runs PROG with libsteward-check.so preloaded and reports every resource it\n"
+            "did not release: heap blocks, threads, file descriptors, sockets, FILE and DIR\n"
+            "streams, child processes, mappings and timers, each with its creation stack.\n"
+            "\n"
+            "options:\n"
+            "  --error-exitcode=N     exit with N when leaks were found (default: PROG's status)\n"
+            "  --json=FILE            also write the report as JSON (%%p = pid)\n"
+            "  --log-file=FILE        write the text report to FILE instead of stderr\n"
+            "  --kinds=LIST           track only these kinds (heap,thread,fd,process,mmap,timer)\n"
+            "  --depth=N              frames per stack, 1..32 (default 16)\n"
+            "  --suppressions=FILE    LeakSanitizer-style 'leak:PATTERN' lines\n"
+            "  --report-every=SECONDS also report periodically while PROG runs\n"
+            "  --show-reachable       list still-reachable heap blocks too\n"
+            "  --show-inherited       list descriptors PROG inherited at start\n"
+            "  --trace-children       check programs PROG execs as well\n"
+            "  -q, --quiet            print only the summary line\n");
+}
+
+/* Find libsteward-check.so next to this executable (build tree) or in the
+ * library directory of an installed layout; STW_CHECK_LIB overrides. */
+static int find_lib(char *out, size_t len)
+{
+    const char *over = getenv("STW_CHECK_LIB");
+    if (over != NULL && access(over, R_OK) == 0) {
+        snprintf(out, len, "%s", over);
+        return 0;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return -errno;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL)
+        return -ENOENT;
+    *slash = '\0';
+    static const char *const rel[] = {"libsteward-check.so", "../lib/steward/libsteward-check.so",
+                                      "../lib/x86_64-linux-gnu/steward/libsteward-check.so"};
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        int w = snprintf(out, len, "%s/%s", exe, rel[i]);
+        if (w > 0 && (size_t)w < len && access(out, R_OK) == 0)
+            return 0;
+    }
+    return -ENOENT;
+}
+
+static bool opt_value(const char *arg, const char *name, const char **val)
+{
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0 || arg[n] != '=')
+        return false;
+    *val = arg + n + 1;
+    return true;
+}
+
+static void copy_file_to(const char *path, FILE *to)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        fwrite(buf, 1, n, to);
+    fclose(f);
+}
+
+int stw_cli_check(int argc, char **argv)
+{
+    int error_exitcode = -1;
+    const char *log_file = NULL;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            check_usage(stdout);
+            return 0;
+        }
+        if (opt_value(a, "--error-exitcode", &v)) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || n < 1 || n > 255) {
+                fprintf(stderr, "steward check: --error-exitcode wants 1..255, got '%s'\n", v);
+                return STW_EXIT_USAGE;
+            }
+            error_exitcode = (int)n;
+        } else if (opt_value(a, "--json", &v)) {
+            setenv("STW_CHECK_JSON", v, 1);
+        } else if (opt_value(a, "--log-file", &v)) {
+            log_file = v;
+        } else if (opt_value(a, "--kinds", &v)) {
+            setenv("STW_CHECK_KINDS", v, 1);
+        } else if (opt_value(a, "--depth", &v)) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || n < 1 || n > 32) {
+                fprintf(stderr, "steward check: --depth wants 1..32, got '%s'\n", v);
+                return STW_EXIT_USAGE;
+            }
+            setenv("STW_STACK_DEPTH", v, 1);
+        } else if (opt_value(a, "--suppressions", &v)) {
+            if (access(v, R_OK) != 0) {
+                fprintf(stderr, "steward check: cannot read suppressions '%s': %s\n", v,
+                        strerror(errno));
+                return STW_EXIT_USAGE;
+            }
+            setenv("STW_CHECK_SUPPRESSIONS", v, 1);
+        } else if (opt_value(a, "--report-every", &v)) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || n < 1) {
+                fprintf(stderr, "steward check: --report-every wants seconds >= 1, got '%s'\n", v);
+                return STW_EXIT_USAGE;
+            }
+            setenv("STW_CHECK_REPORT_EVERY", v, 1);
+        } else if (strcmp(a, "--show-reachable") == 0) {
+            setenv("STW_CHECK_SHOW_REACHABLE", "1", 1);
+        } else if (strcmp(a, "--show-inherited") == 0) {
+            setenv("STW_CHECK_SHOW_INHERITED", "1", 1);
+        } else if (strcmp(a, "--trace-children") == 0) {
+            setenv("STW_CHECK_TRACE_CHILDREN", "1", 1);
+        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+            setenv("STW_CHECK_QUIET", "1", 1);
+        } else if (a[0] == '-') {
+            fprintf(stderr, "steward check: unknown option '%s'\n", a);
+            check_usage(stderr);
+            return STW_EXIT_USAGE;
+        } else {
+            break; /* PROG without "--" */
+        }
+    }
+    if (i >= argc) {
+        fprintf(stderr, "steward check: no program given\n");
+        check_usage(stderr);
+        return STW_EXIT_USAGE;
+    }
+
+    char lib[PATH_MAX];
+    if (find_lib(lib, sizeof(lib)) != 0) {
+        fprintf(stderr, "steward check: cannot find libsteward-check.so (set STW_CHECK_LIB)\n");
+        return STW_EXIT_USAGE;
+    }
+    const char *old = getenv("LD_PRELOAD");
+    char preload[PATH_MAX * 2];
+    snprintf(preload, sizeof(preload), "%s%s%s", lib, old && *old ? ":" : "", old ? old : "");
+    setenv("LD_PRELOAD", preload, 1);
+
+    char tmpdir[] = "/tmp/steward-check.XXXXXX";
+    if (mkdtemp(tmpdir) == NULL) {
+        fprintf(stderr, "steward check: cannot create a temporary directory: %s\n",
+                strerror(errno));
+        return STW_EXIT_USAGE;
+    }
+    char status_path[PATH_MAX], log_path[PATH_MAX];
+    snprintf(status_path, sizeof(status_path), "%s/status", tmpdir);
+    snprintf(log_path, sizeof(log_path), "%s/log", tmpdir);
+    setenv("STW_CHECK_STATUS", status_path, 1);
+    setenv("STW_CHECK_LOG", log_file ? log_file : log_path, 1);
+
+    /* Like time(1): Ctrl-C goes to PROG (same process group); we stay to
+     * report on it. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t def;
+    sigemptyset(&def);
+    sigaddset(&def, SIGINT);
+    sigaddset(&def, SIGQUIT);
+    posix_spawnattr_setsigdefault(&attr, &def);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[i], NULL, &attr, &argv[i], environ);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+        fprintf(stderr, "steward check: cannot run '%s': %s\n", argv[i], strerror(rc));
+        rmdir(tmpdir);
+        return 127;
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+
+    if (log_file == NULL)
+        copy_file_to(log_path, stderr);
+    long leaks = -1, bad = 0;
+    FILE *sf = fopen(status_path, "r");
+    if (sf != NULL) {
+        if (fscanf(sf, "leaks=%ld bad_frees=%ld", &leaks, &bad) != 2)
+            leaks = -1;
+        fclose(sf);
+    }
+    unlink(status_path);
+    unlink(log_path);
+    rmdir(tmpdir);
+    if (leaks < 0) {
+        fprintf(stderr, "steward check: %s ended (%s %d) before the checker could report\n",
+                argv[i], WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? code : WTERMSIG(st));
+        return code;
+    }
+    if ((leaks > 0 || bad > 0) && error_exitcode > 0)
+        return error_exitcode;
+    return code;
+}
