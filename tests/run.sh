@@ -2,7 +2,8 @@
 # Run every steward test against the build in $1 and end with the line
 # "N passed, N failed". Unit tests are cmocka binaries: each test case
 # counts once; a binary that dies mid-run counts its unfinished cases as
-# failed. Command-line tests are the tests/cli/*.sh scripts: each counts once.
+# failed. The leak corpus (tests/leaks/run.py) counts one per program.
+# Command-line tests are the tests/cli/*.sh scripts: each counts once.
 #   tests/run.sh BUILD_DIR [--unit-only]
 set -u
 build=${1:?usage: tests/run.sh BUILD_DIR [--unit-only]}
@@ -34,6 +35,15 @@ for t in "$build"/tests/test_*; do
 done
 
 if [ "$unit_only" != --unit-only ]; then
+    # The leak corpus: one line per program, "ok   leaks/NAME" or "FAIL leaks/NAME".
+    python3 "$here/leaks/run.py" "$build" >"$out/leaks.log" 2>&1
+    cat "$out/leaks.log"
+    passed=$((passed + $(grep -c '^ok   leaks/' "$out/leaks.log")))
+    failed=$((failed + $(grep -c '^FAIL leaks/' "$out/leaks.log")))
+    if ! grep -q '^ok   leaks/\|^FAIL leaks/' "$out/leaks.log"; then
+        failed=$((failed + 1))
+        echo "FAIL leaks: the corpus runner did not run"
+    fi
     for s in "$here"/cli/*.sh; do
         [ -f "$s" ] || continue
         name=$(basename "$s" .sh)

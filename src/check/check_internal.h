@@ -50,9 +50,71 @@ int stw__check_record(int kind, uint64_t id, uint64_t size, const char *label, i
  * fds and processes outlive the calls that made them). Never NULL. */
 const char *stw__check_label(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Write the report now (at exit, on SIGUSR2 or periodically).
- * @final: the exit report (classification, summary, status file). */
+/* Checkpoint taken when the checker started: what the program made since. */
+extern uint64_t stw__check_start_seq;
+
+/* ---- report.c ---- */
+/* Write the report now (at exit, on demand or periodically) to the log and
+ * the JSON file. @final: the exit report, which also reconciles
+ * descriptors and writes the status file the launcher reads. */
 void stw__check_report(bool final, const char *why);
+
+/* ---- growth.c ---- */
+/* Start the checker's own thread (sampling per-site live bytes for growth
+ * analysis, periodic and on-demand reports). Called once at init. */
+void stw__growth_start(void);
+/* A site flagged by growth analysis. */
+typedef struct stw__growth {
+    stw_site site;
+    int kind;
+    bool growing;      /* true: still rising at the end; false: rose, then levelled off */
+    int samples;
+    int64_t first_bytes, mid_bytes, last_bytes, peak_bytes;
+    double bytes_per_s; /* over the second half of the run */
+} stw__growth;
+/* Sites whose live bytes rose over the run, strongest first; at most @max. */
+int stw__growth_analyse(stw__growth *out, int max);
+
+/* ---- fds.c ---- */
+/* Book the descriptors open at start as inherited (not the program's). */
+void stw__fds_init(void);
+/* Descriptors open now (per /proc/self/fd) that the ledger does not know:
+ * created by calls the checker does not hook. Records each as STW_KIND_FD
+ * with a label saying so, so the exit report lists it. Returns how many. */
+int stw__fds_reconcile(void);
+/* True for a record of an inherited descriptor. */
+bool stw__fd_inherited(const stw_record *r);
+
+/* ---- threads.c ---- */
+/* State of a thread record at report time: "running", "exited, never
+ * joined or detached". Never NULL. */
+const char *stw__thread_state(uint64_t id);
+
+/* ---- procs.c ---- */
+/* State of a child process record: "running", "zombie (exited, never
+ * reaped)". Never NULL. */
+const char *stw__proc_state(uint64_t pid);
+
+/* ---- scan.c: conservative pointer scan ---- */
+enum stw__heap_class {
+    STW__DEFINITELY_LOST = 0,
+    STW__INDIRECTLY_LOST = 1,
+    STW__STILL_REACHABLE = 2,
+};
+/* Classify the heap records of @s (s->records, any order; non-heap records
+ * are ignored): cls[i] gets the class of s->records[i]. Roots are the
+ * writable data of every loaded module, every thread's stack and the
+ * calling thread's registers. 0 or -ENOMEM (then everything is
+ * "definitely lost"). */
+int stw__scan_classify(const stw_snapshot *s, uint8_t *cls);
+
+/* ---- suppress.c ---- */
+/* Load the default suppressions and the user's file (may be NULL).
+ * Returns 0 or -errno for an unreadable file. */
+int stw__supp_load(const char *path);
+/* True when any frame of @site matches a leak:PATTERN (function, module
+ * or file name; '*' wildcards; '^'/'$' anchors as in LSan). */
+bool stw__supp_match(stw_site site);
 
 /* ---- heap.c ---- */
 /* Invalid and double frees seen so far. */

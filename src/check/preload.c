@@ -8,7 +8,6 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,7 +27,7 @@ int stw__kind_internal = -1;
 static atomic_int state; /* 0 not started, 1 initialising, 2 ready, 3 off */
 static bool forked_child;
 static pid_t main_pid;
-static uint64_t start_seq;
+uint64_t stw__check_start_seq;
 
 /* ---- frame-pointer-less modules ---- */
 
@@ -226,83 +225,18 @@ void stw__check_init(void)
     main_pid = getpid();
     untrace_children();
     pthread_atfork(NULL, NULL, atfork_child);
-    start_seq = stw_ledger_checkpoint();
+    stw__check_start_seq = stw_ledger_checkpoint();
+    stw__supp_load(stw__copts.supp_path);
+    atomic_store_explicit(&state, 2, memory_order_release);
+    /* Started ready, still guarded: the thread is the checker's own. */
+    stw__growth_start();
     if (g)
         stw_ledger_guard_exit();
-    atomic_store_explicit(&state, 2, memory_order_release);
 }
 
 __attribute__((constructor(101))) static void check_ctor(void)
 {
     stw__check_init();
-}
-
-/* ---- reports ---- */
-
-static int open_out(const char *path)
-{
-    if (path == NULL)
-        return dup(STDERR_FILENO);
-    char buf[4096];
-    const char *p = strstr(path, "%p");
-    if (p != NULL) {
-        snprintf(buf, sizeof(buf), "%.*s%d%s", (int)(p - path), path, (int)getpid(), p + 2);
-        path = buf;
-    }
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-}
-
-void stw__check_report(bool final, const char *why)
-{
-    if (!stw__check_ready())
-        return;
-    if (!stw_ledger_guard_enter())
-        return;
-    uint64_t kinds = stw__copts.kinds & ~STW_KIND_BIT(stw__kind_internal);
-    stw_snapshot_opts so = {.kinds = kinds, .since_seq = start_seq, .records = true};
-    stw_snapshot *s = NULL;
-    if (stw_snapshot_new(&so, &s) != 0) {
-        stw_ledger_guard_exit();
-        return;
-    }
-    stw_ledger_guard_exit();
-
-    char title[256];
-    snprintf(title, sizeof(title), "==%d== %s", (int)getpid(), why);
-    int fd = open_out(stw__copts.log_path);
-    if (fd >= 0) {
-        if (!stw__copts.quiet) {
-            stw_report_opts ro = {.symbolize = true, .records = true, .title = title};
-            stw_report_text(s, &ro, stw_write_fd, (void *)(intptr_t)fd);
-        }
-        char line[512];
-        int n = snprintf(line, sizeof(line),
-                         "==%d== steward check: %zu leaked resource(s) at %zu site(s), %ld bad "
-                         "free(s)\n",
-                         (int)getpid(), s->nrecords, s->nsites, stw__heap_bad_frees());
-        stw_write_fd((void *)(intptr_t)fd, line, (size_t)n);
-        close(fd);
-    }
-    if (stw__copts.json_path != NULL) {
-        int jfd = open_out(stw__copts.json_path);
-        if (jfd >= 0) {
-            stw_report_opts ro = {.symbolize = true, .records = true, .max_sites = 1000,
-                                  .title = why};
-            stw_report_json(s, &ro, stw_write_fd, (void *)(intptr_t)jfd);
-            close(jfd);
-        }
-    }
-    if (final && stw__copts.status_path != NULL) {
-        int sfd = open(stw__copts.status_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (sfd >= 0) {
-            char line[128];
-            int n = snprintf(line, sizeof(line), "leaks=%zu bad_frees=%ld\n", s->nrecords,
-                             stw__heap_bad_frees());
-            stw_write_fd((void *)(intptr_t)sfd, line, (size_t)n);
-            close(sfd);
-        }
-    }
-    stw_snapshot_free(&s);
 }
 
 __attribute__((destructor(101))) static void check_dtor(void)

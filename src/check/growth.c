@@ -1,0 +1,243 @@
+/*
+ * Growth analysis, periodic and on-demand reports: the checker's own
+ * thread samples live bytes per creation site at a fixed interval and
+ * keeps a bounded series per site (halving its resolution when full, so a
+ * run of any length fits in 64 points). At report time a site whose live
+ * bytes kept rising through the second half of the run is flagged as
+ * growing — the reachable-but-never-trimmed cache or buffer that no exit
+ * report calls a leak — and one that rose and then held steady is listed
+ * as levelled off.
+ *
+ * The thread is created with the ledger guard held, so it is not booked
+ * as the program's, and it makes no descriptors: an on-demand report is
+ * requested by a signal handler that only sets a flag.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../ledger/ledger_internal.h"
+#include "check_internal.h"
+
+#define SERIES_LEN 64
+#define MAX_TRACKED 16384
+#define SLAB 64
+/* Sites below this many live bytes are not worth a series. */
+#define TRACK_MIN_BYTES 4096
+/* A site is reported only once its rise is at least this large. */
+#define GROWTH_MIN_BYTES (64 * 1024)
+#define SITE_INDEX_CAP (1u << 18)
+
+typedef struct series {
+    stw_site site;
+    int kind;
+    int n;        /* points stored */
+    int stride;   /* samples per point */
+    long counter; /* samples seen since the series started */
+    long gen;     /* last sample that gave this series a point */
+    int64_t v[SERIES_LEN];
+} series;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static series **by_site; /* site id -> series, reserved lazily */
+static series *slab;
+static int slab_used = SLAB;
+static int ntracked;
+static series *tracked[MAX_TRACKED];
+static int64_t interval_ns;
+static int64_t last_sample_ns;
+static atomic_int report_requested;
+
+static series *series_for(stw_site site, int kind)
+{
+    if (site == 0 || site >= SITE_INDEX_CAP)
+        return NULL;
+    if (by_site == NULL && (by_site = stw__pages_reserve(sizeof(series *) * SITE_INDEX_CAP)) == NULL)
+        return NULL;
+    if (by_site[site] != NULL)
+        return by_site[site];
+    if (ntracked >= MAX_TRACKED)
+        return NULL;
+    if (slab_used == SLAB) {
+        slab = stw__pages_alloc(sizeof(series) * SLAB);
+        if (slab == NULL)
+            return NULL;
+        slab_used = 0;
+    }
+    series *s = &slab[slab_used++];
+    *s = (series){.site = site, .kind = kind, .stride = 1};
+    by_site[site] = s;
+    tracked[ntracked++] = s;
+    return s;
+}
+
+static void push(series *s, int64_t bytes)
+{
+    if (s->counter++ % s->stride != 0)
+        return;
+    if (s->n == SERIES_LEN) {
+        /* Keep every second point (the later of each pair): same span,
+         * half the resolution. */
+        for (int i = 0; i < SERIES_LEN / 2; i++)
+            s->v[i] = s->v[2 * i + 1];
+        s->n = SERIES_LEN / 2;
+        s->stride *= 2;
+    }
+    s->v[s->n++] = bytes;
+}
+
+static void sample(void)
+{
+    static long gen;
+    uint64_t kinds = stw__copts.kinds & ~STW_KIND_BIT(stw__kind_internal);
+    stw_snapshot_opts so = {.kinds = kinds};
+    stw_snapshot *snap = NULL;
+    if (stw_snapshot_new(&so, &snap) != 0)
+        return;
+    pthread_mutex_lock(&lock);
+    gen++;
+    for (size_t i = 0; i < snap->nsites; i++) {
+        const stw_site_stat *st = &snap->sites[i];
+        series *s = st->site < SITE_INDEX_CAP && by_site ? by_site[st->site] : NULL;
+        if (s == NULL && st->live_bytes >= TRACK_MIN_BYTES)
+            s = series_for(st->site, st->kind);
+        if (s != NULL) {
+            push(s, st->live_bytes);
+            s->gen = gen;
+        }
+    }
+    /* A tracked site with nothing live is absent from the snapshot: 0. */
+    for (int i = 0; i < ntracked; i++) {
+        if (tracked[i]->gen != gen) {
+            push(tracked[i], 0);
+            tracked[i]->gen = gen;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    stw_snapshot_free(&snap);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&report_requested, 1);
+}
+
+static void *run(void *arg)
+{
+    (void)arg;
+    /* Everything this thread allocates is the checker's, never the program's. */
+    stw_ledger_guard_enter();
+    int64_t every_ns = (int64_t)stw__copts.report_every_s * 1000000000;
+    int64_t next_report = every_ns > 0 ? stw_now_ns() + every_ns : INT64_MAX;
+    for (;;) {
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+        int64_t now = stw_now_ns();
+        if (interval_ns > 0 && now - last_sample_ns >= interval_ns) {
+            last_sample_ns = now;
+            sample();
+        }
+        if (atomic_exchange(&report_requested, 0)) {
+            stw_ledger_guard_exit();
+            stw__check_report(false, "on demand");
+            stw_ledger_guard_enter();
+        }
+        if (now >= next_report) {
+            next_report = now + every_ns;
+            stw_ledger_guard_exit();
+            stw__check_report(false, "periodic");
+            stw_ledger_guard_enter();
+        }
+    }
+    return NULL;
+}
+
+void stw__growth_start(void)
+{
+    const char *ms = getenv("STW_CHECK_SAMPLE_MS");
+    interval_ns = (int64_t)(ms != NULL ? atoi(ms) : 1000) * 1000000;
+    const char *sig = getenv("STW_CHECK_REPORT_SIGNAL");
+    int signo = sig != NULL ? atoi(sig) : 0;
+    if (signo > 0 && signo < NSIG) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(signo, &sa, NULL);
+    }
+    if (interval_ns <= 0 && stw__copts.report_every_s <= 0 && signo <= 0)
+        return;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* The program's signals stay with the program's threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    if (pthread_create(&t, &attr, run, NULL) == 0)
+        pthread_setname_np(t, "steward-check");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+int stw__growth_analyse(stw__growth *out, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < ntracked; i++) {
+        const series *s = tracked[i];
+        if (s->n < 8)
+            continue;
+        int64_t first = s->v[0], mid = s->v[s->n / 2], last = s->v[s->n - 1], peak = 0;
+        for (int k = 0; k < s->n; k++)
+            peak = s->v[k] > peak ? s->v[k] : peak;
+        if (peak - first < GROWTH_MIN_BYTES)
+            continue;
+        /* Rising through the second half: most steps up, and a real rise. */
+        int ups = 0, steps = 0;
+        for (int k = s->n / 2 + 1; k < s->n; k++, steps++)
+            ups += s->v[k] > s->v[k - 1];
+        bool growing = last > mid + (mid / 10) && last - mid >= GROWTH_MIN_BYTES / 2 &&
+                       ups * 10 >= steps * 6;
+        bool levelled = !growing && peak >= 2 * (first > 0 ? first : 1) &&
+                        (last >= mid ? last - mid : mid - last) <= last / 10;
+        if (!growing && !levelled)
+            continue;
+        double secs = (double)(interval_ns * s->stride) * (s->n - 1 - s->n / 2) / 1e9;
+        stw__growth g = {.site = s->site,
+                         .kind = s->kind,
+                         .growing = growing,
+                         .samples = s->n,
+                         .first_bytes = first,
+                         .mid_bytes = mid,
+                         .last_bytes = last,
+                         .peak_bytes = peak,
+                         .bytes_per_s = secs > 0 ? (double)(last - mid) / secs : 0};
+        /* Keep the strongest: growing before levelled, then by rise. */
+        int pos = n;
+        while (pos > 0) {
+            const stw__growth *p = &out[pos - 1];
+            bool better = g.growing != p->growing ? g.growing
+                                                  : (g.last_bytes - g.first_bytes) >
+                                                        (p->last_bytes - p->first_bytes);
+            if (!better)
+                break;
+            pos--;
+        }
+        if (pos >= max)
+            continue;
+        int end = n < max ? n : max - 1;
+        memmove(&out[pos + 1], &out[pos], sizeof(*out) * (size_t)(end - pos));
+        out[pos] = g;
+        if (n < max)
+            n++;
+    }
+    pthread_mutex_unlock(&lock);
+    return n;
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Run the leak corpus: every tests/leaks/*.c (and *.cc) program is built,
+run natively and under `steward check --json`, and what the checker found
+is compared with the program's own statement of what it plants.
+
+Header of each program (see tests/leaks/README.md):
+    /* leak-test: what is planted
+     * cflags: extra compiler flags            (optional)
+     * args: program arguments                 (optional)
+     * expect: KIND COUNT FUNC [class=..] [state=..] [bytes=N] [label~TEXT]
+     * expect: none                            (a clean program)
+     * exit: N                                 (expected exit status, default 0)
+     */
+
+Usage: run.py BUILD_DIR [NAME...]   prints "ok   leaks/NAME" or "FAIL leaks/NAME"
+per program, with the reason, and exits non-zero if any failed.
+"""
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BASE_CFLAGS = ["-g", "-O1", "-fno-omit-frame-pointer", "-pthread"]
+TIMEOUT = 120
+
+
+def parse_header(path):
+    spec = {"cflags": [], "args": [], "expect": [], "none": False, "exit": 0}
+    with open(path) as f:
+        text = f.read(8192)
+    m = re.search(r"/\*(.*?)\*/", text, re.S)
+    if not m or "leak-test:" not in m.group(1):
+        raise ValueError("no leak-test header")
+    for raw in m.group(1).splitlines():
+        line = raw.strip().lstrip("*").strip()
+        if line.startswith("cflags:"):
+            spec["cflags"] += shlex.split(line[7:])
+        elif line.startswith("args:"):
+            spec["args"] += shlex.split(line[5:])
+        elif line.startswith("exit:"):
+            spec["exit"] = int(line[5:])
+        elif line.startswith("expect:"):
+            words = line[7:].split()
+            if words == ["none"]:
+                spec["none"] = True
+                continue
+            e = {"kind": words[0], "count": int(words[1]), "func": words[2]}
+            for w in words[3:]:
+                if w.startswith("label~"):
+                    e["label"] = w[6:]
+                else:
+                    k, v = w.split("=", 1)
+                    e[k] = int(v) if k == "bytes" else v
+            spec["expect"].append(e)
+    return spec
+
+
+def group_matches(g, e):
+    if g["kind"] != e["kind"]:
+        return False
+    if e["func"] not in [fr.get("func") for fr in g["stack"]]:
+        return False
+    if "class" in e and not (g.get("class") or "").startswith(e["class"]):
+        return False
+    if "state" in e and not (g.get("state") or "").startswith(e["state"]):
+        return False
+    if "label" in e and not any(e["label"] in (r.get("label") or "") for r in g["records"]):
+        return False
+    return True
+
+
+def describe(g):
+    funcs = [fr.get("func") or "??" for fr in g["stack"]][:4]
+    what = g.get("class") or g.get("state") or ""
+    labels = sorted({r.get("label") for r in g["records"] if r.get("label")})[:2]
+    return f'{g["count"]} {g["kind"]} {what} at {" < ".join(funcs)} {labels or ""}'.strip()
+
+
+def check_one(build, src, tmp):
+    name = os.path.splitext(os.path.basename(src))[0]
+    spec = parse_header(src)
+    exe = os.path.join(tmp, name)
+    cc = "g++" if src.endswith(".cc") else "gcc"
+    r = subprocess.run([cc, *BASE_CFLAGS, *spec["cflags"], src, "-o", exe, "-lrt"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"does not compile:\n{r.stderr}"
+    native = subprocess.run([exe, *spec["args"]], capture_output=True, timeout=TIMEOUT)
+    js = os.path.join(tmp, name + ".json")
+    log = os.path.join(tmp, name + ".log")
+    steward = os.path.join(build, "src", "steward")
+    checked = subprocess.run([steward, "check", f"--json={js}", f"--log-file={log}", "--",
+                              exe, *spec["args"]], capture_output=True, timeout=TIMEOUT)
+    problems = []
+    if checked.returncode != spec["exit"]:
+        problems.append(f"exit status {checked.returncode}, want {spec['exit']}")
+    if native.returncode != spec["exit"]:
+        problems.append(f"native exit status {native.returncode}, want {spec['exit']}")
+    if checked.stdout != native.stdout:
+        problems.append("stdout under the checker differs from the native run")
+    try:
+        with open(js) as f:
+            report = json.load(f)
+    except (OSError, ValueError) as err:
+        problems.append(f"no JSON report: {err}")
+        return "\n".join(problems)
+    leaks = report["leaks"]
+    used = set()
+    for e in spec["expect"]:
+        hits = [i for i, g in enumerate(leaks) if i not in used and group_matches(g, e)]
+        count = sum(leaks[i]["count"] for i in hits)
+        nbytes = sum(leaks[i]["bytes"] for i in hits)
+        used.update(hits)
+        want = f'{e["count"]} {e["kind"]} from {e["func"]}'
+        if count != e["count"]:
+            problems.append(f"expected {want}, found {count}")
+        elif "bytes" in e and nbytes != e["bytes"]:
+            problems.append(f"expected {want} of {e['bytes']} bytes, found {nbytes} bytes")
+    for i, g in enumerate(leaks):
+        if i not in used:
+            problems.append("unexpected finding: " + describe(g))
+    if spec["none"] and report["summary"]["leaks"] != 0:
+        problems.append(f'clean program, but {report["summary"]["leaks"]} leaks reported')
+    if problems:
+        with open(log) as f:
+            problems.append("checker log:\n" + f.read()[-3000:])
+    return "\n".join(problems)
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        return 2
+    build = sys.argv[1]
+    names = sys.argv[2:]
+    sources = sorted(os.path.join(HERE, f) for f in os.listdir(HERE)
+                     if f.endswith((".c", ".cc")))
+    if names:
+        sources = [s for s in sources if os.path.splitext(os.path.basename(s))[0] in names]
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="steward-leaks.") as tmp:
+        for src in sources:
+            name = os.path.splitext(os.path.basename(src))[0]
+            try:
+                err = check_one(build, src, tmp)
+            except subprocess.TimeoutExpired:
+                err = "timed out"
+            except ValueError as ex:
+                err = str(ex)
+            if err:
+                failed += 1
+                print(f"FAIL leaks/{name}")
+                print("    " + err.replace("\n", "\n    "))
+            else:
+                print(f"ok   leaks/{name}")
+            sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
