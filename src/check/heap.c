@@ -34,9 +34,11 @@ extern void __libc_free(void *);
  * simply overwritten, which can only turn a double free into an invalid
  * free in the report, never hide one. */
 #define FREED_SLOTS 65536
+#define FREED_DEPTH 6
 typedef struct freed {
     _Atomic uintptr_t addr;
-    stw_site site;
+    int depth;
+    void *pcs[FREED_DEPTH]; /* raw, not interned: every free pays for this */
 } freed;
 static freed *freed_tab;
 static atomic_long bad_frees;
@@ -51,7 +53,7 @@ static size_t freed_slot(uintptr_t p)
     return (size_t)((p >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 48) & (FREED_SLOTS - 1);
 }
 
-static void remember_free(uintptr_t p, stw_site site)
+static __attribute__((noinline)) void remember_free(uintptr_t p)
 {
     if (freed_tab == NULL) {
         freed *t = stw__pages_reserve(sizeof(freed) * FREED_SLOTS);
@@ -63,16 +65,26 @@ static void remember_free(uintptr_t p, stw_site site)
             return;
     }
     freed *f = &freed_tab[freed_slot(p)];
-    f->site = site;
+    /* Cleared first, so a reader never pairs this address with another
+     * free's stack. Two threads freeing into one slot at once can only
+     * lose that slot's stack, never invent one. */
+    atomic_store_explicit(&f->addr, 0, memory_order_relaxed);
+    /* skip 3: remember_free, note_free, free. */
+    f->depth = stw__stack_capture_with(STW__UNWIND_FP, f->pcs, FREED_DEPTH, 3);
     atomic_store_explicit(&f->addr, p, memory_order_release);
 }
 
-static stw_site freed_before(uintptr_t p)
+/* The stack that freed @p before, if it is still remembered. */
+static int freed_before(uintptr_t p, void **pcs)
 {
     if (freed_tab == NULL)
-        return 0;
+        return -1;
     freed *f = &freed_tab[freed_slot(p)];
-    return atomic_load_explicit(&f->addr, memory_order_acquire) == p ? f->site : 0;
+    if (atomic_load_explicit(&f->addr, memory_order_acquire) != p)
+        return -1;
+    int n = f->depth;
+    memcpy(pcs, f->pcs, sizeof(void *) * (size_t)n);
+    return n;
 }
 
 static bool tracking(void)
@@ -102,40 +114,40 @@ static __attribute__((noinline)) void note_alloc(void *p, size_t size)
     stw__check_record(STW_KIND_HEAP, (uintptr_t)p, size, NULL, 2);
 }
 
-static void report_bad_free(const char *what, uintptr_t p, stw_site first)
+static void print_frames(int fd, void *const *pcs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        stw_symbol sym;
+        char line[600];
+        stw_symbolize(pcs[i], &sym);
+        int len = snprintf(line, sizeof(line), "==%d==    #%-2d %s %s:%d (%s)\n", (int)getpid(),
+                           i, sym.func[0] ? sym.func : "??", sym.file, sym.line, sym.module);
+        stw_write_fd((void *)(intptr_t)fd, line, (size_t)len);
+        if (strcmp(sym.func, "main") == 0)
+            break;
+    }
+}
+
+/* @first/@nfirst: the earlier free's stack (nfirst < 0: not known). */
+static void report_bad_free(const char *what, uintptr_t p, void *const *first, int nfirst)
 {
     atomic_fetch_add(&bad_frees, 1);
     if (!stw_ledger_guard_enter())
         return;
     char head[160];
     void *pcs[STW_STACK_MAX];
-    int n = stw_stack_capture(pcs, STW_STACK_MAX, 2);
-    int len = snprintf(head, sizeof(head), "==%d== steward check: %s of %p\n", (int)getpid(),
-                       what, (void *)p);
-    stw_ledger_guard_exit();
+    /* skip 3: report_bad_free, its caller in this file, the hook. */
+    int n = stw__stack_capture_with(STW__UNWIND_FP, pcs, stw__copts.depth, 3);
     int fd = STDERR_FILENO;
+    int len = snprintf(head, sizeof(head), "==%d== %s of %p\n", (int)getpid(), what, (void *)p);
     stw_write_fd((void *)(intptr_t)fd, head, (size_t)len);
-    for (int i = 0; i < n; i++) {
-        stw_symbol sym;
-        char line[600];
-        stw_symbolize(pcs[i], &sym);
-        len = snprintf(line, sizeof(line), "==%d==    %s %s:%d (%s)\n", (int)getpid(),
-                       sym.func[0] ? sym.func : "??", sym.file, sym.line, sym.module);
-        stw_write_fd((void *)(intptr_t)fd, line, (size_t)len);
-    }
-    if (first != 0) {
+    print_frames(fd, pcs, n);
+    if (nfirst >= 0) {
         len = snprintf(head, sizeof(head), "==%d==  first freed at:\n", (int)getpid());
         stw_write_fd((void *)(intptr_t)fd, head, (size_t)len);
-        n = stw_site_stack(first, NULL, pcs, STW_STACK_MAX);
-        for (int i = 0; i < n; i++) {
-            stw_symbol sym;
-            char line[600];
-            stw_symbolize(pcs[i], &sym);
-            len = snprintf(line, sizeof(line), "==%d==    %s %s:%d (%s)\n", (int)getpid(),
-                           sym.func[0] ? sym.func : "??", sym.file, sym.line, sym.module);
-            stw_write_fd((void *)(intptr_t)fd, line, (size_t)len);
-        }
+        print_frames(fd, first, nfirst);
     }
+    stw_ledger_guard_exit();
 }
 
 /* Forget a block before libc gets it back. Returns false when the block
@@ -147,14 +159,16 @@ static __attribute__((noinline)) bool note_free(void *p)
     uintptr_t a = (uintptr_t)p;
     if (stw__ledger_remove(STW_KIND_HEAP, a) == 0 ||
         stw__ledger_remove(stw__kind_internal, a) == 0) {
+        /* The checker's own frees (guard held) need no stack. */
         if (stw_ledger_guard_enter()) {
-            remember_free(a, stw_ledger_site_here(STW_KIND_HEAP, 2));
+            remember_free(a);
             stw_ledger_guard_exit();
         }
         return true;
     }
-    stw_site first = freed_before(a);
-    report_bad_free(first ? "double free" : "invalid free", a, first);
+    void *first[FREED_DEPTH];
+    int nfirst = freed_before(a, first);
+    report_bad_free(nfirst >= 0 ? "double free" : "invalid free", a, first, nfirst);
     return false;
 }
 
@@ -194,9 +208,10 @@ STW_HOOK void *realloc(void *p, size_t size)
                  stw_ledger_lookup(STW_KIND_HEAP, (uintptr_t)p, &old) == 0 ||
                  stw_ledger_lookup(stw__kind_internal, (uintptr_t)p, &old) == 0;
     if (!known) {
-        stw_site first = freed_before((uintptr_t)p);
-        report_bad_free(first ? "realloc of freed memory" : "realloc of an invalid pointer",
-                        (uintptr_t)p, first);
+        void *first[FREED_DEPTH];
+        int nfirst = freed_before((uintptr_t)p, first);
+        report_bad_free(nfirst >= 0 ? "realloc of freed memory" : "realloc of an invalid pointer",
+                        (uintptr_t)p, first, nfirst);
         errno = ENOMEM;
         return NULL;
     }

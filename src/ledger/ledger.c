@@ -249,9 +249,12 @@ stw_site stw__site_intern(int kind, void *const *pcs, int depth)
     ensure_init();
     if (sites == NULL || !kind_valid(kind))
         return 0;
+    /* One multiply per frame, one full mix at the end: interning runs on
+     * every allocation, and equal hashes are confirmed by comparing stacks. */
     uint64_t h = (uint64_t)kind * UINT64_C(0x9e3779b97f4a7c15) + (uint64_t)depth;
     for (int i = 0; i < depth; i++)
-        h = mix64(h ^ (uint64_t)(uintptr_t)pcs[i]);
+        h = (h ^ (uint64_t)(uintptr_t)pcs[i]) * UINT64_C(0x100000001b3);
+    h = mix64(h);
     uint32_t mine = 0; /* a site filled in but not yet published */
     for (uint32_t probe = 0, idx = (uint32_t)h & (SITE_SLOTS - 1); probe < SITE_SLOTS;
          probe++, idx = (idx + 1) & (SITE_SLOTS - 1)) {
@@ -322,8 +325,14 @@ static inline uint64_t key_hash(int kind, uint64_t id)
     return mix64(id ^ ((uint64_t)kind << 56) ^ (uint64_t)kind);
 }
 
-static inline shard *shard_of(uint64_t h)
+/* Heap blocks are sharded by the 64 MiB region they lie in: glibc gives
+ * each thread its own arena of that size and alignment, so a thread's
+ * blocks share a shard and its lock stays in that thread's cache instead of
+ * bouncing between cores. Everything else is spread by its hash. */
+static inline shard *shard_of(int kind, uint64_t id, uint64_t h)
 {
+    if (kind == STW_KIND_HEAP)
+        return &shards[mix64((id >> 26) ^ UINT64_C(0x5bd1e995)) >> 58];
     return &shards[h >> 58];
 }
 
@@ -371,7 +380,7 @@ int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, cons
     if (!kind_valid(kind))
         return -EINVAL;
     uint64_t h = key_hash(kind, id);
-    shard *s = shard_of(h);
+    shard *s = shard_of(kind, id, h);
     shard_lock(s);
     if (find_slot(s, kind, id, h) != NULL) {
         shard_unlock(s);
@@ -433,7 +442,7 @@ int stw__ledger_remove(int kind, uint64_t id)
     if (!kind_valid(kind))
         return -EINVAL;
     uint64_t h = key_hash(kind, id);
-    shard *s = shard_of(h);
+    shard *s = shard_of(kind, id, h);
     shard_lock(s);
     stw__entry *e = find_slot(s, kind, id, h);
     if (e == NULL) {
@@ -489,7 +498,7 @@ static int with_entry(int kind, uint64_t id, void (*fn)(stw__entry *e, void *ud)
     if (!kind_valid(kind))
         return -EINVAL;
     uint64_t h = key_hash(kind, id);
-    shard *s = shard_of(h);
+    shard *s = shard_of(kind, id, h);
     shard_lock(s);
     stw__entry *e = find_slot(s, kind, id, h);
     if (e != NULL)
@@ -504,7 +513,7 @@ int stw_ledger_resize(int kind, uint64_t id, uint64_t new_size)
     if (!kind_valid(kind))
         return -EINVAL;
     uint64_t h = key_hash(kind, id);
-    shard *s = shard_of(h);
+    shard *s = shard_of(kind, id, h);
     shard_lock(s);
     stw__entry *e = find_slot(s, kind, id, h);
     if (e == NULL) {

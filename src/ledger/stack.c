@@ -20,7 +20,7 @@ static int depth_cfg = 16;
 /* Per-thread stack bounds, looked up once per thread. */
 static STW_TLS uintptr_t stack_lo;
 static STW_TLS uintptr_t stack_hi;
-static STW_TLS int stack_known; /* 0 unknown, 1 known, -1 lookup failed */
+static STW_TLS int stack_known; /* 0 unknown, 1 known, -1 lookup failed, 2 looking */
 
 void stw__stack_init(void)
 {
@@ -48,6 +48,9 @@ static void lookup_bounds(void)
     /* pthread_getattr_np may allocate (it reads /proc/self/maps for the main
      * thread); callers hold the ledger's reentrancy guard, so a malloc hook
      * reached from here passes straight through. */
+    /* pthread_getattr_np frees memory under a lock of its own; a free hook
+     * that captures a stack must not come back here and take it again. */
+    stack_known = 2;
     if (pthread_getattr_np(pthread_self(), &attr) != 0) {
         stack_known = -1;
         return;
