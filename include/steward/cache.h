@@ -51,9 +51,9 @@ extern "C" {
 typedef struct stw_cache stw_cache;
 
 typedef struct stw_cache_opts {
-    size_t max_entries;               /* hard bound, > 0 */
-    int64_t ttl_ms;                   /* lifetime from put; 0 = no TTL */
-    void (*value_free)(void *value);  /* called once per removed value; may be NULL */
+    size_t max_entries;              /* hard bound, > 0 */
+    int64_t ttl_ms;                  /* lifetime from put; 0 = no TTL */
+    void (*value_free)(void *value); /* called once per removed value; may be NULL */
 } stw_cache_opts;
 
 /* Create a cache. @o is borrowed (copied). On success *@out is owned by the
