@@ -58,8 +58,19 @@ extern uint64_t stw__check_start_seq;
  * the JSON file. @final: the exit report, which also reconciles
  * descriptors and writes the status file the launcher reads. */
 void stw__check_report(bool final, const char *why);
+/* The text log (STW_CHECK_LOG, else a dup of stderr), opened for append;
+ * the caller closes it. Negative errno on failure. */
+int stw__check_open_log(void);
+
+/* The exit report, written once per process whichever way it ends (exit,
+ * _exit, a fatal signal: @sig, 0 for a normal exit). Silent in forked
+ * children that did not exec. */
+void stw__check_final_report(int sig);
 
 /* ---- growth.c ---- */
+/* From a fatal signal's handler: have the checker's thread write the final
+ * report and wait (bounded) until it is written. */
+void stw__check_fatal_report(int sig);
 /* Start the checker's own thread (sampling per-site live bytes for growth
  * analysis, periodic and on-demand reports). Called once at init. */
 void stw__growth_start(void);

@@ -50,6 +50,12 @@ static series *tracked[MAX_TRACKED];
 static int64_t interval_ns;
 static int64_t last_sample_ns;
 static atomic_int report_requested;
+static atomic_int thread_running;
+/* A fatal signal's exit report: requested by its handler, written by this
+ * module's thread (whose allocator arena and locks the interrupted thread
+ * cannot be holding), then acknowledged. */
+static atomic_int final_requested;
+static atomic_int final_done;
 
 static series *series_for(stw_site site, int kind)
 {
@@ -131,11 +137,18 @@ static void *run(void *arg)
     (void)arg;
     /* Everything this thread allocates is the checker's, never the program's. */
     stw_ledger_guard_enter();
+    atomic_store(&thread_running, 1);
     int64_t every_ns = (int64_t)stw__copts.report_every_s * 1000000000;
     int64_t next_report = every_ns > 0 ? stw_now_ns() + every_ns : INT64_MAX;
     for (;;) {
-        struct timespec ts = {0, 50 * 1000000};
+        struct timespec ts = {0, 20 * 1000000};
         nanosleep(&ts, NULL);
+        if (atomic_load(&final_requested)) {
+            stw_ledger_guard_exit();
+            stw__check_final_report(atomic_load(&final_requested));
+            atomic_store(&final_done, 1);
+            return NULL;
+        }
         int64_t now = stw_now_ns();
         if (interval_ns > 0 && now - last_sample_ns >= interval_ns) {
             last_sample_ns = now;
@@ -170,8 +183,8 @@ void stw__growth_start(void)
         sigemptyset(&sa.sa_mask);
         sigaction(signo, &sa, NULL);
     }
-    if (interval_ns <= 0 && stw__copts.report_every_s <= 0 && signo <= 0)
-        return;
+    /* The thread also writes the report when a signal kills the program,
+     * so it runs even with sampling and periodic reports off. */
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -184,6 +197,20 @@ void stw__growth_start(void)
         pthread_setname_np(t, "steward-check");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
+}
+
+void stw__check_fatal_report(int sig)
+{
+    if (!atomic_load(&thread_running)) {
+        stw__check_final_report(sig);
+        return;
+    }
+    atomic_store(&final_requested, sig);
+    /* nanosleep is async-signal-safe; give the report ten seconds at most. */
+    for (int i = 0; i < 1000 && !atomic_load(&final_done); i++) {
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 int stw__growth_analyse(stw__growth *out, int max)

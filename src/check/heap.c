@@ -138,7 +138,11 @@ static void report_bad_free(const char *what, uintptr_t p, void *const *first, i
     void *pcs[STW_STACK_MAX];
     /* skip 3: report_bad_free, its caller in this file, the hook. */
     int n = stw__stack_capture_with(STW__UNWIND_FP, pcs, stw__copts.depth, 3);
-    int fd = STDERR_FILENO;
+    int fd = stw__check_open_log();
+    if (fd < 0) {
+        stw_ledger_guard_exit();
+        return;
+    }
     int len = snprintf(head, sizeof(head), "==%d== %s of %p\n", (int)getpid(), what, (void *)p);
     stw_write_fd((void *)(intptr_t)fd, head, (size_t)len);
     print_frames(fd, pcs, n);
@@ -147,6 +151,7 @@ static void report_bad_free(const char *what, uintptr_t p, void *const *first, i
         stw_write_fd((void *)(intptr_t)fd, head, (size_t)len);
         print_frames(fd, first, nfirst);
     }
+    close(fd);
     stw_ledger_guard_exit();
 }
 

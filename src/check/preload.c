@@ -208,6 +208,8 @@ static void atfork_child(void)
     forked_child = true;
 }
 
+static void install_fatal_handlers(void);
+
 bool stw__check_ready(void)
 {
     return atomic_load_explicit(&state, memory_order_acquire) == 2;
@@ -225,8 +227,10 @@ void stw__check_init(void)
     main_pid = getpid();
     untrace_children();
     pthread_atfork(NULL, NULL, atfork_child);
+    stw__fds_init();
     stw__check_start_seq = stw_ledger_checkpoint();
     stw__supp_load(stw__copts.supp_path);
+    install_fatal_handlers();
     atomic_store_explicit(&state, 2, memory_order_release);
     /* Started ready, still guarded: the thread is the checker's own. */
     stw__growth_start();
@@ -239,11 +243,71 @@ __attribute__((constructor(101))) static void check_ctor(void)
     stw__check_init();
 }
 
-__attribute__((destructor(101))) static void check_dtor(void)
+static atomic_int final_once;
+
+void stw__check_final_report(int sig)
 {
-    if (forked_child || getpid() != main_pid)
+    if (forked_child || getpid() != main_pid || !stw__check_ready())
         return;
-    stw__check_report(true, "at exit");
+    if (atomic_exchange(&final_once, 1))
+        return;
+    char why[64];
+    if (sig > 0)
+        snprintf(why, sizeof(why), "at death by signal %d (%s)", sig, sigabbrev_np(sig));
+    else
+        snprintf(why, sizeof(why), "at exit");
+    stw__check_report(true, why);
     /* Nothing after this is the program's doing. */
     atomic_store(&state, 3);
+}
+
+__attribute__((destructor(101))) static void check_dtor(void)
+{
+    stw__check_final_report(0);
+}
+
+STW_HOOK void _exit(int status)
+{
+    STW_REAL(void, _exit, (int));
+    stw__check_final_report(0);
+    real__exit(status);
+    __builtin_unreachable();
+}
+
+STW_HOOK void _Exit(int status)
+{
+    STW_REAL(void, _Exit, (int));
+    stw__check_final_report(0);
+    real__Exit(status);
+    __builtin_unreachable();
+}
+
+/* Signals that end a program by default. Where the program left them at
+ * their default, a handler writes the report and then lets the signal do
+ * what it would have done: the process still dies by that signal. */
+static const int fatal_signals[] = {SIGTERM, SIGINT,  SIGHUP,  SIGQUIT, SIGPIPE, SIGALRM, SIGUSR1,
+                                    SIGABRT, SIGSEGV, SIGBUS,  SIGFPE,  SIGILL,  SIGXCPU, SIGXFSZ};
+
+static void on_fatal(int sig)
+{
+    int saved = errno;
+    stw__check_fatal_report(sig);
+    signal(sig, SIG_DFL);
+    errno = saved;
+    raise(sig);
+}
+
+static void install_fatal_handlers(void)
+{
+    for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
+        struct sigaction old;
+        if (sigaction(fatal_signals[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL)
+            continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_fatal;
+        sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        sigaction(fatal_signals[i], &sa, NULL);
+    }
 }

@@ -69,6 +69,11 @@ static int open_out(const char *path, bool append)
     return open(path, flags, 0644);
 }
 
+int stw__check_open_log(void)
+{
+    return open_out(stw__copts.log_path, true);
+}
+
 static const char *state_of(const stw_record *r)
 {
     if (r->kind == STW_KIND_THREAD)
@@ -316,7 +321,7 @@ static void text_growth(stw__out *o, int pid, const report *rp)
 
 static void write_text(const report *rp, const char *why)
 {
-    int fd = open_out(stw__copts.log_path, true);
+    int fd = stw__check_open_log();
     if (fd < 0)
         return;
     int pid = (int)getpid();
