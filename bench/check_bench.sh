@@ -38,6 +38,7 @@ echo "|---|---:|---:|"
 native=$(wall "$tmp/ah" "$per" 2)
 row native "$native" "$native"
 row "steward check" "$(wall "$steward" check -q -- "$tmp/ah" "$per" 2)" "$native"
+row "steward check --sample=512k" "$(wall "$steward" check -q --sample=512k -- "$tmp/ah" "$per" 2)" "$native"
 if [ "$have_lsan" = 1 ]; then
     row "-fsanitize=leak" "$(wall "$tmp/ah-lsan" "$per" 2)" "$native"
 fi
@@ -49,14 +50,18 @@ echo "### real program: python3 building and serialising 20000 small dicts"
 echo
 echo "| tool | wall s (median of 3) | vs native |"
 echo "|---|---:|---:|"
+# The interpreter itself, not a wrapper script that execs it (pyenv shims):
+# the tools below follow the process they start, not what it execs.
+python=$(python3 -c 'import sys; print(sys.executable)')
 py='import json
 for i in range(20000):
     json.dumps({"id": i, "tags": [str(j) for j in range(20)]})'
-native=$(wall python3 -c "$py")
+native=$(wall "$python" -c "$py")
 row native "$native" "$native"
-row "steward check" "$(wall "$steward" check -q -- python3 -c "$py")" "$native"
-row "heaptrack" "$(wall heaptrack -o "$tmp/ht2" python3 -c "$py")" "$native"
-row "valgrind memcheck" "$(wall valgrind -q --leak-check=full --track-fds=yes python3 -c "$py")" "$native"
+row "steward check" "$(wall "$steward" check -q -- "$python" -c "$py")" "$native"
+row "steward check --sample=512k" "$(wall "$steward" check -q --sample=512k -- "$python" -c "$py")" "$native"
+row "heaptrack" "$(wall heaptrack -o "$tmp/ht2" "$python" -c "$py")" "$native"
+row "valgrind memcheck" "$(wall valgrind -q --leak-check=full --track-fds=yes "$python" -c "$py")" "$native"
 
 echo
 echo "### memory per live allocation: 1,000,000 live 32-byte blocks"

@@ -26,6 +26,7 @@ typedef struct stw__check_opts {
     const char *status_path; /* summary line for the launcher */
     const char *supp_path;   /* suppressions file */
     int report_every_s;      /* periodic reports, 0 = off */
+    long sample_bytes;       /* heap sampling: one block per this many bytes, 0 = all */
     bool quiet;              /* only the summary line */
     bool show_reachable;     /* list still-reachable heap blocks */
     bool show_inherited;     /* list descriptors inherited at start */

@@ -92,6 +92,90 @@ static bool tracking(void)
     return (stw__copts.kinds & STW_KIND_BIT(STW_KIND_HEAP)) != 0;
 }
 
+/* ---- sampling mode (STW_CHECK_SAMPLE_BYTES) ----
+ * About one block per sample_bytes of allocation is booked, with its stack
+ * and a size standing for the bytes it represents. Unbooked blocks cost a
+ * thread-local subtraction on malloc and one counter load on free: a
+ * counting filter of booked addresses says which frees need the ledger. */
+#define FILTER_SLOTS (1u << 18)
+static _Atomic uint8_t *filter;
+static bool sampling; /* set once at init, before any hook books anything */
+static STW_TLS int64_t sample_left;
+static STW_TLS uint32_t sample_rng;
+
+static _Atomic uint8_t *filter_slot(uintptr_t p)
+{
+    /* Indexed by address, not by a hash of it: frees of nearby blocks touch
+     * nearby bytes, so the filter stays in cache. Addresses 4 MiB apart
+     * share a slot; a shared slot only sends a free to the ledger. */
+    return &filter[(size_t)(p >> 4) & (FILTER_SLOTS - 1)];
+}
+
+/* Distance to the next sample: uniform in [rate/2, 3*rate/2), so periodic
+ * allocation patterns cannot hide between samples. */
+static int64_t next_sample(int64_t rate)
+{
+    if (sample_rng == 0)
+        sample_rng = (uint32_t)(uintptr_t)&sample_rng | 1;
+    sample_rng ^= sample_rng << 13;
+    sample_rng ^= sample_rng >> 17;
+    sample_rng ^= sample_rng << 5;
+    return rate / 2 + (int64_t)(sample_rng % (uint32_t)(rate > 1 ? rate : 1));
+}
+
+/* True when the block should be booked; @size becomes what it stands for. */
+static bool sample_take(uintptr_t p, size_t *size)
+{
+    int64_t rate = (int64_t)stw__copts.sample_bytes;
+    /* sample_skip_alloc already counted this block and found it due. */
+    sample_left = next_sample(rate);
+    if (filter == NULL) {
+        _Atomic uint8_t *f = stw__pages_reserve(FILTER_SLOTS);
+        _Atomic uint8_t *expected = NULL;
+        if (f != NULL && !__atomic_compare_exchange_n(&filter, &expected, f, false,
+                                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            stw__pages_free((void *)f, FILTER_SLOTS);
+        if (filter == NULL)
+            return false;
+    }
+    _Atomic uint8_t *slot = filter_slot(p);
+    /* A saturated slot would lose count: skip this sample instead. */
+    if (atomic_load_explicit(slot, memory_order_relaxed) == 255)
+        return false;
+    atomic_fetch_add_explicit(slot, 1, memory_order_relaxed);
+    if ((int64_t)*size < rate)
+        *size = (size_t)rate;
+    return true;
+}
+
+/* The fast paths, inlined into the hooks: an unsampled malloc costs a
+ * subtraction, an unsampled free one byte load. */
+static inline bool sample_skip_alloc(size_t size)
+{
+    if (!sampling)
+        return false;
+    sample_left -= (int64_t)size;
+    return sample_left > 0;
+}
+
+static inline bool sample_skip_free(uintptr_t p)
+{
+    return sampling && (filter == NULL || atomic_load_explicit(filter_slot(p),
+                                                                 memory_order_relaxed) == 0);
+}
+
+/* Sampling mode's free: drop the record if the block was booked. */
+static void sample_forget(uintptr_t p)
+{
+    if (filter == NULL)
+        return;
+    _Atomic uint8_t *slot = filter_slot(p);
+    if (atomic_load_explicit(slot, memory_order_relaxed) == 0)
+        return;
+    if (stw__ledger_remove(STW_KIND_HEAP, p) == 0)
+        atomic_fetch_sub_explicit(slot, 1, memory_order_relaxed);
+}
+
 /* Book a fresh block. Inside the checker's own code (guard held) the block
  * is booked without a stack under the internal kind. */
 static __attribute__((noinline)) void note_alloc(void *p, size_t size)
@@ -105,11 +189,18 @@ static __attribute__((noinline)) void note_alloc(void *p, size_t size)
     }
     if (!tracking())
         return;
-    if (!stw_ledger_guard_enter()) {
+    if (stw__copts.sample_bytes > 0) {
+        sampling = true;
+        /* The checker's own blocks are not booked in sampling mode: their
+         * frees find nothing in the filter and pass straight through. */
+        if (stw_ledger_guard_depth() || !sample_take((uintptr_t)p, &size))
+            return;
+    } else if (!stw_ledger_guard_enter()) {
         stw__ledger_insert(stw__kind_internal, (uintptr_t)p, size, 0, NULL);
         return;
+    } else {
+        stw_ledger_guard_exit();
     }
-    stw_ledger_guard_exit();
     /* skip 2: note_alloc and the interposed function itself. */
     stw__check_record(STW_KIND_HEAP, (uintptr_t)p, size, NULL, 2);
 }
@@ -162,6 +253,11 @@ static __attribute__((noinline)) bool note_free(void *p)
     if (!stw__check_ready() || !tracking())
         return true;
     uintptr_t a = (uintptr_t)p;
+    if (stw__copts.sample_bytes > 0) {
+        /* Most blocks were never booked: a bad free cannot be told apart. */
+        sample_forget(a);
+        return true;
+    }
     if (stw__ledger_remove(STW_KIND_HEAP, a) == 0 ||
         stw__ledger_remove(stw__kind_internal, a) == 0) {
         /* The checker's own frees (guard held) need no stack. */
@@ -180,7 +276,8 @@ static __attribute__((noinline)) bool note_free(void *p)
 STW_HOOK void *malloc(size_t size)
 {
     void *p = __libc_malloc(size);
-    note_alloc(p, size);
+    if (!sample_skip_alloc(size))
+        note_alloc(p, size);
     return p;
 }
 
@@ -193,7 +290,7 @@ STW_HOOK void *calloc(size_t n, size_t size)
 
 STW_HOOK void free(void *p)
 {
-    if (p != NULL && note_free(p))
+    if (p != NULL && (sample_skip_free((uintptr_t)p) || note_free(p)))
         __libc_free(p);
 }
 
@@ -207,6 +304,12 @@ STW_HOOK void *realloc(void *p, size_t size)
     if (size == 0) {
         free(p);
         return NULL;
+    }
+    if (stw__check_ready() && tracking() && stw__copts.sample_bytes > 0) {
+        sample_forget((uintptr_t)p);
+        void *n = __libc_realloc(p, size);
+        note_alloc(n, size);
+        return n;
     }
     stw_record old;
     bool known = !stw__check_ready() || !tracking() ||

@@ -172,6 +172,8 @@ static void read_options(void)
     stw__copts.supp_path = env("STW_CHECK_SUPPRESSIONS");
     const char *e = env("STW_CHECK_REPORT_EVERY");
     stw__copts.report_every_s = e ? atoi(e) : 0;
+    const char *sb = env("STW_CHECK_SAMPLE_BYTES");
+    stw__copts.sample_bytes = sb ? atol(sb) : 0;
     stw__copts.quiet = env("STW_CHECK_QUIET") != NULL;
     stw__copts.show_reachable = env("STW_CHECK_SHOW_REACHABLE") != NULL;
     stw__copts.show_inherited = env("STW_CHECK_SHOW_INHERITED") != NULL;

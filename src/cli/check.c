@@ -35,6 +35,8 @@ static void check_usage(FILE *f)
             "  --depth=N              frames per stack, 1..32 (default 16)\n"
             "  --suppressions=FILE    LeakSanitizer-style 'leak:PATTERN' lines\n"
             "  --report-every=SECONDS also report periodically while PROG runs\n"
+            "  --sample=BYTES         production mode: book about one heap block per BYTES\n"
+            "                         allocated (k/M suffixes); heap numbers become estimates\n"
             "  --show-reachable       list still-reachable heap blocks too\n"
             "  --show-inherited       list descriptors PROG inherited at start\n"
             "  --trace-children       check programs PROG execs as well\n"
@@ -142,6 +144,21 @@ int stw_cli_check(int argc, char **argv)
                 return STW_EXIT_USAGE;
             }
             setenv("STW_CHECK_REPORT_EVERY", v, 1);
+        } else if (opt_value(a, "--sample", &v)) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end == 'k' || *end == 'K')
+                n *= 1024, end++;
+            else if (*end == 'm' || *end == 'M')
+                n *= 1024 * 1024, end++;
+            if (*v == '\0' || *end != '\0' || n < 1) {
+                fprintf(stderr, "steward check: --sample wants bytes >= 1 (k/M suffixes), got '%s'\n",
+                        v);
+                return STW_EXIT_USAGE;
+            }
+            char buf[32];
+            snprintf(buf, sizeof(buf), "%ld", n);
+            setenv("STW_CHECK_SAMPLE_BYTES", buf, 1);
         } else if (strcmp(a, "--show-reachable") == 0) {
             setenv("STW_CHECK_SHOW_REACHABLE", "1", 1);
         } else if (strcmp(a, "--show-inherited") == 0) {

@@ -117,6 +117,11 @@ void stw_ledger_guard_exit(void)
     guard_depth = 0;
 }
 
+bool stw_ledger_guard_depth(void)
+{
+    return guard_depth != 0;
+}
+
 /* ---- init and fork ---- */
 
 static void shard_lock(shard *s)

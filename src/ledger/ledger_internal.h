@@ -28,6 +28,9 @@ void *stw__arena_alloc(size_t size);
 /* Tiny sort without malloc (glibc's qsort may allocate). */
 void stw__sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 
+/* True while the calling thread is inside the ledger (guard held). */
+bool stw_ledger_guard_depth(void);
+
 /* ---- stack.c ---- */
 
 enum stw__unwinder { STW__UNWIND_FP, STW__UNWIND_LIBUNWIND };
