@@ -544,3 +544,6 @@ __attribute__((weak)) bool stw__fd_inherited(const stw_record *r)
     (void)r;
     return false;
 }
+__attribute__((weak)) void stw__fds_init(void)
+{
+}
