@@ -35,6 +35,7 @@ typedef struct group {
     int64_t count;
     int64_t bytes;
     bool suppressed;
+    bool inherited; /* descriptors open at start: listed on request, never leaks */
     bool leak;
     size_t first; /* index of the first record in the (sorted) record array */
 } group;
@@ -83,9 +84,11 @@ static const char *state_of(const stw_record *r)
     return NULL;
 }
 
-static bool same_group(const group *g, const stw_record *r, int cls, const char *state)
+static bool same_group(const group *g, const stw_record *r, int cls, const char *state,
+                       bool inherited)
 {
     return g->site == r->site && g->kind == r->kind && g->cls == cls &&
+           g->inherited == inherited &&
            (g->state == state || (g->state && state && strcmp(g->state, state) == 0));
 }
 
@@ -121,7 +124,7 @@ static int build(report *rp)
         for (size_t k = rp->ngroups; k-- > 0;) {
             if (rp->groups[k].site != r->site)
                 break;
-            if (same_group(&rp->groups[k], r, cls, rp->state[i])) {
+            if (same_group(&rp->groups[k], r, cls, rp->state[i], rp->skip[i])) {
                 g = &rp->groups[k];
                 break;
             }
@@ -146,6 +149,7 @@ static int build(report *rp)
                          .cls = cls,
                          .state = rp->state[i],
                          .suppressed = r->site != 0 && stw__supp_match(r->site),
+                         .inherited = rp->skip[i],
                          .first = i};
         }
         g->count++;
@@ -153,7 +157,9 @@ static int build(report *rp)
     }
     for (size_t k = 0; k < rp->ngroups; k++) {
         group *g = &rp->groups[k];
-        if (g->suppressed) {
+        if (g->inherited) {
+            rp->inherited += g->count;
+        } else if (g->suppressed) {
             rp->suppressed += g->count;
         } else if (g->cls == STW__STILL_REACHABLE) {
             rp->reachable += g->count;
@@ -246,7 +252,9 @@ static void text_stack(stw__out *o, int pid, stw_site site)
 
 static void text_group(stw__out *o, int pid, const report *rp, const group *g)
 {
-    const char *what = g->cls >= 0 ? class_names[g->cls] : g->state;
+    const char *what = g->inherited ? "inherited at start (not a leak)"
+                       : g->cls >= 0 ? class_names[g->cls]
+                                     : g->state;
     stw__out_printf(o, "==%d== %lld %s", pid, (long long)g->count, noun(g->kind, g->count));
     if (g->kind == STW_KIND_HEAP || g->kind == STW_KIND_MMAP)
         stw__out_printf(o, " (%lld bytes)", (long long)g->bytes);
@@ -262,7 +270,7 @@ static void text_group(stw__out *o, int pid, const report *rp, const group *g)
         if (r->site != g->site)
             break;
         int cls = r->kind == STW_KIND_HEAP ? rp->cls[i] : -1;
-        if (!same_group(g, r, cls, rp->state[i]) || (rp->skip[i] && !stw__copts.show_inherited))
+        if (!same_group(g, r, cls, rp->state[i], rp->skip[i]))
             continue;
         if (r->label == NULL && g->kind == STW_KIND_HEAP && g->count == 1)
             break;
@@ -331,7 +339,8 @@ static void write_text(const report *rp, const char *why)
         stw__out_printf(&o, "==%d== steward check, report %s\n==%d==\n", pid, why, pid);
         for (size_t k = 0; k < rp->ngroups; k++) {
             const group *g = &rp->groups[k];
-            if (g->leak || (stw__copts.show_reachable && !g->suppressed))
+            if (g->leak || (stw__copts.show_reachable && g->cls == STW__STILL_REACHABLE) ||
+                (stw__copts.show_inherited && g->inherited))
                 text_group(&o, pid, rp, g);
         }
         text_growth(&o, pid, rp);
@@ -389,7 +398,7 @@ static void json_group(stw__out *o, const report *rp, const group *g)
         if (r->site != g->site)
             break;
         int cls = r->kind == STW_KIND_HEAP ? rp->cls[i] : -1;
-        if (!same_group(g, r, cls, rp->state[i]) || (rp->skip[i] && !stw__copts.show_inherited))
+        if (!same_group(g, r, cls, rp->state[i], rp->skip[i]))
             continue;
         stw__out_printf(o, "%s{\"id\":\"%#llx\",\"size\":%llu,\"age_ms\":%lld,\"label\":",
                         shown ? "," : "", (unsigned long long)r->id, (unsigned long long)r->size,
@@ -534,16 +543,4 @@ __attribute__((weak)) const char *stw__proc_state(uint64_t pid)
 {
     (void)pid;
     return "unknown";
-}
-__attribute__((weak)) int stw__fds_reconcile(void)
-{
-    return 0;
-}
-__attribute__((weak)) bool stw__fd_inherited(const stw_record *r)
-{
-    (void)r;
-    return false;
-}
-__attribute__((weak)) void stw__fds_init(void)
-{
 }
