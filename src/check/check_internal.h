@@ -102,7 +102,14 @@ bool stw__fd_inherited(const stw_record *r);
  * joined or detached". Never NULL. */
 const char *stw__thread_state(uint64_t id);
 
+/* Before the exit report: give detached threads that are finishing their
+ * routine up to 100 ms to end, so they are not reported. */
+void stw__threads_settle(void);
+
 /* ---- procs.c ---- */
+/* Before the exit report: book children the hooks did not see (vfork,
+ * clone) from /proc, without a stack. */
+void stw__procs_reconcile(void);
 /* State of a child process record: "running", "zombie (exited, never
  * reaped)". Never NULL. */
 const char *stw__proc_state(uint64_t pid);

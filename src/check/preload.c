@@ -253,6 +253,8 @@ void stw__check_final_report(int sig)
         return;
     if (atomic_exchange(&final_once, 1))
         return;
+    stw__threads_settle();
+    stw__procs_reconcile();
     char why[64];
     if (sig > 0)
         snprintf(why, sizeof(why), "at death by signal %d (%s)", sig, sigabbrev_np(sig));

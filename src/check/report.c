@@ -161,6 +161,9 @@ static int build(report *rp)
             rp->inherited += g->count;
         } else if (g->suppressed) {
             rp->suppressed += g->count;
+        } else if (g->state != NULL && strncmp(g->state, "gone", 4) == 0) {
+            /* Reaped behind the checker's back (SIGCHLD ignored): nothing
+             * is left to leak. Listed with the non-leaks. */
         } else if (g->cls == STW__STILL_REACHABLE) {
             rp->reachable += g->count;
             rp->reachable_bytes += g->bytes;
