@@ -537,13 +537,3 @@ __attribute__((weak)) int stw__supp_load(const char *path)
     (void)path;
     return 0;
 }
-__attribute__((weak)) const char *stw__thread_state(uint64_t id)
-{
-    (void)id;
-    return "unknown";
-}
-__attribute__((weak)) const char *stw__proc_state(uint64_t pid)
-{
-    (void)pid;
-    return "unknown";
-}
