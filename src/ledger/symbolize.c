@@ -19,9 +19,13 @@ static Dwfl *dwfl;
 static char *debuginfo_path;
 static int64_t last_refresh_ns;
 
+/* Separate debug info is looked up by build id only (/usr/lib/debug, where
+ * Debian's -dbgsym packages put it). The standard lookup would also ask
+ * debuginfod servers over the network, which means starting libcurl inside
+ * the process being reported on, possibly during its exit. */
 static const Dwfl_Callbacks callbacks = {
     .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_debuginfo = dwfl_build_id_find_debuginfo,
     .debuginfo_path = &debuginfo_path,
 };
 
