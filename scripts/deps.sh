@@ -9,7 +9,7 @@ set -eu
 want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev"
 case "${1:-run}" in
     run) ;;
-    test) want="$want valgrind python3" ;;
+    test) want="$want valgrind python3 bc curl git ffmpeg" ;;
     asan) want="$want clang libclang-rt-14-dev" ;;
     *) echo "usage: scripts/deps.sh run|test|asan" >&2; exit 2 ;;
 esac

@@ -2,7 +2,8 @@
 # Run every steward test against the build in $1 and end with the line
 # "N passed, N failed". Unit tests are cmocka binaries: each test case
 # counts once; a binary that dies mid-run counts its unfinished cases as
-# failed. The leak corpus (tests/leaks/run.py) counts one per program.
+# failed. The leak corpus (tests/leaks/run.py) and the real programs under
+# the checker (tests/real/run.sh) count one per program.
 # Command-line tests are the tests/cli/*.sh scripts: each counts once.
 #   tests/run.sh BUILD_DIR [--unit-only]
 set -u
@@ -44,6 +45,12 @@ if [ "$unit_only" != --unit-only ]; then
         failed=$((failed + 1))
         echo "FAIL leaks: the corpus runner did not run"
     fi
+    # Real programs under the checker: "ok   real/NAME" or "FAIL real/NAME".
+    sh "$here/real/run.sh" "$build/src/steward" >"$out/real.log" 2>&1
+    grep -E '^(ok|FAIL|skip) ' "$out/real.log"
+    grep -A20 '^FAIL real/' "$out/real.log" | grep '^    ' || true
+    passed=$((passed + $(grep -c '^ok   real/' "$out/real.log")))
+    failed=$((failed + $(grep -c '^FAIL real/' "$out/real.log")))
     for s in "$here"/cli/*.sh; do
         [ -f "$s" ] || continue
         name=$(basename "$s" .sh)
