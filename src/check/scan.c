@@ -1,0 +1,914 @@
+/*
+ * Conservative pointer scan: which leaked heap blocks are still reachable,
+ * which are lost, and of the lost ones which are lost only because another
+ * lost block pointed to them (Valgrind's definitely/indirectly lost).
+ *
+ * A block is reachable when an aligned 8-byte word equal to an address
+ * inside it (interior pointers count, as in LeakSanitizer) lies in a root
+ * or in a reachable block. Roots:
+ *   - the writable PT_LOAD segments (data, bss, relro) of every loaded
+ *     module except this library, found with dl_iterate_phdr;
+ *   - the stack of every live thread, from its stack pointer to the top of
+ *     its mapping (which, for threads glibc made, also holds the thread
+ *     descriptor and the static TLS). Other threads' stack pointers come
+ *     from /proc/self/task/TID/syscall, which the kernel fills in for a
+ *     thread blocked in the kernel. The calling thread's stack is scanned
+ *     from the caller of exit() when exit() is on it, else from the first
+ *     frame above the checker's own (see exit_caller_sp), and its
+ *     callee-saved registers from a jmp_buf;
+ *   - the main thread's thread descriptor, static TLS and DTV (ld.so puts
+ *     them in an anonymous mapping, not on the stack);
+ *   - mappings the program made and still holds (live mmap records);
+ *   - blocks the dynamic loader allocated itself (see from_loader).
+ * Never roots: glibc's malloc arenas and mmap'ed chunks (blocks are
+ * scanned only through the closure), the ledger's own tables (they hold
+ * every block's address), and the stacks glibc keeps cached for reuse after
+ * a join (stale words there would hide leaks).
+ *
+ * A thread whose stack pointer cannot be read (running on another CPU at
+ * that moment) is covered by a heuristic: an anonymous read-write mapping
+ * directly above an inaccessible one is a glibc thread stack with its
+ * guard page below; malloc arenas have their inaccessible part above. Such
+ * a mapping that holds no heap block is then scanned whole. When every
+ * thread's stack pointer is known, the same heuristic finds the stacks of
+ * exited and cached threads, whose descriptors alone are scanned (they
+ * hold the thread's DTV, its pthread_getspecific values and the value it
+ * returned).
+ *
+ * This runs inside the checker with the ledger guard held, at exit or in a
+ * periodic report: memory comes from mmap only, files are read with raw
+ * system calls, and nothing here calls malloc. Other threads may still run
+ * while their stacks are read; the result is then as conservative as the
+ * words found. Blocks and roots are read only where /proc/self/maps says
+ * memory is readable.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "../ledger/ledger_internal.h"
+#include "check_internal.h"
+
+/* glibc's size of the static TLS block (with the thread descriptor on
+ * x86-64); the same private entry point LeakSanitizer uses. Weak, so a libc
+ * without it only loses the main thread's TLS range. */
+extern void _dl_get_tls_static_info(size_t *size, size_t *align) __attribute__((weak));
+
+/* Room kept for a thread descriptor (glibc's struct pthread, 2.3 KiB on
+ * x86-64 with glibc 2.36) above its address. */
+#define TCB_AREA 4096
+/* Below its stack pointer a thread may keep live data in the red zone. */
+#define RED_ZONE 128
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_SANITIZE __attribute__((no_sanitize_address, no_sanitize_undefined))
+#else
+#define NO_SANITIZE __attribute__((no_sanitize("address", "undefined")))
+#endif
+
+enum { UNREACHED = 0, REACHED, LEADER, INDIRECT };
+
+typedef struct blk {
+    uintptr_t lo, hi; /* [lo, hi): size 0 counts as one byte */
+    uint64_t seq;
+    uint32_t rec; /* index into the snapshot's records */
+    uint8_t state;
+} blk;
+
+enum { MAP_R = 1, MAP_W = 2, MAP_X = 4, MAP_SHARED_ = 8 };
+enum { M_ANON, M_FILE, M_MAINSTACK, M_THREADSTACK, M_SPECIAL };
+
+typedef struct map {
+    uintptr_t lo, hi;
+    uintptr_t live_from; /* lowest live stack pointer inside, 0 if none */
+    uint8_t prot;
+    uint8_t type;
+} map;
+
+typedef struct ctx {
+    blk *b;
+    size_t nb, b_bytes;
+    uintptr_t min, span; /* all blocks lie in [min, min + span) */
+    uint32_t *stk;
+    size_t nstk, stk_bytes;
+    map *m;
+    size_t nm, m_bytes;
+    uint32_t leader; /* block being flooded in the leader pass */
+    bool leader_pass;
+    int unknown_sp; /* live threads whose stack pointer was not found */
+} ctx;
+
+/* Captured on the main thread by this library's constructor. */
+static uintptr_t main_tcb;
+
+__attribute__((constructor)) static void scan_ctor(void)
+{
+    main_tcb = (uintptr_t)pthread_self();
+}
+
+/* ---- the block table ---- */
+
+/* LSD radix sort of @n elements of @size bytes by the uint64_t at
+ * @key_off, 16 bits a pass, skipping digits all keys share: a million
+ * blocks sort in milliseconds, where a comparison sort without malloc
+ * (heap sort) takes a second. 0 or -ENOMEM. */
+static int radix_sort(void *base, size_t n, size_t size, size_t key_off)
+{
+    if (n < 2)
+        return 0;
+    size_t tmp_bytes = n * size, cnt_bytes = 65536 * sizeof(size_t);
+    char *tmp = stw__pages_alloc(tmp_bytes);
+    size_t *cnt = stw__pages_alloc(cnt_bytes);
+    if (tmp == NULL || cnt == NULL) {
+        stw__pages_free(tmp, tmp_bytes);
+        stw__pages_free(cnt, cnt_bytes);
+        return -ENOMEM;
+    }
+    char *src = base, *dst = tmp;
+    for (int shift = 0; shift < 64; shift += 16) {
+        memset(cnt, 0, cnt_bytes);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k;
+            memcpy(&k, src + i * size + key_off, sizeof(k));
+            cnt[(k >> shift) & 0xffff]++;
+        }
+        uint64_t first;
+        memcpy(&first, src + key_off, sizeof(first));
+        if (cnt[(first >> shift) & 0xffff] == n)
+            continue;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = cnt[d];
+            cnt[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k;
+            memcpy(&k, src + i * size + key_off, sizeof(k));
+            memcpy(dst + cnt[(k >> shift) & 0xffff]++ * size, src + i * size, size);
+        }
+        char *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != base)
+        memcpy(base, src, n * size);
+    stw__pages_free(tmp, tmp_bytes);
+    stw__pages_free(cnt, cnt_bytes);
+    return 0;
+}
+
+static void push(ctx *c, uint32_t i)
+{
+    if (c->nstk < c->stk_bytes / sizeof(uint32_t))
+        c->stk[c->nstk++] = i;
+}
+
+/* The dynamic loader's code, whose allocations count as roots. */
+static uintptr_t loader_lo, loader_hi;
+
+static int find_loader(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    (void)size;
+    if (info->dlpi_addr != *(const uintptr_t *)ud)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            loader_lo = info->dlpi_addr + ph->p_vaddr;
+            loader_hi = loader_lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* True for a block the loader allocated itself (link maps' dependency
+ * lists, DTVs, dynamic TLS blocks): it keeps them in memory of its own
+ * early allocator, which is no root, and frees them when it unloads the
+ * object or the thread exits. As in LeakSanitizer, such blocks count as
+ * reachable and are scanned like roots. */
+static bool from_loader(stw_site site)
+{
+    if (loader_hi == 0 || site == 0)
+        return false;
+    void *pc[1];
+    if (stw_site_stack(site, NULL, pc, 1) != 1)
+        return false;
+    return (uintptr_t)pc[0] >= loader_lo && (uintptr_t)pc[0] < loader_hi;
+}
+
+/* Kept out of line so that no block address is left in a callee-saved
+ * register of the caller when the roots are scanned. */
+static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nrecords; i++)
+        n += s->records[i].kind == STW_KIND_HEAP;
+    c->b_bytes = (n + 1) * sizeof(blk);
+    c->b = stw__pages_alloc(c->b_bytes);
+    c->stk_bytes = (2 * n + 1) * sizeof(uint32_t);
+    c->stk = stw__pages_alloc(c->stk_bytes);
+    if (c->b == NULL || c->stk == NULL)
+        return -ENOMEM;
+    uintptr_t base = (uintptr_t)getauxval(AT_BASE);
+    if (loader_hi == 0 && base != 0)
+        dl_iterate_phdr(find_loader, &base);
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const stw_record *r = &s->records[i];
+        if (r->kind != STW_KIND_HEAP)
+            continue;
+        blk *k = &c->b[c->nb++];
+        k->lo = (uintptr_t)r->id;
+        k->hi = k->lo + (r->size ? r->size : 1);
+        k->seq = r->seq;
+        k->rec = (uint32_t)i;
+        k->state = from_loader(r->site) ? REACHED : UNREACHED;
+    }
+    if (radix_sort(c->b, c->nb, sizeof(blk), offsetof(blk, lo)) != 0)
+        return -ENOMEM;
+    for (size_t i = 0; i < c->nb; i++)
+        if (c->b[i].state == REACHED)
+            push(c, (uint32_t)i);
+    if (c->nb > 0) {
+        c->min = c->b[0].lo;
+        uintptr_t max = 0;
+        for (size_t i = 0; i < c->nb; i++)
+            if (c->b[i].hi > max)
+                max = c->b[i].hi;
+        c->span = max - c->min;
+    }
+    return 0;
+}
+
+/* Index of the block containing @a, or -1. */
+static long find_block(const ctx *c, uintptr_t a)
+{
+    if (a - c->min >= c->span)
+        return -1;
+    size_t lo = 0, hi = c->nb; /* first block with .lo > a */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->b[mid].lo <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0 || a >= c->b[lo - 1].hi)
+        return -1;
+    return (long)lo - 1;
+}
+
+/* First block whose end lies above @a. */
+static size_t first_block_after(const ctx *c, uintptr_t a)
+{
+    size_t lo = 0, hi = c->nb;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->b[mid].hi <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void mark(ctx *c, uintptr_t w)
+{
+    long i = find_block(c, w);
+    if (i < 0)
+        return;
+    blk *k = &c->b[i];
+    if (!c->leader_pass) {
+        if (k->state == UNREACHED) {
+            k->state = REACHED;
+            push(c, (uint32_t)i);
+        }
+        return;
+    }
+    if ((uint32_t)i == c->leader)
+        return;
+    /* An earlier leader reached from this one is lost only through it. */
+    if (k->state == UNREACHED || k->state == LEADER) {
+        k->state = INDIRECT;
+        push(c, (uint32_t)i);
+    }
+}
+
+static NO_SANITIZE void scan_words(ctx *c, uintptr_t lo, uintptr_t hi)
+{
+    lo = (lo + 7) & ~(uintptr_t)7;
+    for (uintptr_t p = lo; p + 8 <= hi; p += 8) {
+        uintptr_t w = *(const volatile uintptr_t *)p;
+        if (w - c->min < c->span)
+            mark(c, w);
+    }
+}
+
+/* ---- /proc/self/maps ---- */
+
+/* Index of the first mapping that ends above @a (c->nm if none). */
+static size_t map_index(const ctx *c, uintptr_t a)
+{
+    size_t lo = 0, hi = c->nm;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->m[mid].hi <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static map *find_map(const ctx *c, uintptr_t a)
+{
+    size_t i = map_index(c, a);
+    return i < c->nm && c->m[i].lo <= a ? &c->m[i] : NULL;
+}
+
+/* End of the readable memory that starts at @a (@a itself if none). */
+static uintptr_t readable_end(const ctx *c, uintptr_t a)
+{
+    const map *m = find_map(c, a);
+    if (m == NULL || !(m->prot & MAP_R))
+        return a;
+    const map *end = c->m + c->nm;
+    while (m + 1 < end && m[1].lo == m->hi && (m[1].prot & MAP_R))
+        m++;
+    return m->hi;
+}
+
+/* Scan the readable parts of [lo, hi) as a root, leaving out heap blocks
+ * (they are scanned only once reached). */
+static void scan_root(ctx *c, uintptr_t lo, uintptr_t hi)
+{
+    while (lo < hi) {
+        uintptr_t end = readable_end(c, lo);
+        if (end == lo) {
+            /* Unmapped or unreadable: go on at the next mapping. */
+            size_t i = map_index(c, lo);
+            if (i == c->nm)
+                return;
+            lo = c->m[i].lo > lo ? c->m[i].lo : c->m[i].hi;
+            continue;
+        }
+        if (end > hi)
+            end = hi;
+        for (size_t i = first_block_after(c, lo); lo < end; i++) {
+            uintptr_t stop = i < c->nb && c->b[i].lo < end ? c->b[i].lo : end;
+            if (stop > lo)
+                scan_words(c, lo, stop);
+            if (i >= c->nb || c->b[i].lo >= end)
+                break;
+            lo = c->b[i].hi;
+        }
+        lo = end;
+    }
+}
+
+static void scan_block(ctx *c, uint32_t i)
+{
+    const blk *k = &c->b[i];
+    if (readable_end(c, k->lo) >= k->hi)
+        scan_words(c, k->lo, k->hi);
+}
+
+static void flood(ctx *c)
+{
+    while (c->nstk > 0)
+        scan_block(c, c->stk[--c->nstk]);
+}
+
+/* Raw-syscall file access: no libc wrappers another hook might catch. */
+static int sys_open(const char *path)
+{
+    return (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+}
+
+static ssize_t sys_read(int fd, void *buf, size_t len)
+{
+    return (ssize_t)syscall(SYS_read, fd, buf, len);
+}
+
+static void sys_close(int fd)
+{
+    syscall(SYS_close, fd);
+}
+
+static uintptr_t parse_hex(const char **p)
+{
+    uintptr_t v = 0;
+    for (;; (*p)++) {
+        char ch = **p;
+        if (ch >= '0' && ch <= '9')
+            v = v * 16 + (uintptr_t)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            v = v * 16 + (uintptr_t)(ch - 'a' + 10);
+        else
+            return v;
+    }
+}
+
+static const char *skip_field(const char *p)
+{
+    while (*p == ' ')
+        p++;
+    while (*p && *p != ' ')
+        p++;
+    while (*p == ' ')
+        p++;
+    return p;
+}
+
+static int add_map(ctx *c, const char *line)
+{
+    if ((c->nm + 1) * sizeof(map) > c->m_bytes) {
+        size_t nb = c->m_bytes ? c->m_bytes * 2 : 64 * 1024;
+        map *nm = stw__pages_alloc(nb);
+        if (nm == NULL)
+            return -ENOMEM;
+        if (c->m != NULL) {
+            memcpy(nm, c->m, c->nm * sizeof(map));
+            stw__pages_free(c->m, c->m_bytes);
+        }
+        c->m = nm;
+        c->m_bytes = nb;
+    }
+    const char *p = line;
+    map m = {0};
+    m.lo = parse_hex(&p);
+    if (*p++ != '-')
+        return 0;
+    m.hi = parse_hex(&p);
+    if (*p++ != ' ' || strlen(p) < 4)
+        return 0;
+    m.prot = (uint8_t)((p[0] == 'r' ? MAP_R : 0) | (p[1] == 'w' ? MAP_W : 0) |
+                       (p[2] == 'x' ? MAP_X : 0) | (p[3] == 's' ? MAP_SHARED_ : 0));
+    for (int i = 0; i < 4; i++) /* perms, offset, device, inode */
+        p = skip_field(p);
+    const char *name = p;
+    if (*name == '\0')
+        m.type = M_ANON;
+    else if (*name == '/')
+        m.type = M_FILE;
+    else if (strcmp(name, "[stack]") == 0)
+        m.type = M_MAINSTACK;
+    else if (strncmp(name, "[anon:", 6) == 0)
+        /* Named anonymous memory; glibc names its stacks when asked to. */
+        m.type = strstr(name, "pthread stack") != NULL ? M_THREADSTACK : M_ANON;
+    else
+        m.type = M_SPECIAL;
+    c->m[c->nm++] = m;
+    return 0;
+}
+
+static int read_maps(ctx *c)
+{
+    int fd = sys_open("/proc/self/maps");
+    if (fd < 0)
+        return fd;
+    char buf[4096], line[1024];
+    size_t llen = 0;
+    int rc = 0;
+    ssize_t n;
+    while (rc == 0 && (n = sys_read(fd, buf, sizeof(buf))) > 0) {
+        for (ssize_t i = 0; i < n && rc == 0; i++) {
+            if (buf[i] != '\n') {
+                if (llen < sizeof(line) - 1)
+                    line[llen++] = buf[i];
+                continue;
+            }
+            line[llen] = '\0';
+            rc = add_map(c, line);
+            llen = 0;
+        }
+    }
+    sys_close(fd);
+    return rc;
+}
+
+/* ---- threads ---- */
+
+/* @below: bytes under @sp that may still be live (the red zone of a
+ * thread interrupted in the kernel; none for the calling thread). */
+static void note_sp(ctx *c, uintptr_t sp, uintptr_t below)
+{
+    map *m = find_map(c, sp);
+    if (m == NULL || !(m->prot & MAP_W)) {
+        c->unknown_sp++;
+        return;
+    }
+    uintptr_t from = sp - m->lo < below ? m->lo : sp - below;
+    if (m->live_from == 0 || from < m->live_from)
+        m->live_from = from;
+}
+
+/* Stack pointer of thread @tid from /proc/self/task/TID/syscall: the
+ * second-to-last field, present while the thread is in the kernel ("running"
+ * otherwise). 0 when unknown. */
+static uintptr_t thread_sp(long tid)
+{
+    char path[64] = "/proc/self/task/";
+    char digits[24];
+    int nd = 0;
+    do {
+        digits[nd++] = (char)('0' + tid % 10);
+        tid /= 10;
+    } while (tid > 0 && nd < (int)sizeof(digits));
+    size_t len = strlen(path);
+    while (nd > 0)
+        path[len++] = digits[--nd];
+    memcpy(path + len, "/syscall", sizeof("/syscall"));
+    int fd = sys_open(path);
+    if (fd < 0)
+        return 0;
+    char buf[256];
+    ssize_t n = sys_read(fd, buf, sizeof(buf) - 1);
+    sys_close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *fields[16];
+    int nf = 0;
+    for (char *p = buf; *p && nf < 16;) {
+        while (*p == ' ' || *p == '\n')
+            p++;
+        if (*p == '\0')
+            break;
+        fields[nf++] = p;
+        while (*p && *p != ' ' && *p != '\n')
+            p++;
+    }
+    if (nf < 3 || strncmp(fields[nf - 2], "0x", 2) != 0)
+        return 0;
+    const char *p = fields[nf - 2] + 2;
+    return parse_hex(&p);
+}
+
+/* Every live thread's stack pointer, noted in the map that holds it. */
+static void find_thread_sps(ctx *c, uintptr_t own_sp)
+{
+    long self = syscall(SYS_gettid);
+    note_sp(c, own_sp, 0);
+    int fd =
+        (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[4096] __attribute__((aligned(8)));
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+        for (long off = 0; off < n;) {
+            struct {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *d = (void *)(buf + off);
+            off += d->reclen;
+            if (d->name[0] < '0' || d->name[0] > '9')
+                continue;
+            long tid = 0;
+            for (const char *p = d->name; *p >= '0' && *p <= '9'; p++)
+                tid = tid * 10 + (*p - '0');
+            if (tid == self)
+                continue;
+            uintptr_t sp = thread_sp(tid);
+            if (sp != 0)
+                note_sp(c, sp, RED_ZONE);
+            else
+                c->unknown_sp++;
+        }
+    }
+    sys_close(fd);
+}
+
+/* The heuristic for a glibc thread stack (see the top of the file). */
+static bool looks_like_stack(const ctx *c, size_t i)
+{
+    const map *m = &c->m[i];
+    if (m->type == M_THREADSTACK)
+        return true;
+    if (m->type != M_ANON || m->prot != (MAP_R | MAP_W) || i == 0)
+        return false;
+    const map *below = &c->m[i - 1];
+    if (below->hi != m->lo || below->prot != 0 || below->type != M_ANON)
+        return false;
+    size_t k = first_block_after(c, m->lo);
+    return k >= c->nb || c->b[k].lo >= m->hi;
+}
+
+/* A thread descriptor in [lo, hi): on x86-64 its header starts with two
+ * pointers to itself (tcbhead_t's tcb and self). 0 if none. */
+static NO_SANITIZE uintptr_t find_tcb(uintptr_t lo, uintptr_t hi)
+{
+#if defined(__x86_64__)
+    uintptr_t from = hi - lo > 16384 ? hi - 16384 : lo;
+    for (uintptr_t a = (hi - 24) & ~(uintptr_t)15; a >= from; a -= 16) {
+        const volatile uintptr_t *w = (const volatile uintptr_t *)a;
+        if (w[0] == a && w[2] == a)
+            return a;
+    }
+#else
+    (void)lo;
+    (void)hi;
+#endif
+    return 0;
+}
+
+/* The DTV of the thread whose descriptor is @tcb: on x86-64 tcbhead_t's
+ * second word; entry -1 holds the count, each entry is two words. */
+static NO_SANITIZE void scan_dtv(ctx *c, uintptr_t tcb)
+{
+#if defined(__x86_64__)
+    if (readable_end(c, tcb) < tcb + 16)
+        return;
+    uintptr_t dtv = ((const volatile uintptr_t *)tcb)[1];
+    if (dtv < 16 || readable_end(c, dtv - 16) < dtv)
+        return;
+    uintptr_t count = *(const volatile uintptr_t *)(dtv - 16);
+    if (count > 1u << 20)
+        return;
+    scan_root(c, dtv - 16, dtv + (count + 1) * 16);
+#else
+    (void)c;
+    (void)tcb;
+#endif
+}
+
+/* Descriptor, static TLS and DTV of the thread at @tcb, confined to the
+ * mapping that holds it. */
+static void scan_tls(ctx *c, uintptr_t tcb)
+{
+    const map *m = find_map(c, tcb);
+    if (m == NULL)
+        return;
+    size_t size = 0, align = 0;
+    if (_dl_get_tls_static_info != NULL)
+        _dl_get_tls_static_info(&size, &align);
+    uintptr_t lo = size > tcb - m->lo ? m->lo : tcb - size;
+    uintptr_t hi = m->hi - tcb < TCB_AREA ? m->hi : tcb + TCB_AREA;
+    scan_root(c, lo, hi);
+    scan_dtv(c, tcb);
+}
+
+static void scan_stacks(ctx *c)
+{
+    for (size_t i = 0; i < c->nm; i++) {
+        map *m = &c->m[i];
+        if (m->live_from != 0) {
+            scan_root(c, m->live_from, m->hi);
+            continue;
+        }
+        if (!looks_like_stack(c, i))
+            continue;
+        if (c->unknown_sp > 0) {
+            scan_root(c, m->lo, m->hi);
+            continue;
+        }
+        /* An exited or cached thread: its descriptor only. */
+        uintptr_t tcb = find_tcb(m->lo, m->hi);
+        if (tcb != 0) {
+            scan_root(c, tcb, m->hi - tcb < TCB_AREA ? m->hi : tcb + TCB_AREA);
+            scan_dtv(c, tcb);
+        }
+    }
+}
+
+/* ---- modules ---- */
+
+static char self_marker;
+
+static int scan_module(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    (void)size;
+    ctx *c = ud;
+    uintptr_t me = (uintptr_t)&self_marker;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && me >= lo && me < lo + ph->p_memsz)
+            return 0; /* the checker's own data holds nothing of the program's */
+    }
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        scan_root(c, lo, lo + ph->p_memsz);
+    }
+    return 0;
+}
+
+/* ---- roots ---- */
+
+static uintptr_t self_text_lo, self_text_hi;
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    (void)size;
+    (void)ud;
+    uintptr_t me = (uintptr_t)&find_self;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && me >= lo && me < lo + ph->p_memsz) {
+            self_text_lo = lo;
+            self_text_hi = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Where the calling thread's stack stops being the checker's: the frames of
+ * the report (its output buffers, the snapshot's copying) hold stale words
+ * from the program's dead frames, so the scan starts at the first frame
+ * above them, found by walking the frame pointers this library is built
+ * with. Falls back to @sp when the chain cannot be followed. */
+static NO_SANITIZE uintptr_t checker_frames_end(const ctx *c, uintptr_t fp, uintptr_t sp)
+{
+    if (self_text_hi == 0)
+        dl_iterate_phdr(find_self, NULL);
+    const map *m = find_map(c, fp);
+    if (m == NULL || self_text_hi == 0)
+        return sp;
+    for (int depth = 0; depth < 256; depth++) {
+        if (fp < m->lo || fp + 16 > m->hi || (fp & 7) != 0)
+            return sp;
+        const volatile uintptr_t *f = (const volatile uintptr_t *)fp;
+        uintptr_t ret = f[1];
+        if (ret < self_text_lo || ret >= self_text_hi)
+            return fp + 16;
+        if (f[0] <= fp)
+            return sp;
+        fp = f[0];
+    }
+    return sp;
+}
+
+/* At exit the calling thread's stack holds libc's exit machinery
+ * (__run_exit_handlers, _dl_fini) between the checker and the program,
+ * and those frames, laid over the program's dead ones, keep stale words
+ * in their unused slots. When exit() is on the stack, the scan starts at
+ * its caller: the program's frames, live when it called exit(), or
+ * __libc_start_call_main when main returned. 0 when exit() is not on the
+ * stack or the DWARF walk fails. */
+static uintptr_t exit_caller_sp(void)
+{
+    unw_context_t uc;
+    unw_cursor_t cur;
+    if (unw_getcontext(&uc) != 0 || unw_init_local(&cur, &uc) != 0)
+        return 0;
+    uintptr_t target = (uintptr_t)&exit;
+    for (int depth = 0; depth < 128 && unw_step(&cur) > 0; depth++) {
+        unw_proc_info_t pi;
+        if (unw_get_proc_info(&cur, &pi) != 0 || pi.start_ip != target)
+            continue;
+        unw_word_t sp;
+        if (unw_step(&cur) <= 0 || unw_get_reg(&cur, UNW_REG_SP, &sp) != 0)
+            return 0;
+        return (uintptr_t)sp;
+    }
+    return 0;
+}
+
+/* Out of line, so that its frame (with the registers spilled into @regs)
+ * lies below everything it scans on the calling thread's stack. */
+static __attribute__((noinline)) void scan_roots(ctx *c, const stw_snapshot *s)
+{
+    jmp_buf regs;
+    /* setjmp leaves the signal mask part alone: no stale words in it. */
+    memset(&regs, 0, sizeof(regs));
+    __builtin_unwind_init();
+    setjmp(regs);
+    uintptr_t sp = (uintptr_t)&regs;
+    if ((uintptr_t)__builtin_frame_address(0) < sp)
+        sp = (uintptr_t)__builtin_frame_address(0);
+    /* The registers the program had when it called into the checker, as
+     * far as no checker frame has saved and reused them. */
+    scan_words(c, (uintptr_t)&regs, (uintptr_t)&regs + sizeof(regs));
+    uintptr_t from = exit_caller_sp();
+    if (from == 0)
+        from = checker_frames_end(c, (uintptr_t)__builtin_frame_address(0), sp);
+    find_thread_sps(c, from);
+    scan_stacks(c);
+    dl_iterate_phdr(scan_module, c);
+    if (main_tcb != 0)
+        scan_tls(c, main_tcb);
+    uintptr_t self = (uintptr_t)pthread_self();
+    if (self != main_tcb)
+        scan_tls(c, self);
+    for (size_t i = 0; i < s->nrecords; i++) {
+        const stw_record *r = &s->records[i];
+        if (r->kind == STW_KIND_MMAP && r->size > 0)
+            scan_root(c, (uintptr_t)r->id, (uintptr_t)r->id + r->size);
+    }
+    /* Keep @regs alive up to here. */
+    __asm__ volatile("" : : "r"(&regs) : "memory");
+}
+
+/* ---- classification ---- */
+
+typedef struct by_seq {
+    uint64_t seq;
+    size_t index;
+} by_seq;
+
+/* Valgrind's leader pass: every unreached block not yet claimed leads a
+ * flood that claims (as indirectly lost) all unreached blocks it reaches,
+ * including earlier leaders. In a cycle that nothing else points to, the
+ * block allocated first stays the leader: definitely lost. */
+static int classify_lost(ctx *c)
+{
+    size_t nu = 0;
+    for (size_t i = 0; i < c->nb; i++)
+        nu += c->b[i].state == UNREACHED;
+    if (nu == 0)
+        return 0;
+    size_t bytes = nu * sizeof(by_seq);
+    by_seq *order = stw__pages_alloc(bytes);
+    if (order == NULL)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < c->nb; i++)
+        if (c->b[i].state == UNREACHED)
+            order[k++] = (by_seq){.seq = c->b[i].seq, .index = i};
+    if (radix_sort(order, nu, sizeof(by_seq), offsetof(by_seq, seq)) != 0) {
+        stw__pages_free(order, bytes);
+        return -ENOMEM;
+    }
+    c->leader_pass = true;
+    for (size_t j = 0; j < nu; j++) {
+        blk *b = &c->b[order[j].index];
+        if (b->state != UNREACHED)
+            continue;
+        b->state = LEADER;
+        c->leader = (uint32_t)(b - c->b);
+        c->nstk = 0;
+        push(c, c->leader);
+        flood(c);
+    }
+    stw__pages_free(order, bytes);
+    return 0;
+}
+
+/* Zero the stack below the caller: the frames this scan is about to use
+ * would otherwise hold words left there by earlier calls (the snapshot's
+ * copying, the report's work), and the calling thread's stack is scanned
+ * from the scan's own frame upwards. */
+static __attribute__((noinline)) void scrub_stack(void)
+{
+    volatile char area[16384];
+    for (size_t i = 0; i < sizeof(area); i++)
+        area[i] = 0;
+}
+
+/* The context lives in mmap'ed memory, not in this frame: it holds the
+ * lowest block address, and the frame is part of the scanned stack. */
+static __attribute__((noinline)) int classify(const stw_snapshot *s, uint8_t *cls)
+{
+    ctx *c = stw__pages_alloc(sizeof(ctx));
+    if (c == NULL)
+        return -ENOMEM;
+    int rc = build_blocks(c, s);
+    if (rc == 0 && c->nb > 0)
+        rc = read_maps(c);
+    if (rc == 0 && c->nb > 0) {
+        scrub_stack();
+        scan_roots(c, s);
+        flood(c);
+        rc = classify_lost(c);
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < c->nb; i++) {
+            const blk *b = &c->b[i];
+            cls[b->rec] = b->state == REACHED    ? STW__STILL_REACHABLE
+                          : b->state == INDIRECT ? STW__INDIRECTLY_LOST
+                                                 : STW__DEFINITELY_LOST;
+        }
+    }
+    stw__pages_free(c->b, c->b_bytes);
+    stw__pages_free(c->stk, c->stk_bytes);
+    stw__pages_free(c->m, c->m_bytes);
+    stw__pages_free(c, sizeof(ctx));
+    return rc;
+}
+
+int stw__scan_classify(const stw_snapshot *s, uint8_t *cls)
+{
+    memset(cls, STW__DEFINITELY_LOST, s->nrecords);
+    return classify(s, cls);
+}
