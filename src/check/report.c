@@ -159,14 +159,16 @@ static int build(report *rp)
         group *g = &rp->groups[k];
         if (g->inherited) {
             rp->inherited += g->count;
-        } else if (g->suppressed) {
-            rp->suppressed += g->count;
+        } else if (g->cls == STW__STILL_REACHABLE) {
+            /* Reachable is not a leak whether or not a rule matches (as in
+             * LeakSanitizer): only leaks are ever counted as suppressed. */
+            rp->reachable += g->count;
+            rp->reachable_bytes += g->bytes;
         } else if (g->state != NULL && strncmp(g->state, "gone", 4) == 0) {
             /* Reaped behind the checker's back (SIGCHLD ignored): nothing
              * is left to leak. Listed with the non-leaks. */
-        } else if (g->cls == STW__STILL_REACHABLE) {
-            rp->reachable += g->count;
-            rp->reachable_bytes += g->bytes;
+        } else if (g->suppressed) {
+            rp->suppressed += g->count;
         } else {
             g->leak = true;
             rp->leaks += g->count;
@@ -518,22 +520,4 @@ void stw__check_report(bool final, const char *why)
     }
     release(&rp);
     stw_ledger_guard_exit();
-}
-
-/* Stand-ins while the modules that provide these land; each is replaced by
- * the real definition in its own file (weak symbols yield to strong). */
-__attribute__((weak)) int stw__scan_classify(const stw_snapshot *s, uint8_t *cls)
-{
-    memset(cls, STW__DEFINITELY_LOST, s->nrecords);
-    return 0;
-}
-__attribute__((weak)) bool stw__supp_match(stw_site site)
-{
-    (void)site;
-    return false;
-}
-__attribute__((weak)) int stw__supp_load(const char *path)
-{
-    (void)path;
-    return 0;
 }

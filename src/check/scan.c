@@ -119,56 +119,6 @@ __attribute__((constructor)) static void scan_ctor(void)
 
 /* ---- the block table ---- */
 
-/* LSD radix sort of @n elements of @size bytes by the uint64_t at
- * @key_off, 16 bits a pass, skipping digits all keys share: a million
- * blocks sort in milliseconds, where a comparison sort without malloc
- * (heap sort) takes a second. 0 or -ENOMEM. */
-static int radix_sort(void *base, size_t n, size_t size, size_t key_off)
-{
-    if (n < 2)
-        return 0;
-    size_t tmp_bytes = n * size, cnt_bytes = 65536 * sizeof(size_t);
-    char *tmp = stw__pages_alloc(tmp_bytes);
-    size_t *cnt = stw__pages_alloc(cnt_bytes);
-    if (tmp == NULL || cnt == NULL) {
-        stw__pages_free(tmp, tmp_bytes);
-        stw__pages_free(cnt, cnt_bytes);
-        return -ENOMEM;
-    }
-    char *src = base, *dst = tmp;
-    for (int shift = 0; shift < 64; shift += 16) {
-        memset(cnt, 0, cnt_bytes);
-        for (size_t i = 0; i < n; i++) {
-            uint64_t k;
-            memcpy(&k, src + i * size + key_off, sizeof(k));
-            cnt[(k >> shift) & 0xffff]++;
-        }
-        uint64_t first;
-        memcpy(&first, src + key_off, sizeof(first));
-        if (cnt[(first >> shift) & 0xffff] == n)
-            continue;
-        size_t sum = 0;
-        for (size_t d = 0; d < 65536; d++) {
-            size_t c = cnt[d];
-            cnt[d] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++) {
-            uint64_t k;
-            memcpy(&k, src + i * size + key_off, sizeof(k));
-            memcpy(dst + cnt[(k >> shift) & 0xffff]++ * size, src + i * size, size);
-        }
-        char *t = src;
-        src = dst;
-        dst = t;
-    }
-    if (src != base)
-        memcpy(base, src, n * size);
-    stw__pages_free(tmp, tmp_bytes);
-    stw__pages_free(cnt, cnt_bytes);
-    return 0;
-}
-
 static void push(ctx *c, uint32_t i)
 {
     if (c->nstk < c->stk_bytes / sizeof(uint32_t))
@@ -236,7 +186,7 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
         k->rec = (uint32_t)i;
         k->state = from_loader(r->site) ? REACHED : UNREACHED;
     }
-    if (radix_sort(c->b, c->nb, sizeof(blk), offsetof(blk, lo)) != 0)
+    if (stw__radix_sort(c->b, c->nb, sizeof(blk), offsetof(blk, lo)) != 0)
         return -ENOMEM;
     for (size_t i = 0; i < c->nb; i++)
         if (c->b[i].state == REACHED)
@@ -846,7 +796,7 @@ static int classify_lost(ctx *c)
     for (size_t i = 0; i < c->nb; i++)
         if (c->b[i].state == UNREACHED)
             order[k++] = (by_seq){.seq = c->b[i].seq, .index = i};
-    if (radix_sort(order, nu, sizeof(by_seq), offsetof(by_seq, seq)) != 0) {
+    if (stw__radix_sort(order, nu, sizeof(by_seq), offsetof(by_seq, seq)) != 0) {
         stw__pages_free(order, bytes);
         return -ENOMEM;
     }

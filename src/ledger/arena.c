@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -96,4 +97,54 @@ void stw__sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const
         swap_bytes(b, b + end * size, size);
         sift_down(b, 0, end, size, cmp);
     }
+}
+
+/* LSD radix sort of @n elements of @size bytes by the uint64_t at
+ * @key_off, 16 bits a pass, skipping digits all keys share: a million
+ * blocks sort in milliseconds, where a comparison sort without malloc
+ * (heap sort) takes a second. 0 or -ENOMEM. */
+int stw__radix_sort(void *base, size_t n, size_t size, size_t key_off)
+{
+    if (n < 2)
+        return 0;
+    size_t tmp_bytes = n * size, cnt_bytes = 65536 * sizeof(size_t);
+    char *tmp = stw__pages_alloc(tmp_bytes);
+    size_t *cnt = stw__pages_alloc(cnt_bytes);
+    if (tmp == NULL || cnt == NULL) {
+        stw__pages_free(tmp, tmp_bytes);
+        stw__pages_free(cnt, cnt_bytes);
+        return -ENOMEM;
+    }
+    char *src = base, *dst = tmp;
+    for (int shift = 0; shift < 64; shift += 16) {
+        memset(cnt, 0, cnt_bytes);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k;
+            memcpy(&k, src + i * size + key_off, sizeof(k));
+            cnt[(k >> shift) & 0xffff]++;
+        }
+        uint64_t first;
+        memcpy(&first, src + key_off, sizeof(first));
+        if (cnt[(first >> shift) & 0xffff] == n)
+            continue;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = cnt[d];
+            cnt[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k;
+            memcpy(&k, src + i * size + key_off, sizeof(k));
+            memcpy(dst + cnt[(k >> shift) & 0xffff]++ * size, src + i * size, size);
+        }
+        char *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != base)
+        memcpy(base, src, n * size);
+    stw__pages_free(tmp, tmp_bytes);
+    stw__pages_free(cnt, cnt_bytes);
+    return 0;
 }

@@ -27,6 +27,9 @@ void *stw__arena_alloc(size_t size);
 
 /* Tiny sort without malloc (glibc's qsort may allocate). */
 void stw__sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
+/* Stable LSD radix sort by the uint64_t at byte @key_off of each element:
+ * for the large arrays (records, heap blocks). 0 or -ENOMEM. */
+int stw__radix_sort(void *base, size_t n, size_t size, size_t key_off);
 
 /* True while the calling thread is inside the ledger (guard held). */
 bool stw_ledger_guard_depth(void);

@@ -28,12 +28,39 @@ static int cmp_site_stat(const void *a, const void *b)
     return x->site < y->site ? -1 : x->site > y->site;
 }
 
-static int cmp_record(const void *a, const void *b)
+/* Records by site then seq: radix-sort (key, index) pairs, then permute.
+ * A comparison sort without malloc takes seconds on a million records. */
+typedef struct rec_key {
+    uint64_t key;
+    uint64_t index;
+} rec_key;
+
+static int sort_records(stw_record *recs, size_t n)
 {
-    const stw_record *x = a, *y = b;
-    if (x->site != y->site)
-        return x->site < y->site ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    if (n < 2)
+        return 0;
+    size_t kbytes = n * sizeof(rec_key), rbytes = n * sizeof(stw_record);
+    rec_key *keys = stw__pages_alloc(kbytes);
+    stw_record *out = stw__pages_alloc(rbytes);
+    int rc = -ENOMEM;
+    if (keys == NULL || out == NULL)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        /* Sites fit in 24 bits (the intern table's size); 40 bits of seq
+         * order a trillion records. */
+        keys[i].key = ((uint64_t)recs[i].site << 40) | (recs[i].seq & ((UINT64_C(1) << 40) - 1));
+        keys[i].index = i;
+    }
+    rc = stw__radix_sort(keys, n, sizeof(rec_key), offsetof(rec_key, key));
+    if (rc != 0)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        out[i] = recs[keys[i].index];
+    memcpy(recs, out, rbytes);
+done:
+    stw__pages_free(keys, kbytes);
+    stw__pages_free(out, rbytes);
+    return rc;
 }
 
 static snap_impl *snap_alloc(void)
@@ -159,7 +186,8 @@ int stw_snapshot_new(const stw_snapshot_opts *opts, stw_snapshot **out)
         s->pub.sites[s->pub.nsites++] = ss;
     }
     stw__sort(s->pub.sites, s->pub.nsites, sizeof(stw_site_stat), cmp_site_stat);
-    stw__sort(s->pub.records, s->pub.nrecords, sizeof(stw_record), cmp_record);
+    if (sort_records(s->pub.records, s->pub.nrecords) != 0)
+        goto fail;
     *out = &s->pub;
     s = NULL;
     rc = 0;

@@ -5,10 +5,12 @@
  * Dwfl session describes the process's modules; it is rebuilt when a pc
  * falls outside every known module (a library dlopen'ed since).
  */
+#include <dlfcn.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -93,6 +95,32 @@ static bool getsrc_by_cu_walk(Dwfl_Module *mod, Dwarf_Addr addr, int *lineno, co
     return false;
 }
 
+/* C++ names are demangled with the C++ runtime's own demangler when the
+ * process has one loaded (every C++ program does); otherwise they stay
+ * mangled rather than pull libstdc++ into C programs. */
+typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
+
+static void copy_demangled(char *dst, size_t cap, const char *name)
+{
+    static demangle_fn demangle;
+    static bool looked;
+    if (name[0] == '_' && name[1] == 'Z') {
+        if (!looked) {
+            demangle = (demangle_fn)dlsym(RTLD_DEFAULT, "__cxa_demangle");
+            looked = true;
+        }
+        int status = -1;
+        char *d = demangle ? demangle(name, NULL, NULL, &status) : NULL;
+        if (d != NULL && status == 0) {
+            copy_str(dst, cap, d);
+            free(d);
+            return;
+        }
+        free(d);
+    }
+    copy_str(dst, cap, name);
+}
+
 int stw_symbolize(void *pc, stw_symbol *out)
 {
     memset(out, 0, sizeof(*out));
@@ -118,7 +146,7 @@ int stw_symbolize(void *pc, stw_symbol *out)
         GElf_Sym sym;
         const char *name = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
         if (name != NULL) {
-            copy_str(out->func, sizeof(out->func), name);
+            copy_demangled(out->func, sizeof(out->func), name);
             out->offset = (uintptr_t)off + 1;
         }
         Dwfl_Line *line = dwfl_module_getsrc(mod, addr);
