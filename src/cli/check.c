@@ -37,6 +37,8 @@ static void check_usage(FILE *f)
             "  --report-every=SECONDS also report periodically while PROG runs\n"
             "  --sample=BYTES         production mode: book about one heap block per BYTES\n"
             "                         allocated (k/M suffixes); heap numbers become estimates\n"
+            "  --sample-interval=MS   how often growth sampling looks (default 1000, 0 = off)\n"
+            "  --report-signal=SIG    report at once whenever PROG receives SIG (e.g. USR2)\n"
             "  --show-reachable       list still-reachable heap blocks too\n"
             "  --show-inherited       list descriptors PROG inherited at start\n"
             "  --trace-children       check programs PROG execs as well\n"
@@ -69,6 +71,23 @@ static int find_lib(char *out, size_t len)
             return 0;
     }
     return -ENOENT;
+}
+
+/* "USR2", "SIGUSR2" or "12" to a signal number; 0 if it is none. */
+static int signal_number(const char *s)
+{
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (*s != '\0' && *end == '\0')
+        return n > 0 && n < NSIG && n != SIGKILL && n != SIGSTOP ? (int)n : 0;
+    if (strncmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (int sig = 1; sig < NSIG; sig++) {
+        const char *name = sigabbrev_np(sig);
+        if (name != NULL && strcmp(name, s) == 0 && sig != SIGKILL && sig != SIGSTOP)
+            return sig;
+    }
+    return 0;
 }
 
 static bool opt_value(const char *arg, const char *name, const char **val)
@@ -159,6 +178,25 @@ int stw_cli_check(int argc, char **argv)
             char buf[32];
             snprintf(buf, sizeof(buf), "%ld", n);
             setenv("STW_CHECK_SAMPLE_BYTES", buf, 1);
+        } else if (opt_value(a, "--sample-interval", &v)) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || n < 0) {
+                fprintf(stderr, "steward check: --sample-interval wants milliseconds >= 0, got '%s'\n",
+                        v);
+                return STW_EXIT_USAGE;
+            }
+            setenv("STW_CHECK_SAMPLE_MS", v, 1);
+        } else if (opt_value(a, "--report-signal", &v)) {
+            int sig = signal_number(v);
+            if (sig <= 0) {
+                fprintf(stderr, "steward check: --report-signal wants a signal such as USR2, got '%s'\n",
+                        v);
+                return STW_EXIT_USAGE;
+            }
+            char buf[16];
+            snprintf(buf, sizeof(buf), "%d", sig);
+            setenv("STW_CHECK_REPORT_SIGNAL", buf, 1);
         } else if (strcmp(a, "--show-reachable") == 0) {
             setenv("STW_CHECK_SHOW_REACHABLE", "1", 1);
         } else if (strcmp(a, "--show-inherited") == 0) {

@@ -9,6 +9,12 @@ Header of each program (see tests/leaks/README.md):
      * args: program arguments                 (optional)
      * expect: KIND COUNT FUNC [class=..] [state=..] [bytes=N] [label~TEXT]
      * expect: none                            (a clean program)
+     * bad-frees: N                            (invalid/double frees, default 0)
+     * native: aborts                          (no native run to compare with)
+     * shared: plugins/x.c                     (built as {tmp}/x.so for the program to dlopen)
+     * checker-args: --opt ...                 (extra steward check options)
+     * growth: FUNC growing|levelled           (a site the growth analysis must flag)
+     * log: TEXT                               (text the checker's log must contain)
      * exit: N                                 (expected exit status, default 0)
      */
 
@@ -29,7 +35,8 @@ TIMEOUT = 120
 
 
 def parse_header(path):
-    spec = {"cflags": [], "args": [], "expect": [], "none": False, "exit": 0}
+    spec = {"cflags": [], "args": [], "expect": [], "none": False, "exit": 0, "bad_frees": 0,
+            "native": True, "shared": [], "checker_args": [], "growth": [], "log": []}
     with open(path) as f:
         text = f.read(8192)
     m = re.search(r"/\*(.*?)\*/", text, re.S)
@@ -43,6 +50,21 @@ def parse_header(path):
             spec["args"] += shlex.split(line[5:])
         elif line.startswith("exit:"):
             spec["exit"] = int(line[5:])
+        elif line.startswith("checker-args:"):
+            spec["checker_args"] += shlex.split(line[13:])
+        elif line.startswith("growth:"):
+            func, trend = line[7:].split()
+            spec["growth"].append((func, trend))
+        elif line.startswith("log:"):
+            spec["log"].append(line[4:].strip())
+        elif line.startswith("shared:"):
+            spec["shared"] += line[7:].split()
+        elif line.startswith("native:"):
+            # "native: aborts": glibc kills the program natively (a double
+            # free), so there is no native run to compare with.
+            spec["native"] = line[7:].strip() != "aborts"
+        elif line.startswith("bad-frees:"):
+            spec["bad_frees"] = int(line[10:])
         elif line.startswith("expect:"):
             words = line[7:].split()
             if words == ["none"]:
@@ -89,7 +111,14 @@ def check_one(build, src, tmp):
     spec = parse_header(src)
     exe = os.path.join(tmp, name)
     cc = "g++" if src.endswith(".cc") else "gcc"
-    r = subprocess.run([cc, *BASE_CFLAGS, *spec["cflags"], src, "-o", exe, "-lrt"],
+    for lib in spec["shared"]:
+        so = os.path.join(tmp, os.path.splitext(os.path.basename(lib))[0] + ".so")
+        r = subprocess.run([cc, *BASE_CFLAGS, "-shared", "-fPIC", os.path.join(HERE, lib),
+                            "-o", so], capture_output=True, text=True)
+        if r.returncode != 0:
+            return f"{lib} does not compile:\n{r.stderr}"
+    spec["args"] = [a.replace("{tmp}", tmp) for a in spec["args"]]
+    r = subprocess.run([cc, *BASE_CFLAGS, src, "-o", exe, *spec["cflags"], "-lrt"],
                        capture_output=True, text=True)
     if r.returncode != 0:
         return f"does not compile:\n{r.stderr}"
@@ -97,14 +126,17 @@ def check_one(build, src, tmp):
     js = os.path.join(tmp, name + ".json")
     log = os.path.join(tmp, name + ".log")
     steward = os.path.join(build, "src", "steward")
-    checked = subprocess.run([steward, "check", f"--json={js}", f"--log-file={log}", "--",
-                              exe, *spec["args"]], capture_output=True, timeout=TIMEOUT)
+    checked = subprocess.run([steward, "check", f"--json={js}", f"--log-file={log}",
+                              *spec["checker_args"], "--", exe, *spec["args"]],
+                             capture_output=True, timeout=TIMEOUT)
     problems = []
     if checked.returncode != spec["exit"]:
         problems.append(f"exit status {checked.returncode}, want {spec['exit']}")
-    if native.returncode != spec["exit"]:
-        problems.append(f"native exit status {native.returncode}, want {spec['exit']}")
-    if checked.stdout != native.stdout:
+    # Python reports death by signal N as -N; the shell convention is 128+N.
+    native_rc = native.returncode if native.returncode >= 0 else 128 - native.returncode
+    if spec["native"] and native_rc != spec["exit"]:
+        problems.append(f"native exit status {native_rc}, want {spec['exit']}")
+    if spec["native"] and checked.stdout != native.stdout:
         problems.append("stdout under the checker differs from the native run")
     try:
         with open(js) as f:
@@ -127,6 +159,19 @@ def check_one(build, src, tmp):
     for i, g in enumerate(leaks):
         if i not in used:
             problems.append("unexpected finding: " + describe(g))
+    for func, trend in spec["growth"]:
+        if not any(g["trend"] == trend and func in [fr.get("func") for fr in g["stack"]]
+                   for g in report.get("growth", [])):
+            seen = [(g["trend"], [fr.get("func") for fr in g["stack"]][:2])
+                    for g in report.get("growth", [])]
+            problems.append(f"expected a {trend} site at {func}; growth report: {seen}")
+    with open(log) as f:
+        log_text = f.read()
+    for text in spec["log"]:
+        if text not in log_text:
+            problems.append(f"the checker's log does not say '{text}'")
+    if report["summary"]["bad_frees"] != spec["bad_frees"]:
+        problems.append(f'{report["summary"]["bad_frees"]} bad frees, want {spec["bad_frees"]}')
     if spec["none"] and report["summary"]["leaks"] != 0:
         problems.append(f'clean program, but {report["summary"]["leaks"]} leaks reported')
     if problems:
