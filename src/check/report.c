@@ -75,6 +75,12 @@ int stw__check_open_log(void)
     return open_out(stw__copts.log_path, true);
 }
 
+/* Kinds the pointer scan classifies (see scan.c). */
+static bool classified(const stw_record *r)
+{
+    return r->kind == STW_KIND_HEAP || (r->kind == STW_KIND_MMAP && r->size > 0);
+}
+
 static const char *state_of(const stw_record *r)
 {
     if (r->kind == STW_KIND_THREAD)
@@ -119,7 +125,7 @@ static int build(report *rp)
             rp->inherited++;
             continue;
         }
-        int cls = r->kind == STW_KIND_HEAP ? rp->cls[i] : -1;
+        int cls = classified(r) ? rp->cls[i] : -1;
         group *g = NULL;
         for (size_t k = rp->ngroups; k-- > 0;) {
             if (rp->groups[k].site != r->site)
@@ -274,7 +280,7 @@ static void text_group(stw__out *o, int pid, const report *rp, const group *g)
         const stw_record *r = &s->records[i];
         if (r->site != g->site)
             break;
-        int cls = r->kind == STW_KIND_HEAP ? rp->cls[i] : -1;
+        int cls = classified(r) ? rp->cls[i] : -1;
         if (!same_group(g, r, cls, rp->state[i], rp->skip[i]))
             continue;
         if (r->label == NULL && g->kind == STW_KIND_HEAP && g->count == 1)
@@ -402,7 +408,7 @@ static void json_group(stw__out *o, const report *rp, const group *g)
         const stw_record *r = &s->records[i];
         if (r->site != g->site)
             break;
-        int cls = r->kind == STW_KIND_HEAP ? rp->cls[i] : -1;
+        int cls = classified(r) ? rp->cls[i] : -1;
         if (!same_group(g, r, cls, rp->state[i], rp->skip[i]))
             continue;
         stw__out_printf(o, "%s{\"id\":\"%#llx\",\"size\":%llu,\"age_ms\":%lld,\"label\":",

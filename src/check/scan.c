@@ -52,6 +52,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define UNW_LOCAL_ONLY
@@ -107,7 +108,15 @@ typedef struct ctx {
     uint32_t leader; /* block being flooded in the leader pass */
     bool leader_pass;
     int unknown_sp; /* live threads whose stack pointer was not found */
+    pid_t pid;
+    bool direct;      /* process_vm_readv refused: read memory in place */
+    uintptr_t *chunk; /* SCAN_CHUNK bytes the scanned memory is copied into */
 } ctx;
+
+/* Memory is copied out with process_vm_readv before it is scanned: other
+ * threads keep running while the checker reports, and a stack or block
+ * they unmap in the meantime then costs a failed read, not a crash. */
+#define SCAN_CHUNK (64 * 1024)
 
 /* Captured on the main thread by this library's constructor. */
 static uintptr_t main_tcb;
@@ -159,13 +168,22 @@ static bool from_loader(stw_site site)
     return (uintptr_t)pc[0] >= loader_lo && (uintptr_t)pc[0] < loader_hi;
 }
 
+/* Heap blocks and the program's own mappings are classified alike: a
+ * mapping something reachable points into (CPython's obmalloc arenas, a
+ * custom allocator's pool) is still reachable, and its contents are
+ * scanned like a block's; one nothing points into is lost. */
+static bool is_block(const stw_record *r)
+{
+    return r->kind == STW_KIND_HEAP || (r->kind == STW_KIND_MMAP && r->size > 0);
+}
+
 /* Kept out of line so that no block address is left in a callee-saved
  * register of the caller when the roots are scanned. */
 static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
 {
     size_t n = 0;
     for (size_t i = 0; i < s->nrecords; i++)
-        n += s->records[i].kind == STW_KIND_HEAP;
+        n += is_block(&s->records[i]);
     c->b_bytes = (n + 1) * sizeof(blk);
     c->b = stw__pages_alloc(c->b_bytes);
     c->stk_bytes = (2 * n + 1) * sizeof(uint32_t);
@@ -177,7 +195,7 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
         dl_iterate_phdr(find_loader, &base);
     for (size_t i = 0; i < s->nrecords; i++) {
         const stw_record *r = &s->records[i];
-        if (r->kind != STW_KIND_HEAP)
+        if (!is_block(r))
             continue;
         blk *k = &c->b[c->nb++];
         k->lo = (uintptr_t)r->id;
@@ -256,13 +274,44 @@ static void mark(ctx *c, uintptr_t w)
     }
 }
 
-static NO_SANITIZE void scan_words(ctx *c, uintptr_t lo, uintptr_t hi)
+static NO_SANITIZE void scan_direct(ctx *c, uintptr_t lo, uintptr_t hi)
 {
-    lo = (lo + 7) & ~(uintptr_t)7;
     for (uintptr_t p = lo; p + 8 <= hi; p += 8) {
         uintptr_t w = *(const volatile uintptr_t *)p;
         if (w - c->min < c->span)
             mark(c, w);
+    }
+}
+
+static void scan_words(ctx *c, uintptr_t lo, uintptr_t hi)
+{
+    lo = (lo + 7) & ~(uintptr_t)7;
+    if (c->direct) {
+        scan_direct(c, lo, hi);
+        return;
+    }
+    while (lo + 8 <= hi) {
+        size_t want = (hi - lo) & ~(size_t)7;
+        if (want > SCAN_CHUNK)
+            want = SCAN_CHUNK;
+        struct iovec local = {c->chunk, want}, remote = {(void *)lo, want};
+        ssize_t got = process_vm_readv(c->pid, &local, 1, &remote, 1, 0);
+        if (got < 0 && (errno == EPERM || errno == ENOSYS)) {
+            c->direct = true;
+            scan_direct(c, lo, hi);
+            return;
+        }
+        if (got <= 0) {
+            /* Gone or unreadable now: go on at the next page. */
+            lo = (lo | 4095) + 1;
+            continue;
+        }
+        for (size_t i = 0; i < (size_t)got / 8; i++) {
+            uintptr_t w = c->chunk[i];
+            if (w - c->min < c->span)
+                mark(c, w);
+        }
+        lo += (uintptr_t)got;
     }
 }
 
@@ -761,11 +810,7 @@ static __attribute__((noinline)) void scan_roots(ctx *c, const stw_snapshot *s)
     uintptr_t self = (uintptr_t)pthread_self();
     if (self != main_tcb)
         scan_tls(c, self);
-    for (size_t i = 0; i < s->nrecords; i++) {
-        const stw_record *r = &s->records[i];
-        if (r->kind == STW_KIND_MMAP && r->size > 0)
-            scan_root(c, (uintptr_t)r->id, (uintptr_t)r->id + r->size);
-    }
+    (void)s;
     /* Keep @regs alive up to here. */
     __asm__ volatile("" : : "r"(&regs) : "memory");
 }
@@ -833,7 +878,9 @@ static __attribute__((noinline)) int classify(const stw_snapshot *s, uint8_t *cl
     ctx *c = stw__pages_alloc(sizeof(ctx));
     if (c == NULL)
         return -ENOMEM;
-    int rc = build_blocks(c, s);
+    c->pid = getpid();
+    c->chunk = stw__pages_alloc(SCAN_CHUNK);
+    int rc = c->chunk != NULL ? build_blocks(c, s) : -ENOMEM;
     if (rc == 0 && c->nb > 0)
         rc = read_maps(c);
     if (rc == 0 && c->nb > 0) {
@@ -853,6 +900,7 @@ static __attribute__((noinline)) int classify(const stw_snapshot *s, uint8_t *cl
     stw__pages_free(c->b, c->b_bytes);
     stw__pages_free(c->stk, c->stk_bytes);
     stw__pages_free(c->m, c->m_bytes);
+    stw__pages_free(c->chunk, SCAN_CHUNK);
     stw__pages_free(c, sizeof(ctx));
     return rc;
 }

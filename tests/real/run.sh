@@ -52,7 +52,8 @@ run() {
     else
         echo "ok   real/$name"
     fi
-    printf '| %s | `%s` | %s | %.2f s | %s |\n' "$name" "$*" "$crc" \
+    cmd=$(printf '%s' "$*" | tr '\n' ' ' | sed "s|$work|\$TMP|g")
+    printf '| %s | `%s` | %s | %.2f s | %s |\n' "$name" "$cmd" "$crc" \
         "$(echo "$t1 - $t0" | bc)" "$summary" >>"$rows"
 }
 
