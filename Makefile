@@ -38,8 +38,9 @@ asan: deps-test
 	@ninja -C build-asan
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tests/run.sh build-asan --unit-only
 
-bench: build
+bench: deps-test build
 	@bench/run.sh $(BUILD)
+	@bench/check_bench.sh $(BUILD)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
