@@ -38,7 +38,8 @@ asan: deps-test
 	@ninja -C build-asan
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tests/run.sh build-asan --unit-only
 
-bench: deps-test build
+bench: build
+	@scripts/deps.sh bench
 	@bench/run.sh $(BUILD)
 	@bench/check_bench.sh $(BUILD)
 

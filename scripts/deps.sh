@@ -3,6 +3,7 @@
 #   scripts/deps.sh run    what building and running needs
 #   scripts/deps.sh test   that plus what the test suite needs
 #   scripts/deps.sh asan   that plus clang and its sanitizer runtimes
+#   scripts/deps.sh bench  that plus the peers the benchmarks compare with
 # As root it installs with apt-get; otherwise it names what is missing and fails.
 set -eu
 
@@ -11,7 +12,8 @@ case "${1:-run}" in
     run) ;;
     test) want="$want valgrind python3 bc curl git ffmpeg" ;;
     asan) want="$want clang libclang-rt-14-dev" ;;
-    *) echo "usage: scripts/deps.sh run|test|asan" >&2; exit 2 ;;
+    bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc python3" ;;
+    *) echo "usage: scripts/deps.sh run|test|asan|bench" >&2; exit 2 ;;
 esac
 
 missing=""
