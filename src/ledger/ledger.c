@@ -441,7 +441,10 @@ static void erase(shard *s, stw__entry *e)
     s->count--;
 }
 
-int stw__ledger_remove(int kind, uint64_t id)
+/* Find (kind, id) under its shard's lock and let @fn act on it there.
+ * Inlined with a constant @fn, so the hot path pays no indirect call. */
+static inline int with_entry(int kind, uint64_t id, void (*fn)(shard *s, stw__entry *e, void *ud),
+                             void *ud)
 {
     ensure_init();
     if (!kind_valid(kind))
@@ -450,18 +453,25 @@ int stw__ledger_remove(int kind, uint64_t id)
     shard *s = shard_of(kind, id, h);
     shard_lock(s);
     stw__entry *e = find_slot(s, kind, id, h);
-    if (e == NULL) {
-        shard_unlock(s);
-        return -ENOENT;
-    }
-    uint64_t size = e->size;
-    erase(s, e);
-    kind_counters *kc = &s->kinds[kind];
-    bump(&kc->live, -1);
-    bump(&kc->live_bytes, -(long long)size);
-    bump(&kc->released, 1);
+    if (e != NULL)
+        fn(s, e, ud);
     shard_unlock(s);
-    return 0;
+    return e != NULL ? 0 : -ENOENT;
+}
+
+static void do_remove(shard *s, stw__entry *e, void *ud)
+{
+    (void)ud;
+    kind_counters *kc = &s->kinds[e->kind];
+    bump(&kc->live, -1);
+    bump(&kc->live_bytes, -(long long)e->size);
+    bump(&kc->released, 1);
+    erase(s, e);
+}
+
+int stw__ledger_remove(int kind, uint64_t id)
+{
+    return with_entry(kind, id, do_remove, NULL);
 }
 
 __attribute__((noinline)) int stw_ledger_record(int kind, uint64_t id, uint64_t size,
@@ -496,44 +506,21 @@ int stw_ledger_release(int kind, uint64_t id)
     return rc;
 }
 
-/* Look up (kind, id) under its shard lock and let @fn change it. */
-static int with_entry(int kind, uint64_t id, void (*fn)(stw__entry *e, void *ud), void *ud)
+static void do_resize(shard *s, stw__entry *e, void *ud)
 {
-    ensure_init();
-    if (!kind_valid(kind))
-        return -EINVAL;
-    uint64_t h = key_hash(kind, id);
-    shard *s = shard_of(kind, id, h);
-    shard_lock(s);
-    stw__entry *e = find_slot(s, kind, id, h);
-    if (e != NULL)
-        fn(e, ud);
-    shard_unlock(s);
-    return e != NULL ? 0 : -ENOENT;
+    uint64_t new_size = *(const uint64_t *)ud;
+    bump(&s->kinds[e->kind].live_bytes, (long long)new_size - (long long)e->size);
+    e->size = new_size;
 }
 
 int stw_ledger_resize(int kind, uint64_t id, uint64_t new_size)
 {
-    ensure_init();
-    if (!kind_valid(kind))
-        return -EINVAL;
-    uint64_t h = key_hash(kind, id);
-    shard *s = shard_of(kind, id, h);
-    shard_lock(s);
-    stw__entry *e = find_slot(s, kind, id, h);
-    if (e == NULL) {
-        shard_unlock(s);
-        return -ENOENT;
-    }
-    long long delta = (long long)new_size - (long long)e->size;
-    e->size = new_size;
-    bump(&s->kinds[kind].live_bytes, delta);
-    shard_unlock(s);
-    return 0;
+    return with_entry(kind, id, do_resize, &new_size);
 }
 
-static void do_label(stw__entry *e, void *ud)
+static void do_label(shard *s, stw__entry *e, void *ud)
 {
+    (void)s;
     e->label = ud;
 }
 
@@ -542,8 +529,9 @@ int stw_ledger_set_label(int kind, uint64_t id, const char *label)
     return with_entry(kind, id, do_label, (void *)label);
 }
 
-static void do_copy(stw__entry *e, void *ud)
+static void do_copy(shard *s, stw__entry *e, void *ud)
 {
+    (void)s;
     stw_record *r = ud;
     *r = (stw_record){
         .kind = e->kind,
