@@ -207,16 +207,13 @@ static __attribute__((noinline)) void note_alloc(void *p, size_t size)
 
 static void print_frames(int fd, void *const *pcs, int n)
 {
-    for (int i = 0; i < n; i++) {
-        stw_symbol sym;
-        char line[600];
-        stw_symbolize(pcs[i], &sym);
-        int len = snprintf(line, sizeof(line), "==%d==    #%-2d %s %s:%d (%s)\n", (int)getpid(),
-                           i, sym.func[0] ? sym.func : "??", sym.file, sym.line, sym.module);
-        stw_write_fd((void *)(intptr_t)fd, line, (size_t)len);
-        if (strcmp(sym.func, "main") == 0)
-            break;
-    }
+    stw__out o;
+    char prefix[32];
+    stw__out_init(&o, stw_write_fd, (void *)(intptr_t)fd);
+    snprintf(prefix, sizeof(prefix), "==%d==    ", (int)getpid());
+    for (int i = 0; i < n && !stw__out_text_frame(&o, prefix, i, pcs[i], true); i++)
+        ;
+    stw__out_flush(&o);
 }
 
 /* @first/@nfirst: the earlier free's stack (nfirst < 0: not known). */

@@ -211,28 +211,20 @@ static int cmp_group(const void *a, const void *b)
 
 static const char *noun(int kind, int64_t n)
 {
-    switch (kind) {
-    case STW_KIND_HEAP:
-        return n == 1 ? "heap block" : "heap blocks";
-    case STW_KIND_THREAD:
-        return n == 1 ? "thread" : "threads";
-    case STW_KIND_FD:
-        return n == 1 ? "file descriptor" : "file descriptors";
-    case STW_KIND_SOCKET:
-        return n == 1 ? "socket" : "sockets";
-    case STW_KIND_PROCESS:
-        return n == 1 ? "child process" : "child processes";
-    case STW_KIND_MMAP:
-        return n == 1 ? "mapping" : "mappings";
-    case STW_KIND_TIMER:
-        return n == 1 ? "timer" : "timers";
-    case STW_KIND_FILE:
-        return n == 1 ? "FILE stream" : "FILE streams";
-    case STW_KIND_DIR:
-        return n == 1 ? "DIR stream" : "DIR streams";
-    default:
-        return stw_kind_name(kind);
-    }
+    static const char *const names[][2] = {
+        [STW_KIND_HEAP] = {"heap block", "heap blocks"},
+        [STW_KIND_THREAD] = {"thread", "threads"},
+        [STW_KIND_FD] = {"file descriptor", "file descriptors"},
+        [STW_KIND_SOCKET] = {"socket", "sockets"},
+        [STW_KIND_PROCESS] = {"child process", "child processes"},
+        [STW_KIND_MMAP] = {"mapping", "mappings"},
+        [STW_KIND_TIMER] = {"timer", "timers"},
+        [STW_KIND_FILE] = {"FILE stream", "FILE streams"},
+        [STW_KIND_DIR] = {"DIR stream", "DIR streams"},
+    };
+    if (kind >= 0 && kind < (int)(sizeof(names) / sizeof(names[0])) && names[kind][0] != NULL)
+        return names[kind][n == 1 ? 0 : 1];
+    return stw_kind_name(kind);
 }
 
 static void text_stack(stw__out *o, int pid, stw_site site)
@@ -245,20 +237,11 @@ static void text_stack(stw__out *o, int pid, stw_site site)
                         pid);
         return;
     }
-    for (int i = 0; i < n; i++) {
-        stw_symbol sym;
-        if (stw_symbolize(pcs[i], &sym) != 0) {
-            stw__out_printf(o, "==%d==    #%-2d %p\n", pid, i, pcs[i]);
-            continue;
-        }
-        stw__out_printf(o, "==%d==    #%-2d %p %s", pid, i, pcs[i], sym.func[0] ? sym.func : "??");
-        if (sym.file[0])
-            stw__out_printf(o, " %s:%d", sym.file, sym.line);
-        stw__out_printf(o, " (%s)\n", sym.module[0] ? sym.module : "?");
-        /* Frames below main belong to the C runtime. */
-        if (strcmp(sym.func, "main") == 0)
-            break;
-    }
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "==%d==    ", pid);
+    /* Frames below main belong to the C runtime. */
+    for (int i = 0; i < n && !stw__out_text_frame(o, prefix, i, pcs[i], true); i++)
+        ;
 }
 
 static void text_group(stw__out *o, int pid, const report *rp, const group *g)
@@ -368,17 +351,8 @@ static void json_stack(stw__out *o, stw_site site)
     void *pcs[STW_STACK_MAX];
     int n = stw_site_stack(site, NULL, pcs, STW_STACK_MAX);
     stw__out_puts(o, "[");
-    for (int i = 0; i < n; i++) {
-        stw_symbol sym;
-        stw_symbolize(pcs[i], &sym);
-        stw__out_printf(o, "%s{\"pc\":\"%p\",\"func\":", i ? "," : "", pcs[i]);
-        stw__out_json_string(o, sym.func);
-        stw__out_puts(o, ",\"file\":");
-        stw__out_json_string(o, sym.file);
-        stw__out_printf(o, ",\"line\":%d,\"module\":", sym.line);
-        stw__out_json_string(o, sym.module);
-        stw__out_puts(o, "}");
-    }
+    for (int i = 0; i < n; i++)
+        stw__out_json_frame(o, i == 0, pcs[i], true);
     stw__out_puts(o, "]");
 }
 

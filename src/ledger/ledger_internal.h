@@ -101,5 +101,11 @@ void stw__out_puts(stw__out *o, const char *s);
 /* Write @s as a JSON string literal, quotes included. */
 void stw__out_json_string(stw__out *o, const char *s);
 int stw__out_flush(stw__out *o);
+/* One stack frame as a text line "PREFIX#i pc func file:line (module)".
+ * Returns true when the frame is main (callers stop there). */
+bool stw__out_text_frame(stw__out *o, const char *prefix, int i, void *pc, bool symbolize);
+/* One stack frame as a JSON object {"pc","func","file","line","module"},
+ * preceded by a comma unless @first. */
+void stw__out_json_frame(stw__out *o, bool first, void *pc, bool symbolize);
 
 #endif

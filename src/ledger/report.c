@@ -131,19 +131,35 @@ static int frames_of(const stw_report_opts *o, void **pcs, stw_site site, int *k
     return n;
 }
 
-static void text_frame(stw__out *o, int i, void *pc, bool symbolize)
+bool stw__out_text_frame(stw__out *o, const char *prefix, int i, void *pc, bool symbolize)
 {
     stw_symbol sym;
     if (!symbolize || stw_symbolize(pc, &sym) != 0) {
-        stw__out_printf(o, "      #%-2d %p\n", i, pc);
-        return;
+        stw__out_printf(o, "%s#%-2d %p\n", prefix, i, pc);
+        return false;
     }
-    stw__out_printf(o, "      #%-2d %p %s", i, pc, sym.func[0] ? sym.func : "??");
+    stw__out_printf(o, "%s#%-2d %p %s", prefix, i, pc, sym.func[0] ? sym.func : "??");
     if (sym.file[0])
         stw__out_printf(o, " %s:%d", sym.file, sym.line);
     if (sym.module[0])
         stw__out_printf(o, " (%s)", sym.module);
     stw__out_puts(o, "\n");
+    return strcmp(sym.func, "main") == 0;
+}
+
+void stw__out_json_frame(stw__out *o, bool first, void *pc, bool symbolize)
+{
+    stw_symbol sym;
+    stw__out_printf(o, "%s{\"pc\":\"%p\"", first ? "" : ",", pc);
+    if (symbolize && stw_symbolize(pc, &sym) == 0) {
+        stw__out_puts(o, ",\"func\":");
+        stw__out_json_string(o, sym.func);
+        stw__out_puts(o, ",\"file\":");
+        stw__out_json_string(o, sym.file);
+        stw__out_printf(o, ",\"line\":%d,\"module\":", sym.line);
+        stw__out_json_string(o, sym.module);
+    }
+    stw__out_puts(o, "}");
 }
 
 static void text_records(stw__out *o, const stw_snapshot *s, const stw_site_stat *st)
@@ -210,7 +226,7 @@ int stw_report_text(const stw_snapshot *s, const stw_report_opts *opts, stw_writ
         if (n == 0)
             stw__out_puts(&out, "      (no stack)\n");
         for (int f = 0; f < n; f++)
-            text_frame(&out, f, pcs[f], o.symbolize);
+            stw__out_text_frame(&out, "      ", f, pcs[f], o.symbolize);
         if (o.records)
             text_records(&out, s, st);
     }
@@ -224,19 +240,8 @@ static void json_frames(stw__out *o, const stw_report_opts *opts, stw_site site)
     void *pcs[STW_STACK_MAX];
     int n = frames_of(opts, pcs, site, NULL);
     stw__out_puts(o, "[");
-    for (int f = 0; f < n; f++) {
-        stw_symbol sym;
-        stw__out_printf(o, "%s{\"pc\":\"%p\"", f ? "," : "", pcs[f]);
-        if (opts->symbolize && stw_symbolize(pcs[f], &sym) == 0) {
-            stw__out_puts(o, ",\"func\":");
-            stw__out_json_string(o, sym.func);
-            stw__out_puts(o, ",\"file\":");
-            stw__out_json_string(o, sym.file);
-            stw__out_printf(o, ",\"line\":%d,\"module\":", sym.line);
-            stw__out_json_string(o, sym.module);
-        }
-        stw__out_puts(o, "}");
-    }
+    for (int f = 0; f < n; f++)
+        stw__out_json_frame(o, f == 0, pcs[f], opts->symbolize);
     stw__out_puts(o, "]");
 }
 
