@@ -81,7 +81,11 @@ __attribute__((noinline)) int stw__check_record(int kind, uint64_t id, uint64_t 
     void *pcs[STW_STACK_MAX];
     /* +1: this function. */
     int n = stw__stack_capture_with(STW__UNWIND_FP, pcs, stw__copts.depth, skip + 1);
-    if (n > 0 && in_nofp(pcs[0]))
+    /* A walk that broke on something that is not a frame pointer ran into
+     * code built without them (an -O2 build keeps rbp for other uses); one
+     * that starts inside libc skipped the user's frame. The DWARF unwinder
+     * gets through both. */
+    if (n > 0 && (!stw__stack_fp_clean() || in_nofp(pcs[0])))
         n = stw__stack_capture_with(STW__UNWIND_LIBUNWIND, pcs, stw__copts.depth, skip + 1);
     stw_site site = stw__site_intern(kind, pcs, n);
     int rc = stw__ledger_insert(kind, id, size, site, label);

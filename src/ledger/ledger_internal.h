@@ -40,6 +40,10 @@ enum stw__unwinder { STW__UNWIND_FP, STW__UNWIND_LIBUNWIND };
 void stw__stack_init(void);
 /* Depth configured for record(): STW_STACK_DEPTH, 1..STW_STACK_MAX. */
 int stw__stack_depth(void);
+/* After a frame-pointer capture on this thread: true if the walk ended
+ * where a chain ends, false if it hit something that is not a frame pointer
+ * (code built without them), so a DWARF unwind would see more. */
+bool stw__stack_fp_clean(void);
 /* stw_stack_capture with an explicit unwinder (enum stw__unwinder). */
 int stw__stack_capture_with(int how, void **pcs, int max, int skip);
 

@@ -21,6 +21,10 @@ static int depth_cfg = 16;
 static STW_TLS uintptr_t stack_lo;
 static STW_TLS uintptr_t stack_hi;
 static STW_TLS int stack_known; /* 0 unknown, 1 known, -1 lookup failed, 2 looking */
+/* Whether this thread's last frame-pointer walk ended where a chain ends
+ * (a zero frame pointer, or the depth asked for) rather than at a frame
+ * pointer that could not be one: code built without frame pointers. */
+static STW_TLS bool last_walk_clean;
 
 void stw__stack_init(void)
 {
@@ -73,6 +77,7 @@ __attribute__((noinline)) static int capture_fp(void **pcs, int max, int skip)
     uintptr_t lo = fp;
     uintptr_t hi = stack_known == 1 ? stack_hi : fp + (64u << 10);
     int n = 0;
+    bool clean = false;
     /* The first return address read lies in our caller, which is where the
      * caller's own skip count starts. */
     while (n < max) {
@@ -87,11 +92,14 @@ __attribute__((noinline)) static int capture_fp(void **pcs, int max, int skip)
             skip--;
         else
             pcs[n++] = (void *)ret;
+        if (next == 0)
+            clean = true;
         if (next <= fp)
             break;
         lo = fp;
         fp = next;
     }
+    last_walk_clean = clean || n == max;
     return n;
 }
 
@@ -126,6 +134,11 @@ __attribute__((noinline)) int stw__stack_capture_with(int how, void **pcs, int m
         n = capture_fp(pcs, max, skip + 1);
     __asm__ volatile("" ::: "memory");
     return n;
+}
+
+bool stw__stack_fp_clean(void)
+{
+    return last_walk_clean;
 }
 
 __attribute__((noinline)) int stw_stack_capture(void **pcs, int max, int skip)

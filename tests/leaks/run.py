@@ -81,6 +81,11 @@ def parse_header(path):
     return spec
 
 
+def func_names(g):
+    # GCC's local clones (f.constprop.0, f.isra.0, f.part.0, f.cold) are f.
+    return [(fr.get("func") or "").split(".")[0] for fr in g["stack"]]
+
+
 def group_matches(g, e):
     if g["kind"] != e["kind"]:
         return False
@@ -88,7 +93,7 @@ def group_matches(g, e):
         # Made by a call the checker does not see: no stack by design.
         if g["stack"]:
             return False
-    elif e["func"] not in [fr.get("func") for fr in g["stack"]]:
+    elif e["func"] not in func_names(g):
         return False
     if "class" in e and not (g.get("class") or "").startswith(e["class"]):
         return False
@@ -160,7 +165,7 @@ def check_one(build, src, tmp):
         if i not in used:
             problems.append("unexpected finding: " + describe(g))
     for func, trend in spec["growth"]:
-        if not any(g["trend"] == trend and func in [fr.get("func") for fr in g["stack"]]
+        if not any(g["trend"] == trend and func in func_names(g)
                    for g in report.get("growth", [])):
             seen = [(g["trend"], [fr.get("func") for fr in g["stack"]][:2])
                     for g in report.get("growth", [])]
