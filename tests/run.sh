@@ -4,7 +4,9 @@
 # counts once; a binary that dies mid-run counts its unfinished cases as
 # failed. The leak corpus (tests/leaks/run.py) and the real programs under
 # the checker (tests/real/run.sh) count one per program.
-# Command-line tests are the tests/cli/*.sh scripts: each counts once.
+# The relay's integration tests (tests/integration/relay_basic.py) count
+# one per test case. Command-line tests are the tests/cli/*.sh scripts:
+# each counts once.
 #   tests/run.sh BUILD_DIR [--unit-only]
 set -u
 build=${1:?usage: tests/run.sh BUILD_DIR [--unit-only]}
@@ -51,6 +53,15 @@ if [ "$unit_only" != --unit-only ]; then
     grep -A20 '^FAIL real/' "$out/real.log" | grep '^    ' || true
     passed=$((passed + $(grep -c '^ok   real/' "$out/real.log")))
     failed=$((failed + $(grep -c '^FAIL real/' "$out/real.log")))
+    # The relay over HTTP under the checker: "ok   relay/NAME" or "FAIL relay/NAME".
+    timeout 600 python3 "$here/integration/relay_basic.py" "$build" >"$out/relay.log" 2>&1
+    cat "$out/relay.log"
+    passed=$((passed + $(grep -c '^ok   relay/' "$out/relay.log")))
+    failed=$((failed + $(grep -c '^FAIL relay/' "$out/relay.log")))
+    if ! grep -q '^ok   relay/\|^FAIL relay/' "$out/relay.log"; then
+        failed=$((failed + 1))
+        echo "FAIL relay: the relay tests did not run"
+    fi
     for s in "$here"/cli/*.sh; do
         [ -f "$s" ] || continue
         name=$(basename "$s" .sh)

@@ -4,6 +4,7 @@
  *   steward --version        print the version
  *   steward demo [--json]    run a small program under the ledger and report
  *   steward check ... -- PROG run PROG under the leak checker (see check.c)
+ *   steward relay [options]  the camera relay server (see src/relay/relay.c)
  *
  * Exit codes: 0 success, 1 leaks found, 2 usage error.
  */
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "relay/relay.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
 #include "steward/ledger.h"
@@ -24,12 +26,15 @@ static void usage(FILE *f)
     fprintf(f, "usage: steward --version\n"
                "       steward demo [--json]\n"
                "       steward check [options] -- PROG [ARGS...]\n"
+               "       steward relay [options]\n"
                "\n"
                "  demo   run a small workload that books memory and descriptors in the\n"
                "         ledger, show what is alive mid-run with creation stacks, then\n"
                "         release everything and show the initial-vs-final report\n"
                "  check  run PROG and report every resource it did not release\n"
-               "         (steward check --help lists the options)\n");
+               "         (steward check --help lists the options)\n"
+               "  relay  serve camera inputs (a test pattern by default) to HTTP viewers\n"
+               "         (steward relay --help lists the options)\n");
 }
 
 /* Two distinct call sites, so the report groups records by where they were born. */
@@ -125,6 +130,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "check") == 0)
         return stw_cli_check(argc - 1, argv + 1);
+    if (strcmp(argv[1], "relay") == 0)
+        return stw_relay_main(argc - 1, argv + 1);
     fprintf(stderr, "steward: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;

@@ -1,0 +1,137 @@
+/*
+ * src/relay/hub.c — one input's meeting point between its source thread
+ * and the HTTP loop.
+ *
+ * Model
+ *   The hub keeps exactly one frame: the latest published. Publishing
+ *   replaces it (the hub's reference on the previous one is dropped; any
+ *   viewer still sending it holds its own), so the hub costs one frame
+ *   whatever the viewers do. Each publish bumps a sequence number and
+ *   makes an eventfd readable; the HTTP loop watches that fd, drains it
+ *   and fans out whatever is latest then, so bursts of publishes coalesce
+ *   into one wake-up (latest wins).
+ *
+ * Ownership
+ *   The hub owns its latest frame reference and its eventfd. It is owned
+ *   by the input, freed by the input scope's cleanup after the source
+ *   thread has returned and after the HTTP loop (closed earlier) stopped.
+ *
+ * Threads
+ *   A mutex guards the latest frame and its sequence number; the counters
+ *   are atomics so /metrics reads them without taking it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "relay.h"
+#include "steward/alloc.h"
+#include "steward/fd.h"
+
+struct relay_hub {
+    const char *name;
+    pthread_mutex_t lock;
+    stw_frame *latest; /* guarded by lock */
+    uint64_t seq;      /* guarded by lock */
+    int efd;
+    _Atomic uint64_t frames_in, frames_out, dropped;
+    _Atomic int viewers;
+};
+
+int relay_hub_new(const char *name, relay_hub **out)
+{
+    relay_hub *h = stw_calloc(1, sizeof(*h));
+    if (h == NULL)
+        return -ENOMEM;
+    int fd = stw_eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC, "eventfd:relay-hub");
+    if (fd < 0) {
+        stw_free(h);
+        return fd;
+    }
+    h->name = name;
+    h->efd = fd;
+    pthread_mutex_init(&h->lock, NULL);
+    *out = h;
+    return 0;
+}
+
+void relay_hub_free(relay_hub **hp)
+{
+    if (hp == NULL || *hp == NULL)
+        return;
+    relay_hub *h = *hp;
+    stw_frame_unref(&h->latest);
+    stw_fd_close(&h->efd);
+    pthread_mutex_destroy(&h->lock);
+    stw_free(h);
+    *hp = NULL;
+}
+
+void relay_hub_publish(relay_hub *h, stw_frame *f)
+{
+    pthread_mutex_lock(&h->lock);
+    stw_frame *old = h->latest;
+    h->latest = f;
+    h->seq++;
+    pthread_mutex_unlock(&h->lock);
+    /* The old frame may be the last reference to a pool buffer: returning
+     * it to the pool takes the pool's lock, which needs no hub lock. */
+    stw_frame_unref(&old);
+    atomic_fetch_add(&h->frames_in, 1);
+    uint64_t one = 1;
+    /* EAGAIN means the counter is saturated: the fd is readable anyway. */
+    ssize_t n = write(h->efd, &one, sizeof(one));
+    (void)n;
+}
+
+stw_frame *relay_hub_latest(relay_hub *h, uint64_t *seq)
+{
+    pthread_mutex_lock(&h->lock);
+    stw_frame *f = h->latest != NULL ? stw_frame_ref(h->latest) : NULL;
+    if (seq != NULL)
+        *seq = h->seq;
+    pthread_mutex_unlock(&h->lock);
+    return f;
+}
+
+int relay_hub_notify_fd(const relay_hub *h)
+{
+    return h->efd;
+}
+
+void relay_hub_drain_notify(relay_hub *h)
+{
+    uint64_t v;
+    ssize_t n = read(h->efd, &v, sizeof(v));
+    (void)n;
+}
+
+void relay_hub_count_out(relay_hub *h, uint64_t n)
+{
+    atomic_fetch_add(&h->frames_out, n);
+}
+
+void relay_hub_count_dropped(relay_hub *h, uint64_t n)
+{
+    atomic_fetch_add(&h->dropped, n);
+}
+
+void relay_hub_viewers_add(relay_hub *h, int delta)
+{
+    atomic_fetch_add(&h->viewers, delta);
+}
+
+void relay_hub_stats(const relay_hub *h, relay_hub_stat *out)
+{
+    relay_hub *m = (relay_hub *)h;
+    pthread_mutex_lock(&m->lock);
+    out->seq = m->seq;
+    pthread_mutex_unlock(&m->lock);
+    out->frames_in = atomic_load(&m->frames_in);
+    out->frames_out = atomic_load(&m->frames_out);
+    out->dropped = atomic_load(&m->dropped);
+    int v = atomic_load(&m->viewers);
+    out->viewers = v > 0 ? (unsigned)v : 0;
+}
