@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make run    install what is missing, build, run steward
+#   make run    install what is missing, build, run the relay (Ctrl-C stops it)
 #   make test   install what is missing, build, run every test
 # Other targets: build (release, in build/), debug (build-debug/),
 # asan (AddressSanitizer + UBSan unit tests, build-asan/), bench, format, clean.
@@ -24,7 +24,7 @@ build: deps
 
 run: build
 	@$(BUILD)/src/steward --version
-	@$(BUILD)/src/steward demo
+	@$(BUILD)/src/steward relay
 
 test: deps-test build
 	@tests/run.sh $(BUILD)

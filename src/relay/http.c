@@ -447,6 +447,41 @@ static void handle_healthz(struct evhttp_request *req)
     evbuffer_free(b);
 }
 
+/* The start page until the full web UI lands: every input with a live
+ * preview and its state, refreshed from /api/inputs, and the endpoints. */
+static const char index_html[] =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>steward relay</title>"
+    "<style>body{font:14px sans-serif;margin:2em}figure{display:inline-block;margin:0 1em 1em 0}"
+    "img{width:320px;background:#222}figcaption{margin-top:.3em}</style></head><body>"
+    "<h1>steward relay</h1><div id=\"inputs\">loading&hellip;</div>"
+    "<p><a href=\"/api/inputs\">/api/inputs</a> &middot; <a href=\"/metrics\">/metrics</a> "
+    "&middot; <a href=\"/system-resources\">/system-resources</a> &middot; "
+    "<a href=\"/healthz\">/healthz</a></p>"
+    "<script>"
+    "const box=document.getElementById('inputs');const shown=new Set();"
+    "async function tick(){try{const r=await fetch('/api/inputs');const j=await r.json();"
+    "for(const i of j.inputs){let f=document.getElementById('in-'+i.name);"
+    "if(!f){f=document.createElement('figure');f.id='in-'+i.name;"
+    "const img=document.createElement('img');img.src='/stream/'+encodeURIComponent(i.name);"
+    "img.alt=i.name;f.appendChild(img);f.appendChild(document.createElement('figcaption'));"
+    "if(!shown.size)box.textContent='';box.appendChild(f);shown.add(i.name);}"
+    "f.querySelector('figcaption').textContent=i.name+' ('+i.kind+'): '+i.state+', '"
+    "+i.viewers+' viewer(s)';}}catch(e){box.textContent='relay not answering: '+e;}}"
+    "tick();setInterval(tick,2000);"
+    "</script></body></html>\n";
+
+static void handle_index(struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
+        return;
+    }
+    evbuffer_add_reference(b, index_html, sizeof(index_html) - 1, NULL, NULL);
+    reply(req, 200, "OK", "text/html; charset=utf-8", b);
+    evbuffer_free(b);
+}
+
 /* Route by path. Input names are [A-Za-z0-9_-], so paths are compared
  * as they come, without percent-decoding. */
 static void on_request(struct evhttp_request *req, void *arg)
@@ -460,9 +495,11 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     size_t len = strlen(path);
-    enum { NONE, HEALTHZ, METRICS, RESOURCES, INPUTS, STREAM, SNAPSHOT } what = NONE;
+    enum { NONE, INDEX, HEALTHZ, METRICS, RESOURCES, INPUTS, STREAM, SNAPSHOT } what = NONE;
     http_input *hi = NULL;
-    if (strcmp(path, "/healthz") == 0) {
+    if (strcmp(path, "/") == 0) {
+        what = INDEX;
+    } else if (strcmp(path, "/healthz") == 0) {
         what = HEALTHZ;
     } else if (strcmp(path, "/metrics") == 0) {
         what = METRICS;
@@ -487,6 +524,9 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     switch (what) {
+    case INDEX:
+        handle_index(req);
+        break;
     case HEALTHZ:
         handle_healthz(req);
         break;

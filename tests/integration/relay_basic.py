@@ -177,6 +177,12 @@ def run(build):
             assert ct == "application/json", ct
             assert json.loads(body) == {"status": "ok"}, body
 
+        def index_page():
+            st, ct, body = relay.get("/")
+            assert st == 200, st
+            assert ct.startswith("text/html"), ct
+            assert b"steward relay" in body and b"/api/inputs" in body, body[:200]
+
         def api_inputs():
             st, _, body = relay.get("/api/inputs")
             assert st == 200, st
@@ -325,7 +331,7 @@ def run(build):
             assert took < 5, "shutdown took %.1f s" % took
             print("     shutdown in %.2f s, ledger and checker: 0 leaked" % took, flush=True)
 
-        for name, fn in [("healthz", healthz), ("api_inputs", api_inputs),
+        for name, fn in [("healthz", healthz), ("index_page", index_page), ("api_inputs", api_inputs),
                          ("snapshot", snapshot), ("stream_frames", stream_frames),
                          ("many_viewers", many_viewers), ("metrics", metrics),
                          ("system_resources", system_resources), ("not_found", not_found),
