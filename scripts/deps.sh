@@ -7,7 +7,7 @@
 # As root it installs with apt-get; otherwise it names what is missing and fails.
 set -eu
 
-want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev libevent-dev libjpeg62-turbo-dev libjansson-dev"
+want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev libevent-dev libjpeg62-turbo-dev libjansson-dev libcurl4-openssl-dev"
 case "${1:-run}" in
     run) ;;
     test) want="$want valgrind python3 bc curl git ffmpeg" ;;
