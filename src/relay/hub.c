@@ -11,6 +11,15 @@
  *   and fans out whatever is latest then, so bursts of publishes coalesce
  *   into one wake-up (latest wins).
  *
+ *   The hub also carries its input's state ("starting", "running",
+ *   "idle", "no-signal", "error"). Anyone may set it (relay_input_set_state);
+ *   the change is posted to the loop through the same eventfd, and the loop
+ *   takes it with relay_hub_take_state() to tell Server-Sent Events
+ *   clients. Several changes between two wake-ups coalesce into the last
+ *   one. A publish means the source is delivering, so it moves any other
+ *   state to "running"; a source says "no-signal" or "error" itself when
+ *   frames stop.
+ *
  * Ownership
  *   The hub owns its latest frame reference and its eventfd. It is owned
  *   by the input, freed by the input scope's cleanup after the source
@@ -21,6 +30,8 @@
  *   are atomics so /metrics reads them without taking it.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -33,8 +44,10 @@
 struct relay_hub {
     const char *name;
     pthread_mutex_t lock;
-    stw_frame *latest; /* guarded by lock */
-    uint64_t seq;      /* guarded by lock */
+    stw_frame *latest;           /* guarded by lock */
+    uint64_t seq;                /* guarded by lock */
+    char state[RELAY_STATE_MAX]; /* guarded by lock */
+    bool state_changed;          /* guarded by lock: not yet taken by the loop */
     int efd;
     _Atomic uint64_t frames_in, frames_out, dropped;
     _Atomic int viewers;
@@ -52,6 +65,7 @@ int relay_hub_new(const char *name, relay_hub **out)
     }
     h->name = name;
     h->efd = fd;
+    snprintf(h->state, sizeof(h->state), "idle");
     pthread_mutex_init(&h->lock, NULL);
     *out = h;
     return 0;
@@ -75,6 +89,10 @@ void relay_hub_publish(relay_hub *h, stw_frame *f)
     stw_frame *old = h->latest;
     h->latest = f;
     h->seq++;
+    if (strcmp(h->state, "running") != 0) {
+        snprintf(h->state, sizeof(h->state), "running");
+        h->state_changed = true;
+    }
     pthread_mutex_unlock(&h->lock);
     /* The old frame may be the last reference to a pool buffer: returning
      * it to the pool takes the pool's lock, which needs no hub lock. */
@@ -84,6 +102,41 @@ void relay_hub_publish(relay_hub *h, stw_frame *f)
     /* EAGAIN means the counter is saturated: the fd is readable anyway. */
     ssize_t n = write(h->efd, &one, sizeof(one));
     (void)n;
+}
+
+void relay_hub_set_state(relay_hub *h, const char *state)
+{
+    pthread_mutex_lock(&h->lock);
+    if (strncmp(h->state, state, sizeof(h->state) - 1) != 0) {
+        snprintf(h->state, sizeof(h->state), "%s", state);
+        h->state_changed = true;
+    }
+    pthread_mutex_unlock(&h->lock);
+    uint64_t one = 1;
+    ssize_t n = write(h->efd, &one, sizeof(one));
+    (void)n;
+}
+
+void relay_input_set_state(relay_input *in, const char *state)
+{
+    relay_hub_set_state(in->hub, state);
+}
+
+bool relay_hub_take_state(relay_hub *h, char *out)
+{
+    pthread_mutex_lock(&h->lock);
+    bool changed = h->state_changed;
+    h->state_changed = false;
+    memcpy(out, h->state, RELAY_STATE_MAX);
+    pthread_mutex_unlock(&h->lock);
+    return changed;
+}
+
+void relay_hub_state(relay_hub *h, char *out)
+{
+    pthread_mutex_lock(&h->lock);
+    memcpy(out, h->state, RELAY_STATE_MAX);
+    pthread_mutex_unlock(&h->lock);
 }
 
 stw_frame *relay_hub_latest(relay_hub *h, uint64_t *seq)

@@ -4,8 +4,10 @@
  *
  * Model
  *   relay_main builds the tree described in relay.h (root "relay", stage
- *   scopes "http" and "sources", one child of "sources" per input), starts
- *   the inputs and the HTTP loop, prints the address it serves, and waits
+ *   scopes "http" and "sources", one child of "sources" per input), loads
+ *   the inputs from the state file (or creates the default "test" input
+ *   when there is none), starts them and the HTTP loop, prints the address
+ *   it serves, and waits
  *   for SIGINT or SIGTERM (include/steward/shutdown.h). Then the stages
  *   close in order: "http" (stop accepting, close every viewer), then
  *   "sources" (stop the producers, free hubs and pools). The ledger report
@@ -16,7 +18,14 @@
  *   before anything else, so what the HTTP server holds (connections,
  *   buffers, events) is in the ledger and counts in the verdict.
  *   libevent's global state is released with libevent_global_shutdown()
- *   after the verdict, once no libevent object is left.
+ *   after the verdict, once no libevent object is left. jansson allocates
+ *   through stw_malloc/stw_free too.
+ *
+ *   This file also holds the input lifecycle (relay.h): an input's owner
+ *   scope, its hub, and starting and stopping its source in a child scope.
+ *   A corrupt state file is never dropped silently: it is reported on
+ *   stderr and renamed aside to PATH.corrupt-TIMESTAMP before the relay
+ *   starts with the default input.
  *
  * Ownership
  *   The configuration lives on relay_main's stack; everything else
@@ -25,13 +34,16 @@
  *   meaningful.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "relay.h"
 #include "steward/alloc.h"
@@ -60,7 +72,14 @@ static void usage(FILE *f)
                "  --max-body-bytes N          request body cap (default 65536)\n"
                "  --size WxH                  test pattern size (default 640x480)\n"
                "  --fps N                     test pattern frame rate (default 25)\n"
-               "  --quality N                 test pattern JPEG quality 1..100 (default 80)\n");
+               "  --quality N                 test pattern JPEG quality 1..100 (default 80)\n"
+               "  --state PATH                where the inputs are kept across restarts\n"
+               "                              (default $XDG_STATE_HOME/steward/relay.json or\n"
+               "                              ~/.local/state/steward/relay.json; \"none\": off)\n"
+               "  --on-demand-grace-ms N      idle time before an on-demand input's source\n"
+               "                              stops (default 10000)\n"
+               "  --max-inputs N              inputs at most, 1..64 (default 64)\n"
+               "  --max-sse-clients N         /api/events clients at most (default 32)\n");
 }
 
 static bool parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
@@ -92,6 +111,36 @@ static bool parse_listen(const char *arg, relay_config *cfg)
     cfg->host[hlen] = '\0';
     cfg->port = (int)port;
     return true;
+}
+
+/* --state PATH: "none" disables the state file. */
+static bool set_state_path(relay_config *cfg, const char *v)
+{
+    if (strcmp(v, "none") == 0) {
+        cfg->state_path[0] = '\0';
+        return true;
+    }
+    size_t len = strlen(v);
+    if (len == 0 || len >= sizeof(cfg->state_path))
+        return false;
+    memcpy(cfg->state_path, v, len + 1);
+    return true;
+}
+
+/* $XDG_STATE_HOME/steward/relay.json, else ~/.local/state/steward/relay.json,
+ * else none (no usable environment). */
+static void default_state_path(relay_config *cfg)
+{
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    int n = -1;
+    if (xdg != NULL && xdg[0] == '/')
+        n = snprintf(cfg->state_path, sizeof(cfg->state_path), "%s/steward/relay.json", xdg);
+    else if (home != NULL && home[0] == '/')
+        n = snprintf(cfg->state_path, sizeof(cfg->state_path), "%s/.local/state/steward/relay.json",
+                     home);
+    if (n < 0 || (size_t)n >= sizeof(cfg->state_path))
+        cfg->state_path[0] = '\0';
 }
 
 /* Parse argv into @cfg. Returns 0, 1 for --help, or -EINVAL. */
@@ -133,6 +182,14 @@ static int parse_args(int argc, char **argv, relay_config *cfg)
             cfg->fps = (unsigned)n;
         else if (strcmp(a, "--quality") == 0 && (ok = parse_uint(v, 1, 100, &n)))
             cfg->quality = (unsigned)n;
+        else if (strcmp(a, "--on-demand-grace-ms") == 0 && (ok = parse_uint(v, 0, 3600000, &n)))
+            cfg->on_demand_grace_ms = (int)n;
+        else if (strcmp(a, "--max-inputs") == 0 && (ok = parse_uint(v, 1, RELAY_INPUTS_MAX, &n)))
+            cfg->max_inputs = (unsigned)n;
+        else if (strcmp(a, "--max-sse-clients") == 0 && (ok = parse_uint(v, 0, 10000, &n)))
+            cfg->max_sse = (unsigned)n;
+        else if (strcmp(a, "--state") == 0)
+            ok = set_state_path(cfg, v);
         else if (strcmp(a, "--size") == 0)
             ok = sscanf(v, "%ux%u", &cfg->width, &cfg->height) == 2 && cfg->width >= 16 &&
                  cfg->height >= 16 && cfg->width <= 4096 && cfg->height <= 4096;
@@ -161,24 +218,52 @@ bool relay_name_valid(const char *name, size_t len)
     return true;
 }
 
+/*
+ * The one place that knows which source kinds are built: the MJPEG pull
+ * source is linked in once its file exists and meson defines
+ * STW_RELAY_HAVE_MJPEG.
+ */
+#ifdef STW_RELAY_HAVE_MJPEG
+static int (*const mjpeg_start)(relay_input *, const relay_config *) = relay_source_mjpeg_start;
+#else
+static int (*const mjpeg_start)(relay_input *, const relay_config *) = NULL;
+#endif
+
+bool relay_kind_built(const char *kind)
+{
+    if (strcmp(kind, "test") == 0)
+        return true;
+    return strcmp(kind, "mjpeg") == 0 && mjpeg_start != NULL;
+}
+
+void relay_input_set_pool(relay_input *in, stw_pool *pool)
+{
+    stw_pool *ref = pool != NULL ? stw_pool_ref(pool) : NULL;
+    pthread_mutex_lock(&in->lock);
+    stw_pool *old = in->pool;
+    in->pool = ref;
+    pthread_mutex_unlock(&in->lock);
+    stw_pool_unref(&old);
+}
+
 static void input_free(void *arg)
 {
     relay_input *in = arg;
+    stw_pool_unref(&in->pool);
     relay_hub_free(&in->hub);
+    pthread_mutex_destroy(&in->lock);
     stw_free(in);
 }
 
-/* Create the test input @name under @sources and start its source.
- * On failure nothing of it is left. */
-static int input_create_test(stw_scope *sources, const char *name, const relay_config *cfg,
-                             relay_input **out)
+int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **out)
 {
-    if (!relay_name_valid(name, strlen(name)))
+    if (!relay_name_valid(spec->name, strlen(spec->name)) || spec->kind == NULL ||
+        (strcmp(spec->kind, "test") != 0 && strcmp(spec->kind, "mjpeg") != 0))
         return -EINVAL;
     char sname[RELAY_NAME_MAX + 8];
-    snprintf(sname, sizeof(sname), "input:%s", name);
-    stw_scope *sc = NULL;
-    int rc = stw_scope_new(sources, sname, &sc);
+    snprintf(sname, sizeof(sname), "input:%s", spec->name);
+    stw_scope *owner = NULL;
+    int rc = stw_scope_new(sources, sname, &owner);
     if (rc != 0)
         return rc;
     relay_input *in = stw_calloc(1, sizeof(*in));
@@ -186,32 +271,173 @@ static int input_create_test(stw_scope *sources, const char *name, const relay_c
         rc = -ENOMEM;
         goto free_scope;
     }
-    snprintf(in->name, sizeof(in->name), "%s", name);
-    in->kind = "test";
-    in->scope = sc;
-    in->width = cfg->width;
-    in->height = cfg->height;
-    in->fps = cfg->fps;
+    snprintf(in->name, sizeof(in->name), "%s", spec->name);
+    in->kind = strcmp(spec->kind, "test") == 0 ? "test" : "mjpeg";
+    snprintf(in->url, sizeof(in->url), "%s", spec->url);
+    in->width = spec->width;
+    in->height = spec->height;
+    in->fps = spec->fps;
+    in->quality = spec->quality;
+    in->on_demand = spec->on_demand;
+    in->created_ms = spec->created_ms;
+    if (in->created_ms == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        in->created_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+    in->owner = owner;
+    pthread_mutex_init(&in->lock, NULL);
     rc = relay_hub_new(in->name, &in->hub);
     if (rc != 0)
         goto free_input;
-    rc = stw_scope_defer(sc, input_free, in);
+    rc = stw_scope_defer(owner, input_free, in);
     if (rc != 0)
         goto free_hub;
-    /* From here the scope owns the input: closing it undoes everything. */
-    rc = relay_source_test_start(in, cfg);
-    if (rc != 0)
-        goto free_scope;
     *out = in;
     return 0;
 
 free_hub:
     relay_hub_free(&in->hub);
 free_input:
+    pthread_mutex_destroy(&in->lock);
     stw_free(in);
 free_scope:
-    stw_scope_free(&sc);
+    stw_scope_free(&owner);
     return rc;
+}
+
+int relay_input_start(relay_input *in, const relay_config *cfg)
+{
+    if (in->scope != NULL)
+        return -EALREADY;
+    bool test = strcmp(in->kind, "test") == 0;
+    if (!test && mjpeg_start == NULL) {
+        relay_input_set_state(in, "error");
+        return -ENOSYS;
+    }
+    int rc = stw_scope_new(in->owner, "source", &in->scope);
+    if (rc != 0) {
+        relay_input_set_state(in, "error");
+        return rc;
+    }
+    relay_config icfg = *cfg;
+    icfg.width = in->width;
+    icfg.height = in->height;
+    icfg.fps = in->fps;
+    icfg.quality = in->quality;
+    relay_input_set_state(in, "starting");
+    rc = test ? relay_source_test_start(in, &icfg) : mjpeg_start(in, &icfg);
+    if (rc != 0) {
+        /* Whatever the source set up is undone by its scope. */
+        stw_scope_free(&in->scope);
+        relay_input_set_pool(in, NULL);
+        relay_input_set_state(in, "error");
+    }
+    return rc;
+}
+
+void relay_input_stop(relay_input *in, stw_deadline d)
+{
+    if (in->scope == NULL)
+        return;
+    stw_scope_report rep;
+    if (stw_scope_close(in->scope, d, &rep) == -ETIMEDOUT)
+        fprintf(stderr,
+                "steward relay: input %s: %d source thread(s) did not stop in time "
+                "(first: %s); they finish on their own\n",
+                in->name, rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
+    stw_scope_free(&in->scope);
+    relay_input_set_pool(in, NULL);
+    relay_input_set_state(in, "idle");
+}
+
+void relay_input_free(relay_input **inp, stw_deadline d)
+{
+    if (inp == NULL || *inp == NULL)
+        return;
+    relay_input *in = *inp;
+    *inp = NULL;
+    stw_scope *owner = in->owner;
+    stw_scope_report rep;
+    /* The owner's cleanup frees @in: nothing of it is touched after. */
+    if (stw_scope_close(owner, d, &rep) == -ETIMEDOUT)
+        fprintf(stderr,
+                "steward relay: a deleted input's %d source thread(s) did not stop in time "
+                "(first: %s); it is freed when they return\n",
+                rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
+    stw_scope_free(&owner);
+}
+
+/* Rename a corrupt state file aside, to PATH.corrupt-YYYYMMDDTHHMMSSZ. */
+static void keep_corrupt_state(const char *path, const char *why)
+{
+    char aside[RELAY_PATH_MAX + 32];
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(aside, sizeof(aside), "%s.corrupt-%s", path, stamp);
+    if (rename(path, aside) == 0)
+        fprintf(stderr,
+                "steward relay: state file %s is corrupt (%s); kept as %s, starting with the "
+                "default input\n",
+                path, why, aside);
+    else
+        fprintf(stderr,
+                "steward relay: state file %s is corrupt (%s) and cannot be renamed aside "
+                "(%s); starting with the default input\n",
+                path, why, strerror(errno));
+}
+
+/* Create (and start, unless on demand) the inputs the relay begins with:
+ * those of the state file, or the default one. Returns 0 or a negative
+ * errno; on failure the inputs made so far are left to @sources. */
+static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_input **inputs,
+                          unsigned *ninputs)
+{
+    static relay_spec specs[RELAY_INPUTS_MAX];
+    unsigned n = 0;
+    char err[256] = "";
+    int rc = -ENOENT;
+    if (cfg->state_path[0] != '\0')
+        rc = relay_state_load(cfg->state_path, cfg, specs, cfg->max_inputs, &n, err, sizeof(err));
+    if (rc == -EINVAL) {
+        keep_corrupt_state(cfg->state_path, err);
+    } else if (rc != 0 && rc != -ENOENT) {
+        fprintf(stderr, "steward relay: cannot read state file %s: %s\n", cfg->state_path,
+                stw_strerror(rc));
+        return rc;
+    }
+    if (rc != 0) {
+        n = 0;
+        if (cfg->default_input) {
+            specs[0] = (relay_spec){.name = "test",
+                                    .kind = "test",
+                                    .width = cfg->width,
+                                    .height = cfg->height,
+                                    .fps = cfg->fps,
+                                    .quality = cfg->quality};
+            n = 1;
+        }
+    }
+    *ninputs = 0;
+    for (unsigned i = 0; i < n; i++) {
+        rc = relay_input_new(sources, &specs[i], &inputs[*ninputs]);
+        if (rc != 0)
+            return rc;
+        relay_input *in = inputs[(*ninputs)++];
+        if (in->on_demand)
+            continue;
+        rc = relay_input_start(in, cfg);
+        /* A kind this binary lacks keeps its configuration, in state "error". */
+        if (rc == -ENOSYS)
+            fprintf(stderr, "steward relay: input %s: %s sources are not built in\n", in->name,
+                    in->kind);
+        else if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 static void print_address(const relay_config *cfg, int port)
@@ -237,7 +463,11 @@ int stw_relay_main(int argc, char **argv)
                         .width = 640,
                         .height = 480,
                         .fps = 25,
-                        .quality = 80};
+                        .quality = 80,
+                        .max_inputs = RELAY_INPUTS_MAX,
+                        .max_sse = 32,
+                        .on_demand_grace_ms = 10000};
+    default_state_path(&cfg);
     int rc = parse_args(argc, argv, &cfg);
     if (rc != 0) {
         usage(rc > 0 ? stdout : stderr);
@@ -252,6 +482,7 @@ int stw_relay_main(int argc, char **argv)
         return 1;
     }
     event_set_mem_functions(stw_malloc, stw_realloc, stw_free);
+    json_set_alloc_funcs(stw_malloc, stw_free);
     stw_snapshot *baseline = NULL;
     rc = stw_snapshot_new(NULL, &baseline);
     if (rc != 0)
@@ -269,11 +500,11 @@ int stw_relay_main(int argc, char **argv)
         rc = stw_shutdown_add_stage(sd, "sources", sources, 5000);
     relay_input *inputs[RELAY_INPUTS_MAX];
     unsigned ninputs = 0;
-    if (rc == 0 && cfg.default_input)
-        rc = input_create_test(sources, "test", &cfg, &inputs[ninputs++]);
+    if (rc == 0)
+        rc = initial_inputs(sources, &cfg, inputs, &ninputs);
     int port = 0;
     if (rc == 0)
-        rc = relay_http_start(http, &cfg, inputs, ninputs, &port);
+        rc = relay_http_start(http, sources, &cfg, inputs, ninputs, &port);
     if (rc != 0) {
         fprintf(stderr, "steward relay: cannot start on %s:%d: %s\n", cfg.host, cfg.port,
                 stw_strerror(rc));

@@ -12,15 +12,28 @@
  *       sources    one child scope per input, each with its source thread;
  *                  closed second (stop the producers)
  *
- *   An input (relay_input) is a name, a hub and a source. The hub holds the
- *   latest frame; the source publishes into it from its own thread and the
- *   HTTP loop fans that frame out to the input's viewers. The input, its
- *   hub and its source state are owned by the input's scope: its cleanups
- *   free them after the source thread returned. The HTTP scope is closed
- *   before the sources, so the loop never sees a hub freed under it.
+ *   An input (relay_input) is a configuration (name, kind, URL, pattern
+ *   parameters, on-demand flag), a hub and, while it runs, a source. Each
+ *   input has an owner scope "input:NAME" under "sources" whose cleanup
+ *   frees the input and its hub; the running source lives in a child scope
+ *   of it ("source", in->scope), so a source can be stopped and started
+ *   again (on-demand inputs) while the hub and its viewers stay. Closing
+ *   the owner scope stops the source, joins its thread and frees
+ *   everything.
  *
- *   In this slice the set of inputs is fixed before the HTTP thread starts
- *   and read-only afterwards, so the input table needs no lock.
+ *   Inputs are created and deleted at run time through the REST API. The
+ *   input table belongs to the HTTP loop thread: after relay_http_start()
+ *   only that thread adds, removes, starts or stops inputs, so the table
+ *   needs no lock. Deleting an input happens on the loop thread in this
+ *   order: its viewers are detached and their streams ended, its hub's
+ *   event is removed from the loop, then its owner scope is closed (with a
+ *   deadline) and freed. Nothing on the loop refers to the input after
+ *   that. At shutdown the HTTP scope is closed first, so the loop never
+ *   sees a hub freed under it, then "sources" closes what inputs remain.
+ *
+ *   The configuration of the inputs is persisted in a state file
+ *   (state.c), rewritten atomically by the loop after every change and
+ *   read once at start.
  *
  * Threads
  *   relay_hub_* may be called from any thread. Everything in http.c runs
@@ -31,17 +44,22 @@
 #ifndef STW_RELAY_H
 #define STW_RELAY_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "steward/frame.h"
+#include "steward/pool.h"
 #include "steward/scope.h"
 
 /* ---- configuration ---- */
 
 #define RELAY_INPUTS_MAX 64
 #define RELAY_NAME_MAX 32
+#define RELAY_URL_MAX 2048  /* bytes of an mjpeg URL, without the NUL */
+#define RELAY_STATE_MAX 16  /* an input state string with its NUL */
+#define RELAY_PATH_MAX 4096 /* the state file path with its NUL */
 
 typedef struct relay_config {
     char host[64];
@@ -54,7 +72,11 @@ typedef struct relay_config {
     int timeout_s;                        /* request read/write, viewer write stall */
     int max_header_bytes;                 /* request line + headers */
     int max_body_bytes;                   /* request body */
-    unsigned width, height, fps, quality; /* the test pattern */
+    unsigned width, height, fps, quality; /* the test pattern defaults */
+    unsigned max_inputs;                  /* 1..RELAY_INPUTS_MAX */
+    unsigned max_sse;                     /* Server-Sent Events clients */
+    int on_demand_grace_ms;               /* idle time before an on-demand source stops */
+    char state_path[RELAY_PATH_MAX];      /* "" when there is no state file */
 } relay_config;
 
 /* ---- hub ---- */
@@ -98,18 +120,111 @@ void relay_hub_count_dropped(relay_hub *h, uint64_t n);
 void relay_hub_viewers_add(relay_hub *h, int delta);
 void relay_hub_stats(const relay_hub *h, relay_hub_stat *out);
 
+/* Set the state (copied, truncated to RELAY_STATE_MAX - 1 bytes) and wake
+ * the loop; a state equal to the current one changes nothing. */
+void relay_hub_set_state(relay_hub *h, const char *state);
+
+/* Copy the state into @out (RELAY_STATE_MAX bytes). take_state also returns
+ * whether it changed since the last take, and clears that (loop only). */
+bool relay_hub_take_state(relay_hub *h, char *out);
+void relay_hub_state(relay_hub *h, char *out);
+
 /* ---- inputs ---- */
 
+/* What the API and the state file say an input is. */
+typedef struct relay_spec {
+    char name[RELAY_NAME_MAX];
+    const char *kind; /* "test" or "mjpeg" (static strings) */
+    char url[RELAY_URL_MAX + 1];
+    unsigned width, height, fps, quality; /* test only */
+    bool on_demand;
+    int64_t created_ms; /* wall clock, ms since the epoch; 0: now */
+} relay_spec;
+
 typedef struct relay_input {
-    char name[RELAY_NAME_MAX]; /* [A-Za-z0-9_-]+ */
-    const char *kind;          /* "test" */
-    relay_hub *hub;            /* owned */
-    stw_scope *scope;          /* child of the sources scope, owns this */
-    unsigned width, height, fps;
+    char name[RELAY_NAME_MAX];   /* [A-Za-z0-9_-]+ */
+    const char *kind;            /* "test" or "mjpeg" */
+    char url[RELAY_URL_MAX + 1]; /* mjpeg: http:// or https:// URL; test: "" */
+    unsigned width, height, fps, quality;
+    bool on_demand;     /* stop the source when the last viewer left */
+    int64_t created_ms; /* wall clock, ms since the epoch */
+    relay_hub *hub;     /* owned */
+    stw_scope *owner;   /* "input:NAME", child of the sources scope, owns this */
+    /* The running source's scope (child of owner), NULL while stopped. The
+     * source start functions defer their cleanups on it and spawn into it;
+     * it changes only on the loop thread, while no source runs. */
+    stw_scope *scope;
+    pthread_mutex_t lock; /* guards pool */
+    stw_pool *pool;       /* a handle on the source's pool, or NULL */
 } relay_input;
 
 /* True if @name is a valid input name (1..31 of [A-Za-z0-9_-]). */
 bool relay_name_valid(const char *name, size_t len);
+
+/* True if sources of @kind are built into this binary. */
+bool relay_kind_built(const char *kind);
+
+/* A new, stopped input for @spec (copied) with its owner scope under
+ * @sources and its hub (state "idle"). *@out is owned by its owner scope.
+ * Returns 0, -EINVAL for an invalid name or kind, -ENOMEM, or the errno of
+ * the scope or eventfd; on failure nothing is left. */
+int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **out);
+
+/* Start @in's source with @cfg (its pattern parameters replaced by the
+ * input's) in a new in->scope, state "starting". Returns 0, -EALREADY if
+ * it runs, -ENOSYS if the kind is not built, or the source's error; on
+ * failure in->scope is NULL again and the state is "error". */
+int relay_input_start(relay_input *in, const relay_config *cfg);
+
+/* Stop @in's source: close in->scope until @d (stragglers are reported on
+ * stderr and left to finish on their own), free it, drop the pool handle,
+ * state "idle". Does nothing if it is stopped. */
+void relay_input_stop(relay_input *in, stw_deadline d);
+
+/* Close @*in's owner scope until @d and free it: the source stops, the
+ * input and its hub are freed. Sets *@in to NULL. Only when nothing else
+ * refers to the input any more. */
+void relay_input_free(relay_input **in, stw_deadline d);
+
+/* Thread-safe: set @in's state and post the change to the loop, which
+ * tells the Server-Sent Events clients ("input-state"). */
+void relay_input_set_state(relay_input *in, const char *state);
+
+/* For sources: let /cleanup-resources trim @pool (borrowed; the input takes
+ * its own handle, dropped when the source stops). NULL drops it now. */
+void relay_input_set_pool(relay_input *in, stw_pool *pool);
+
+/* ---- specs and the state file (state.c) ---- */
+
+/*
+ * Fill @out from the JSON object @obj (a json_t *, borrowed), with
+ * @cfg's pattern defaults for missing fields. Returns 0, or the HTTP status
+ * for the error (400: not an object or a field of the wrong type; 422: a
+ * value out of range, a bad name, kind or URL, an unknown field) with a
+ * message in @err (@errlen bytes).
+ */
+int relay_spec_parse(const void *obj, const relay_config *cfg, relay_spec *out, char *err,
+                     size_t errlen);
+
+/* The spec of @in as a JSON object (a new json_t *, transfer full), or NULL. */
+void *relay_spec_json(const relay_input *in);
+
+/*
+ * Write the configuration of @inputs (@n of them, borrowed) to @path
+ * atomically: a temporary file in the same directory (created 0700 with
+ * its parents if missing), fsync, rename over @path, fsync the directory.
+ * Returns 0 or a negative errno; on failure @path is unchanged.
+ */
+int relay_state_save(const char *path, relay_input *const *inputs, unsigned n);
+
+/*
+ * Read @path into @specs (at most @max). Returns 0 with *@n set, -ENOENT
+ * when there is no file, -EINVAL when it is corrupt (bad JSON, a bad or
+ * duplicate entry, too many) with the reason in @err, or another negative
+ * errno when it cannot be read.
+ */
+int relay_state_load(const char *path, const relay_config *cfg, relay_spec *specs, unsigned max,
+                     unsigned *n, char *err, size_t errlen);
 
 /* ---- the test-pattern source ---- */
 
@@ -118,19 +233,26 @@ bool relay_name_valid(const char *name, size_t len);
  * error; on failure whatever was set up is undone by closing the scope. */
 int relay_source_test_start(relay_input *in, const relay_config *cfg);
 
+/* The MJPEG-over-HTTP pull source (source_mjpeg.c), same contract; built
+ * when STW_RELAY_HAVE_MJPEG is defined (see relay_kind_built). */
+int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg);
+
 /* ---- the HTTP server ---- */
 
 typedef struct relay_http relay_http;
 
 /*
  * Bind @cfg's address now (so the caller can print the real port), then
- * run the server on a thread of @scope. @inputs (borrowed, @ninputs of
- * them) must stay valid until @scope is closed. *@port_out gets the bound
- * port. The server, its listener and every connection are freed by the
- * thread when @scope is cancelled. Returns 0 or a negative errno.
+ * run the server on a thread of @scope. The server takes over @inputs
+ * (@ninputs of them, created under @sources): from now on the loop thread
+ * owns the input table, creates new inputs under @sources and deletes
+ * them. *@port_out gets the bound port. The server, its listener and every
+ * connection are freed by the thread when @scope is cancelled; the inputs
+ * that remain are freed when @sources is closed, after @scope.
+ * Returns 0 or a negative errno.
  */
-int relay_http_start(stw_scope *scope, const relay_config *cfg, relay_input *const *inputs,
-                     unsigned ninputs, int *port_out);
+int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *cfg,
+                     relay_input *const *inputs, unsigned ninputs, int *port_out);
 
 /* steward relay [options]: argv[0] is "relay". Returns the exit code. */
 int stw_relay_main(int argc, char **argv);

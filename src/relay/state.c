@@ -1,0 +1,366 @@
+/*
+ * src/relay/state.c — input specifications: parsing and validating them
+ * (REST API and state file alike) and keeping them in the state file.
+ *
+ * Model
+ *   One validator, relay_spec_parse(), turns a JSON object into a
+ *   relay_spec; the API uses it for POST /api/inputs and the loader for
+ *   every entry of the state file, so a file can never hold what the API
+ *   would refuse. The state file is
+ *
+ *     {"schema":"steward.relay.state/1","inputs":[SPEC, ...]}
+ *
+ *   where SPEC is what GET /api/inputs/{name} calls "config". It is
+ *   rewritten whole after every change, atomically: a temporary file in
+ *   the same directory, fsync, rename over the old one, fsync of the
+ *   directory, so a crash leaves either the old or the new file, never a
+ *   torn one.
+ *
+ * Ownership
+ *   Everything is local to each call. jansson allocates through
+ *   stw_malloc/stw_free (json_set_alloc_funcs in relay.c); every fd is
+ *   tracked and closed before returning.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "relay.h"
+#include "steward/alloc.h"
+#include "steward/fd.h"
+#include "steward/ledger.h"
+
+#define STATE_SCHEMA "steward.relay.state/1"
+#define STATE_FILE_MAX (1 << 20)
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, const char *arg)
+{
+    snprintf(err, errlen, fmt, arg);
+    return code;
+}
+
+/* An http:// or https:// URL with a host, no spaces or control bytes. */
+static const char *url_problem(const char *url, size_t len)
+{
+    if (len > RELAY_URL_MAX)
+        return "url is longer than 2048 bytes";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c <= 0x20 || c == 0x7f)
+            return "url must not contain spaces or control characters";
+    }
+    size_t skip;
+    if (strncasecmp(url, "http://", 7) == 0)
+        skip = 7;
+    else if (strncasecmp(url, "https://", 8) == 0)
+        skip = 8;
+    else
+        return "url scheme must be http or https";
+    if (len == skip || url[skip] == '/' || url[skip] == '?' || url[skip] == '#')
+        return "url has no host";
+    return NULL;
+}
+
+/* Integer field @key of @obj into *@out when present, within [lo, hi]. */
+static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi, unsigned *out,
+                    char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v)) {
+        snprintf(err, errlen, "%s must be an integer", key);
+        return 400;
+    }
+    json_int_t n = json_integer_value(v);
+    if (n < (json_int_t)lo || n > (json_int_t)hi) {
+        snprintf(err, errlen, "%s must be in %u..%u", key, lo, hi);
+        return 422;
+    }
+    *out = (unsigned)n;
+    return 0;
+}
+
+int relay_spec_parse(const void *o, const relay_config *cfg, relay_spec *out, char *err,
+                     size_t errlen)
+{
+    const json_t *obj = o;
+    if (!json_is_object(obj))
+        return fail(err, errlen, 400, "%s", "the body must be a JSON object");
+    static const char *const known[] = {"name", "kind",    "url",       "width",   "height",
+                                        "fps",  "quality", "on_demand", "created", "created_ms"};
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)obj, key, val)
+    {
+        bool ok = false;
+        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+            ok = ok || strcmp(key, known[i]) == 0;
+        if (!ok) {
+            char k[64];
+            snprintf(k, sizeof(k), "%.40s", key);
+            return fail(err, errlen, 422, "unknown field \"%s\"", k);
+        }
+    }
+    memset(out, 0, sizeof(*out));
+    json_t *name = json_object_get(obj, "name");
+    if (name == NULL)
+        return fail(err, errlen, 422, "%s", "name is required");
+    if (!json_is_string(name))
+        return fail(err, errlen, 400, "%s", "name must be a string");
+    if (!relay_name_valid(json_string_value(name), json_string_length(name)) ||
+        strlen(json_string_value(name)) != json_string_length(name))
+        return fail(err, errlen, 422, "%s",
+                    "name must be 1..31 characters of A-Z, a-z, 0-9, '_' and '-'");
+    memcpy(out->name, json_string_value(name), json_string_length(name) + 1);
+
+    json_t *kind = json_object_get(obj, "kind");
+    if (kind == NULL)
+        return fail(err, errlen, 422, "%s", "kind is required");
+    if (!json_is_string(kind))
+        return fail(err, errlen, 400, "%s", "kind must be a string");
+    if (strcmp(json_string_value(kind), "test") == 0)
+        out->kind = "test";
+    else if (strcmp(json_string_value(kind), "mjpeg") == 0)
+        out->kind = "mjpeg";
+    else
+        return fail(err, errlen, 422, "%s", "kind must be \"test\" or \"mjpeg\"");
+    bool test = out->kind[0] == 't';
+
+    json_t *url = json_object_get(obj, "url");
+    if (test && url != NULL)
+        return fail(err, errlen, 422, "%s", "url is only for mjpeg inputs");
+    if (!test) {
+        if (url == NULL)
+            return fail(err, errlen, 422, "%s", "url is required for mjpeg inputs");
+        if (!json_is_string(url))
+            return fail(err, errlen, 400, "%s", "url must be a string");
+        size_t len = json_string_length(url);
+        const char *why = url_problem(json_string_value(url), len);
+        if (why == NULL && strlen(json_string_value(url)) != len)
+            why = "url must not contain NUL bytes";
+        if (why != NULL)
+            return fail(err, errlen, 422, "%s", why);
+        memcpy(out->url, json_string_value(url), len + 1);
+    }
+
+    static const char *const pattern[] = {"width", "height", "fps", "quality"};
+    for (size_t i = 0; !test && i < sizeof(pattern) / sizeof(pattern[0]); i++)
+        if (json_object_get(obj, pattern[i]) != NULL)
+            return fail(err, errlen, 422, "%s is only for test inputs", pattern[i]);
+    out->width = cfg->width;
+    out->height = cfg->height;
+    out->fps = cfg->fps;
+    out->quality = cfg->quality;
+    int rc = get_uint(obj, "width", 16, 4096, &out->width, err, errlen);
+    if (rc == 0)
+        rc = get_uint(obj, "height", 16, 4096, &out->height, err, errlen);
+    if (rc == 0)
+        rc = get_uint(obj, "fps", 1, 120, &out->fps, err, errlen);
+    if (rc == 0)
+        rc = get_uint(obj, "quality", 1, 100, &out->quality, err, errlen);
+    if (rc != 0)
+        return rc;
+
+    json_t *od = json_object_get(obj, "on_demand");
+    if (od != NULL && !json_is_boolean(od))
+        return fail(err, errlen, 400, "%s", "on_demand must be true or false");
+    out->on_demand = od != NULL && json_is_true(od);
+    /* "created" is what GET shows (ISO 8601) and is ignored on input;
+     * "created_ms" is what the state file keeps. */
+    json_t *cr = json_object_get(obj, "created_ms");
+    if (cr != NULL) {
+        if (!json_is_integer(cr) || json_integer_value(cr) < 0)
+            return fail(err, errlen, 400, "%s", "created_ms must be a non-negative integer");
+        out->created_ms = json_integer_value(cr);
+    }
+    return 0;
+}
+
+void *relay_spec_json(const relay_input *in)
+{
+    json_t *o = json_object();
+    if (o == NULL)
+        return NULL;
+    int bad = json_object_set_new(o, "name", json_string(in->name));
+    bad |= json_object_set_new(o, "kind", json_string(in->kind));
+    if (strcmp(in->kind, "mjpeg") == 0) {
+        bad |= json_object_set_new(o, "url", json_string(in->url));
+    } else {
+        bad |= json_object_set_new(o, "width", json_integer(in->width));
+        bad |= json_object_set_new(o, "height", json_integer(in->height));
+        bad |= json_object_set_new(o, "fps", json_integer(in->fps));
+        bad |= json_object_set_new(o, "quality", json_integer(in->quality));
+    }
+    bad |= json_object_set_new(o, "on_demand", json_boolean(in->on_demand));
+    bad |= json_object_set_new(o, "created_ms", json_integer(in->created_ms));
+    if (bad != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* mkdir -p the directory part of @path (mode 0700 for what it creates). */
+static int make_parents(const char *path)
+{
+    char dir[RELAY_PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int relay_state_save(const char *path, relay_input *const *inputs, unsigned n)
+{
+    json_t *root = json_pack("{s:s,s:[]}", "schema", STATE_SCHEMA, "inputs");
+    if (root == NULL)
+        return -ENOMEM;
+    json_t *arr = json_object_get(root, "inputs");
+    for (unsigned i = 0; i < n; i++) {
+        json_t *o = relay_spec_json(inputs[i]);
+        if (o == NULL || json_array_append_new(arr, o) != 0) {
+            json_decref(root);
+            return -ENOMEM;
+        }
+    }
+    char *text = json_dumps(root, JSON_INDENT(2));
+    json_decref(root);
+    if (text == NULL)
+        return -ENOMEM;
+
+    char tmp[RELAY_PATH_MAX + 16];
+    char dir[RELAY_PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path);
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    int dfd = -1;
+    int rc = make_parents(path);
+    if (rc != 0)
+        goto free_text;
+    int fd = stw_fd_track(mkostemp(tmp, O_CLOEXEC), STW_KIND_FD, "file:relay-state");
+    if (fd < 0) {
+        rc = fd;
+        goto free_text;
+    }
+    rc = write_all(fd, text, strlen(text));
+    if (rc == 0)
+        rc = write_all(fd, "\n", 1);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    stw_fd_close(&fd);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        unlink(tmp);
+        goto free_text;
+    }
+    /* The rename is durable only once the directory is. */
+    dfd = stw_fd_track(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), STW_KIND_FD,
+                       "file:relay-state-dir");
+    if (dfd >= 0) {
+        if (fsync(dfd) != 0)
+            rc = -errno;
+        stw_fd_close(&dfd);
+    }
+free_text:
+    stw_free(text);
+    return rc;
+}
+
+int relay_state_load(const char *path, const relay_config *cfg, relay_spec *specs, unsigned max,
+                     unsigned *n, char *err, size_t errlen)
+{
+    int fd = stw_fd_track(open(path, O_RDONLY | O_CLOEXEC), STW_KIND_FD, "file:relay-state");
+    if (fd < 0)
+        return fd;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int rc = -errno;
+        stw_fd_close(&fd);
+        return rc;
+    }
+    if (st.st_size > STATE_FILE_MAX) {
+        stw_fd_close(&fd);
+        snprintf(err, errlen, "larger than %d bytes", STATE_FILE_MAX);
+        return -EINVAL;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+    stw_fd_close(&fd);
+    if (root == NULL) {
+        snprintf(err, errlen, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        return -EINVAL;
+    }
+    int rc = -EINVAL;
+    json_t *schema = json_object_get(root, "schema");
+    json_t *arr = json_object_get(root, "inputs");
+    if (!json_is_string(schema) || strcmp(json_string_value(schema), STATE_SCHEMA) != 0) {
+        snprintf(err, errlen, "schema is not \"%s\"", STATE_SCHEMA);
+        goto decref;
+    }
+    if (!json_is_array(arr)) {
+        snprintf(err, errlen, "\"inputs\" is not an array");
+        goto decref;
+    }
+    if (json_array_size(arr) > max) {
+        snprintf(err, errlen, "%zu inputs, more than the %u allowed", json_array_size(arr), max);
+        goto decref;
+    }
+    *n = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        char why[200];
+        if (relay_spec_parse(json_array_get(arr, i), cfg, &specs[i], why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "input %zu: %s", i, why);
+            goto decref;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(specs[j].name, specs[i].name) == 0) {
+                snprintf(err, errlen, "input %zu: duplicate name \"%s\"", i, specs[i].name);
+                goto decref;
+            }
+        (*n)++;
+    }
+    rc = 0;
+decref:
+    json_decref(root);
+    return rc;
+}
