@@ -231,8 +231,6 @@ static const char *reason_of(int code)
         return "Unprocessable Entity";
     case 500:
         return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
     case 503:
         return "Service Unavailable";
     case 507:
@@ -800,10 +798,6 @@ static void handle_create_input(relay_http *srv, struct evhttp_request *req)
     json_decref(body);
     if (code != 0) {
         reply_error(req, code, err);
-        return;
-    }
-    if (!relay_kind_built(spec.kind)) {
-        reply_error(req, 501, "mjpeg sources are not built yet");
         return;
     }
     if (find_input(srv, spec.name, strlen(spec.name)) != NULL) {

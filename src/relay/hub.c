@@ -18,7 +18,8 @@
  *   clients. Several changes between two wake-ups coalesce into the last
  *   one. A publish means the source is delivering, so it moves any other
  *   state to "running"; a source says "no-signal" or "error" itself when
- *   frames stop.
+ *   frames stop, and publishes its stand-in card with
+ *   relay_hub_publish_card(), which leaves the state alone.
  *
  * Ownership
  *   The hub owns its latest frame reference and its eventfd. It is owned
@@ -83,13 +84,13 @@ void relay_hub_free(relay_hub **hp)
     *hp = NULL;
 }
 
-void relay_hub_publish(relay_hub *h, stw_frame *f)
+static void publish(relay_hub *h, stw_frame *f, bool delivering)
 {
     pthread_mutex_lock(&h->lock);
     stw_frame *old = h->latest;
     h->latest = f;
     h->seq++;
-    if (strcmp(h->state, "running") != 0) {
+    if (delivering && strcmp(h->state, "running") != 0) {
         snprintf(h->state, sizeof(h->state), "running");
         h->state_changed = true;
     }
@@ -102,6 +103,16 @@ void relay_hub_publish(relay_hub *h, stw_frame *f)
     /* EAGAIN means the counter is saturated: the fd is readable anyway. */
     ssize_t n = write(h->efd, &one, sizeof(one));
     (void)n;
+}
+
+void relay_hub_publish(relay_hub *h, stw_frame *f)
+{
+    publish(h, f, true);
+}
+
+void relay_hub_publish_card(relay_hub *h, stw_frame *f)
+{
+    publish(h, f, false);
 }
 
 void relay_hub_set_state(relay_hub *h, const char *state)

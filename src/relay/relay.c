@@ -79,7 +79,11 @@ static void usage(FILE *f)
                "  --on-demand-grace-ms N      idle time before an on-demand input's source\n"
                "                              stops (default 10000)\n"
                "  --max-inputs N              inputs at most, 1..64 (default 64)\n"
-               "  --max-sse-clients N         /api/events clients at most (default 32)\n");
+               "  --max-sse-clients N         /api/events clients at most (default 32)\n"
+               "  --camera-stall SECONDS      a camera silent this long is reconnected\n"
+               "                              (default 5)\n"
+               "  --camera-frame-timeout S    a camera without a frame this long is\n"
+               "                              reconnected (default 10)\n");
 }
 
 static bool parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
@@ -188,6 +192,10 @@ static int parse_args(int argc, char **argv, relay_config *cfg)
             cfg->max_inputs = (unsigned)n;
         else if (strcmp(a, "--max-sse-clients") == 0 && (ok = parse_uint(v, 0, 10000, &n)))
             cfg->max_sse = (unsigned)n;
+        else if (strcmp(a, "--camera-stall") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
+            cfg->camera_stall_s = (int)n;
+        else if (strcmp(a, "--camera-frame-timeout") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
+            cfg->camera_frame_timeout_s = (int)n;
         else if (strcmp(a, "--state") == 0)
             ok = set_state_path(cfg, v);
         else if (strcmp(a, "--size") == 0)
@@ -218,22 +226,10 @@ bool relay_name_valid(const char *name, size_t len)
     return true;
 }
 
-/*
- * The one place that knows which source kinds are built: the MJPEG pull
- * source is linked in once its file exists and meson defines
- * STW_RELAY_HAVE_MJPEG.
- */
-#ifdef STW_RELAY_HAVE_MJPEG
-static int (*const mjpeg_start)(relay_input *, const relay_config *) = relay_source_mjpeg_start;
-#else
-static int (*const mjpeg_start)(relay_input *, const relay_config *) = NULL;
-#endif
-
-bool relay_kind_built(const char *kind)
+static void release_libraries(void *arg)
 {
-    if (strcmp(kind, "test") == 0)
-        return true;
-    return strcmp(kind, "mjpeg") == 0 && mjpeg_start != NULL;
+    (void)arg;
+    relay_source_mjpeg_global_cleanup();
 }
 
 void relay_input_set_pool(relay_input *in, stw_pool *pool)
@@ -311,10 +307,6 @@ int relay_input_start(relay_input *in, const relay_config *cfg)
     if (in->scope != NULL)
         return -EALREADY;
     bool test = strcmp(in->kind, "test") == 0;
-    if (!test && mjpeg_start == NULL) {
-        relay_input_set_state(in, "error");
-        return -ENOSYS;
-    }
     int rc = stw_scope_new(in->owner, "source", &in->scope);
     if (rc != 0) {
         relay_input_set_state(in, "error");
@@ -326,7 +318,7 @@ int relay_input_start(relay_input *in, const relay_config *cfg)
     icfg.fps = in->fps;
     icfg.quality = in->quality;
     relay_input_set_state(in, "starting");
-    rc = test ? relay_source_test_start(in, &icfg) : mjpeg_start(in, &icfg);
+    rc = test ? relay_source_test_start(in, &icfg) : relay_source_mjpeg_start(in, &icfg);
     if (rc != 0) {
         /* Whatever the source set up is undone by its scope. */
         stw_scope_free(&in->scope);
@@ -466,7 +458,9 @@ int stw_relay_main(int argc, char **argv)
                         .quality = 80,
                         .max_inputs = RELAY_INPUTS_MAX,
                         .max_sse = 32,
-                        .on_demand_grace_ms = 10000};
+                        .on_demand_grace_ms = 10000,
+                        .camera_stall_s = 5,
+                        .camera_frame_timeout_s = 10};
     default_state_path(&cfg);
     int rc = parse_args(argc, argv, &cfg);
     if (rc != 0) {
@@ -488,16 +482,24 @@ int stw_relay_main(int argc, char **argv)
     if (rc != 0)
         goto free_shutdown;
 
-    stw_scope *root = NULL, *http = NULL, *sources = NULL;
+    stw_scope *root = NULL, *http = NULL, *sources = NULL, *libs = NULL;
     rc = stw_scope_new(NULL, "relay", &root);
     if (rc == 0)
         rc = stw_scope_new(root, "http", &http);
     if (rc == 0)
         rc = stw_scope_new(root, "sources", &sources);
+    /* Libraries' global state goes last, once nothing uses them, and before
+     * the verdict: libcurl allocates through the ledger. */
+    if (rc == 0)
+        rc = stw_scope_new(root, "libraries", &libs);
+    if (rc == 0)
+        rc = stw_scope_defer(libs, release_libraries, NULL);
     if (rc == 0)
         rc = stw_shutdown_add_stage(sd, "http", http, 5000);
     if (rc == 0)
         rc = stw_shutdown_add_stage(sd, "sources", sources, 5000);
+    if (rc == 0)
+        rc = stw_shutdown_add_stage(sd, "libraries", libs, 1000);
     relay_input *inputs[RELAY_INPUTS_MAX];
     unsigned ninputs = 0;
     if (rc == 0)

@@ -76,6 +76,8 @@ typedef struct relay_config {
     unsigned max_inputs;                  /* 1..RELAY_INPUTS_MAX */
     unsigned max_sse;                     /* Server-Sent Events clients */
     int on_demand_grace_ms;               /* idle time before an on-demand source stops */
+    int camera_stall_s;                   /* mjpeg: no byte for this long = disconnected */
+    int camera_frame_timeout_s;           /* mjpeg: no frame for this long = disconnected */
     char state_path[RELAY_PATH_MAX];      /* "" when there is no state file */
 } relay_config;
 
@@ -103,6 +105,10 @@ void relay_hub_free(relay_hub **h);
 /* Make @f (transfer full) the latest frame, drop the previous one, bump
  * the sequence number and wake the notify fd. */
 void relay_hub_publish(relay_hub *h, stw_frame *f);
+
+/* As relay_hub_publish, for a frame the relay made itself while the source
+ * delivers nothing (the "NO SIGNAL" card): the input's state stays. */
+void relay_hub_publish_card(relay_hub *h, stw_frame *f);
 
 /* The latest frame (a new reference, transfer full) or NULL before the
  * first publish; *@seq (may be NULL) gets its sequence number. */
@@ -160,9 +166,6 @@ typedef struct relay_input {
 
 /* True if @name is a valid input name (1..31 of [A-Za-z0-9_-]). */
 bool relay_name_valid(const char *name, size_t len);
-
-/* True if sources of @kind are built into this binary. */
-bool relay_kind_built(const char *kind);
 
 /* A new, stopped input for @spec (copied) with its owner scope under
  * @sources and its hub (state "idle"). *@out is owned by its owner scope.
@@ -233,9 +236,12 @@ int relay_state_load(const char *path, const relay_config *cfg, relay_spec *spec
  * error; on failure whatever was set up is undone by closing the scope. */
 int relay_source_test_start(relay_input *in, const relay_config *cfg);
 
-/* The MJPEG-over-HTTP pull source (source_mjpeg.c), same contract; built
- * when STW_RELAY_HAVE_MJPEG is defined (see relay_kind_built). */
+/* The MJPEG-over-HTTP pull source (source_mjpeg.c), same contract. */
 int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg);
+
+/* Release libcurl's global state (allocated through the ledger) once every
+ * mjpeg source has stopped; a no-op if none ever started. */
+void relay_source_mjpeg_global_cleanup(void);
 
 /* ---- the HTTP server ---- */
 

@@ -167,6 +167,8 @@ int relay_source_test_start(relay_input *in, const relay_config *cfg)
     rc = stw_scope_defer(in->scope, src_free, s);
     if (rc != 0)
         goto close_pool;
+    /* So POST /cleanup-resources can trim it. */
+    relay_input_set_pool(in, s->pool);
     /* Thread names are cut to 15 bytes by stw_scope_spawn. */
     char tname[RELAY_NAME_MAX + 8];
     snprintf(tname, sizeof(tname), "src-%s", in->name);

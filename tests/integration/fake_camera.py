@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""A fake camera for the relay's tests: an HTTP server that misbehaves on
+purpose. Started in-process by the tests (FakeCamera().start()), on
+127.0.0.1 and an ephemeral port.
+
+Paths:
+  /good        multipart MJPEG with Content-Length, 20 fps, forever
+  /nolength    the same without Content-Length (parts end at the boundary)
+  /garbage     a multipart 200 followed by random bytes, forever
+  /stall       two frames, then silence with the connection held open
+               until the client closes it; the next connection gets /good
+  /cut         a frame and a half, then the connection is closed; the next
+               connection gets /good
+  /text        200 text/plain
+  /missing     404
+Every open connection is counted, in all and per path?query (a query
+string only names a connection), so a test can see that the relay closed
+its side.
+"""
+import base64
+import http.server
+import os
+import select
+import socketserver
+import threading
+import time
+
+# Three real 32x24 JPEGs (red, green, blue), made with ffmpeg's lavfi color source.
+FRAMES = [base64.b64decode(f) for f in (
+    "/9j/4AAQSkZJRgABAgAAAQABAAD//gAQTGF2YzU5LjM3LjEwMAD/2wBDAAgKCgsKCw0NDQ0NDRAPEBAQEBAQEBAQEBASEhIVFRUSEhIQEBISFBQVFRcXFxUVFRUXFxkZGR4eHBwjIyQrKzP/xABNAAEBAAAAAAAAAAAAAAAAAAAABgEBAQEAAAAAAAAAAAAAAAAAAAYHEAEAAAAAAAAAAAAAAAAAAAAAEQEAAAAAAAAAAAAAAAAAAAAA/8AAEQgAGAAgAwEiAAIRAAMRAP/aAAwDAQACEQMRAD8AiwEo38AAAAAB/9k=",
+    "/9j/4AAQSkZJRgABAgAAAQABAAD//gAQTGF2YzU5LjM3LjEwMAD/2wBDAAgKCgsKCw0NDQ0NDRAPEBAQEBAQEBAQEBASEhIVFRUSEhIQEBISFBQVFRcXFxUVFRUXFxkZGR4eHBwjIyQrKzP/xABMAAEBAAAAAAAAAAAAAAAAAAAABgEBAQAAAAAAAAAAAAAAAAAAAAYQAQAAAAAAAAAAAAAAAAAAAAARAQAAAAAAAAAAAAAAAAAAAAD/wAARCAAYACADASIAAhEAAxEA/9oADAMBAAIRAxEAPwCLASqJAAAAAAf/2Q==",
+    "/9j/4AAQSkZJRgABAgAAAQABAAD//gAQTGF2YzU5LjM3LjEwMAD/2wBDAAgKCgsKCw0NDQ0NDRAPEBAQEBAQEBAQEBASEhIVFRUSEhIQEBISFBQVFRcXFxUVFRUXFxkZGR4eHBwjIyQrKzP/xABNAAEBAAAAAAAAAAAAAAAAAAAABwEBAQEAAAAAAAAAAAAAAAAAAAUHEAEAAAAAAAAAAAAAAAAAAAAAEQEAAAAAAAAAAAAAAAAAAAAA/8AAEQgAGAAgAwEiAAIRAAMRAP/aAAwDAQACEQMRAD8AjgDf0sAAAAAB/9k="
+)]
+BOUNDARY = "fakecam"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *args):
+        pass
+
+    def send_multipart_head(self):
+        self.send_response(200)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+
+    def part(self, jpeg, with_length=True):
+        head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+        if with_length:
+            head += f"Content-Length: {len(jpeg)}\r\n"
+        self.wfile.write(head.encode() + b"\r\n" + jpeg + b"\r\n")
+        self.wfile.flush()
+
+    def stream(self, with_length=True, count=None):
+        self.send_multipart_head()
+        n = 0
+        while not self.server.cam.stopping.is_set() and (count is None or n < count):
+            self.part(FRAMES[n % len(FRAMES)], with_length)
+            n += 1
+            time.sleep(0.05)
+
+    def wait_for_client_close(self, limit):
+        """Hold the connection, sending nothing, until the client closes it."""
+        deadline = time.monotonic() + limit
+        while not self.server.cam.stopping.is_set() and time.monotonic() < deadline:
+            r, _, _ = select.select([self.connection], [], [], 0.2)
+            if r and not self.connection.recv(4096):
+                return
+
+    def do_GET(self):
+        cam = self.server.cam
+        # The query string names a connection for tests that count them;
+        # the path alone picks the behaviour.
+        path = self.path.split("?")[0]
+        with cam.lock:
+            cam.open += 1
+            cam.open_by_url[self.path] = cam.open_by_url.get(self.path, 0) + 1
+            cam.hits[path] = cam.hits.get(path, 0) + 1
+            first = cam.hits[path] == 1
+        try:
+            if path == "/good" or (path in ("/stall", "/cut") and not first):
+                self.stream()
+            elif path == "/nolength":
+                self.stream(with_length=False)
+            elif path == "/garbage":
+                self.send_multipart_head()
+                while not cam.stopping.is_set():
+                    self.wfile.write(os.urandom(4096).replace(b"--", b"-_"))
+                    time.sleep(0.02)
+            elif path == "/stall":
+                self.stream(count=2)
+                self.wait_for_client_close(60)
+            elif path == "/cut":
+                self.send_multipart_head()
+                self.part(FRAMES[0])
+                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
+                                 + FRAMES[1][: len(FRAMES[1]) // 2])
+                self.wfile.flush()
+            elif path == "/text":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"hello, I am not a camera\n")
+            else:
+                self.send_error(404)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            with cam.lock:
+                cam.open -= 1
+                cam.open_by_url[self.path] -= 1
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class FakeCamera:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.open = 0
+        self.open_by_url = {}
+        self.hits = {}
+        self.stopping = threading.Event()
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.cam = self
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def open_connections(self, url=None):
+        """Connections open now, to every path or to one path?query."""
+        with self.lock:
+            return self.open if url is None else self.open_by_url.get(url, 0)
+
+    def stop(self):
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
