@@ -176,6 +176,12 @@ typedef struct stw_symbol {
  * Allocates internally (libdw); do not call from a malloc hook. 0 or -ENOENT. */
 STW_API int stw_symbolize(void *pc, stw_symbol *out);
 
+/* End the symbolizer's session: libdw keeps the process's ELF and debug
+ * files open and their tables in memory between calls; this closes and
+ * frees them (the next stw_symbolize() starts a new session). Call it after
+ * a report in a long-running process. */
+STW_API void stw_symbolize_release(void);
+
 /* ---- snapshots ---- */
 
 /* Per-site numbers at snapshot time (or their difference in a diff). */

@@ -271,6 +271,8 @@ static int report_leaks(const stw_shutdown *sd, const stw_snapshot *baseline, in
         stw_report_opts ro = {
             .baseline = baseline, .symbolize = true, .records = true, .title = "at shutdown"};
         stw_report_text(filtered ? &view : snap, &ro, stw_write_fd, (void *)(intptr_t)fd);
+        /* The process is about to exit: leave no debug-info file open. */
+        stw_symbolize_release();
         if (filtered) {
             stw_free(view.records);
             stw_free(view.sites);

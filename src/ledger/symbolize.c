@@ -165,3 +165,16 @@ int stw_symbolize(void *pc, stw_symbol *out)
         stw_ledger_guard_exit();
     return rc;
 }
+
+void stw_symbolize_release(void)
+{
+    bool guarded = stw_ledger_guard_enter();
+    pthread_mutex_lock(&dwfl_lock);
+    if (dwfl != NULL)
+        dwfl_end(dwfl);
+    dwfl = NULL;
+    last_refresh_ns = 0;
+    pthread_mutex_unlock(&dwfl_lock);
+    if (guarded)
+        stw_ledger_guard_exit();
+}

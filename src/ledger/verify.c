@@ -22,6 +22,7 @@ int stw_verify_none(stw_baseline base, int retry_ms, int fd)
                                       .records = true,
                                       .title = "resources still alive since the baseline"};
                 stw_report_text(s, &ro, stw_write_fd, (void *)(intptr_t)fd);
+                stw_symbolize_release();
             }
             stw_snapshot_free(&s);
             return n;

@@ -1,6 +1,7 @@
 #include "stw_test.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -123,6 +124,35 @@ static void test_sites_interned_and_symbolized(void **state)
     assert_int_equal(stw_symbolize(pcs[1], &sym), 0);
     assert_string_equal(sym.func, "test_sites_interned_and_symbolized");
     assert_int_equal(stw_site_stack(0, NULL, pcs, 4), -ENOENT);
+}
+
+static int count_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+/* Symbolizing opens the process's ELF files; releasing closes them all,
+ * and symbolizing again still works. */
+static void test_symbolize_release(void **state)
+{
+    (void)state;
+    stw_symbolize_release();
+    int before = count_fds();
+    stw_symbol sym;
+    stw_site site = site_from_a();
+    void *pcs[STW_STACK_MAX];
+    int n = stw_site_stack(site, NULL, pcs, STW_STACK_MAX);
+    assert_true(n > 0);
+    assert_int_equal(stw_symbolize(pcs[0], &sym), 0);
+    assert_true(count_fds() > before);
+    stw_symbolize_release();
+    assert_int_equal(count_fds(), before);
+    assert_int_equal(stw_symbolize(pcs[0], &sym), 0);
+    assert_string_equal(sym.func, "site_from_a");
+    stw_symbolize_release();
 }
 
 static void test_checkpoint_and_snapshot(void **state)
@@ -441,6 +471,7 @@ int main(void)
         STW_TEST(test_bad_kind),
         STW_TEST(test_user_kinds),
         STW_TEST(test_sites_interned_and_symbolized),
+        STW_TEST(test_symbolize_release),
         STW_TEST(test_checkpoint_and_snapshot),
         STW_TEST(test_diff),
         STW_TEST(test_growth_many_records),
