@@ -41,6 +41,12 @@ extern int stw__kind_internal;
 
 /* True once the checker is initialised and tracking. */
 bool stw__check_ready(void);
+
+/* True when a hook should book a resource of @kind: the checker is ready
+ * (initialising it if needed), tracks @kind, and the calling thread is not
+ * inside the checker (resources the checker makes for itself, e.g. libdw's,
+ * are its own). */
+bool stw__check_tracking(int kind);
 void stw__check_init(void);
 
 /* Capture the stack of the interposed call's caller and record (kind, id).

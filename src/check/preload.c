@@ -216,6 +216,21 @@ static void atfork_child(void)
 
 static void install_fatal_handlers(void);
 
+bool stw__check_tracking(int kind)
+{
+    if (!stw__check_ready()) {
+        stw__check_init();
+        if (!stw__check_ready())
+            return false;
+    }
+    if ((stw__copts.kinds & STW_KIND_BIT(kind)) == 0)
+        return false;
+    if (!stw_ledger_guard_enter())
+        return false;
+    stw_ledger_guard_exit();
+    return true;
+}
+
 bool stw__check_ready(void)
 {
     return atomic_load_explicit(&state, memory_order_acquire) == 2;

@@ -39,18 +39,7 @@
 
 static bool tracking(void)
 {
-    if (!stw__check_ready()) {
-        stw__check_init();
-        if (!stw__check_ready())
-            return false;
-    }
-    if ((stw__copts.kinds & STW_KIND_BIT(STW_KIND_PROCESS)) == 0)
-        return false;
-    /* Children started from inside the checker are its own. */
-    if (!stw_ledger_guard_enter())
-        return false;
-    stw_ledger_guard_exit();
-    return true;
+    return stw__check_tracking(STW_KIND_PROCESS);
 }
 
 /* ---- labels ---- */

@@ -251,18 +251,7 @@ static void *thread_main(void *p)
 
 static bool tracking(void)
 {
-    if (!stw__check_ready()) {
-        stw__check_init();
-        if (!stw__check_ready())
-            return false;
-    }
-    if ((stw__copts.kinds & STW_KIND_BIT(STW_KIND_THREAD)) == 0)
-        return false;
-    /* Threads started from inside the checker (e.g. by libdw) are its own. */
-    if (!stw_ledger_guard_enter())
-        return false;
-    stw_ledger_guard_exit();
-    return true;
+    return stw__check_tracking(STW_KIND_THREAD);
 }
 
 STW_HOOK int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
