@@ -17,8 +17,16 @@ deps:
 deps-test:
 	@scripts/deps.sh test
 
+# The web UI's npm packages (uPlot, embedded into the binary; playwright-core
+# for the browser test), installed exactly as web/package-lock.json pins
+# them, again whenever the lock file changes.
+WEB_DEPS = web/node_modules/.package-lock.json
+
+$(WEB_DEPS): web/package-lock.json | deps
+	@npm ci --prefix web --no-audit --no-fund
+
 # Release: optimised, with debug info so the ledger can name file:line.
-build: deps
+build: deps $(WEB_DEPS)
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release -Ddebug=true $(MESON_OPTS)
 	@ninja -C $(BUILD)
 
@@ -32,7 +40,7 @@ test: deps-test build
 debug:
 	@$(MAKE) --no-print-directory build BUILD=build-debug MESON_OPTS=--buildtype=debug
 
-asan: deps-test
+asan: deps-test $(WEB_DEPS)
 	@scripts/deps.sh asan
 	@[ -f build-asan/build.ninja ] || CC=clang meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 	@ninja -C build-asan
@@ -42,6 +50,7 @@ bench: build
 	@scripts/deps.sh bench
 	@bench/run.sh $(BUILD)
 	@bench/check_bench.sh $(BUILD)
+	@bench/relay_bench.sh $(BUILD)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -10,9 +10,9 @@ set -eu
 want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev libevent-dev libjpeg62-turbo-dev libjansson-dev libcurl4-openssl-dev"
 case "${1:-run}" in
     run) ;;
-    test) want="$want valgrind python3 bc curl git ffmpeg" ;;
+    test) want="$want valgrind python3 bc curl git ffmpeg chromium" ;;
     asan) want="$want clang libclang-rt-14-dev" ;;
-    bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc python3" ;;
+    bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc python3 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good" ;;
     *) echo "usage: scripts/deps.sh run|test|asan|bench" >&2; exit 2 ;;
 esac
 
@@ -20,6 +20,10 @@ missing=""
 for p in $want; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# The build embeds uPlot from npm into the binary. Any node and npm will
+# do (Debian's, NodeSource's, nvm's), so the commands are looked for, not
+# the packages; Debian's are installed when there are none.
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then

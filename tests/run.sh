@@ -5,7 +5,8 @@
 # failed. The leak corpus (tests/leaks/run.py) and the real programs under
 # the checker (tests/real/run.sh) count one per program.
 # The relay's integration tests (tests/integration/relay_basic.py) count
-# one per test case. Command-line tests are the tests/cli/*.sh scripts:
+# one per test case, and so do the web UI's checks in a browser
+# (tests/browser/ui_test.mjs). Command-line tests are the tests/cli/*.sh scripts:
 # each counts once.
 #   tests/run.sh BUILD_DIR [--unit-only]
 set -u
@@ -67,6 +68,17 @@ if [ "$unit_only" != --unit-only ]; then
             echo "FAIL relay: $t did not run"
         fi
     done
+    # The web UI in Debian's chromium (playwright-core from web/node_modules):
+    # "ok   ui/NAME" or "FAIL ui/NAME"; it saves tests/out/ui.png.
+    XDG_STATE_HOME="$out/state" timeout 300 node "$here/browser/ui_test.mjs" "$build" \
+        >"$out/ui.log" 2>&1
+    cat "$out/ui.log"
+    passed=$((passed + $(grep -c '^ok   ui/' "$out/ui.log")))
+    failed=$((failed + $(grep -c '^FAIL ui/' "$out/ui.log")))
+    if ! grep -q '^ok   ui/\|^FAIL ui/' "$out/ui.log"; then
+        failed=$((failed + 1))
+        echo "FAIL ui: tests/browser/ui_test.mjs did not run"
+    fi
     for s in "$here"/cli/*.sh; do
         [ -f "$s" ] || continue
         name=$(basename "$s" .sh)

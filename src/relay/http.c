@@ -1,6 +1,6 @@
 /*
- * src/relay/http.c — the relay's HTTP server: REST API, events, metrics
- * and viewers, all on one libevent (evhttp) loop thread.
+ * src/relay/http.c — the relay's HTTP server: REST API, events, metrics,
+ * viewers and the web UI, all on one libevent (evhttp) loop thread.
  *
  * Model
  *   relay_http_start() binds the listening socket in the caller's thread
@@ -91,6 +91,7 @@
 #include "steward/alloc.h"
 #include "steward/fd.h"
 #include "steward/ledger.h"
+#include "web_assets.h"
 
 #define BOUNDARY "stwframe"
 #define INFLIGHT_MAX 8
@@ -1207,38 +1208,31 @@ static void handle_healthz(struct evhttp_request *req)
     evbuffer_free(b);
 }
 
-/* The start page until the full web UI lands: every input with a live
- * preview and its state, refreshed from /api/inputs, and the endpoints. */
-static const char index_html[] =
-    "<!doctype html><html><head><meta charset=\"utf-8\"><title>steward relay</title>"
-    "<style>body{font:14px sans-serif;margin:2em}figure{display:inline-block;margin:0 1em 1em 0}"
-    "img{width:320px;background:#222}figcaption{margin-top:.3em}</style></head><body>"
-    "<h1>steward relay</h1><div id=\"inputs\">loading&hellip;</div>"
-    "<p><a href=\"/api/inputs\">/api/inputs</a> &middot; <a href=\"/metrics\">/metrics</a> "
-    "&middot; <a href=\"/system-resources\">/system-resources</a> &middot; "
-    "<a href=\"/healthz\">/healthz</a> &middot; <a href=\"/debug/threads\">/debug/threads</a></p>"
-    "<script>"
-    "const box=document.getElementById('inputs');const shown=new Set();"
-    "async function tick(){try{const r=await fetch('/api/inputs');const j=await r.json();"
-    "for(const i of j.inputs){let f=document.getElementById('in-'+i.name);"
-    "if(!f){f=document.createElement('figure');f.id='in-'+i.name;"
-    "const img=document.createElement('img');img.src='/stream/'+encodeURIComponent(i.name);"
-    "img.alt=i.name;f.appendChild(img);f.appendChild(document.createElement('figcaption'));"
-    "if(!shown.size)box.textContent='';box.appendChild(f);shown.add(i.name);}"
-    "f.querySelector('figcaption').textContent=i.name+' ('+i.kind+'): '+i.state+', '"
-    "+i.viewers+' viewer(s)';}}catch(e){box.textContent='relay not answering: '+e;}}"
-    "tick();setInterval(tick,2000);"
-    "</script></body></html>\n";
+/* The web UI: GET / and /ui/{app.js,style.css,uplot.js,uplot.css}, from
+ * the table web/embed.py compiles into the binary. The bytes are static,
+ * so the reply references them instead of copying. no-cache (not no-store)
+ * lets a browser keep them but revalidate, so a rebuilt binary's UI is seen
+ * at the next load. */
+static const relay_web_asset *find_asset(const char *path)
+{
+    for (size_t i = 0; i < relay_web_nassets; i++)
+        if (strcmp(relay_web_assets[i].path, path) == 0)
+            return &relay_web_assets[i];
+    return NULL;
+}
 
-static void handle_index(struct evhttp_request *req)
+static void handle_asset(struct evhttp_request *req, const relay_web_asset *a)
 {
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
         evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
         return;
     }
-    evbuffer_add_reference(b, index_html, sizeof(index_html) - 1, NULL, NULL);
-    reply(req, 200, "OK", "text/html; charset=utf-8", b);
+    evbuffer_add_reference(b, a->bytes, a->len, NULL, NULL);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", a->type);
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
 
@@ -1360,7 +1354,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     enum {
         NONE,
-        INDEX,
+        ASSET,
         HEALTHZ,
         METRICS,
         RESOURCES,
@@ -1370,8 +1364,9 @@ static void on_request(struct evhttp_request *req, void *arg)
         SNAPSHOT
     } what = NONE;
     http_input *hi = NULL;
-    if (strcmp(path, "/") == 0) {
-        what = INDEX;
+    const relay_web_asset *asset = find_asset(path);
+    if (asset != NULL) {
+        what = ASSET;
     } else if (strcmp(path, "/healthz") == 0) {
         what = HEALTHZ;
     } else if (strcmp(path, "/metrics") == 0) {
@@ -1403,8 +1398,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     switch (what) {
-    case INDEX:
-        handle_index(req);
+    case ASSET:
+        handle_asset(req, asset);
         break;
     case HEALTHZ:
         handle_healthz(req);

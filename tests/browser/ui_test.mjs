@@ -1,0 +1,412 @@
+// Browser test of the relay's web UI: the real binary on an ephemeral port,
+// driven by Debian's chromium through playwright-core (from web/node_modules).
+//
+// Usage: node tests/browser/ui_test.mjs BUILD_DIR
+// Prints "ok   ui/NAME" or "FAIL ui/NAME: reason" per check and exits
+// non-zero if any failed. Saves a full-page screenshot to tests/out/ui.png.
+// The relay and the browser it starts are stopped (the relay by its pid)
+// on the way out, whatever happened.
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+// An ES module import ignores NODE_PATH: resolve from web/ explicitly.
+const require = createRequire(path.join(root, 'web', 'package.json'));
+const { chromium } = require('playwright-core');
+
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+  '--no-first-run', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync'];
+
+let failed = 0;
+let passed = 0;
+
+function report(name, ok, why) {
+  if (ok) {
+    passed++;
+    console.log('ok   ui/' + name);
+  } else {
+    failed++;
+    console.log('FAIL ui/' + name + ': ' + why);
+  }
+}
+
+// Run one check; an exception fails it without stopping the others.
+async function check(name, fn) {
+  try {
+    await fn();
+    report(name, true);
+  } catch (e) {
+    report(name, false, (e && e.message ? e.message : String(e)).split('\n')[0]);
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Poll fn until it returns a truthy value or ms pass; returns the value.
+async function until(fn, ms, what) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > end) throw new Error('timed out after ' + ms + ' ms waiting for ' + what);
+    await sleep(100);
+  }
+}
+
+// `steward relay --listen 127.0.0.1:0 --state none`; resolves with
+// {proc, port, stderr()} once it printed the address it serves.
+function startRelay(build) {
+  const bin = path.resolve(build, 'src', 'steward');
+  const proc = spawn(bin, ['relay', '--listen', '127.0.0.1:0', '--state', 'none'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  const started = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no address line in 20 s: ' + out)), 20000);
+    proc.on('error', (e) => { clearTimeout(timer); reject(e); });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error('relay exited: ' + code + ' ' + err)); });
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = /steward relay: serving http:\/\/127\.0\.0\.1:(\d+)\/\n/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+  });
+  const exited = new Promise((resolve) => proc.on('exit', (code, sig) => resolve({ code, sig })));
+  return { proc, started, exited, stderr: () => err };
+}
+
+async function getJSON(base, p) {
+  const r = await fetch(base + p);
+  return { status: r.status, body: await r.json() };
+}
+
+async function inputNames(base) {
+  return (await getJSON(base, '/api/inputs')).body.inputs.map((i) => i.name);
+}
+
+async function main() {
+  const build = process.argv[2];
+  if (!build) {
+    console.error('usage: node tests/browser/ui_test.mjs BUILD_DIR');
+    return 2;
+  }
+  const outDir = path.join(root, 'tests', 'out');
+  mkdirSync(outDir, { recursive: true });
+  const relay = startRelay(build);
+  let browser = null;
+  try {
+    const port = await relay.started;
+    const base = 'http://127.0.0.1:' + port;
+
+    await check('assets', async () => {
+      const want = {
+        '/': 'text/html', '/ui/app.js': 'text/javascript', '/ui/style.css': 'text/css',
+        '/ui/uplot.js': 'text/javascript', '/ui/uplot.css': 'text/css',
+      };
+      for (const [p, type] of Object.entries(want)) {
+        const r = await fetch(base + p);
+        const body = await r.text();
+        assert(r.status === 200, p + ': status ' + r.status);
+        assert((r.headers.get('content-type') || '').startsWith(type),
+          p + ': content-type ' + r.headers.get('content-type'));
+        assert(r.headers.get('cache-control') === 'no-cache',
+          p + ': cache-control ' + r.headers.get('cache-control'));
+        assert(body.length > 500, p + ': only ' + body.length + ' bytes');
+      }
+      const r = await fetch(base + '/ui/missing.js');
+      assert(r.status === 404, '/ui/missing.js: status ' + r.status);
+    });
+
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    // The 4xx answers the form provokes are logged by the browser as
+    // "Failed to load resource"; any other console error is a failure, and
+    // so is a page file that does not load.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) {
+        pageErrors.push('console: ' + m.text());
+      }
+    });
+    page.on('response', (r) => {
+      const p = new URL(r.url()).pathname;
+      if (r.status() >= 400 && (p === '/' || p.startsWith('/ui/'))) {
+        pageErrors.push(p + ': ' + r.status());
+      }
+    });
+    // Every confirmation is answered by the handler the current step sets.
+    let onDialog = (d) => d.dismiss();
+    const dialogs = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      onDialog(d);
+    });
+
+    await check('page-loads', async () => {
+      const resp = await page.goto(base + '/');
+      assert(resp.ok(), 'status ' + resp.status());
+      assert((await page.title()) === 'steward relay', 'title ' + (await page.title()));
+      await page.waitForFunction(() => typeof window.uPlot === 'function', null, { timeout: 5000 });
+      await page.waitForSelector('#live.on', { timeout: 5000 });
+    });
+
+    const row = (name) => page.locator('tr.input[data-name="' + name + '"]');
+
+    await check('input-row', async () => {
+      const r = row('test');
+      await r.waitFor({ timeout: 5000 });
+      const cells = await r.locator('td').allInnerTexts();
+      assert(cells[1] === 'test' && cells[2] === 'test', 'cells ' + JSON.stringify(cells));
+      assert(/640\D480/.test(cells[3]), 'source ' + cells[3]);
+      await until(async () => (await r.locator('.state').innerText()).toLowerCase() === 'running',
+        5000, 'state running');
+      assert(await r.locator('.state.state-running').isVisible(), 'no running badge');
+    });
+
+    await check('preview-moves', async () => {
+      const img = row('test').locator('img.preview');
+      await until(() => img.evaluate((e) => e.complete && e.naturalWidth === 640), 5000,
+        'the preview to show a 640-wide frame');
+      const a = await img.screenshot();
+      await sleep(1000);
+      const b = await img.screenshot();
+      assert(a.length > 1000, 'empty screenshot');
+      assert(!a.equals(b), 'two screenshots 1 s apart are identical');
+    });
+
+    await check('outputs-listed', async () => {
+      const items = page.locator('tr.outputs[data-name="test"] li');
+      await until(async () => /output #\d+/.test((await items.allInnerTexts()).join()), 5000,
+        'the preview viewer in the outputs list');
+      const api = (await getJSON(base, '/api/inputs/test/outputs')).body.outputs;
+      assert(api.length >= 1, 'the API lists no output');
+      const shown = await items.allInnerTexts();
+      for (const o of api) {
+        assert(shown.some((t) => t.includes('output #' + o.id)), 'output ' + o.id + ' not shown');
+      }
+    });
+
+    await check('add-error', async () => {
+      await page.fill('#add-form [name=name]', 'test');
+      await page.click('#add-form button[type=submit]');
+      await until(async () => (await page.locator('#form-msg.error').count()) === 1, 5000,
+        'an error message');
+      const msg = await page.locator('#form-msg').innerText();
+      assert(msg.includes('409') && msg.includes('input "test" already exists'), 'message ' + msg);
+      await page.fill('#add-form [name=name]', 'bad name');
+      await page.click('#add-form button[type=submit]');
+      await until(async () => (await page.locator('#form-msg').innerText()).includes('422'),
+        5000, 'a 422 message');
+      const msg2 = await page.locator('#form-msg').innerText();
+      assert(msg2.includes('name must be'), 'message ' + msg2);
+    });
+
+    await check('add-input', async () => {
+      await page.fill('#add-form [name=name]', 'ui-added');
+      await page.selectOption('#add-form [name=kind]', 'test');
+      await page.fill('#add-form [name=size]', '160x120');
+      await page.fill('#add-form [name=fps]', '10');
+      await page.click('#add-form button[type=submit]');
+      const r = row('ui-added');
+      await r.waitFor({ timeout: 5000 });
+      const msg = await page.locator('#form-msg').innerText();
+      assert(msg.includes('added'), 'message ' + msg);
+      const img = r.locator('img.preview');
+      await until(() => img.evaluate((e) => e.complete && e.naturalWidth === 160), 5000,
+        'a 160-wide preview');
+      await until(async () => (await r.locator('.state').innerText()).toLowerCase() === 'running',
+        5000, 'state running');
+      assert((await inputNames(base)).includes('ui-added'), 'the API does not list it');
+    });
+
+    await check('delete-cancel', async () => {
+      const before = dialogs.length;
+      onDialog = (d) => d.dismiss();
+      await row('ui-added').locator('button', { hasText: 'Delete' }).click();
+      await until(() => dialogs.length > before, 3000, 'a confirmation');
+      await sleep(500);
+      assert(await row('ui-added').isVisible(), 'row gone after cancel');
+      assert((await inputNames(base)).includes('ui-added'), 'deleted although cancelled');
+    });
+
+    await check('delete-input', async () => {
+      const before = dialogs.length;
+      onDialog = (d) => d.accept();
+      await row('ui-added').locator('button', { hasText: 'Delete' }).click();
+      await until(() => dialogs.length > before, 3000, 'a confirmation');
+      assert(dialogs[dialogs.length - 1].includes('"ui-added"'),
+        'dialog says ' + dialogs[dialogs.length - 1]);
+      await row('ui-added').waitFor({ state: 'detached', timeout: 5000 });
+      await until(async () => !(await inputNames(base)).includes('ui-added'), 3000,
+        'the API to drop it');
+      onDialog = (d) => d.dismiss();
+    });
+
+    await check('live-events', async () => {
+      // Created and deleted behind the page's back: only the event stream
+      // tells it (well before its 5 s full refresh, most of the time).
+      const created = await fetch(base + '/api/inputs', {
+        method: 'POST',
+        body: JSON.stringify({ name: 'ui-od', kind: 'test', width: 64, height: 48, fps: 5,
+          on_demand: true }),
+      });
+      assert(created.status === 201, 'create: ' + created.status);
+      const r = row('ui-od');
+      await r.waitFor({ timeout: 3000 });
+      assert((await r.locator('.state').innerText()).toLowerCase() === 'idle', 'not idle');
+      assert((await r.locator('img.preview').count()) === 0, 'an on-demand input was watched');
+      await r.locator('button', { hasText: 'Watch' }).click();
+      await until(async () => (await r.locator('.state').innerText()).toLowerCase() === 'running',
+        5000, 'the watched on-demand input to run');
+      const del = await fetch(base + '/api/inputs/ui-od', { method: 'DELETE' });
+      assert(del.status === 200, 'delete: ' + del.status);
+      await r.waitFor({ state: 'detached', timeout: 3000 });
+    });
+
+    await check('close-output', async () => {
+      const ids = async () =>
+        (await getJSON(base, '/api/inputs/test/outputs')).body.outputs.map((o) => o.id);
+      const old = await ids();
+      assert(old.length === 1, 'outputs ' + JSON.stringify(old));
+      onDialog = (d) => d.accept();
+      await page.locator('tr.outputs[data-name="test"] button', { hasText: 'Close' }).click();
+      await until(async () => (await ids()).length === 0, 5000, 'the output to close');
+      onDialog = (d) => d.dismiss();
+      // Clicking the preview reconnects it: a new output.
+      await row('test').locator('img.preview').click();
+      const now = await until(async () => {
+        const l = await ids();
+        return l.length === 1 ? l : null;
+      }, 5000, 'a new output');
+      assert(now[0] !== old[0], 'same id ' + now[0]);
+      await until(async () => (await page.locator('tr.outputs[data-name="test"] li')
+        .allInnerTexts()).join().includes('output #' + now[0]), 5000, 'the new output shown');
+    });
+
+    await check('many-inputs', async () => {
+      // More inputs than a browser has connections to one server: at most
+      // four previews stream, the rest show snapshots, and the page keeps
+      // answering (the form still gets through).
+      const names = ['many-1', 'many-2', 'many-3', 'many-4', 'many-5'];
+      for (const name of names) {
+        const r = await fetch(base + '/api/inputs', {
+          method: 'POST',
+          body: JSON.stringify({ name, kind: 'test', width: 32, height: 24, fps: 5 }),
+        });
+        assert(r.status === 201, name + ': ' + r.status);
+      }
+      for (const name of names) await row(name).waitFor({ timeout: 5000 });
+      const modes = async () => page.evaluate(() => [...document.querySelectorAll('img.preview')]
+        .map((i) => (i.getAttribute('src') || '').split('/')[1]));
+      const m = await modes();
+      assert(m.filter((x) => x === 'stream').length === 4, 'previews ' + JSON.stringify(m));
+      assert(m.filter((x) => x === 'snapshot').length === 2, 'previews ' + JSON.stringify(m));
+      await until(() => page.evaluate(() => [...document.querySelectorAll('img.preview')]
+        .every((i) => i.complete && i.naturalWidth > 0)), 5000, 'every preview to show a frame');
+      await page.fill('#add-form [name=name]', 'many-form');
+      await page.fill('#add-form [name=size]', '32x24');
+      await page.click('#add-form button[type=submit]');
+      await row('many-form').waitFor({ timeout: 5000 });
+      for (const name of [...names, 'many-form']) {
+        const r = await fetch(base + '/api/inputs/' + name, { method: 'DELETE' });
+        assert(r.status === 200, 'delete ' + name + ': ' + r.status);
+      }
+      for (const name of [...names, 'many-form']) {
+        await row(name).waitFor({ state: 'detached', timeout: 5000 });
+      }
+    });
+
+    await check('add-mjpeg', async () => {
+      // Nothing listens on port 9 here: the camera cannot be reached, so the
+      // input shows "no-signal" (and stays, for the screenshot).
+      await page.selectOption('#add-form [name=kind]', 'mjpeg');
+      assert(await page.locator('#add-form [name=url]').isVisible(), 'no URL field for mjpeg');
+      assert(!(await page.locator('#add-form [name=size]').isVisible()), 'size shown for mjpeg');
+      await page.fill('#add-form [name=name]', 'camera');
+      await page.fill('#add-form [name=url]', 'ftp://127.0.0.1/cam');
+      await page.click('#add-form button[type=submit]');
+      await until(async () => (await page.locator('#form-msg').innerText()).includes('422'),
+        5000, 'a 422 for an ftp URL');
+      await page.fill('#add-form [name=url]', 'http://127.0.0.1:9/video.mjpg');
+      await page.click('#add-form button[type=submit]');
+      const r = row('camera');
+      await r.waitFor({ timeout: 5000 });
+      assert((await r.locator('td.url').innerText()) === 'http://127.0.0.1:9/video.mjpg',
+        'url cell ' + (await r.locator('td.url').innerText()));
+      await until(async () => ['no-signal', 'error'].includes(
+        (await r.locator('.state').innerText()).toLowerCase()), 8000, 'state no-signal');
+      // The preview shows the relay's NO SIGNAL card.
+      await until(() => r.locator('img.preview').evaluate((e) => e.complete && e.naturalWidth > 0),
+        5000, 'the NO SIGNAL card in the preview');
+      await page.selectOption('#add-form [name=kind]', 'test');
+    });
+
+    await check('charts', async () => {
+      assert((await page.locator('#charts .uplot').count()) === 3, 'not three uPlot charts');
+      assert((await page.locator('#charts canvas').count()) >= 3, 'no canvases');
+      const points = await until(() => page.evaluate(() => {
+        const n = Object.values(window.stewardCharts).map((u) => u.data[0].length);
+        return Math.min(...n) >= 3 ? n : null;
+      }), 10000, 'three data points in every chart');
+      // Something was drawn: every canvas has pixels that are not blank.
+      const inked = await page.evaluate(() => [...document.querySelectorAll('#charts canvas')]
+        .map((c) => {
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let n = 0;
+          for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
+          return n;
+        }));
+      assert(inked.every((n) => n > 100), 'blank canvas: ' + JSON.stringify(inked));
+      const heap = await page.evaluate(() => window.stewardCharts.mem.data[1].at(-1));
+      assert(heap > 0, 'heap series ' + heap + ' (points ' + points + ')');
+    });
+
+    await check('no-page-errors', async () => {
+      assert(pageErrors.length === 0, pageErrors.join('; '));
+    });
+
+    await check('screenshot', async () => {
+      const file = path.join(outDir, 'ui.png');
+      await page.screenshot({ path: file, fullPage: true });
+    });
+
+    await browser.close();
+    browser = null;
+
+    await check('shutdown-clean', async () => {
+      relay.proc.kill('SIGTERM');
+      const t = setTimeout(() => relay.proc.kill('SIGKILL'), 10000);
+      const { code, sig } = await relay.exited;
+      clearTimeout(t);
+      assert(code === 0, 'exit ' + code + (sig ? ' signal ' + sig : '') + ': ' +
+        relay.stderr().split('\n').filter((l) => l.startsWith('shutdown:')).join(' | '));
+    });
+  } catch (e) {
+    report('setup', false, e && e.message ? e.message : String(e));
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    if (relay.proc.pid !== undefined && relay.proc.exitCode === null &&
+        relay.proc.signalCode === null) {
+      relay.proc.kill('SIGKILL');
+      await relay.exited;
+    }
+  }
+  return failed === 0 && passed > 0 ? 0 : 1;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,510 @@
+// steward relay web UI. Plain DOM, no framework: the inputs table follows
+// the relay's Server-Sent Events (/api/events) and re-reads an input from the
+// REST API when one of its events arrives; a slow full refresh of
+// /api/inputs keeps the counters current and repairs anything missed while
+// the event stream was down. The resource charts (uPlot) poll
+// /system-resources every 2 s. Data from the relay reaches the page through
+// textContent only, never as HTML.
+'use strict';
+
+const REFRESH_MS = 5000;
+const RESOURCES_MS = 2000;
+const CHART_POINTS = 180; // 6 minutes at one point every 2 s
+
+const rowsBody = document.getElementById('input-rows');
+const summary = document.getElementById('summary');
+const live = document.getElementById('live');
+const form = document.getElementById('add-form');
+const formMsg = document.getElementById('form-msg');
+
+// name -> {input, row, outRow, cells, list, preview, timer}
+const inputs = new Map();
+// Bumped whenever a row is added or removed, so that a full refresh whose
+// answer is older than such a change does not undo it.
+let rowChanges = 0;
+let process = null;
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+// fetch() that resolves to {status, body} with the JSON body parsed, and
+// turns the relay's {"error": "..."} into an Error carrying that message.
+async function api(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  let j = null;
+  try {
+    j = await r.json();
+  } catch (e) {
+    j = null;
+  }
+  if (!r.ok) {
+    const msg = j && typeof j.error === 'string' ? j.error : r.statusText;
+    const err = new Error(msg);
+    err.status = r.status;
+    throw err;
+  }
+  return j;
+}
+
+function fmtBytes(v) {
+  if (v == null) return '';
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return (i === 0 ? v.toFixed(0) : v.toFixed(v < 10 ? 1 : 0)) + ' ' + units[i];
+}
+
+function fmtAge(iso) {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return s + ' s';
+  if (s < 3600) return Math.floor(s / 60) + ' min';
+  return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+}
+
+// Unix seconds as local HH:MM:SS, for the charts' time axis.
+function clock(t) {
+  return new Date(t * 1000).toLocaleTimeString([], { hour12: false });
+}
+
+function streamUrl(name) {
+  return '/stream/' + encodeURIComponent(name);
+}
+
+function snapshotUrl(name) {
+  return '/snapshot/' + encodeURIComponent(name) + '.jpg?t=' + Date.now();
+}
+
+// ---- inputs table -------------------------------------------------------
+
+// A browser opens at most 6 connections to one server, and every streaming
+// preview holds one for as long as it shows (the event stream holds
+// another). So at most MAX_STREAMS previews stream; the others show the
+// input's snapshot, reloaded every second, which holds no connection and
+// is no output of the input. Clicking a preview reopens it (as a stream
+// if a slot is free).
+const MAX_STREAMS = 4;
+const SNAPSHOT_MS = 1000;
+
+function streamsOpen() {
+  let n = 0;
+  for (const entry of inputs.values()) if (entry.mode === 'stream') n++;
+  return n;
+}
+
+function stopPreview(entry) {
+  clearTimeout(entry.snapTimer);
+  if (entry.preview) {
+    // An image that stays in memory keeps its stream open: cut it first.
+    entry.preview.src = 'data:,';
+    entry.preview = null;
+  }
+  entry.mode = 'off';
+}
+
+function setPreview(entry, on) {
+  const cell = entry.cells.preview;
+  stopPreview(entry);
+  cell.textContent = '';
+  const name = entry.input.name;
+  const stream = on && streamsOpen() < MAX_STREAMS;
+  if (stream || (on && !entry.input.on_demand)) {
+    const img = el('img', { class: 'preview', alt: 'preview of ' + name });
+    if (stream) {
+      entry.mode = 'stream';
+      img.title = 'live stream; click to reconnect';
+      img.src = streamUrl(name) + '?t=' + Date.now();
+    } else {
+      // The next snapshot is asked for once this one loaded (or failed).
+      entry.mode = 'snapshot';
+      img.title = 'snapshot every second (too many live previews); click to stream';
+      const next = () => {
+        clearTimeout(entry.snapTimer);
+        entry.snapTimer = setTimeout(() => {
+          if (entry.preview === img) img.src = snapshotUrl(name);
+        }, SNAPSHOT_MS);
+      };
+      img.addEventListener('load', next);
+      img.addEventListener('error', next);
+      img.src = snapshotUrl(name);
+    }
+    img.addEventListener('click', () => setPreview(entry, true));
+    entry.preview = img;
+    cell.append(img);
+  } else {
+    // Watching an on-demand input starts its source, so it is asked for.
+    const full = on && !stream;
+    cell.append(el('div', { class: 'preview-off' },
+      el('button', {
+        type: 'button',
+        title: full ? 'too many live previews: close one first' : 'start a live preview',
+        onclick: () => setPreview(entry, true),
+      }, 'Watch')));
+  }
+}
+
+function addRow(input) {
+  const cells = {
+    preview: el('td'),
+    name: el('td', { class: 'name' }),
+    kind: el('td'),
+    url: el('td', { class: 'url' }),
+    state: el('td'),
+    viewers: el('td', { class: 'num' }),
+    outputs: el('td', { class: 'num' }),
+    onDemand: el('td'),
+    framesIn: el('td', { class: 'num' }),
+    actions: el('td'),
+  };
+  const row = el('tr', { class: 'input' }, ...Object.values(cells));
+  row.dataset.name = input.name;
+  const list = el('ul', { class: 'outputs-list' });
+  const outRow = el('tr', { class: 'outputs' }, el('td'), el('td', { colspan: '9' }, list));
+  outRow.dataset.name = input.name;
+  const entry = { input, row, outRow, cells, list, preview: null, mode: 'off', timer: null,
+    snapTimer: null };
+  cells.actions.append(el('button', {
+    type: 'button',
+    class: 'danger',
+    title: 'delete this input and all its outputs',
+    onclick: () => deleteInput(entry),
+  }, 'Delete'));
+  inputs.set(input.name, entry);
+  rowChanges++;
+  const empty = rowsBody.querySelector('tr.empty');
+  if (empty) empty.remove();
+  rowsBody.append(row, outRow);
+  updateRow(entry, input);
+  setPreview(entry, !input.on_demand);
+  scheduleOutputs(entry);
+  return entry;
+}
+
+function setState(entry, state) {
+  entry.input.state = state;
+  const s = entry.cells.state;
+  s.textContent = '';
+  s.append(el('span', { class: 'state state-' + state }, state));
+}
+
+function updateRow(entry, input) {
+  entry.input = Object.assign(entry.input, input);
+  const i = entry.input;
+  const c = entry.cells;
+  c.name.textContent = i.name;
+  c.kind.textContent = i.kind;
+  if (i.kind === 'test') {
+    c.url.textContent = i.width + '\u00d7' + i.height + ' @ ' + i.fps + ' fps';
+    c.url.title = '';
+  } else {
+    c.url.textContent = i.url || '';
+    c.url.title = i.url || '';
+  }
+  setState(entry, i.state);
+  c.viewers.textContent = i.viewers;
+  c.outputs.textContent = i.outputs;
+  c.onDemand.textContent = i.on_demand ? 'yes' : 'no';
+  c.framesIn.textContent = i.frames_in;
+}
+
+function removeRow(name) {
+  const entry = inputs.get(name);
+  if (!entry) return;
+  stopPreview(entry);
+  clearTimeout(entry.timer);
+  entry.row.remove();
+  entry.outRow.remove();
+  inputs.delete(name);
+  rowChanges++;
+  if (inputs.size === 0) {
+    rowsBody.append(el('tr', { class: 'empty' }, el('td', { colspan: '10' }, 'no inputs')));
+  }
+  updateSummary();
+}
+
+function renderOutputs(entry, outputs) {
+  const list = entry.list;
+  list.textContent = '';
+  if (outputs.length === 0) list.append(el('li', { class: 'none' }, 'no outputs'));
+  for (const o of outputs) {
+    list.append(el('li', {},
+      el('span', {}, 'output #' + o.id),
+      el('span', {}, o.type + ' ' + o.peer),
+      el('span', {}, 'for ' + fmtAge(o.started)),
+      el('span', {}, o.frames + ' frames, ' + o.dropped + ' dropped, ' + o.queued + ' queued'),
+      el('button', {
+        type: 'button',
+        class: 'danger small',
+        title: 'close this viewer',
+        onclick: () => deleteOutput(entry, o.id),
+      }, 'Close')));
+  }
+}
+
+// Re-read one input and its outputs, a little after its last event, so a
+// burst of events costs one pair of requests.
+function scheduleOutputs(entry) {
+  clearTimeout(entry.timer);
+  entry.timer = setTimeout(async () => {
+    const name = entry.input.name;
+    try {
+      const [input, outs] = await Promise.all([
+        api('GET', '/api/inputs/' + encodeURIComponent(name)),
+        api('GET', '/api/inputs/' + encodeURIComponent(name) + '/outputs'),
+      ]);
+      if (inputs.get(name) !== entry) return;
+      updateRow(entry, input);
+      renderOutputs(entry, outs.outputs);
+      updateSummary();
+    } catch (e) {
+      if (e.status === 404) removeRow(name);
+    }
+  }, 150);
+}
+
+async function refreshAll() {
+  const before = rowChanges;
+  try {
+    const j = await api('GET', '/api/inputs');
+    // An event added or removed a row meanwhile: this list may predate it,
+    // so only the rows both know are updated.
+    const stale = rowChanges !== before;
+    const seen = new Set();
+    for (const i of j.inputs) {
+      seen.add(i.name);
+      const entry = inputs.get(i.name);
+      if (entry) {
+        updateRow(entry, i);
+        scheduleOutputs(entry);
+      } else if (!stale) {
+        addRow(i);
+      }
+    }
+    if (!stale) for (const name of [...inputs.keys()]) if (!seen.has(name)) removeRow(name);
+    if (j.inputs.length === 0 && !rowsBody.querySelector('tr.empty')) {
+      rowsBody.append(el('tr', { class: 'empty' }, el('td', { colspan: '10' }, 'no inputs')));
+    }
+    updateSummary();
+  } catch (e) {
+    summary.textContent = 'relay not answering: ' + e.message;
+  }
+}
+
+function updateSummary() {
+  let viewers = 0;
+  for (const entry of inputs.values()) viewers += entry.input.viewers || 0;
+  const parts = [inputs.size + ' input' + (inputs.size === 1 ? '' : 's'),
+    viewers + ' viewer' + (viewers === 1 ? '' : 's')];
+  if (process) {
+    parts.push('pid ' + process.pid);
+    parts.push('up ' + fmtAge(new Date(Date.now() - process.uptime_ms).toISOString()));
+  }
+  summary.textContent = parts.join(' \u00b7 ');
+}
+
+async function deleteInput(entry) {
+  const name = entry.input.name;
+  const n = entry.input.outputs;
+  const what = 'Delete input "' + name + '"' +
+    (n ? ' and close its ' + n + ' output' + (n === 1 ? '' : 's') : '') + '?';
+  if (!window.confirm(what)) return;
+  try {
+    await api('DELETE', '/api/inputs/' + encodeURIComponent(name));
+    removeRow(name);
+  } catch (e) {
+    if (e.status === 404) removeRow(name);
+    else window.alert('Could not delete "' + name + '": ' + e.message);
+  }
+}
+
+async function deleteOutput(entry, id) {
+  const name = entry.input.name;
+  if (!window.confirm('Close output #' + id + ' of "' + name + '"?')) return;
+  try {
+    await api('DELETE', '/api/inputs/' + encodeURIComponent(name) + '/outputs/' + id);
+  } catch (e) {
+    if (e.status !== 404) window.alert('Could not close output #' + id + ': ' + e.message);
+  }
+  scheduleOutputs(entry);
+}
+
+// ---- events -------------------------------------------------------------
+
+function onEvent(type, fn) {
+  events.addEventListener(type, (ev) => {
+    let data;
+    try {
+      data = JSON.parse(ev.data);
+    } catch (e) {
+      return;
+    }
+    fn(data);
+  });
+}
+
+const events = new EventSource('/api/events');
+let connected = false;
+events.onopen = () => {
+  live.textContent = 'live';
+  live.className = 'live on';
+  // After the relay was away, the previews' streams have ended: reopen them.
+  if (connected) {
+    for (const entry of inputs.values()) if (entry.mode === 'stream') setPreview(entry, true);
+  }
+  connected = true;
+  refreshAll();
+};
+events.onerror = () => {
+  live.textContent = 'reconnecting';
+  live.className = 'live off';
+};
+onEvent('input-created', (i) => {
+  const entry = inputs.get(i.name);
+  if (entry) updateRow(entry, i);
+  else addRow(i);
+  updateSummary();
+});
+onEvent('input-deleted', (d) => removeRow(d.name));
+onEvent('input-state', (d) => {
+  const entry = inputs.get(d.name);
+  if (entry) setState(entry, d.state);
+});
+for (const type of ['output-created', 'output-deleted']) {
+  onEvent(type, (d) => {
+    const entry = inputs.get(d.input);
+    if (entry) scheduleOutputs(entry);
+  });
+}
+
+// ---- add-input form -----------------------------------------------------
+
+function showKind() {
+  form.className = 'kind-' + form.elements.kind.value;
+}
+form.elements.kind.addEventListener('change', showKind);
+showKind();
+
+form.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = form.elements;
+  const body = { name: f.name.value.trim(), kind: f.kind.value, on_demand: f.on_demand.checked };
+  if (body.kind === 'mjpeg') {
+    body.url = f.url.value.trim();
+  } else {
+    const m = /^\s*(\d+)\s*[x\u00d7]\s*(\d+)\s*$/.exec(f.size.value);
+    if (!m) {
+      formMsg.className = 'msg error';
+      formMsg.textContent = 'size must be WIDTHxHEIGHT, e.g. 320x240';
+      return;
+    }
+    body.width = Number(m[1]);
+    body.height = Number(m[2]);
+    body.fps = Number(f.fps.value);
+  }
+  formMsg.className = 'msg';
+  formMsg.textContent = 'adding\u2026';
+  try {
+    const input = await api('POST', '/api/inputs', body);
+    if (!inputs.has(input.name)) addRow(input);
+    formMsg.className = 'msg ok';
+    formMsg.textContent = 'added "' + input.name + '"';
+    f.name.value = '';
+  } catch (e) {
+    formMsg.className = 'msg error';
+    formMsg.textContent = (e.status ? e.status + ': ' : '') + e.message;
+  }
+});
+
+// ---- resource charts ----------------------------------------------------
+
+const chartData = {
+  mem: [[], []],
+  threads: [[], []],
+  fds: [[], [], []],
+};
+
+function makeChart(id, data, series, yValues) {
+  const box = document.getElementById(id);
+  const opts = {
+    width: Math.max(200, box.clientWidth),
+    height: 170,
+    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
+    series: [{}, ...series],
+    axes: [{ space: 70, values: (u, vals) => vals.map(clock) }, { size: 64, values: yValues }],
+    legend: { live: false },
+    cursor: { drag: { x: false, y: false } },
+  };
+  return new uPlot(opts, data, box);
+}
+
+const charts = {
+  mem: makeChart('chart-mem', chartData.mem, [
+    { label: 'heap', stroke: '#2f6fde', fill: 'rgba(47,111,222,.12)', width: 2,
+      value: (u, v) => fmtBytes(v) },
+  ], (u, vals) => vals.map(fmtBytes)),
+  threads: makeChart('chart-threads', chartData.threads, [
+    { label: 'threads', stroke: '#1a7f37', width: 2 },
+  ]),
+  fds: makeChart('chart-fds', chartData.fds, [
+    { label: 'fds', stroke: '#8250df', width: 2 },
+    { label: 'sockets', stroke: '#b86e00', width: 2 },
+  ]),
+};
+// The browser test reads the charts' data through this.
+window.stewardCharts = charts;
+
+window.addEventListener('resize', () => {
+  for (const [key, u] of Object.entries(charts)) {
+    const box = document.getElementById('chart-' + key);
+    u.setSize({ width: Math.max(200, box.clientWidth), height: 170 });
+  }
+});
+
+function push(key, t, ...values) {
+  const d = chartData[key];
+  d[0].push(t);
+  values.forEach((v, i) => d[i + 1].push(v));
+  if (d[0].length > CHART_POINTS) for (const a of d) a.shift();
+  charts[key].setData(d);
+}
+
+async function pollResources() {
+  try {
+    const r = await api('GET', '/system-resources');
+    const kinds = {};
+    for (const k of r.ledger.kinds) kinds[k.kind] = k;
+    const count = (k) => (kinds[k] ? kinds[k].live : 0);
+    const t = Date.now() / 1000;
+    push('mem', t, kinds.heap ? kinds.heap.live_bytes : 0);
+    push('threads', t, count('thread'));
+    push('fds', t, count('fd'), count('socket'));
+    document.getElementById('now-mem').textContent = fmtBytes(kinds.heap ? kinds.heap.live_bytes : 0) +
+      ' in ' + count('heap') + ' blocks';
+    document.getElementById('now-threads').textContent = String(count('thread'));
+    document.getElementById('now-fds').textContent = count('fd') + ' fds, ' + count('socket') + ' sockets';
+    process = { pid: r.pid, uptime_ms: r.uptime_ms };
+    updateSummary();
+  } catch (e) {
+    summary.textContent = 'relay not answering: ' + e.message;
+  }
+}
+
+refreshAll();
+pollResources();
+setInterval(refreshAll, REFRESH_MS);
+setInterval(pollResources, RESOURCES_MS);
