@@ -1090,6 +1090,10 @@ static void handle_threads(relay_http *srv, struct evhttp_request *req)
     }
     evbuffer_add_printf(b, "]}\n");
     stw_snapshot_free(&threads);
+    /* A long-running server must not keep debug-info files open between
+     * requests (nor be charged for them at shutdown). */
+    if (full)
+        stw_symbolize_release();
     reply_json(req, 200, "OK", b);
 }
 
@@ -1192,6 +1196,8 @@ static void handle_resources(relay_http *srv, struct evhttp_request *req)
     evbuffer_add_printf(b, "}\n");
     stw_snapshot_free(&threads);
     stw_snapshot_free(&snap);
+    if (stacks)
+        stw_symbolize_release();
     reply(req, 200, "OK", "application/json", b);
     evbuffer_free(b);
 }
