@@ -468,6 +468,11 @@ int stw_relay_main(int argc, char **argv)
         return rc > 0 ? 0 : EXIT_USAGE;
     }
 
+    /* A viewer that hangs up with frames unread makes the next write fail
+     * with EPIPE; by default that signal would end the whole relay. Set
+     * before any thread exists, so every thread inherits it. */
+    signal(SIGPIPE, SIG_IGN);
+
     /* Before any thread exists: the signals must be blocked in all of them. */
     stw_shutdown *sd = NULL;
     rc = stw_shutdown_new(&sd);

@@ -79,6 +79,40 @@ def run(build):
             assert all(n > 0 for n in received), "a reader got nothing: %r" % received
             assert cam.open_connections("/good?load") == 1
 
+        def hangups_with_unread_frames():
+            # Large frames, viewers that read a little and hang up with data
+            # unread: the relay's next writes fail with EPIPE/ECONNRESET,
+            # which must cost those viewers, not the process (SIGPIPE).
+            st, body = api(relay, "POST", "/api/inputs",
+                           {"name": "big", "kind": "test", "width": 1920, "height": 1080,
+                            "fps": 25})
+            assert st == 201, (st, body)
+            for _ in range(3):
+                batch = []
+                for _ in range(20):
+                    s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
+                    s.sendall(b"GET /stream/big HTTP/1.1\r\nHost: x\r\n\r\n")
+                    s.recv(1000)
+                    batch.append(s)
+                time.sleep(0.3)
+                for s in batch:
+                    # Drain what arrived, so the close sends FIN rather than
+                    # RST: the relay's next write succeeds, the one after it
+                    # fails with EPIPE — the signal case.
+                    s.setblocking(False)
+                    try:
+                        while s.recv(1 << 20):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    s.close()
+                time.sleep(0.3)
+            assert relay.proc.poll() is None, "the relay died (exit %r)" % relay.proc.returncode
+            st, _, _ = relay.get("/healthz")
+            assert st == 200, st
+            st, body = api(relay, "DELETE", "/api/inputs/big")
+            assert st == 200, (st, body)
+
         def sigterm_under_load():
             kids_before = os.listdir("/proc/%d/task" % relay.pid)
             t0 = time.monotonic()
@@ -104,7 +138,9 @@ def run(build):
                   "(%d threads before), 0 leaked" % (READERS, STALLED, took, len(kids_before)),
                   flush=True)
 
-        for name, fn in [("load_setup", setup_load), ("sigterm_under_load", sigterm_under_load)]:
+        for name, fn in [("load_setup", setup_load),
+                         ("hangups_with_unread_frames", hangups_with_unread_frames),
+                         ("sigterm_under_load", sigterm_under_load)]:
             check(name, fn)
     finally:
         stop.set()
