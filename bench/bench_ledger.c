@@ -108,9 +108,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_ledger [ops-per-thread > 0]\n");
         return 2;
     }
-    unwinder = getenv("STW_UNWIND") && strcmp(getenv("STW_UNWIND"), "libunwind") == 0
-                   ? "libunwind"
-                   : "fp";
+    unwinder =
+        getenv("STW_UNWIND") && strcmp(getenv("STW_UNWIND"), "libunwind") == 0 ? "libunwind" : "fp";
     for (int threads = 1; threads <= 4; threads *= 2) {
         if (strcmp(unwinder, "fp") == 0) {
             row("glibc malloc+free (yardstick)", op_malloc_free, threads);

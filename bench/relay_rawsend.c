@@ -39,7 +39,8 @@ static unsigned char *frame;
 static size_t frame_len;
 
 /* Write as much of the frame as the socket takes; 1 when done or dead. */
-static int pump(conn *c) {
+static int pump(conn *c)
+{
     while (c->off < frame_len) {
         ssize_t s = send(c->fd, frame + c->off, frame_len - c->off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (s < 0)
@@ -49,7 +50,8 @@ static int pump(conn *c) {
     return 1;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc != 3) {
         fprintf(stderr, "usage: relay_rawsend JPEG_FILE FPS\n");
         return 2;
@@ -63,7 +65,8 @@ int main(int argc, char **argv) {
     long jl = ftell(f);
     fseek(f, 0, SEEK_SET);
     char head[256];
-    int hl = snprintf(head, sizeof head, "--stwframe\r\nContent-Type: image/jpeg\r\nContent-Length: %ld\r\n\r\n", jl);
+    int hl = snprintf(head, sizeof head,
+                      "--stwframe\r\nContent-Type: image/jpeg\r\nContent-Length: %ld\r\n\r\n", jl);
     frame_len = (size_t)hl + (size_t)jl + 2;
     frame = malloc(frame_len);
     if (!frame || fread(frame + hl, 1, (size_t)jl, f) != (size_t)jl) {
@@ -149,7 +152,8 @@ int main(int argc, char **argv) {
                     int r = pump(c);
                     if (r == 0) {
                         c->busy = 1;
-                        struct epoll_event ce = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)c->fd};
+                        struct epoll_event ce = {.events = EPOLLIN | EPOLLOUT,
+                                                 .data.u32 = (uint32_t)c->fd};
                         epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ce);
                     }
                 }

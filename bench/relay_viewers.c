@@ -18,8 +18,8 @@
  * a backlog of 5, and a connection that overflows an accept queue waits
  * for the kernel's SYN or SYN-ACK retransmissions (1 s, 2 s, 4 s...). Wait
  * until every connection has received its first byte (at most 30 s), run
- * --warmup seconds uncounted, then count for -t seconds. Stalled viewers notice their first byte with
- * EPOLLIN once and never read it. With --pid, the server's CPU time (utime+stime from
+ * --warmup seconds uncounted, then count for -t seconds. Stalled viewers notice their first byte
+ * with EPOLLIN once and never read it. With --pid, the server's CPU time (utime+stime from
  * /proc/PID/stat) is taken over the counted window, and its VmRSS and the
  * kernel's TCP memory (/proc/net/sockstat "TCP: ... mem PAGES") are sampled
  * every 100 ms from before the first connect to the end.
@@ -49,18 +49,19 @@ struct viewer {
     int fd;
     int stalled;
     double t_open;
-    int connected;  /* connect completed */
-    int sent;       /* request fully sent (or none to send) */
-    int got_first;  /* first byte received */
-    int closed;     /* EOF or error after connecting */
-    int last_ff;    /* previous byte read was 0xFF */
+    int connected; /* connect completed */
+    int sent;      /* request fully sent (or none to send) */
+    int got_first; /* first byte received */
+    int closed;    /* EOF or error after connecting */
+    int last_ff;   /* previous byte read was 0xFF */
     size_t req_off;
     uint64_t bytes; /* counted window only */
     uint64_t frames;
 };
 
 /* Start a non-blocking connect; 0 on success, -1 (viewer closed) on failure. */
-static int open_viewer(viewer *w, int ep, unsigned idx, const struct sockaddr_in *sa) {
+static int open_viewer(viewer *w, int ep, unsigned idx, const struct sockaddr_in *sa)
+{
     w->connected = w->sent = w->got_first = w->closed = w->last_ff = 0;
     w->req_off = 0;
     w->t_open = now();
@@ -85,14 +86,16 @@ static int open_viewer(viewer *w, int ep, unsigned idx, const struct sockaddr_in
     return 0;
 }
 
-static double now(void) {
+static double now(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* utime+stime of PID in seconds, -1 if unreadable. */
-static double proc_cpu(int pid) {
+static double proc_cpu(int pid)
+{
     char path[64], buf[4096];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
@@ -105,14 +108,16 @@ static double proc_cpu(int pid) {
     if (!p)
         return -1;
     unsigned long ut = 0, st = 0;
-    /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
+    /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14)
+     * stime(15) */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* A "Key: N kB" field of /proc/PID/status, -1 if unreadable. */
-static long proc_status_kb(int pid, const char *key) {
+static long proc_status_kb(int pid, const char *key)
+{
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/status", pid);
     FILE *f = fopen(path, "r");
@@ -131,7 +136,8 @@ static long proc_status_kb(int pid, const char *key) {
 }
 
 /* "TCP: inuse .. orphan .. tw .. alloc .. mem PAGES" */
-static long tcp_mem_pages(void) {
+static long tcp_mem_pages(void)
+{
     FILE *f = fopen("/proc/net/sockstat", "r");
     if (!f)
         return -1;
@@ -148,18 +154,22 @@ static long tcp_mem_pages(void) {
     return v;
 }
 
-static int cmp_u64(const void *a, const void *b) {
+static int cmp_u64(const void *a, const void *b)
+{
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: relay_viewers HOST PORT [-n N] [--stall S] [--path P] [-t SECONDS] "
-                    "[--warmup SECONDS] [--pid SERVER_PID] [--batch N] [--interval-ms MS] [--pending N]\n");
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: relay_viewers HOST PORT [-n N] [--stall S] [--path P] [-t SECONDS] "
+            "[--warmup SECONDS] [--pid SERVER_PID] [--batch N] [--interval-ms MS] [--pending N]\n");
     exit(2);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc < 3)
         usage();
     const char *host = argv[1];
@@ -195,7 +205,8 @@ int main(int argc, char **argv) {
     int total = n + nstall;
     char req[512] = "";
     if (path)
-        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: relay_viewers\r\n\r\n", path, host,
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: relay_viewers\r\n\r\n", path, host,
                  port);
     size_t reqlen = strlen(req);
 
@@ -230,7 +241,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < opened; i++)
             pending += !v[i].closed && !v[i].got_first;
         if (opened < total && t >= next_batch) {
-            for (int k = 0; k < batch && opened < total && pending < max_pending; k++, opened++, pending++) {
+            for (int k = 0; k < batch && opened < total && pending < max_pending;
+                 k++, opened++, pending++) {
                 v[opened].stalled = opened >= n;
                 if (open_viewer(&v[opened], ep, (unsigned)opened, &sa) < 0)
                     failed++;
@@ -385,16 +397,18 @@ int main(int argc, char **argv) {
     for (int i = 0; i < total; i++)
         unserved += !v[i].got_first;
     printf("{\"viewers\":%d,\"stalled\":%d,\"connected\":%d,\"failed\":%d,\"closed\":%d,"
-           "\"retries\":%d,\"unserved\":%d,\"ready_s\":%.3f,\"seconds\":%.3f,\"bytes\":%llu,\"frames\":%llu,",
-           n, nstall, connected, failed, closed, retries, unserved, ready_at - t0, win, (unsigned long long)bytes,
-           (unsigned long long)frames);
+           "\"retries\":%d,\"unserved\":%d,\"ready_s\":%.3f,\"seconds\":%.3f,\"bytes\":%llu,"
+           "\"frames\":%llu,",
+           n, nstall, connected, failed, closed, retries, unserved, ready_at - t0, win,
+           (unsigned long long)bytes, (unsigned long long)frames);
     if (n > 0)
-        printf("\"fps_viewer_min\":%.2f,\"fps_viewer_median\":%.2f,\"fps_viewer_max\":%.2f,", (double)per[0] / win,
-               (double)per[n / 2] / win, (double)per[n - 1] / win);
-    printf("\"server_cpu_s\":%.3f,\"server_hwm_kb\":%ld,\"server_rss_before_kb\":%ld,\"server_rss_peak_kb\":%ld,"
+        printf("\"fps_viewer_min\":%.2f,\"fps_viewer_median\":%.2f,\"fps_viewer_max\":%.2f,",
+               (double)per[0] / win, (double)per[n / 2] / win, (double)per[n - 1] / win);
+    printf("\"server_cpu_s\":%.3f,\"server_hwm_kb\":%ld,\"server_rss_before_kb\":%ld,\"server_rss_"
+           "peak_kb\":%ld,"
            "\"tcp_mem_pages_before\":%ld,\"tcp_mem_pages_peak\":%ld}\n",
-           (cpu_start >= 0 && cpu_end >= 0) ? cpu_end - cpu_start : -1.0, hwm, rss_before, rss_peak, mem_before,
-           mem_peak);
+           (cpu_start >= 0 && cpu_end >= 0) ? cpu_end - cpu_start : -1.0, hwm, rss_before, rss_peak,
+           mem_before, mem_peak);
     fflush(stdout);
     for (int i = 0; i < total; i++)
         if (v[i].fd > 0)

@@ -193,10 +193,10 @@ typedef struct stw_site_stat {
 } stw_site_stat;
 
 typedef struct stw_snapshot_opts {
-    uint64_t kinds;      /* STW_KIND_BIT mask; 0 = all */
-    uint64_t since_seq;  /* only records with seq > since_seq (0 = all) */
-    bool records;        /* also copy the matching live records */
-    bool all_sites;      /* include interned sites with nothing live (not with since_seq) */
+    uint64_t kinds;     /* STW_KIND_BIT mask; 0 = all */
+    uint64_t since_seq; /* only records with seq > since_seq (0 = all) */
+    bool records;       /* also copy the matching live records */
+    bool all_sites;     /* include interned sites with nothing live (not with since_seq) */
 } stw_snapshot_opts;
 
 /*

@@ -85,7 +85,7 @@ void stw__growth_start(void);
 typedef struct stw__growth {
     stw_site site;
     int kind;
-    bool growing;      /* true: still rising at the end; false: rose, then levelled off */
+    bool growing; /* true: still rising at the end; false: rose, then levelled off */
     int samples;
     int64_t first_bytes, mid_bytes, last_bytes, peak_bytes;
     double bytes_per_s; /* over the second half of the run */

@@ -61,7 +61,8 @@ static series *series_for(stw_site site, int kind)
 {
     if (site == 0 || site >= SITE_INDEX_CAP)
         return NULL;
-    if (by_site == NULL && (by_site = stw__pages_reserve(sizeof(series *) * SITE_INDEX_CAP)) == NULL)
+    if (by_site == NULL &&
+        (by_site = stw__pages_reserve(sizeof(series *) * SITE_INDEX_CAP)) == NULL)
         return NULL;
     if (by_site[site] != NULL)
         return by_site[site];
@@ -230,8 +231,8 @@ int stw__growth_analyse(stw__growth *out, int max)
         int ups = 0, steps = 0;
         for (int k = s->n / 2 + 1; k < s->n; k++, steps++)
             ups += s->v[k] > s->v[k - 1];
-        bool growing = last > mid + (mid / 10) && last - mid >= GROWTH_MIN_BYTES / 2 &&
-                       ups * 10 >= steps * 6;
+        bool growing =
+            last > mid + (mid / 10) && last - mid >= GROWTH_MIN_BYTES / 2 && ups * 10 >= steps * 6;
         bool levelled = !growing && peak >= 2 * (first > 0 ? first : 1) &&
                         (last >= mid ? last - mid : mid - last) <= last / 10;
         if (!growing && !levelled)
@@ -250,9 +251,9 @@ int stw__growth_analyse(stw__growth *out, int max)
         int pos = n;
         while (pos > 0) {
             const stw__growth *p = &out[pos - 1];
-            bool better = g.growing != p->growing ? g.growing
-                                                  : (g.last_bytes - g.first_bytes) >
-                                                        (p->last_bytes - p->first_bytes);
+            bool better = g.growing != p->growing
+                              ? g.growing
+                              : (g.last_bytes - g.first_bytes) > (p->last_bytes - p->first_bytes);
             if (!better)
                 break;
             pos--;

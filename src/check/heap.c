@@ -160,8 +160,8 @@ static inline bool sample_skip_alloc(size_t size)
 
 static inline bool sample_skip_free(uintptr_t p)
 {
-    return sampling && (filter == NULL || atomic_load_explicit(filter_slot(p),
-                                                                 memory_order_relaxed) == 0);
+    return sampling &&
+           (filter == NULL || atomic_load_explicit(filter_slot(p), memory_order_relaxed) == 0);
 }
 
 /* Sampling mode's free: drop the record if the block was booked. */

@@ -308,8 +308,8 @@ STW_HOOK void _Exit(int status)
 /* Signals that end a program by default. Where the program left them at
  * their default, a handler writes the report and then lets the signal do
  * what it would have done: the process still dies by that signal. */
-static const int fatal_signals[] = {SIGTERM, SIGINT,  SIGHUP,  SIGQUIT, SIGPIPE, SIGALRM, SIGUSR1,
-                                    SIGABRT, SIGSEGV, SIGBUS,  SIGFPE,  SIGILL,  SIGXCPU, SIGXFSZ};
+static const int fatal_signals[] = {SIGTERM, SIGINT,  SIGHUP, SIGQUIT, SIGPIPE, SIGALRM, SIGUSR1,
+                                    SIGABRT, SIGSEGV, SIGBUS, SIGFPE,  SIGILL,  SIGXCPU, SIGXFSZ};
 
 static void on_fatal(int sig)
 {

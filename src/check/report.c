@@ -42,8 +42,8 @@ typedef struct group {
 
 typedef struct report {
     stw_snapshot *snap;
-    uint8_t *cls;     /* per record: heap class */
-    uint8_t *skip;    /* per record: inherited descriptor, not the program's */
+    uint8_t *cls;  /* per record: heap class */
+    uint8_t *skip; /* per record: inherited descriptor, not the program's */
     const char **state;
     size_t cls_bytes, state_bytes;
     group *groups;
@@ -93,8 +93,7 @@ static const char *state_of(const stw_record *r)
 static bool same_group(const group *g, const stw_record *r, int cls, const char *state,
                        bool inherited)
 {
-    return g->site == r->site && g->kind == r->kind && g->cls == cls &&
-           g->inherited == inherited &&
+    return g->site == r->site && g->kind == r->kind && g->cls == cls && g->inherited == inherited &&
            (g->state == state || (g->state && state && strcmp(g->state, state) == 0));
 }
 
@@ -114,8 +113,8 @@ static int build(report *rp)
     for (size_t i = 0; i < n; i++) {
         const stw_record *r = &s->records[i];
         rp->state[i] = state_of(r);
-        rp->skip[i] = (r->kind == STW_KIND_FD || r->kind == STW_KIND_SOCKET) &&
-                      stw__fd_inherited(r);
+        rp->skip[i] =
+            (r->kind == STW_KIND_FD || r->kind == STW_KIND_SOCKET) && stw__fd_inherited(r);
     }
     /* Records are sorted by site then seq; a site's records with the same
      * class/state are gathered into one group (a site rarely mixes). */
@@ -232,8 +231,9 @@ static void text_stack(stw__out *o, int pid, stw_site site)
     void *pcs[STW_STACK_MAX];
     int n = stw_site_stack(site, NULL, pcs, STW_STACK_MAX);
     if (n <= 0) {
-        stw__out_printf(o, "==%d==    (no creation stack: made by a call the checker does not "
-                           "see)\n",
+        stw__out_printf(o,
+                        "==%d==    (no creation stack: made by a call the checker does not "
+                        "see)\n",
                         pid);
         return;
     }
@@ -246,7 +246,7 @@ static void text_stack(stw__out *o, int pid, stw_site site)
 
 static void text_group(stw__out *o, int pid, const report *rp, const group *g)
 {
-    const char *what = g->inherited ? "inherited at start (not a leak)"
+    const char *what = g->inherited  ? "inherited at start (not a leak)"
                        : g->cls >= 0 ? class_names[g->cls]
                                      : g->state;
     stw__out_printf(o, "==%d== %lld %s", pid, (long long)g->count, noun(g->kind, g->count));
@@ -453,10 +453,9 @@ static void write_json(const report *rp, const char *why, bool final)
                         ",\"trend\":\"%s\",\"samples\":%d,\"first_bytes\":%lld,\"mid_bytes\":%lld,"
                         "\"last_bytes\":%lld,\"peak_bytes\":%lld,\"bytes_per_s\":%.1f,\"site\":%u,"
                         "\"stack\":",
-                        g->growing ? "growing" : "levelled", g->samples,
-                        (long long)g->first_bytes, (long long)g->mid_bytes,
-                        (long long)g->last_bytes, (long long)g->peak_bytes, g->bytes_per_s,
-                        g->site);
+                        g->growing ? "growing" : "levelled", g->samples, (long long)g->first_bytes,
+                        (long long)g->mid_bytes, (long long)g->last_bytes, (long long)g->peak_bytes,
+                        g->bytes_per_s, g->site);
         json_stack(&o, g->site);
         stw__out_puts(&o, "}");
     }

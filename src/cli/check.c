@@ -171,8 +171,8 @@ int stw_cli_check(int argc, char **argv)
             else if (*end == 'm' || *end == 'M')
                 n *= 1024 * 1024, end++;
             if (*v == '\0' || *end != '\0' || n < 1) {
-                fprintf(stderr, "steward check: --sample wants bytes >= 1 (k/M suffixes), got '%s'\n",
-                        v);
+                fprintf(stderr,
+                        "steward check: --sample wants bytes >= 1 (k/M suffixes), got '%s'\n", v);
                 return STW_EXIT_USAGE;
             }
             char buf[32];
@@ -182,15 +182,16 @@ int stw_cli_check(int argc, char **argv)
             char *end;
             long n = strtol(v, &end, 10);
             if (*v == '\0' || *end != '\0' || n < 0) {
-                fprintf(stderr, "steward check: --sample-interval wants milliseconds >= 0, got '%s'\n",
-                        v);
+                fprintf(stderr,
+                        "steward check: --sample-interval wants milliseconds >= 0, got '%s'\n", v);
                 return STW_EXIT_USAGE;
             }
             setenv("STW_CHECK_SAMPLE_MS", v, 1);
         } else if (opt_value(a, "--report-signal", &v)) {
             int sig = signal_number(v);
             if (sig <= 0) {
-                fprintf(stderr, "steward check: --report-signal wants a signal such as USR2, got '%s'\n",
+                fprintf(stderr,
+                        "steward check: --report-signal wants a signal such as USR2, got '%s'\n",
                         v);
                 return STW_EXIT_USAGE;
             }

@@ -41,10 +41,10 @@ static atomic_ullong seq_counter;
 static atomic_uint seq_epoch;
 
 static char kind_names[STW_KIND_MAX][32] = {
-    [STW_KIND_HEAP] = "heap",     [STW_KIND_THREAD] = "thread", [STW_KIND_FD] = "fd",
+    [STW_KIND_HEAP] = "heap",     [STW_KIND_THREAD] = "thread",   [STW_KIND_FD] = "fd",
     [STW_KIND_SOCKET] = "socket", [STW_KIND_PROCESS] = "process", [STW_KIND_MMAP] = "mmap",
-    [STW_KIND_TIMER] = "timer",   [STW_KIND_FILE] = "file",     [STW_KIND_DIR] = "dir",
-    [STW_KIND_BUF] = "buf",       [STW_KIND_FRAME] = "frame",   [STW_KIND_POOL] = "pool",
+    [STW_KIND_TIMER] = "timer",   [STW_KIND_FILE] = "file",       [STW_KIND_DIR] = "dir",
+    [STW_KIND_BUF] = "buf",       [STW_KIND_FRAME] = "frame",     [STW_KIND_POOL] = "pool",
     [STW_KIND_SCOPE] = "scope",   [STW_KIND_CHAN] = "chan",
 };
 static atomic_int user_kinds;

@@ -206,12 +206,11 @@ int stw_report_text(const stw_snapshot *s, const stw_report_opts *opts, stw_writ
         if (base != NULL)
             stw__out_printf(&out, "%-10s %10lld %10lld %+10lld %14lld\n", stw_kind_name(k),
                             (long long)base->kinds[k].live, (long long)ks->live,
-                            (long long)(ks->live - base->kinds[k].live),
-                            (long long)ks->live_bytes);
+                            (long long)(ks->live - base->kinds[k].live), (long long)ks->live_bytes);
         else
             stw__out_printf(&out, "%-10s %10lld %14lld %10lld %10lld\n", stw_kind_name(k),
-                            (long long)ks->live, (long long)ks->live_bytes,
-                            (long long)ks->created, (long long)ks->released);
+                            (long long)ks->live, (long long)ks->live_bytes, (long long)ks->created,
+                            (long long)ks->released);
     }
     int max = max_sites_of(&o);
     if (s->nsites > 0)
@@ -277,8 +276,9 @@ int stw_report_json(const stw_snapshot *s, const stw_report_opts *opts, stw_writ
     const stw_snapshot *base = o.baseline;
     stw__out out;
     stw__out_init(&out, write, ud);
-    stw__out_printf(&out, "{\"schema\":\"steward.ledger/1\",\"pid\":%d,\"taken_ns\":%lld,"
-                          "\"seq\":%llu,\"title\":",
+    stw__out_printf(&out,
+                    "{\"schema\":\"steward.ledger/1\",\"pid\":%d,\"taken_ns\":%lld,"
+                    "\"seq\":%llu,\"title\":",
                     (int)getpid(), (long long)s->taken_ns, (unsigned long long)s->seq);
     if (o.title != NULL)
         stw__out_json_string(&out, o.title);
@@ -292,7 +292,8 @@ int stw_report_json(const stw_snapshot *s, const stw_report_opts *opts, stw_writ
         const stw_kind_stat *ks = &s->kinds[k];
         stw__out_printf(&out, "%s{\"kind\":", first ? "" : ",");
         stw__out_json_string(&out, stw_kind_name(k));
-        stw__out_printf(&out, ",\"live\":%lld,\"live_bytes\":%lld,\"created\":%lld,\"released\":%lld",
+        stw__out_printf(&out,
+                        ",\"live\":%lld,\"live_bytes\":%lld,\"created\":%lld,\"released\":%lld",
                         (long long)ks->live, (long long)ks->live_bytes, (long long)ks->created,
                         (long long)ks->released);
         if (base != NULL)
@@ -348,8 +349,9 @@ int stw_report_prometheus(const stw_snapshot *s, stw_write_fn write, void *ud)
                             (long long)v);
         }
     }
-    stw__out_printf(&out, "# HELP steward_sites Interned creation sites.\n"
-                          "# TYPE steward_sites gauge\nsteward_sites %u\n",
+    stw__out_printf(&out,
+                    "# HELP steward_sites Interned creation sites.\n"
+                    "# TYPE steward_sites gauge\nsteward_sites %u\n",
                     stw__site_count());
     return stw__out_flush(&out);
 }

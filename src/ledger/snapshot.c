@@ -249,10 +249,8 @@ int stw_snapshot_diff(const stw_snapshot *before, const stw_snapshot *after, stw
         const stw_site_stat *b = &before->sites[i];
         if (find_site(after, b->site, b->kind) != NULL)
             continue;
-        stw_site_stat st = {.site = b->site,
-                            .kind = b->kind,
-                            .live = -b->live,
-                            .live_bytes = -b->live_bytes};
+        stw_site_stat st = {
+            .site = b->site, .kind = b->kind, .live = -b->live, .live_bytes = -b->live_bytes};
         if ((st.live != 0 || st.live_bytes != 0) && push_site(d, st) != 0)
             goto fail;
     }

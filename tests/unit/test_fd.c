@@ -70,10 +70,8 @@ static void test_untrack(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        STW_TEST(test_track_and_close),
-        STW_TEST(test_failure_passes_through),
-        STW_TEST(test_socket_kind),
-        STW_TEST(test_pipe_eventfd),
+        STW_TEST(test_track_and_close), STW_TEST(test_failure_passes_through),
+        STW_TEST(test_socket_kind),     STW_TEST(test_pipe_eventfd),
         STW_TEST(test_untrack),
     };
     return cmocka_run_group_tests_name("fd", tests, NULL, NULL);

@@ -164,8 +164,7 @@ static void test_checkpoint_and_snapshot(void **state)
     assert_int_equal(stw_ledger_record(STW_KIND_TIMER, ID(12), 20, "new2"), 0);
     assert_int_equal(stw_ledger_record(STW_KIND_MMAP, ID(13), 4096, "other kind"), 0);
 
-    stw_snapshot_opts o = {
-        .kinds = STW_KIND_BIT(STW_KIND_TIMER), .since_seq = cp, .records = true};
+    stw_snapshot_opts o = {.kinds = STW_KIND_BIT(STW_KIND_TIMER), .since_seq = cp, .records = true};
     stw_snapshot *s = NULL;
     assert_int_equal(stw_snapshot_new(&o, &s), 0);
     assert_int_equal(s->nrecords, 2);
