@@ -364,9 +364,10 @@ static void place(stw__entry *tab, size_t cap, const stw__entry *src)
     tab[i] = *src;
 }
 
-static int grow(shard *s)
+/* Move the shard's records into a table of @ncap slots (a power of two
+ * that holds them below the growth threshold). */
+static int rehash(shard *s, size_t ncap)
 {
-    size_t ncap = s->cap ? s->cap * 2 : SHARD_MIN_CAP;
     stw__entry *ntab = stw__pages_alloc(ncap * sizeof(stw__entry));
     if (ntab == NULL)
         return -ENOMEM;
@@ -377,6 +378,23 @@ static int grow(shard *s)
     s->tab = ntab;
     s->cap = ncap;
     return 0;
+}
+
+static int grow(shard *s)
+{
+    return rehash(s, s->cap ? s->cap * 2 : SHARD_MIN_CAP);
+}
+
+/* A table that once held a burst of records gives its memory back when it
+ * is mostly empty again: below 1/8 full it halves (growth happens at 7/10,
+ * so a count hovering near a boundary cannot make it flip back and
+ * forth). A failed shrink only keeps the larger table. */
+#define SHRINK_MIN_CAP 256
+
+static void maybe_shrink(shard *s)
+{
+    if (s->cap > SHRINK_MIN_CAP && s->count * 8 < s->cap)
+        rehash(s, s->cap / 2);
 }
 
 int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label)
@@ -467,6 +485,7 @@ static void do_remove(shard *s, stw__entry *e, void *ud)
     bump(&kc->live_bytes, -(long long)e->size);
     bump(&kc->released, 1);
     erase(s, e);
+    maybe_shrink(s);
 }
 
 int stw__ledger_remove(int kind, uint64_t id)
