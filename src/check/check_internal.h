@@ -57,6 +57,11 @@ int stw__check_record(int kind, uint64_t id, uint64_t size, const char *label, i
  * fds and processes outlive the calls that made them). Never NULL. */
 const char *stw__check_label(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Register fork handlers for a lock of the caller's that hooks take
+ * before the ledger's own locks: they run before the ledger's at fork. */
+void stw__check_atfork_before_ledger(void (*prepare)(void), void (*parent)(void),
+                                     void (*child)(void));
+
 /* Checkpoint taken when the checker started: what the program made since. */
 extern uint64_t stw__check_start_seq;
 

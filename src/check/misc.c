@@ -414,13 +414,6 @@ static void fork_child(void)
 
 __attribute__((constructor(102))) static void misc_ctor(void)
 {
-    stw_record r;
-    /* The ledger registers its fork handlers when it initialises; ours
-     * must come later so that they run first at fork, taking map_lock
-     * before the ledger's locks as the hooks do. */
-    stw_ledger_lookup(STW_KIND_MMAP, 0, &r);
-    bool g = stw_ledger_guard_enter();
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-    if (g)
-        stw_ledger_guard_exit();
+    /* map_lock is taken before the ledger's locks, as the hooks do. */
+    stw__check_atfork_before_ledger(fork_prepare, fork_parent, fork_child);
 }

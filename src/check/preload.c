@@ -216,6 +216,19 @@ static void atfork_child(void)
 
 static void install_fatal_handlers(void);
 
+void stw__check_atfork_before_ledger(void (*prepare)(void), void (*parent)(void),
+                                     void (*child)(void))
+{
+    /* Fork handlers run prepare-last-registered-first: initialising the
+     * ledger now registers its handlers before these, so at fork these
+     * take their lock before the ledger's, in the order the hooks do. */
+    stw__ledger_init();
+    bool g = stw_ledger_guard_enter();
+    pthread_atfork(prepare, parent, child);
+    if (g)
+        stw_ledger_guard_exit();
+}
+
 bool stw__check_tracking(int kind)
 {
     if (!stw__check_ready()) {

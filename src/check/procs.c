@@ -192,6 +192,16 @@ static const char *spawn_label(const char *path, char *const argv[])
     return intern_label("process:", what);
 }
 
+/* Book a child posix_spawn(p) started. */
+static __attribute__((noinline)) void note_spawn(pid_t child, const char *path, char *const argv[])
+{
+    if (!tracking())
+        return;
+    forget_stale(child);
+    /* skip 2: this function and the interposed posix_spawn(p). */
+    stw__check_record(STW_KIND_PROCESS, (uint64_t)child, 0, spawn_label(path, argv), 2);
+}
+
 STW_HOOK int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
                          const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
@@ -201,11 +211,8 @@ STW_HOOK int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_ac
     pid_t local;
     int rc = real_posix_spawn(pid != NULL ? pid : &local, path, fa, attr, argv, envp);
     int saved = errno;
-    if (rc == 0 && tracking()) {
-        pid_t child = pid != NULL ? *pid : local;
-        forget_stale(child);
-        stw__check_record(STW_KIND_PROCESS, (uint64_t)child, 0, spawn_label(path, argv), 1);
-    }
+    if (rc == 0)
+        note_spawn(pid != NULL ? *pid : local, path, argv);
     errno = saved;
     return rc;
 }
@@ -219,11 +226,8 @@ STW_HOOK int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_a
     pid_t local;
     int rc = real_posix_spawnp(pid != NULL ? pid : &local, file, fa, attr, argv, envp);
     int saved = errno;
-    if (rc == 0 && tracking()) {
-        pid_t child = pid != NULL ? *pid : local;
-        forget_stale(child);
-        stw__check_record(STW_KIND_PROCESS, (uint64_t)child, 0, spawn_label(file, argv), 1);
-    }
+    if (rc == 0)
+        note_spawn(pid != NULL ? *pid : local, file, argv);
     errno = saved;
     return rc;
 }

@@ -297,6 +297,9 @@ static void scan_words(ctx *c, uintptr_t lo, uintptr_t hi)
         struct iovec local = {c->chunk, want}, remote = {(void *)lo, want};
         ssize_t got = process_vm_readv(c->pid, &local, 1, &remote, 1, 0);
         if (got < 0 && (errno == EPERM || errno == ENOSYS)) {
+            /* A seccomp filter (some containers) refuses the call: read in
+             * place from here on, which is what every scanner without this
+             * protection does. */
             c->direct = true;
             scan_direct(c, lo, hi);
             return;

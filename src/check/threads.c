@@ -435,15 +435,8 @@ static void fork_child(void)
 
 __attribute__((constructor(102))) static void threads_ctor(void)
 {
-    stw_record r;
-    /* The ledger registers its own fork handlers when it initialises;
-     * ours must come later so that they run first at fork, taking
-     * ts_lock before the ledger's locks as every hook does. */
-    stw_ledger_lookup(STW_KIND_THREAD, 0, &r);
-    bool g = stw_ledger_guard_enter();
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-    if (g)
-        stw_ledger_guard_exit();
+    /* ts_lock is taken before the ledger's locks, as every hook does. */
+    stw__check_atfork_before_ledger(fork_prepare, fork_parent, fork_child);
 }
 
 /* A detached thread that signalled the main thread it is done may not

@@ -336,6 +336,22 @@ static void on_keepalive(evutil_socket_t fd, short what, void *arg)
     evbuffer_free(b);
 }
 
+/* Begin a response that streams until the peer or the relay ends it (a
+ * viewer, an event client). Such a client only listens, so there is no read
+ * timeout; a peer that takes nothing for cfg.timeout_s seconds is cut by
+ * the write timeout. The socket is booked in the ledger until @closed. */
+static void start_stream(relay_http *srv, struct evhttp_request *req,
+                         struct evhttp_connection *conn, struct bufferevent *bev, int fd,
+                         const char *label, void (*closed)(struct evhttp_connection *, void *),
+                         void *arg)
+{
+    evhttp_send_reply_start(req, 200, "OK");
+    struct timeval wt = {.tv_sec = srv->cfg.timeout_s};
+    bufferevent_set_timeouts(bev, NULL, &wt);
+    stw_fd_track(fd, STW_KIND_SOCKET, label);
+    evhttp_connection_set_closecb(conn, closed, arg);
+}
+
 static void handle_events(relay_http *srv, struct evhttp_request *req)
 {
     if (srv->nsse >= srv->cfg.max_sse) {
@@ -360,13 +376,7 @@ static void handle_events(relay_http *srv, struct evhttp_request *req)
     evhttp_add_header(h, "Cache-Control", "no-store");
     evhttp_add_header(h, "Connection", "close");
     evhttp_add_header(h, "X-Accel-Buffering", "no");
-    evhttp_send_reply_start(req, 200, "OK");
-    /* Clients only listen: no read timeout; a peer that takes nothing for
-     * cfg.timeout_s seconds is cut by the write timeout. */
-    struct timeval wt = {.tv_sec = srv->cfg.timeout_s};
-    bufferevent_set_timeouts(bev, NULL, &wt);
-    stw_fd_track(c->fd, STW_KIND_SOCKET, "socket:sse");
-    evhttp_connection_set_closecb(conn, sse_closed, c);
+    start_stream(srv, req, conn, bev, c->fd, "socket:sse", sse_closed, c);
     c->next = srv->sse;
     if (srv->sse != NULL)
         srv->sse->prev = c;
@@ -627,11 +637,7 @@ static void handle_stream(relay_http *srv, struct evhttp_request *req, http_inpu
         viewers_changed(hi);
         return;
     }
-    evhttp_send_reply_start(req, 200, "OK");
-    struct timeval wt = {.tv_sec = srv->cfg.timeout_s};
-    bufferevent_set_timeouts(bev, NULL, &wt);
-    stw_fd_track(v->fd, STW_KIND_SOCKET, "socket:viewer");
-    evhttp_connection_set_closecb(conn, viewer_closed, v);
+    start_stream(srv, req, conn, bev, v->fd, "socket:viewer", viewer_closed, v);
     v->next = hi->viewers;
     if (hi->viewers != NULL)
         hi->viewers->prev = v;

@@ -421,13 +421,12 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
         relay_input *in = inputs[(*ninputs)++];
         if (in->on_demand)
             continue;
+        /* One input whose source cannot start must not keep the others
+         * down: it stays configured, in state "error", and says why. */
         rc = relay_input_start(in, cfg);
-        /* A kind this binary lacks keeps its configuration, in state "error". */
-        if (rc == -ENOSYS)
-            fprintf(stderr, "steward relay: input %s: %s sources are not built in\n", in->name,
-                    in->kind);
-        else if (rc != 0)
-            return rc;
+        if (rc != 0)
+            fprintf(stderr, "steward relay: input %s: cannot start its source: %s\n", in->name,
+                    stw_strerror(rc));
     }
     return 0;
 }

@@ -36,6 +36,19 @@ def check(name, fn):
         report(name, False, "%s: %s" % (type(e).__name__, e))
 
 
+def main_for(suite_name, run):
+    """The main() of a suite with one run(build) function: usage check, a
+    failed start counted as one failure, exit status from all cases."""
+    if len(sys.argv) != 2:
+        print("usage: relay_%s.py BUILD_DIR" % suite_name, file=sys.stderr)
+        return 2
+    try:
+        run(sys.argv[1])
+    except Exception as e:
+        report(suite_name, False, "could not start: %s" % e)
+    return 0 if all(RESULTS) else 1
+
+
 def is_jpeg(b):
     return len(b) > 4 and b[:2] == b"\xff\xd8" and b[-2:] == b"\xff\xd9"
 

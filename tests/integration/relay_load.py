@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_camera import FakeCamera  # noqa: E402
-from relay_basic import RESULTS, Relay, check  # noqa: E402
+from relay_basic import Relay, check, main_for  # noqa: E402
 
 READERS = 40
 STALLED = 10
@@ -150,17 +150,5 @@ def run(build):
         cam.stop()
 
 
-def main():
-    if len(sys.argv) != 2:
-        print("usage: relay_load.py BUILD_DIR", file=sys.stderr)
-        return 2
-    try:
-        run(sys.argv[1])
-    except Exception as e:
-        RESULTS.append(False)
-        print("FAIL relay/load: could not start: %s" % e, flush=True)
-    return 0 if all(RESULTS) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_for("load", run))

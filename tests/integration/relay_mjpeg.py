@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_camera import FRAMES, FakeCamera  # noqa: E402
-from relay_basic import RESULTS, Relay, check, is_jpeg, read_parts  # noqa: E402
+from relay_basic import Relay, check, main_for, is_jpeg, read_parts  # noqa: E402
 
 
 def wait_for(what, fn, timeout=15):
@@ -166,17 +166,5 @@ def run(build):
         cam.stop()
 
 
-def main():
-    if len(sys.argv) != 2:
-        print("usage: relay_mjpeg.py BUILD_DIR", file=sys.stderr)
-        return 2
-    try:
-        run(sys.argv[1])
-    except Exception as e:
-        RESULTS.append(False)
-        print("FAIL relay/mjpeg: could not start: %s" % e, flush=True)
-    return 0 if all(RESULTS) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_for("mjpeg", run))
