@@ -2,12 +2,13 @@
 #   make run    install what is missing, build, run the relay (Ctrl-C stops it)
 #   make test   install what is missing, build, run every test
 # Other targets: build (release, in build/), debug (build-debug/),
-# asan (AddressSanitizer + UBSan unit tests, build-asan/), bench, format, clean.
+# asan (AddressSanitizer + UBSan unit tests, build-asan/), bench, format, clean,
+# stress-test (the timing-sensitive suites RUNS times under CPU load).
 
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all run test build debug asan bench format clean deps deps-test
+.PHONY: all run test build debug asan bench format clean deps deps-test stress-test
 
 all: build
 
@@ -45,6 +46,12 @@ asan: deps-test $(WEB_DEPS)
 	@[ -f build-asan/build.ninja ] || CC=clang meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 	@ninja -C build-asan
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tests/run.sh build-asan --unit-only
+
+# RUNS rounds (default 50) of the unit tests, the leak corpus, the real
+# programs and the relay's integration tests, with every core kept busy.
+RUNS ?= 50
+stress-test: deps-test build
+	@scripts/stress-test.sh $(BUILD) $(RUNS) $(SUITES)
 
 bench: build
 	@scripts/deps.sh bench

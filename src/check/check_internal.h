@@ -125,6 +125,13 @@ void stw__procs_reconcile(void);
  * reaped)". Never NULL. */
 const char *stw__proc_state(uint64_t pid);
 
+/* ---- growth.c: the checker's own thread ---- */
+/* The checker's thread: its stack (and, at its top, its thread descriptor
+ * and TLS) is [*lo, *hi) and its kernel thread id *tid. Its words are the
+ * checker's, never the program's: the scan must not take them for roots.
+ * False while the thread has not started. */
+bool stw__checker_thread(uintptr_t *lo, uintptr_t *hi, long *tid);
+
 /* ---- scan.c: conservative pointer scan ---- */
 enum stw__heap_class {
     STW__DEFINITELY_LOST = 0,
@@ -137,6 +144,10 @@ enum stw__heap_class {
  * calling thread's registers. 0 or -ENOMEM (then everything is
  * "definitely lost"). */
 int stw__scan_classify(const stw_snapshot *s, uint8_t *cls);
+/* Remember which words of the loaded modules' writable data point into no
+ * mapping at start (the loader leaves such dangling words behind): the scan
+ * ignores them while they keep that value. Called once by the constructor. */
+void stw__scan_note_stale_words(void);
 
 /* ---- suppress.c ---- */
 /* Load the default suppressions and the user's file (may be NULL).

@@ -14,6 +14,9 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +59,12 @@ static atomic_int thread_running;
  * cannot be holding), then acknowledged. */
 static atomic_int final_requested;
 static atomic_int final_done;
+/* The thread's own stack, so that the pointer scan can leave it out: the
+ * copies of the ledger's records it makes while sampling and reporting
+ * hold the address of every block and mapping. */
+#define THREAD_STACK_BYTES (8u << 20)
+static uintptr_t stack_lo, stack_hi;
+static atomic_long thread_tid;
 
 static series *series_for(stw_site site, int kind)
 {
@@ -138,6 +147,7 @@ static void *run(void *arg)
     (void)arg;
     /* Everything this thread allocates is the checker's, never the program's. */
     stw_ledger_guard_enter();
+    atomic_store(&thread_tid, (long)syscall(SYS_gettid));
     atomic_store(&thread_running, 1);
     int64_t every_ns = (int64_t)stw__copts.report_every_s * 1000000000;
     int64_t next_report = every_ns > 0 ? stw_now_ns() + every_ns : INT64_MAX;
@@ -189,15 +199,43 @@ void stw__growth_start(void)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* A stack of our own, reserved (pages cost nothing until touched),
+     * with an inaccessible guard page at its low end. */
+    char *stack = stw__pages_reserve(THREAD_STACK_BYTES);
+    if (stack != NULL &&
+        (mprotect(stack, 4096, PROT_NONE) != 0 ||
+         pthread_attr_setstack(&attr, stack + 4096, THREAD_STACK_BYTES - 4096) != 0)) {
+        stw__pages_free(stack, THREAD_STACK_BYTES);
+        stack = NULL;
+    }
     /* The program's signals stay with the program's threads. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t t;
-    if (pthread_create(&t, &attr, run, NULL) == 0)
+    if (stack != NULL) {
+        stack_lo = (uintptr_t)stack;
+        stack_hi = stack_lo + THREAD_STACK_BYTES;
+    }
+    if (pthread_create(&t, &attr, run, NULL) == 0) {
         pthread_setname_np(t, "steward-check");
+    } else if (stack != NULL) {
+        stack_lo = stack_hi = 0;
+        stw__pages_free(stack, THREAD_STACK_BYTES);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
+}
+
+bool stw__checker_thread(uintptr_t *lo, uintptr_t *hi, long *tid)
+{
+    long t = atomic_load(&thread_tid);
+    if (t == 0)
+        return false;
+    *lo = stack_lo;
+    *hi = stack_hi;
+    *tid = t;
+    return true;
 }
 
 void stw__check_fatal_report(int sig)

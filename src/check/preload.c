@@ -212,6 +212,10 @@ static void atfork_child(void)
     /* A child that does not exec must not report its parent's resources as
      * its own leaks (Valgrind's --child-silent-after-fork). */
     forked_child = true;
+    /* Another thread may have been inside libunwind at the fork: its lock
+     * would stay taken in this copy, and the first DWARF unwind here
+     * (booking a thread the child creates, say) would hang forever. */
+    stw__stack_forbid_libunwind();
 }
 
 static void install_fatal_handlers(void);

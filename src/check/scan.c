@@ -111,6 +111,10 @@ typedef struct ctx {
     pid_t pid;
     bool direct;      /* process_vm_readv refused: read memory in place */
     uintptr_t *chunk; /* SCAN_CHUNK bytes the scanned memory is copied into */
+    /* The checker's own thread (stack range and tid; 0 when unknown): its
+     * words are never roots. */
+    uintptr_t own_lo, own_hi;
+    long own_tid;
 } ctx;
 
 /* Memory is copied out with process_vm_readv before it is scanned: other
@@ -121,9 +125,44 @@ typedef struct ctx {
 /* Captured on the main thread by this library's constructor. */
 static uintptr_t main_tcb;
 
+/* The modules' writable data as it was when this library started, where
+ * a word held an address outside every loaded module (heap, stacks,
+ * anonymous or unmapped memory). A word still holding that value at scan
+ * time was not written by the program after it started, so it cannot
+ * point at a block or mapping made since: the loader leaves such words
+ * behind (ld.so keeps its pointer to the ld.so.cache it unmapped after
+ * loading, and a mapping the program makes later may land right there).
+ * Sorted by address; STALE_MAX entries at most (later ones are dropped:
+ * the scan is then only as conservative as it was without them). */
+#define STALE_MAX 65536
+typedef struct stale_word {
+    uintptr_t at, value;
+} stale_word;
+static stale_word *stale;
+static size_t nstale;
+static uint64_t stale_seq; /* ledger checkpoint when they were noted */
+
 __attribute__((constructor)) static void scan_ctor(void)
 {
     main_tcb = (uintptr_t)pthread_self();
+    stw__scan_note_stale_words();
+}
+
+/* True when the word @w read at @at has held that value since start and
+ * so cannot refer to a block with ledger sequence number @seq, made later. */
+static bool is_stale(uintptr_t at, uintptr_t w, uint64_t seq)
+{
+    if (seq <= stale_seq)
+        return false;
+    size_t lo = 0, hi = nstale;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (stale[mid].at < at)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < nstale && stale[lo].at == at && stale[lo].value == w;
 }
 
 /* ---- the block table ---- */
@@ -252,12 +291,15 @@ static size_t first_block_after(const ctx *c, uintptr_t a)
     return lo;
 }
 
-static void mark(ctx *c, uintptr_t w)
+/* The word @w, read at @at, points into a block: reach it. */
+static void mark(ctx *c, uintptr_t w, uintptr_t at)
 {
     long i = find_block(c, w);
     if (i < 0)
         return;
     blk *k = &c->b[i];
+    if (nstale > 0 && is_stale(at, w, k->seq))
+        return;
     if (!c->leader_pass) {
         if (k->state == UNREACHED) {
             k->state = REACHED;
@@ -279,7 +321,7 @@ static NO_SANITIZE void scan_direct(ctx *c, uintptr_t lo, uintptr_t hi)
     for (uintptr_t p = lo; p + 8 <= hi; p += 8) {
         uintptr_t w = *(const volatile uintptr_t *)p;
         if (w - c->min < c->span)
-            mark(c, w);
+            mark(c, w, p);
     }
 }
 
@@ -312,7 +354,7 @@ static void scan_words(ctx *c, uintptr_t lo, uintptr_t hi)
         for (size_t i = 0; i < (size_t)got / 8; i++) {
             uintptr_t w = c->chunk[i];
             if (w - c->min < c->span)
-                mark(c, w);
+                mark(c, w, lo + i * 8);
         }
         lo += (uintptr_t)got;
     }
@@ -563,7 +605,8 @@ static uintptr_t thread_sp(long tid)
 static void find_thread_sps(ctx *c, uintptr_t own_sp)
 {
     long self = syscall(SYS_gettid);
-    note_sp(c, own_sp, 0);
+    if (self != c->own_tid)
+        note_sp(c, own_sp, 0);
     int fd =
         (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -585,7 +628,7 @@ static void find_thread_sps(ctx *c, uintptr_t own_sp)
             long tid = 0;
             for (const char *p = d->name; *p >= '0' && *p <= '9'; p++)
                 tid = tid * 10 + (*p - '0');
-            if (tid == self)
+            if (tid == self || tid == c->own_tid)
                 continue;
             uintptr_t sp = thread_sp(tid);
             if (sp != 0)
@@ -670,6 +713,8 @@ static void scan_stacks(ctx *c)
 {
     for (size_t i = 0; i < c->nm; i++) {
         map *m = &c->m[i];
+        if (m->lo >= c->own_lo && m->hi <= c->own_hi)
+            continue;
         if (m->live_from != 0) {
             scan_root(c, m->live_from, m->hi);
             continue;
@@ -800,8 +845,11 @@ static __attribute__((noinline)) void scan_roots(ctx *c, const stw_snapshot *s)
     if ((uintptr_t)__builtin_frame_address(0) < sp)
         sp = (uintptr_t)__builtin_frame_address(0);
     /* The registers the program had when it called into the checker, as
-     * far as no checker frame has saved and reused them. */
-    scan_words(c, (uintptr_t)&regs, (uintptr_t)&regs + sizeof(regs));
+     * far as no checker frame has saved and reused them; none when this is
+     * the checker's own thread (a report at death by signal). */
+    bool own = syscall(SYS_gettid) == c->own_tid;
+    if (!own)
+        scan_words(c, (uintptr_t)&regs, (uintptr_t)&regs + sizeof(regs));
     uintptr_t from = exit_caller_sp();
     if (from == 0)
         from = checker_frames_end(c, (uintptr_t)__builtin_frame_address(0), sp);
@@ -811,7 +859,7 @@ static __attribute__((noinline)) void scan_roots(ctx *c, const stw_snapshot *s)
     if (main_tcb != 0)
         scan_tls(c, main_tcb);
     uintptr_t self = (uintptr_t)pthread_self();
-    if (self != main_tcb)
+    if (self != main_tcb && !own)
         scan_tls(c, self);
     (void)s;
     /* Keep @regs alive up to here. */
@@ -882,6 +930,8 @@ static __attribute__((noinline)) int classify(const stw_snapshot *s, uint8_t *cl
     if (c == NULL)
         return -ENOMEM;
     c->pid = getpid();
+    if (!stw__checker_thread(&c->own_lo, &c->own_hi, &c->own_tid))
+        c->own_lo = c->own_hi = 0, c->own_tid = 0;
     c->chunk = stw__pages_alloc(SCAN_CHUNK);
     int rc = c->chunk != NULL ? build_blocks(c, s) : -ENOMEM;
     if (rc == 0 && c->nb > 0)
@@ -912,4 +962,64 @@ int stw__scan_classify(const stw_snapshot *s, uint8_t *cls)
 {
     memset(cls, STW__DEFINITELY_LOST, s->nrecords);
     return classify(s, cls);
+}
+
+/* ---- the modules' data as it was at start ---- */
+
+/* True when @w lies in a loaded module's mappings: no block can be there
+ * while the module is loaded, so such words need not be remembered. */
+static bool in_module(const ctx *c, uintptr_t w)
+{
+    const map *m = find_map(c, w);
+    return m != NULL && m->type == M_FILE;
+}
+
+static NO_SANITIZE int note_module_words(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    (void)size;
+    const ctx *c = ud;
+    uintptr_t me = (uintptr_t)&self_marker;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && me >= lo && me < lo + ph->p_memsz)
+            return 0;
+    }
+    for (int i = 0; i < info->dlpi_phnum && nstale < STALE_MAX; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
+            continue;
+        uintptr_t lo = (info->dlpi_addr + ph->p_vaddr + 7) & ~(uintptr_t)7;
+        uintptr_t hi = readable_end(c, lo);
+        if (hi > info->dlpi_addr + ph->p_vaddr + ph->p_memsz)
+            hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+        for (uintptr_t p = lo; p + 8 <= hi && nstale < STALE_MAX; p += 8) {
+            uintptr_t w = *(const volatile uintptr_t *)p;
+            if (w < 0x10000 || w >= ((uintptr_t)1 << 47) || in_module(c, w))
+                continue;
+            stale[nstale++] = (stale_word){.at = p, .value = w};
+        }
+    }
+    return 0;
+}
+
+void stw__scan_note_stale_words(void)
+{
+    if (stale != NULL)
+        return;
+    ctx *c = stw__pages_alloc(sizeof(ctx));
+    stale = stw__pages_reserve(STALE_MAX * sizeof(stale_word));
+    if (c == NULL || stale == NULL || read_maps(c) != 0) {
+        nstale = 0;
+    } else {
+        stale_seq = stw_ledger_checkpoint();
+        dl_iterate_phdr(note_module_words, c);
+    }
+    if (nstale > 1 &&
+        stw__radix_sort(stale, nstale, sizeof(stale_word), offsetof(stale_word, at)) != 0)
+        nstale = 0;
+    if (c != NULL) {
+        stw__pages_free(c->m, c->m_bytes);
+        stw__pages_free(c, sizeof(ctx));
+    }
 }

@@ -46,6 +46,10 @@ int stw__stack_depth(void);
 bool stw__stack_fp_clean(void);
 /* stw_stack_capture with an explicit unwinder (enum stw__unwinder). */
 int stw__stack_capture_with(int how, void **pcs, int max, int skip);
+/* In a child forked from a threaded parent: libunwind's internal locks may
+ * have been held by a parent thread at the fork and stay held for good, so
+ * every capture from now on walks frame pointers only. Async-signal-safe. */
+void stw__stack_forbid_libunwind(void);
 
 /* ---- ledger.c: sites ---- */
 

@@ -7,6 +7,7 @@
  * libunwind's DWARF unwinder instead: slower, but exact through such code.
  */
 #define UNW_LOCAL_ONLY
+#include <signal.h>
 #include <libunwind.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "ledger_internal.h"
 
 static int unwinder = STW__UNWIND_FP;
+static volatile sig_atomic_t libunwind_forbidden;
 static int depth_cfg = 16;
 
 /* Per-thread stack bounds, looked up once per thread. */
@@ -128,12 +130,17 @@ __attribute__((noinline)) int stw__stack_capture_with(int how, void **pcs, int m
     /* +1: this function's frame. The barrier keeps the calls out of tail
      * position, so this frame exists and the skip count stays exact. */
     int n;
-    if (how == STW__UNWIND_LIBUNWIND)
+    if (how == STW__UNWIND_LIBUNWIND && !libunwind_forbidden)
         n = capture_libunwind(pcs, max, skip + 1);
     else
         n = capture_fp(pcs, max, skip + 1);
     __asm__ volatile("" ::: "memory");
     return n;
+}
+
+void stw__stack_forbid_libunwind(void)
+{
+    libunwind_forbidden = 1;
 }
 
 bool stw__stack_fp_clean(void)
