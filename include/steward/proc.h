@@ -52,10 +52,11 @@
  *
  * Ledger
  *   The child is recorded as STW_KIND_PROCESS (id = pid, label = a copy of
- *   argv[0] owned by the proc) from spawn until it is reaped; the pipes and
- *   the pidfd are recorded as STW_KIND_FD until they are closed. During a
- *   die_with_parent spawn the child's stack (STW_KIND_MMAP) and an
- *   exec-error pipe are recorded too; both are gone when spawn returns.
+ *   opts.label or argv[0], owned by the proc) from spawn until it is
+ *   reaped; the pipes and the pidfd are recorded as STW_KIND_FD until they
+ *   are closed. During a die_with_parent spawn the child's stack
+ *   (STW_KIND_MMAP) and an exec-error pipe are recorded too; both are gone
+ *   when spawn returns.
  */
 #ifndef STEWARD_PROC_H
 #define STEWARD_PROC_H
@@ -85,6 +86,8 @@ typedef struct stw_proc_opts {
     bool pipe_stderr;        /* false: stderr is inherited */
     bool die_with_parent;    /* SIGKILL the child when the spawning thread
                               * exits or the process dies (see above) */
+    const char *label;       /* the PROCESS record's label ("input cam1");
+                              * NULL = argv[0]; copied */
 } stw_proc_opts;
 
 /* Start a child. @o and everything it points to are borrowed for the

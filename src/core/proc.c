@@ -31,7 +31,7 @@ struct stw_proc {
     bool reaped; /* the pid is gone: waited for, or reaped by someone else */
     bool stolen; /* someone else reaped it, status unknown */
     int status;
-    char *label; /* argv[0], the PROCESS record's label */
+    char *label; /* opts.label or argv[0], the PROCESS record's label */
 };
 
 static const char *const stream_label[3] = {"proc:stdin", "proc:stdout", "proc:stderr"};
@@ -221,13 +221,13 @@ static int check_program(const char *file, const char *cwd, char *exec, size_t c
 #endif
 
 struct spawn_args {
-    const char *path;   /* to execve(), after the chdir */
-    char *const *argv;  /* borrowed from the caller */
-    char *const *envp;  /* borrowed from the caller, or environ */
-    const char *cwd;    /* NULL = stay */
-    int child[3];       /* child ends >= 3 for 0, 1, 2; -1 = not piped */
-    int errfd;          /* write end of the exec-error pipe, >= 3 */
-    pid_t parent;       /* getpid() before the clone */
+    const char *path;  /* to execve(), after the chdir */
+    char *const *argv; /* borrowed from the caller */
+    char *const *envp; /* borrowed from the caller, or environ */
+    const char *cwd;   /* NULL = stay */
+    int child[3];      /* child ends >= 3 for 0, 1, 2; -1 = not piped */
+    int errfd;         /* write end of the exec-error pipe, >= 3 */
+    pid_t parent;      /* getpid() before the clone */
 };
 
 static CHILD_SIDE __attribute__((noreturn)) void child_fail(int errfd, int err)
@@ -249,8 +249,7 @@ static CHILD_SIDE void child_close_range(unsigned from, unsigned to)
     /* Kernels before 5.9: close one by one up to the descriptor limit. */
     struct rlimit rl;
     unsigned max = 65536;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        rl.rlim_cur < max)
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max)
         max = (unsigned)rl.rlim_cur;
     for (unsigned fd = from; fd <= to && fd < max; fd++)
         close((int)fd);
@@ -345,8 +344,8 @@ static int spawn_die_with_parent(stw_proc *p, const stw_proc_opts *o, const char
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     /* The stack grows down on every architecture this builds for. */
-    pid_t pid = clone(child_main, (char *)stack + SPAWN_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD,
-                      &a);
+    pid_t pid =
+        clone(child_main, (char *)stack + SPAWN_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
     int clone_err = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* The child has exec'd or exited: its stack is free. */
@@ -410,7 +409,7 @@ int stw_proc_spawn(const stw_proc_opts *o, stw_proc **out)
     p->pid = -1;
     p->pidfd = -1;
     p->fds[0] = p->fds[1] = p->fds[2] = -1;
-    p->label = stw_strdup(o->argv[0]);
+    p->label = stw_strdup(o->label != NULL ? o->label : o->argv[0]);
     rc = -ENOMEM;
     if (p->label == NULL)
         goto free_proc;

@@ -131,6 +131,14 @@ static void test_proc_exit_status(void **state)
     stw_proc_free(&p);
     stw_proc_free(NULL);
 
+    /* A label names the job in the ledger instead of the program. */
+    assert_int_equal(
+        stw_proc_spawn(&(stw_proc_opts){.argv = ARGV("sleep", "30"), .label = "input cam1"}, &p),
+        0);
+    assert_int_equal(stw_ledger_lookup(STW_KIND_PROCESS, (uint64_t)stw_proc_pid(p), &rec), 0);
+    assert_string_equal(rec.label, "input cam1");
+    stw_proc_free(&p);
+
     assert_int_equal(stw_proc_spawn(&(stw_proc_opts){.argv = ARGV("true")}, &p), 0);
     assert_int_equal(stw_proc_wait(p, STW_DEADLINE_NEVER, &st), 0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
