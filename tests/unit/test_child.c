@@ -129,6 +129,7 @@ typedef struct run {
     int delays[MAX_SPAWNS]; /* scheduled: next_ms - ended_ms */
     int64_t last_ended;
     bool saw_backoff, saw_error, saw_running;
+    int want_spawns; /* for enough_spawns */
 } run;
 
 static void observe(run *r)
@@ -224,6 +225,19 @@ static bool has_child(run *r)
     return info.pid != 0;
 }
 
+static bool enough_spawns(run *r)
+{
+    return r->nspawns >= r->want_spawns;
+}
+
+/* The child the watchdog had to SIGKILL is reaped. */
+static bool killed_hard(run *r)
+{
+    relay_child_info info;
+    relay_child_info_get(r->c, &info);
+    return strncmp(info.last_exit, "killed by SIGKILL", 17) == 0;
+}
+
 static relay_child_opts fast_opts(void)
 {
     return (relay_child_opts){.job = "input test",
@@ -283,8 +297,8 @@ static void test_child_restarts_with_backoff(void **state)
     relay_child_opts o = fast_opts();
     assert_int_equal(relay_child_new(&o, &c), 0);
     assert_int_equal(relay_child_set_argv(c, ARGV("/bin/sh", "-c", script)), 0);
-    run r = {.c = c};
-    drive(&r, 1300);
+    run r = {.c = c, .want_spawns = 6};
+    assert_true(drive_until(&r, 20000, enough_spawns));
     /* 20, 40, 80, 160, 200, 200 ms, each cut by up to a quarter. */
     assert_true(r.nspawns >= 5);
     assert_true(r.ndelays >= r.nspawns - 1);
@@ -318,8 +332,8 @@ static void test_child_backoff_resets_when_healthy(void **state)
     o.healthy_ms = 50; /* every child lives 80 ms: healthy */
     assert_int_equal(relay_child_new(&o, &c), 0);
     assert_int_equal(relay_child_set_argv(c, ARGV("/bin/sh", "-c", script)), 0);
-    run r = {.c = c};
-    drive(&r, 1000);
+    run r = {.c = c, .want_spawns = 6};
+    assert_true(drive_until(&r, 20000, enough_spawns));
     /* Without the reset the delays would grow: 20, 40, 80, 160, ... */
     assert_true(r.nspawns >= 5);
     assert_true(r.ndelays >= 4);
@@ -343,8 +357,8 @@ static void test_child_watchdog(void **state)
     o.backoff_min_ms = 10;
     assert_int_equal(relay_child_new(&o, &c), 0);
     assert_int_equal(relay_child_set_argv(c, ARGV("/bin/sh", "-c", script)), 0);
-    run r = {.c = c};
-    drive(&r, 700);
+    run r = {.c = c, .want_spawns = 3};
+    assert_true(drive_until(&r, 20000, enough_spawns));
     assert_true(r.nspawns >= 3);
     assert_false(r.saw_running);
     relay_child_info info;
@@ -358,18 +372,19 @@ static void test_child_watchdog(void **state)
     /* A child that ignores SIGTERM gets SIGKILL after the grace period,
      * and the owner's loop never blocks for it. */
     locked_script(script, sizeof(script), "trap '' TERM; sleep 60 9>&-");
-    o.grace_ms = 150;
-    o.backoff_min_ms = 1000;
-    o.backoff_max_ms = 1000;
+    o.watchdog_ms = 300; /* time for the shell to set its trap */
+    o.grace_ms = 1000;
+    o.backoff_min_ms = 10000;
+    o.backoff_max_ms = 10000;
     assert_int_equal(relay_child_new(&o, &c), 0);
     assert_int_equal(relay_child_set_argv(c, ARGV("/bin/sh", "-c", script)), 0);
     r = (run){.c = c};
-    drive(&r, 500);
+    assert_true(drive_until(&r, 10000, killed_hard));
     assert_int_equal(r.nspawns, 1);
-    assert_true(r.longest_tick_ms < 50);
+    assert_true(r.longest_tick_ms < 500);
     relay_child_info_get(c, &info);
     assert_string_equal(info.state, "backoff");
-    assert_string_equal(info.last_exit, "killed by SIGKILL (watchdog: no progress for 100 ms)");
+    assert_string_equal(info.last_exit, "killed by SIGKILL (watchdog: no progress for 300 ms)");
     assert_true(pid_dead(r.pids[0]));
     relay_child_free(&c);
     assert_false(duplicate_seen());
@@ -377,12 +392,12 @@ static void test_child_watchdog(void **state)
     /* Progress keeps a child alive, and makes it "running". */
     locked_script(script, sizeof(script), "while :; do echo frame; sleep 0.02 9>&-; done");
     o = fast_opts();
-    o.watchdog_ms = 100;
+    o.watchdog_ms = 400;
     o.pipe_stdout = true;
     assert_int_equal(relay_child_new(&o, &c), 0);
     assert_int_equal(relay_child_set_argv(c, ARGV("/bin/sh", "-c", script)), 0);
     r = (run){.c = c, .progress_on_stdout = true};
-    drive(&r, 600);
+    drive(&r, 1000);
     assert_int_equal(r.nspawns, 1);
     relay_child_info_get(c, &info);
     assert_string_equal(info.state, "running");
@@ -522,7 +537,8 @@ static void test_child_never_two(void **state)
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, sampler, c), 0);
     run r = {.c = c};
-    for (int i = 0; i < 30; i++) {
+    stw_deadline d = stw_deadline_in_ms(20000);
+    for (int i = 0; (i < 30 || r.nspawns < 10) && stw_now_ns() < d; i++) {
         drive(&r, 40);
         if (i % 4 == 0 && r.last_pid != 0)
             kill(r.last_pid, SIGKILL);
@@ -640,8 +656,11 @@ static void test_child_free_running(void **state)
     /* It leaves a grandchild in its group. */
     assert_int_equal(relay_child_set_argv(c, ARGV("/bin/sh", "-c", "sleep 60 & echo $!; sleep 60")),
                      0);
+    /* One tick spawns it; no loop reads its stdout but the test. */
+    assert_int_equal(relay_child_tick(c, now_ms()), 1000);
     run r = {.c = c};
-    assert_true(drive_until(&r, 5000, has_child));
+    observe(&r);
+    assert_true(r.last_pid > 0);
     char buf[32] = "";
     struct pollfd p = {.fd = relay_child_stdout_fd(c), .events = POLLIN};
     assert_int_equal(poll(&p, 1, 5000), 1);
