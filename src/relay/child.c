@@ -21,6 +21,7 @@
 #define READ_BUDGET (64 * 1024)
 #define LOG_WINDOW_MS 60000
 #define ERROR_LINES 3 /* stderr lines in last_error */
+#define CUT_MARK " [...]" /* ends a line cut to fit */
 
 enum state { ST_STARTING, ST_RUNNING, ST_BACKOFF, ST_ERROR, ST_STOPPED };
 
@@ -142,15 +143,19 @@ static void finish_line(relay_child *c, bool keep)
     c->line_cut = false;
     if (n == 0 && !cut)
         return;
-    /* A cut line loses its last, partial word if that could be a URL or a
-     * name=value: cut before its '@' or its end, a password would show,
-     * since the redaction could not recognise it. */
     if (cut) {
+        if (n > sizeof(c->line) - 1 - strlen(CUT_MARK))
+            n = sizeof(c->line) - 1 - strlen(CUT_MARK);
+        /* The last, partial word goes if it could be a URL or a name=value:
+         * cut before its '@' or its end, a password would show, since the
+         * redaction could not recognise it. */
         size_t w = n;
         while (w > 0 && !is_word_end(c->line[w - 1]))
             w--;
         if (memchr(c->line + w, ':', n - w) != NULL || memchr(c->line + w, '=', n - w) != NULL)
             n = w;
+        memcpy(c->line + n, CUT_MARK, strlen(CUT_MARK));
+        n += strlen(CUT_MARK);
     }
     c->line[n] = '\0';
     char out[RELAY_CHILD_LINE_MAX];

@@ -46,9 +46,13 @@
  *     spawn, then from its last progress) gets SIGTERM on its group, then
  *     SIGKILL after grace_ms, without blocking the owner, and is restarted.
  *   - Bounded memory: stderr is read through a fixed line buffer; the last
- *     RELAY_CHILD_LINES lines (each cut to RELAY_CHILD_LINE_MAX - 1 bytes)
- *     are kept in a fixed ring. Every line is redacted (relay/redact.h)
- *     before it is stored, logged or handed out.
+ *     RELAY_CHILD_LINES lines (each cut to RELAY_CHILD_LINE_MAX - 1 bytes,
+ *     ending in " [...]" when cut) are kept in a fixed ring. Every line is
+ *     redacted (relay/redact.h) before it is stored, logged or handed out;
+ *     a cut line also loses its partial last word when that could hold a
+ *     password the cut made unrecognisable. Lines ffmpeg ends with '\r'
+ *     (its progress lines) go to on_line but not into the ring: they would
+ *     push every message out of it.
  *   - The relay's own log (its stderr) gets one line per child that ends
  *     or fails to start, never one per ffmpeg line, and at most
  *     RELAY_CHILD_LOG_BURST of them per minute per job.

@@ -630,6 +630,7 @@ static void test_child_stderr_ring(void **state)
     assert_null(strstr(tail, "s3cr"));
     assert_null(strstr(tail, "frame="));
     assert_non_null(strstr(tail, "'rtsp://admin:***@cam/live'"));
+    assert_non_null(strstr(tail, "bbbb [...]\n"));
     const char *last = strrchr(tail, '\n');
     assert_non_null(last);
     assert_string_equal(last + 1, "tail without a newline");
