@@ -180,10 +180,11 @@ void relay_child_resume(relay_child *c);
 /* A snapshot of the job's state into *@out. Any thread. */
 void relay_child_info_get(relay_child *c, relay_child_info *out);
 
-/* The last @nlines (at most RELAY_CHILD_LINES) stderr lines of the current
- * or last child, oldest first, joined by '\n', into @out (@len bytes,
- * always NUL-terminated when @len > 0; older lines are dropped first when
- * they do not fit). Returns the number of lines written. Any thread. */
+/* The job's last @nlines (at most RELAY_CHILD_LINES) stderr lines, across
+ * restarts (so a crash loop still shows what the children said), oldest
+ * first, joined by '\n', into @out (@len bytes, always NUL-terminated when
+ * @len > 0; older lines are dropped first when they do not fit). Returns
+ * the number of lines written. Any thread. */
 unsigned relay_child_tail(relay_child *c, unsigned nlines, char *out, size_t len);
 
 #endif

@@ -427,6 +427,10 @@ static void test_child_killed_from_outside(void **state)
     assert_true(drive_until(&r, 5000, has_child));
     pid_t first = r.last_pid;
     assert_true(relay_child_stdin_fd(c) >= 0);
+    /* The ledger names the job, not the program. */
+    stw_record rec;
+    assert_int_equal(stw_ledger_lookup(STW_KIND_PROCESS, (uint64_t)first, &rec), 0);
+    assert_string_equal(rec.label, "input test");
     assert_true(relay_child_stdout_fd(c) >= 0);
     assert_int_equal(kill(first, SIGKILL), 0);
     /* Wait for the kill to land without ticking, then one tick notices. */
