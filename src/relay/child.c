@@ -20,7 +20,7 @@
 #define EOF_POLL_MS 10
 #define READ_BUDGET (64 * 1024)
 #define LOG_WINDOW_MS 60000
-#define ERROR_LINES 3 /* stderr lines in last_error */
+#define ERROR_LINES 3     /* stderr lines in last_error */
 #define CUT_MARK " [...]" /* ends a line cut to fit */
 
 enum state { ST_STARTING, ST_RUNNING, ST_BACKOFF, ST_ERROR, ST_STOPPED };
