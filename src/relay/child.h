@@ -60,9 +60,10 @@
  * Threads
  *   Everything is owner-thread only, except relay_child_info_get() and
  *   relay_child_tail(), which any thread may call (a mutex guards what they
- *   read). The owner is the thread that calls relay_child_tick(), and so
- *   spawns the children. on_line runs on the owner thread, inside
- *   relay_child_read_stderr(), relay_child_tick() or relay_child_stop().
+ *   read), up to relay_child_free(). The owner is the thread that calls
+ *   relay_child_tick(), and so spawns the children. on_line runs on the
+ *   owner thread, inside relay_child_read_stderr(), relay_child_tick() or
+ *   relay_child_stop().
  *
  * Time
  *   Every now_ms is the owner's CLOCK_MONOTONIC in milliseconds
