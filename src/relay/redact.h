@@ -31,9 +31,9 @@
 
 /* Copy @in (borrowed, NUL-terminated) to @out (@outlen bytes, always
  * NUL-terminated when @outlen > 0) with its credentials replaced by "***".
- * Returns 0, or -ENOSPC if the result was cut to fit (what it hides stays
- * hidden: the cut drops the end, never a "***"'s replacement). @in and @out
- * must not overlap. */
+ * Returns 0, or -ENOSPC if the result was cut to fit (the cut only drops
+ * the end; no part of a hidden password is ever written). @in and @out must
+ * not overlap. */
 int relay_redact(const char *in, char *out, size_t outlen);
 
 #endif
