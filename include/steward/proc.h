@@ -7,8 +7,8 @@
  *   child) followed by a new stw_proc_spawn(), so "two ffmpeg for one job"
  *   cannot happen by accident.
  *
- *   The child is started without a shell (posix_spawnp searches PATH for
- *   argv[0]) as the leader of its own process group, with an empty signal
+ *   The child is started without a shell (argv[0] is searched in PATH as
+ *   posix_spawnp does) as the leader of its own process group, with an empty signal
  *   mask and every signal at its default disposition, even if the parent
  *   blocks SIGTERM for a signalfd or ignores SIGPIPE. The descriptors it
  *   inherits are exactly 0, 1 and 2: every other descriptor of the parent
@@ -25,6 +25,24 @@
  *   Waiting uses a pidfd and poll() where the kernel has pidfd_open(), and
  *   otherwise polls waitid(WNOHANG) with short sleeps.
  *
+ * Dying with the parent
+ *   With die_with_parent the child gets SIGKILL when its parent goes away,
+ *   however it goes (SIGKILL, a crash, the OOM killer), so a relay that
+ *   dies cannot leave an orphaned ffmpeg behind. It is Linux's
+ *   PR_SET_PDEATHSIG, set in the child between clone and exec (posix_spawn
+ *   cannot), and it survives the exec; a child whose parent died before
+ *   that point kills itself instead of running unwatched. The other
+ *   guarantees above (own group, clean signal state, only fds 0-2, exec
+ *   errors returned by spawn) are the same on this path.
+ *
+ *   The kernel ties the signal to the *thread* that spawned the child, not
+ *   to the process: if that thread exits, the child is killed even though
+ *   the process lives on. So the thread that spawns with die_with_parent
+ *   must outlive the child: stop (or wait for) the child before the thread
+ *   returns, as the relay's job threads do. The setting is also cleared by
+ *   the kernel when the child execs a set-user-ID or set-group-ID program
+ *   or one with file capabilities.
+ *
  * Threads
  *   An stw_proc has one owner that serialises calls on it; different procs
  *   may be used from different threads, and spawns may run concurrently
@@ -34,8 +52,11 @@
  *
  * Ledger
  *   The child is recorded as STW_KIND_PROCESS (id = pid, label = a copy of
- *   argv[0] owned by the proc) from spawn until it is reaped; the pipes and
- *   the pidfd are recorded as STW_KIND_FD until they are closed.
+ *   opts.label or argv[0], owned by the proc) from spawn until it is
+ *   reaped; the pipes and the pidfd are recorded as STW_KIND_FD until they
+ *   are closed. During a die_with_parent spawn the child's stack
+ *   (STW_KIND_MMAP) and an exec-error pipe are recorded too; both are gone
+ *   when spawn returns.
  */
 #ifndef STEWARD_PROC_H
 #define STEWARD_PROC_H
@@ -63,6 +84,10 @@ typedef struct stw_proc_opts {
     bool pipe_stdin;         /* false: stdin is /dev/null */
     bool pipe_stdout;        /* false: stdout is inherited */
     bool pipe_stderr;        /* false: stderr is inherited */
+    bool die_with_parent;    /* SIGKILL the child when the spawning thread
+                              * exits or the process dies (see above) */
+    const char *label;       /* the PROCESS record's label ("input cam1");
+                              * NULL = argv[0]; copied */
 } stw_proc_opts;
 
 /* Start a child. @o and everything it points to are borrowed for the

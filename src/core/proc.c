@@ -4,11 +4,16 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -26,7 +31,7 @@ struct stw_proc {
     bool reaped; /* the pid is gone: waited for, or reaped by someone else */
     bool stolen; /* someone else reaped it, status unknown */
     int status;
-    char *label; /* argv[0], the PROCESS record's label */
+    char *label; /* opts.label or argv[0], the PROCESS record's label */
 };
 
 static const char *const stream_label[3] = {"proc:stdin", "proc:stdout", "proc:stderr"};
@@ -153,13 +158,19 @@ static bool child_path(char *buf, size_t cap, const char *cwd, const char *dir, 
  * in older or other C libraries); checking first makes "program not found"
  * an error from spawn everywhere. A file that disappears between the check
  * and the exec still ends as exit code 127 on those platforms.
+ *
+ * On success @exec (@cap bytes) holds the path to hand to execve() once the
+ * child has changed to @cwd: the PATH search is done here, because the
+ * child of the die-with-parent path may not allocate.
  */
-static int check_program(const char *file, const char *cwd)
+static int check_program(const char *file, const char *cwd, char *exec, size_t cap)
 {
     char buf[PATH_MAX];
     if (file[0] == '\0')
         return -ENOENT;
     if (strchr(file, '/') != NULL) {
+        if (!child_path(exec, cap, NULL, "", 0, file))
+            return -ENAMETOOLONG;
         if (file[0] == '/')
             return check_executable(file);
         if (!child_path(buf, sizeof(buf), cwd, "", 0, file))
@@ -173,11 +184,12 @@ static int check_program(const char *file, const char *cwd)
     for (const char *dir = path;; dir++) {
         const char *end = strchrnul(dir, ':');
         /* An empty PATH entry means the current directory. */
-        if (child_path(buf, sizeof(buf), cwd, dir == end ? "." : dir,
-                       dir == end ? 1 : (size_t)(end - dir), file)) {
+        const char *d = dir == end ? "." : dir;
+        size_t dlen = dir == end ? 1 : (size_t)(end - dir);
+        if (child_path(buf, sizeof(buf), cwd, d, dlen, file)) {
             int rc = check_executable(buf);
             if (rc == 0)
-                return 0;
+                return child_path(exec, cap, NULL, d, dlen, file) ? 0 : -ENAMETOOLONG;
             /* Like execvp: a file found but not executable beats "not found". */
             if (rc == -EACCES)
                 err = rc;
@@ -186,6 +198,186 @@ static int check_program(const char *file, const char *cwd)
             return err;
         dir = end;
     }
+}
+
+/*
+ * The die-with-parent path. posix_spawn cannot set PR_SET_PDEATHSIG, so
+ * this clones the child itself, the way glibc's posix_spawn does: CLONE_VM
+ * | CLONE_VFORK on a stack of its own, the parent thread suspended until
+ * the child has called execve() or exited. The child shares the parent's
+ * memory, so it may only make async-signal-safe calls, must not touch
+ * anything the parent or its other threads use, and is not instrumented
+ * (a sanitizer would book its stack frames in shadow memory the parent
+ * keeps). An exec failure travels back as an errno through a
+ * close-on-exec pipe, which also works where CLONE_VFORK is emulated by
+ * a fork (valgrind).
+ */
+#define SPAWN_STACK_SIZE (64 * 1024)
+
+#if defined(__clang__) || __GNUC__ >= 8
+#define CHILD_SIDE __attribute__((no_sanitize("address", "undefined"), noinline))
+#else
+#define CHILD_SIDE __attribute__((noinline))
+#endif
+
+struct spawn_args {
+    const char *path;  /* to execve(), after the chdir */
+    char *const *argv; /* borrowed from the caller */
+    char *const *envp; /* borrowed from the caller, or environ */
+    const char *cwd;   /* NULL = stay */
+    int child[3];      /* child ends >= 3 for 0, 1, 2; -1 = not piped */
+    int errfd;         /* write end of the exec-error pipe, >= 3 */
+    pid_t parent;      /* getpid() before the clone */
+};
+
+static CHILD_SIDE __attribute__((noreturn)) void child_fail(int errfd, int err)
+{
+    ssize_t n;
+    do
+        n = write(errfd, &err, sizeof(err));
+    while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+/* Close every descriptor from @from to @to (inclusive) in the child. */
+static CHILD_SIDE void child_close_range(unsigned from, unsigned to)
+{
+    if (from > to)
+        return;
+    if (close_range(from, to, 0) == 0)
+        return;
+    /* Kernels before 5.9: close one by one up to the descriptor limit. */
+    struct rlimit rl;
+    unsigned max = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max)
+        max = (unsigned)rl.rlim_cur;
+    for (unsigned fd = from; fd <= to && fd < max; fd++)
+        close((int)fd);
+}
+
+static CHILD_SIDE int child_main(void *arg)
+{
+    const struct spawn_args *a = arg;
+    /* First, so the window in which the parent's death goes unnoticed is as
+     * short as it can be; the getppid() test closes it: had the parent
+     * died before the prctl, the child would already be someone else's. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        child_fail(a->errfd, errno);
+    if (getppid() != a->parent)
+        _exit(127);
+    if (setpgid(0, 0) != 0)
+        child_fail(a->errfd, errno);
+
+    /* The parent blocked every signal around the clone, so no handler of
+     * its can run here on shared memory. Reset every disposition (the
+     * handlers would survive until exec, SIG_IGN beyond it), then let the
+     * program start with an empty mask. glibc's reserved signals fail with
+     * EINVAL, which is fine. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
+    }
+
+    if (a->child[0] < 0) {
+        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null < 0)
+            child_fail(a->errfd, errno);
+        if (null == STDIN_FILENO) {
+            if (fcntl(null, F_SETFD, 0) != 0)
+                child_fail(a->errfd, errno);
+        } else if (dup2(null, STDIN_FILENO) < 0) {
+            child_fail(a->errfd, errno);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        if (a->child[i] >= 0 && dup2(a->child[i], i) < 0)
+            child_fail(a->errfd, errno);
+    }
+    /* Nothing but 0, 1, 2 and the error pipe (close-on-exec) survives. */
+    child_close_range(STDERR_FILENO + 1, (unsigned)a->errfd - 1);
+    child_close_range((unsigned)a->errfd + 1, ~0U);
+    if (a->cwd != NULL && chdir(a->cwd) != 0)
+        child_fail(a->errfd, errno);
+
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(a->path, a->argv, a->envp);
+    child_fail(a->errfd, errno);
+}
+
+/* Start the child of @o with PR_SET_PDEATHSIG = SIGKILL; its stdio ends
+ * are @child (>= 3 or -1). Sets p->pid. 0 or -errno; no child is left on
+ * failure. */
+static int spawn_die_with_parent(stw_proc *p, const stw_proc_opts *o, const char *path,
+                                 const int child[3])
+{
+    int ep[2];
+    int rc = stw_pipe(ep, O_CLOEXEC, "proc:exec-error");
+    if (rc != 0)
+        return rc;
+    rc = move_above_stdio(&ep[1], "proc:exec-error");
+    if (rc != 0)
+        goto close_pipe;
+    void *stack = mmap(NULL, SPAWN_STACK_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        rc = -errno;
+        goto close_pipe;
+    }
+    stw_ledger_record(STW_KIND_MMAP, (uint64_t)(uintptr_t)stack, SPAWN_STACK_SIZE,
+                      "proc:spawn-stack");
+
+    struct spawn_args a = {
+        .path = path,
+        .argv = (char *const *)o->argv,
+        .envp = o->envp != NULL ? (char *const *)o->envp : environ,
+        .cwd = o->cwd,
+        .child = {child[0], child[1], child[2]},
+        .errfd = ep[1],
+        .parent = getpid(),
+    };
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* The stack grows down on every architecture this builds for. */
+    pid_t pid =
+        clone(child_main, (char *)stack + SPAWN_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    int clone_err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* The child has exec'd or exited: its stack is free. */
+    stw_ledger_release(STW_KIND_MMAP, (uint64_t)(uintptr_t)stack);
+    munmap(stack, SPAWN_STACK_SIZE);
+    stw_fd_close(&ep[1]);
+    if (pid < 0) {
+        rc = -clone_err;
+        goto close_pipe;
+    }
+    /* Where CLONE_VFORK is emulated by a fork the child may not have run
+     * yet: make it a group leader from here too, so a stop cannot miss it. */
+    setpgid(pid, pid);
+
+    int err = 0;
+    ssize_t n;
+    do
+        n = read(ep[0], &err, sizeof(err));
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(err)) {
+        /* It failed before or at the exec and has exited: reap it. */
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        rc = err > 0 ? -err : -EIO;
+        goto close_pipe;
+    }
+    p->pid = pid;
+    rc = 0;
+close_pipe:
+    stw_fd_close(&ep[0]);
+    stw_fd_close(&ep[1]);
+    return rc;
 }
 
 static int open_pidfd(pid_t pid)
@@ -204,7 +396,8 @@ int stw_proc_spawn(const stw_proc_opts *o, stw_proc **out)
 {
     if (o == NULL || o->argv == NULL || o->argv[0] == NULL)
         return -EINVAL;
-    int rc = check_program(o->argv[0], o->cwd);
+    char path[PATH_MAX];
+    int rc = check_program(o->argv[0], o->cwd, path, sizeof(path));
     if (rc != 0)
         return rc;
     int child[3] = {-1, -1, -1};
@@ -216,7 +409,7 @@ int stw_proc_spawn(const stw_proc_opts *o, stw_proc **out)
     p->pid = -1;
     p->pidfd = -1;
     p->fds[0] = p->fds[1] = p->fds[2] = -1;
-    p->label = stw_strdup(o->argv[0]);
+    p->label = stw_strdup(o->label != NULL ? o->label : o->argv[0]);
     rc = -ENOMEM;
     if (p->label == NULL)
         goto free_proc;
@@ -224,6 +417,10 @@ int stw_proc_spawn(const stw_proc_opts *o, stw_proc **out)
     rc = open_pipes(p, o, child);
     if (rc != 0)
         goto close_pipes;
+    if (o->die_with_parent) {
+        rc = spawn_die_with_parent(p, o, path, child);
+        goto close_pipes;
+    }
     rc = build_actions(&fa, o, child);
     if (rc != 0)
         goto close_pipes;
