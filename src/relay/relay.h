@@ -36,7 +36,7 @@
  *   read once at start.
  *
  * Threads
- *   relay_hub_* may be called from any thread. Everything in http.c runs
+ *   relay_hub_* may be called from any thread. Everything in http*.c runs
  *   on the loop thread only; libevent is never called from another thread
  *   (the sources wake the loop through the hub's eventfd), so it is used
  *   without evthread locking.
