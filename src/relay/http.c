@@ -19,12 +19,14 @@
  *   The loop thread frees all of its libevent objects before it returns.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
 #include "http_internal.h"
@@ -32,19 +34,86 @@
 #include "steward/fd.h"
 #include "steward/ledger.h"
 
-/* Route by path. Input names are [A-Za-z0-9_-], so paths are compared
- * as they come, without percent-decoding. */
+/* Decode the percent escapes of @raw into a new string (transfer full)
+ * and drop one trailing slash. Returns NULL with *@code set: 400 for a bad
+ * escape or an encoded NUL, 503 without memory. */
+static char *decode_path(const char *raw, size_t *len, int *code)
+{
+    size_t n = strlen(raw);
+    char *out = stw_malloc(n + 1);
+    size_t o = 0;
+    *code = 503;
+    if (out == NULL)
+        return NULL;
+    *code = 400;
+    for (size_t i = 0; i < n; i++) {
+        if (raw[i] != '%') {
+            out[o++] = raw[i];
+            continue;
+        }
+        unsigned v;
+        if (i + 2 >= n + 0 || sscanf(raw + i + 1, "%2x", &v) != 1 ||
+            !isxdigit((unsigned char)raw[i + 1]) || !isxdigit((unsigned char)raw[i + 2]) ||
+            v == 0) {
+            stw_free(out);
+            return NULL;
+        }
+        out[o++] = (char)v;
+        i += 2;
+    }
+    if (o > 1 && out[o - 1] == '/')
+        o--;
+    out[o] = '\0';
+    *len = o;
+    return out;
+}
+
+/* A HEAD of a streaming path: the headers its GET starts with, no body. */
+static void head_of_stream(struct evhttp_request *req, const char *type)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", type);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "Connection", "close");
+    evhttp_send_reply(req, 200, "OK", NULL);
+}
+
+static void route(relay_http *srv, struct evhttp_request *req, const char *path, size_t len,
+                  enum evhttp_cmd_type cmd);
+
+/* Admission, policy, then the route of the decoded path (input names are
+ * [A-Za-z0-9_-], so "/stream/te%73t" is "/stream/test"). */
 static void on_request(struct evhttp_request *req, void *arg)
 {
     relay_http *srv = arg;
-    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    if (!relay_http__conn_request(srv, req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        relay_http__reply_error(req, 503, "connection not admitted");
+        return;
+    }
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
-    if (path == NULL) {
+    if (!relay_http__guard(srv, req, cmd))
+        return;
+    const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    if (raw == NULL || raw[0] != '/') {
         relay_http__reply_error(req, 400, "bad request target");
         return;
     }
-    size_t len = strlen(path);
+    size_t len;
+    int code;
+    char *path = decode_path(raw, &len, &code);
+    if (path == NULL) {
+        relay_http__reply_error(req, code, code == 400 ? "bad request target" : "out of memory");
+        return;
+    }
+    route(srv, req, path, len, cmd);
+    stw_free(path);
+}
+
+static void route(relay_http *srv, struct evhttp_request *req, const char *path, size_t len,
+                  enum evhttp_cmd_type cmd)
+{
+    bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
     if (strncmp(path, "/api/inputs/", 12) == 0) {
         relay_http__route_input(srv, req, path + 12, cmd);
         return;
@@ -102,12 +171,13 @@ static void on_request(struct evhttp_request *req, void *arg)
         relay_http__reply_error(req, 404, "not found");
         return;
     }
-    if ((what == STREAM || what == EVENTS) && cmd != EVHTTP_REQ_GET) {
-        relay_http__reply_405(req, "GET");
-        return;
-    }
     if (!get) {
         relay_http__reply_405(req, "GET, HEAD");
+        return;
+    }
+    if (cmd == EVHTTP_REQ_HEAD && (what == STREAM || what == EVENTS)) {
+        head_of_stream(req, what == STREAM ? "multipart/x-mixed-replace; boundary=stwframe"
+                                           : "text/event-stream");
         return;
     }
     switch (what) {
@@ -159,10 +229,12 @@ static int setup(relay_http *srv)
     if (srv->http == NULL)
         return -ENOMEM;
     evhttp_set_max_headers_size(srv->http, srv->cfg.max_header_bytes);
-    /* libevent answers a body over its cap with an HTML 413 and never calls
-     * us; leaving it a margin lets read_body() answer the configured cap in
-     * JSON. Bodies beyond the margin still get libevent's answer. */
-    evhttp_set_max_body_size(srv->http, (ev_ssize_t)srv->cfg.max_body_bytes + (1 << 20));
+    /* libevent answers a body over the cap itself (in JSON: see
+     * evhttp_send_error in http_reply.c). Lingering close: it reads and
+     * drops the rest of such a body before closing, so the peer gets the
+     * answer instead of a reset. */
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)srv->cfg.max_body_bytes);
+    evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_timeout(srv->http, srv->cfg.timeout_s);
     /* Every method reaches on_request, which answers 405 in JSON. */
     evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -180,6 +252,8 @@ static int setup(relay_http *srv)
         evconnlistener_free(l);
         return -ENOMEM;
     }
+    if (relay_http__conn_setup(srv, l) != 0)
+        return -ENOMEM;
     srv->cancel_ev = event_new(srv->base, stw_scope_cancel_fd(srv->scope), EV_READ, on_cancel, srv);
     if (srv->cancel_ev == NULL || event_add(srv->cancel_ev, NULL) != 0)
         return -ENOMEM;
@@ -203,6 +277,7 @@ static void teardown(relay_http *srv)
     if (srv->http != NULL)
         evhttp_free(srv->http);
     srv->http = NULL;
+    relay_http__conn_release(srv);
     for (unsigned i = 0; i < srv->ninputs; i++)
         relay_http__input_unwatch(srv->inputs[i]);
     if (srv->keepalive != NULL)

@@ -74,17 +74,36 @@ static void output_json(struct evbuffer *b, const viewer *v)
                         (unsigned long long)v->frames, (unsigned long long)v->dropped, v->nends);
 }
 
-static void save_state(relay_http *srv)
+/* Write the state file with the table's inputs, without @skip (may be
+ * NULL) and with @extra (may be NULL). Returns 0 (also when there is no
+ * state file) or the save's negative errno, reported on stderr. */
+static int save_state(relay_http *srv, const http_input *skip, relay_input *extra)
 {
     if (srv->cfg.state_path[0] == '\0')
-        return;
-    relay_input *list[RELAY_INPUTS_MAX];
+        return 0;
+    relay_input *list[RELAY_INPUTS_MAX + 1];
+    unsigned n = 0;
     for (unsigned i = 0; i < srv->ninputs; i++)
-        list[i] = srv->inputs[i]->in;
-    int rc = relay_state_save(srv->cfg.state_path, list, srv->ninputs);
-    if (rc != 0)
+        if (srv->inputs[i] != skip)
+            list[n++] = srv->inputs[i]->in;
+    if (extra != NULL)
+        list[n++] = extra;
+    int rc = relay_state_save(srv->cfg.state_path, list, n);
+    if (rc != 0) {
+        srv->state_save_failures++;
         fprintf(stderr, "steward relay: cannot save state file %s: %s\n", srv->cfg.state_path,
                 stw_strerror(rc));
+    }
+    return rc;
+}
+
+/* Answer a change that could not be saved, and so was not made: 507 when
+ * the disk is full, 500 otherwise. */
+static void reply_unsaved(struct evhttp_request *req, int rc)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "not saved, nothing changed: state file: %s", stw_strerror(rc));
+    relay_http__reply_error(req, rc == -ENOSPC || rc == -EDQUOT ? 507 : 500, msg);
 }
 
 /* Watch @in on the loop: a new entry, not yet in the table. Returns it or
@@ -157,7 +176,7 @@ static json_t *read_body(relay_http *srv, struct evhttp_request *req)
     }
     const char *text = len > 0 ? (const char *)evbuffer_pullup(in, -1) : "";
     json_error_t jerr;
-    json_t *root = text != NULL ? json_loadb(text, len, 0, &jerr) : NULL;
+    json_t *root = text != NULL ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     if (root == NULL) {
         char msg[256];
         if (text == NULL)
@@ -211,8 +230,16 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
         relay_http__reply_error(req, rc == -ENOMEM ? 503 : 500, err);
         return;
     }
+    /* Saved before it is acknowledged: a create the state file does not
+     * have would be gone after a restart. */
+    rc = save_state(srv, NULL, in);
+    if (rc != 0) {
+        input_detach(hi);
+        relay_input_free(&in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
+        reply_unsaved(req, rc);
+        return;
+    }
     srv->inputs[srv->ninputs++] = hi;
-    save_state(srv);
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
         evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
@@ -229,6 +256,13 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
 
 static void handle_delete_input(relay_http *srv, struct evhttp_request *req, http_input *hi)
 {
+    /* Saved first, so a delete that cannot be saved changes nothing (the
+     * input would come back after a restart). */
+    int rc = save_state(srv, hi, NULL);
+    if (rc != 0) {
+        reply_unsaved(req, rc);
+        return;
+    }
     unsigned closed = 0;
     while (hi->viewers != NULL) {
         relay_http__viewer_detach(hi->viewers, "input deleted");
@@ -244,7 +278,6 @@ static void handle_delete_input(relay_http *srv, struct evhttp_request *req, htt
     snprintf(name, sizeof(name), "%s", in->name);
     input_detach(hi);
     relay_input_free(&in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
-    save_state(srv);
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
         evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);

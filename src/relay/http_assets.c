@@ -35,6 +35,6 @@ void relay_http__handle_asset(struct evhttp_request *req, const relay_web_asset 
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", a->type);
     evhttp_add_header(h, "Cache-Control", "no-cache");
-    evhttp_send_reply(req, 200, "OK", b);
+    relay_http__send(req, 200, "OK", b);
     evbuffer_free(b);
 }

@@ -73,6 +73,48 @@ void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req)
     }
     metric_head(b, "steward_relay_viewers_all", "gauge", "Streaming viewers of all inputs.");
     evbuffer_add_printf(b, "steward_relay_viewers_all %u\n", srv->nviewers);
+    static const struct {
+        const char *name, *type, *help;
+    } h[] = {
+        {"steward_relay_connections", "gauge", "Open HTTP connections."},
+        {"steward_relay_connections_max", "gauge", "--max-connections."},
+        {"steward_relay_connections_per_client_max", "gauge", "--max-connections-per-client."},
+        {"steward_relay_connections_refused_total", "counter",
+         "Connections refused at accept: reason=\"limit\" (--max-connections) or "
+         "\"per_client\" (--max-connections-per-client)."},
+        {"steward_relay_header_timeouts_total", "counter",
+         "Connections closed for not sending a request head within --header-timeout."},
+        {"steward_relay_accept_errors_total", "counter",
+         "accept() failures (descriptor limit and others); each pauses accepting briefly."},
+        {"steward_relay_requests_rejected_total", "counter",
+         "Requests refused by policy: reason=\"host\" (Host not allowed) or \"origin\" "
+         "(cross-site)."},
+        {"steward_relay_state_save_failures_total", "counter",
+         "State file saves that failed (the change was refused and undone)."},
+        {"steward_relay_sse_missed_total", "counter",
+         "Events not sent to an event client that was too far behind."},
+    };
+    uint64_t v[] = {relay_http__conn_count(srv), srv->cfg.max_connections,
+                    srv->cfg.max_conn_per_client};
+    for (unsigned k = 0; k < sizeof(h) / sizeof(h[0]); k++) {
+        metric_head(b, h[k].name, h[k].type, h[k].help);
+        if (k < 3)
+            evbuffer_add_printf(b, "%s %llu\n", h[k].name, (unsigned long long)v[k]);
+    }
+    evbuffer_add_printf(
+        b,
+        "steward_relay_connections_refused_total{reason=\"limit\"} %llu\n"
+        "steward_relay_connections_refused_total{reason=\"per_client\"} %llu\n"
+        "steward_relay_header_timeouts_total %llu\n"
+        "steward_relay_accept_errors_total %llu\n"
+        "steward_relay_requests_rejected_total{reason=\"host\"} %llu\n"
+        "steward_relay_requests_rejected_total{reason=\"origin\"} %llu\n"
+        "steward_relay_state_save_failures_total %llu\n"
+        "steward_relay_sse_missed_total %llu\n",
+        (unsigned long long)srv->refused_total, (unsigned long long)srv->refused_client,
+        (unsigned long long)srv->header_timeouts, (unsigned long long)srv->accept_errors,
+        (unsigned long long)srv->rejected_host, (unsigned long long)srv->rejected_origin,
+        (unsigned long long)srv->state_save_failures, (unsigned long long)srv->sse_missed);
     stw_report_prometheus(snap, relay_http__write_evbuffer, b);
     stw_snapshot_free(&snap);
     relay_http__reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);

@@ -15,6 +15,9 @@
  *     http_debug.c    /healthz, /metrics, /system-resources,
  *                     /cleanup-resources, /debug/threads
  *     http_assets.c   the web UI's embedded files
+ *     http_conn.c     connection caps, the request-head deadline, the bound on
+ *                     what a client may buffer, the accept back-off
+ *     http_guard.c    request policy: Host, Origin, CORS, Content-Type
  *
  * Invariants
  *   Every function here runs on the loop thread only. srv->inputs holds
@@ -53,6 +56,7 @@
 typedef struct viewer viewer;
 typedef struct http_input http_input;
 typedef struct sse_client sse_client;
+typedef struct http_conn http_conn;
 
 struct viewer {
     viewer *prev, *next;
@@ -107,7 +111,48 @@ struct relay_http {
     sse_client *sse;
     unsigned nsse;
     uint64_t sse_missed;
+    /* http_conn.c: admitted connections (unordered), bufferevents waiting
+     * for admission (each holding a reference), and the accept back-off. */
+    http_conn **conns;
+    unsigned nconns, cconns;
+    struct bufferevent **pending;
+    unsigned npending, cpending;
+    struct event *admit_ev;
+    struct event *accept_resume;
+    struct evconnlistener *listener;
+    int64_t accept_logged_ns;
+    size_t read_cap; /* bytes a connection may have read but not parsed */
+    uint64_t refused_total, refused_client, header_timeouts, accept_errors;
+    uint64_t rejected_host, rejected_origin, state_save_failures;
 };
+
+/* ---- connections (http_conn.c) ---- */
+
+struct evconnlistener;
+
+/* Take over admission for @l (borrowed, bound to srv->http): caps, head
+ * deadlines, read bound, accept back-off. Returns 0 or -ENOMEM; on failure
+ * what was made is freed by relay_http__conn_release(). */
+int relay_http__conn_setup(relay_http *srv, struct evconnlistener *l);
+
+/* Free the entries and events (teardown, after evhttp_free). */
+void relay_http__conn_release(relay_http *srv);
+
+/* @req (borrowed) reached the router: clear its connection's head
+ * deadline and set it again once the answer is complete. False if the
+ * connection was not admitted (refused, timed out): do not serve it. */
+bool relay_http__conn_request(relay_http *srv, struct evhttp_request *req);
+
+/* Open connections now (stale entries dropped first). */
+unsigned relay_http__conn_count(relay_http *srv);
+
+/* ---- request policy (http_guard.c) ---- */
+
+/* Check @req's Host, and for a mutating method its Origin,
+ * Sec-Fetch-Site and Content-Type; answer preflights (OPTIONS with an
+ * Origin). Adds the CORS headers an allowed origin gets. Returns true if
+ * the router should go on, false once it has answered. */
+bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_cmd_type cmd);
 
 /* ---- replies and JSON text (http_reply.c) ---- */
 
@@ -123,8 +168,12 @@ int64_t relay_http__wall_ms(void);
 /* Append @ms (wall clock) to @b as a quoted ISO 8601 UTC string. */
 void relay_http__json_time(struct evbuffer *b, int64_t ms);
 
-/* Answer @req with @body (borrowed: the caller frees it) as @type, never
- * cached. */
+/* Answer @req with @body (borrowed: the caller frees it); a HEAD gets
+ * the headers and Content-Length only. */
+void relay_http__send(struct evhttp_request *req, int code, const char *reason,
+                      struct evbuffer *body);
+
+/* relay_http__send() as @type, never cached. */
 void relay_http__reply(struct evhttp_request *req, int code, const char *reason, const char *type,
                        struct evbuffer *body);
 

@@ -62,13 +62,28 @@ void relay_http__json_time(struct evbuffer *b, int64_t ms)
     evbuffer_add_printf(b, "\"%s.%03dZ\"", s, (int)(ms % 1000));
 }
 
+void relay_http__send(struct evhttp_request *req, int code, const char *reason,
+                      struct evbuffer *body)
+{
+    /* libevent 2.1 sends a HEAD answer's body, without Content-Length, and
+     * the peer then reads it as the start of the next answer. */
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        char len[24];
+        snprintf(len, sizeof(len), "%zu", body != NULL ? evbuffer_get_length(body) : 0);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+        evhttp_send_reply(req, code, reason, NULL);
+        return;
+    }
+    evhttp_send_reply(req, code, reason, body);
+}
+
 void relay_http__reply(struct evhttp_request *req, int code, const char *reason, const char *type,
                        struct evbuffer *body)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", type);
     evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_send_reply(req, code, reason, body);
+    relay_http__send(req, code, reason, body);
 }
 
 void relay_http__reply_json(struct evhttp_request *req, int code, const char *reason,
@@ -83,6 +98,14 @@ static const char *reason_of(int code)
     switch (code) {
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 408:
+        return "Request Timeout";
+    case 415:
+        return "Unsupported Media Type";
+    case 501:
+        return "Not Implemented";
     case 404:
         return "Not Found";
     case 405:
@@ -108,7 +131,7 @@ void relay_http__reply_error(struct evhttp_request *req, int code, const char *m
 {
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
+        evhttp_send_reply(req, code, reason_of(code), NULL);
         return;
     }
     evbuffer_add(b, "{\"error\":", 9);
@@ -137,4 +160,54 @@ void relay_http__start_stream(relay_http *srv, struct evhttp_request *req,
     bufferevent_set_timeouts(bev, NULL, &wt);
     stw_fd_track(fd, STW_KIND_SOCKET, label);
     evhttp_connection_set_closecb(conn, closed, arg);
+}
+
+/*
+ * libevent 2.1 answers what it rejects by itself (a malformed request line
+ * or header, a request over the header or body cap, an unknown method)
+ * with an HTML page from evhttp_send_error(), and has no hook to change
+ * that (evhttp_set_errorcb is 2.2). libevent calls the function through
+ * its PLT, so this definition in the executable takes the place of its
+ * own for every caller, libevent included (ELF symbol interposition, as
+ * with malloc replacements). Same contract as libevent's: the answer ends
+ * the connection.
+ */
+__attribute__((visibility("default"))) void evhttp_send_error(struct evhttp_request *req, int error,
+                                                              const char *reason)
+{
+    (void)reason;
+    const char *msg;
+    switch (error) {
+    case 400:
+        msg = "malformed request, or headers larger than --max-header-bytes";
+        break;
+    case 413:
+        msg = "request larger than --max-header-bytes or --max-body-bytes allows";
+        break;
+    case 501:
+        msg = "method not implemented";
+        break;
+    case 503:
+        msg = "service unavailable (out of memory)";
+        break;
+    default:
+        msg = reason_of(error);
+        break;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_clear_headers(h);
+    evhttp_add_header(h, "Connection", "close");
+    relay_http__reply_error(req, error, msg);
+    /* A request line that did not parse leaves the version at 0.0, which
+     * libevent's own page corrects and evhttp_send_reply() does not. The
+     * answer is still queued, and alone, in the connection's buffer. */
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
+    struct evbuffer *out = bev != NULL ? bufferevent_get_output(bev) : NULL;
+    char head[9];
+    if (out != NULL && evbuffer_copyout(out, head, sizeof(head)) == (ev_ssize_t)sizeof(head) &&
+        memcmp(head, "HTTP/0.0 ", sizeof(head)) == 0) {
+        evbuffer_drain(out, sizeof(head));
+        evbuffer_prepend(out, "HTTP/1.0 ", sizeof(head));
+    }
 }
