@@ -19,7 +19,6 @@
  *   The loop thread frees all of its libevent objects before it returns.
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -33,40 +32,6 @@
 #include "steward/alloc.h"
 #include "steward/fd.h"
 #include "steward/ledger.h"
-
-/* Decode the percent escapes of @raw into a new string (transfer full)
- * and drop one trailing slash. Returns NULL with *@code set: 400 for a bad
- * escape or an encoded NUL, 503 without memory. */
-static char *decode_path(const char *raw, size_t *len, int *code)
-{
-    size_t n = strlen(raw);
-    char *out = stw_malloc(n + 1);
-    size_t o = 0;
-    *code = 503;
-    if (out == NULL)
-        return NULL;
-    *code = 400;
-    for (size_t i = 0; i < n; i++) {
-        if (raw[i] != '%') {
-            out[o++] = raw[i];
-            continue;
-        }
-        unsigned v;
-        if (i + 2 >= n + 0 || sscanf(raw + i + 1, "%2x", &v) != 1 ||
-            !isxdigit((unsigned char)raw[i + 1]) || !isxdigit((unsigned char)raw[i + 2]) ||
-            v == 0) {
-            stw_free(out);
-            return NULL;
-        }
-        out[o++] = (char)v;
-        i += 2;
-    }
-    if (o > 1 && out[o - 1] == '/')
-        o--;
-    out[o] = '\0';
-    *len = o;
-    return out;
-}
 
 /* A HEAD of a streaming path: the headers its GET starts with, no body. */
 static void head_of_stream(struct evhttp_request *req, const char *type)
@@ -99,14 +64,16 @@ static void on_request(struct evhttp_request *req, void *arg)
         relay_http__reply_error(req, 400, "bad request target");
         return;
     }
-    size_t len;
-    int code;
-    char *path = decode_path(raw, &len, &code);
+    size_t len = strlen(raw);
+    char *path = stw_malloc(len + 1);
     if (path == NULL) {
-        relay_http__reply_error(req, code, code == 400 ? "bad request target" : "out of memory");
+        relay_http__reply_error(req, 503, "out of memory");
         return;
     }
-    route(srv, req, path, len, cmd);
+    if (relay_http__decode_path(raw, path, &len) == 0)
+        route(srv, req, path, len, cmd);
+    else
+        relay_http__reply_error(req, 400, "bad request target");
     stw_free(path);
 }
 

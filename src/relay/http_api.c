@@ -334,37 +334,6 @@ static void handle_output(struct evhttp_request *req, http_input *hi, viewer *v,
     relay_http__reply_json(req, 200, "OK", b);
 }
 
-/* Parse "/api/inputs/NAME[/outputs[/ID]]" after the prefix: *@name and
- * *@nlen get NAME; *@sub is 0 (the input), 1 (its outputs) or 2 (one
- * output, *@id). Returns false for anything else. */
-static bool parse_input_path(const char *rest, const char **name, size_t *nlen, int *sub,
-                             uint64_t *id)
-{
-    const char *slash = strchr(rest, '/');
-    *name = rest;
-    *nlen = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
-    *sub = 0;
-    if (slash == NULL)
-        return *nlen > 0;
-    if (strncmp(slash, "/outputs", 8) != 0)
-        return false;
-    const char *tail = slash + 8;
-    if (*tail == '\0' || strcmp(tail, "/") == 0) {
-        *sub = 1;
-        return true;
-    }
-    if (*tail != '/' || tail[1] < '0' || tail[1] > '9')
-        return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(tail + 1, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return false;
-    *id = v;
-    *sub = 2;
-    return true;
-}
-
 /* /api/inputs/... */
 void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const char *rest,
                              enum evhttp_cmd_type cmd)
@@ -374,7 +343,7 @@ void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const 
     size_t nlen;
     int sub;
     uint64_t id = 0;
-    if (!parse_input_path(rest, &name, &nlen, &sub, &id)) {
+    if (!relay_http__parse_input_path(rest, &name, &nlen, &sub, &id)) {
         relay_http__reply_error(req, 404, "not found");
         return;
     }

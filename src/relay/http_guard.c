@@ -27,8 +27,6 @@
  * Ownership
  *   Nothing is kept: every check reads the request's headers (borrowed).
  */
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -39,62 +37,6 @@
 
 #define CORS_METHODS "GET, HEAD, POST, DELETE"
 
-/* The host part of a Host header @v (no port) into @out; false if it is
- * malformed. */
-static bool host_part(const char *v, char *out, size_t outlen)
-{
-    const char *end;
-    if (v[0] == '[') {
-        end = strchr(v, ']');
-        if (end == NULL)
-            return false;
-        end++;
-    } else {
-        end = strchr(v, ':');
-        if (end == NULL)
-            end = v + strlen(v);
-    }
-    if (*end == ':') {
-        for (const char *p = end + 1; *p != '\0'; p++)
-            if (!isdigit((unsigned char)*p))
-                return false;
-    } else if (*end != '\0') {
-        return false;
-    }
-    size_t len = (size_t)(end - v);
-    if (len == 0 || len >= outlen)
-        return false;
-    memcpy(out, v, len);
-    out[len] = '\0';
-    return true;
-}
-
-static bool host_allowed(const relay_config *cfg, const char *host)
-{
-    char h[RELAY_ALLOW_LEN], v6[64];
-    struct in6_addr a6;
-    struct in_addr a4;
-    if (!host_part(host, h, sizeof(h)))
-        return false;
-    size_t len = strlen(h);
-    if (h[len - 1] == '.') /* "localhost." is "localhost" */
-        h[--len] = '\0';
-    if (inet_pton(AF_INET, h, &a4) == 1 || strcasecmp(h, "localhost") == 0)
-        return true;
-    if (h[0] == '[' && len - 2 < sizeof(v6)) {
-        memcpy(v6, h + 1, len - 2);
-        v6[len - 2] = '\0';
-        if (inet_pton(AF_INET6, v6, &a6) == 1)
-            return true;
-    }
-    for (unsigned i = 0; i < cfg->nallow_host; i++) {
-        char a[RELAY_ALLOW_LEN];
-        if (host_part(cfg->allow_host[i], a, sizeof(a)) && strcasecmp(a, h) == 0)
-            return true;
-    }
-    return false;
-}
-
 static bool origin_listed(const relay_config *cfg, const char *origin)
 {
     for (unsigned i = 0; i < cfg->ncors_origin; i++)
@@ -103,26 +45,12 @@ static bool origin_listed(const relay_config *cfg, const char *origin)
     return false;
 }
 
-/* Origin "http://HOST" names this server when HOST is the request's Host. */
-static bool origin_is_us(const char *origin, const char *host)
-{
-    return host != NULL && strncasecmp(origin, "http://", 7) == 0 &&
-           strcasecmp(origin + 7, host) == 0;
-}
-
-static bool is_json_type(const char *t)
-{
-    size_t n = strlen("application/json");
-    return strncasecmp(t, "application/json", n) == 0 &&
-           (t[n] == '\0' || t[n] == ';' || t[n] == ' ');
-}
-
 bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_cmd_type cmd)
 {
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     const char *host = evhttp_find_header(in, "Host");
-    if (host != NULL && !host_allowed(&srv->cfg, host)) {
+    if (host != NULL && !relay_http__host_allowed(&srv->cfg, host)) {
         srv->rejected_host++;
         relay_http__reply_error(req, 403, "Host not allowed (see --allow-host)");
         return false;
@@ -151,7 +79,7 @@ bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_
     if (!mutating)
         return true;
     const char *site = evhttp_find_header(in, "Sec-Fetch-Site");
-    if (!listed && ((origin != NULL && !origin_is_us(origin, host)) ||
+    if (!listed && ((origin != NULL && !relay_http__origin_is_us(origin, host)) ||
                     (site != NULL && strcasecmp(site, "cross-site") == 0))) {
         srv->rejected_origin++;
         relay_http__reply_error(req, 403, "cross-site request refused (see --cors-origin)");
@@ -159,7 +87,7 @@ bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_
     }
     const char *type = evhttp_find_header(in, "Content-Type");
     size_t body = evbuffer_get_length(evhttp_request_get_input_buffer(req));
-    if ((type != NULL && !is_json_type(type)) || (type == NULL && body > 0)) {
+    if ((type != NULL && !relay_http__is_json_type(type)) || (type == NULL && body > 0)) {
         relay_http__reply_error(req, 415, "Content-Type must be application/json");
         return false;
     }

@@ -18,6 +18,8 @@
  *     http_conn.c     connection caps, the request-head deadline, the bound on
  *                     what a client may buffer, the accept back-off
  *     http_guard.c    request policy: Host, Origin, CORS, Content-Type
+ *     http_parse.c    parsing of the path, Host, Content-Type and Origin (pure,
+ *                     fuzzed by tests/fuzz/fuzz_http_request.c)
  *
  * Invariants
  *   Every function here runs on the loop thread only. srv->inputs holds
@@ -45,6 +47,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "http_parse.h"
 #include "relay.h"
 #include "web_assets.h"
 
