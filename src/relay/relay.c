@@ -91,8 +91,8 @@ static void usage(FILE *f)
                "                              open HTTP connections of one client address\n"
                "                              (default 128)\n"
                "  --allow-host NAME           also accept requests whose Host is NAME (with or\n"
-               "                              without a port; repeatable, up to 8; the bound\n"
-               "                              address and localhost are always accepted)\n"
+               "                              without a port; repeatable, up to 8; IP\n"
+               "                              addresses and localhost are always accepted)\n"
                "  --cors-origin ORIGIN        allow cross-site requests from ORIGIN, e.g.\n"
                "                              https://nvr.example (repeatable, up to 8; none\n"
                "                              by default)\n");

@@ -84,8 +84,8 @@ typedef struct relay_config {
     int header_timeout_s;                 /* a request head must be complete in this time */
     unsigned max_connections;             /* open HTTP connections, all clients */
     unsigned max_conn_per_client;         /* open HTTP connections of one client address */
-    /* Host header values accepted besides the bound address and localhost
-     * (DNS rebinding), and the origins allowed cross-site (CORS). */
+    /* Host names accepted besides IP literals and localhost (DNS
+     * rebinding), and the origins allowed cross-site (CORS). */
     char allow_host[RELAY_ALLOW_MAX][RELAY_ALLOW_LEN];
     unsigned nallow_host;
     char cors_origin[RELAY_ALLOW_MAX][RELAY_ALLOW_LEN];

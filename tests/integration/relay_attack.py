@@ -304,6 +304,15 @@ def run_stalled_sse(build):
             s.connect(("127.0.0.1", relay.port))
             s.sendall(b"GET /api/events HTTP/1.1\r\n" + HOST + b"\r\n")
             time.sleep(0.3)
+            # The relay's end of this connection: its send buffer is the
+            # viewers' (4096, doubled by Linux), not the kernel's default
+            # that autotuning grows to megabytes.
+            me = s.getsockname()[1]
+            ss = subprocess.run(["ss", "-tmnH", "state", "established", "( sport = :%d and dport = :%d )"
+                                 % (relay.port, me)], capture_output=True, text=True).stdout
+            m = re.search(r"\btb(\d+)", ss)
+            assert m, ss
+            assert int(m.group(1)) <= 2 * 4096 + 512, "event socket send buffer %s" % m.group(1)
             url = "http://127.0.0.1:9/" + "a" * 1900
             for i in range(60):
                 c = relay.conn()
