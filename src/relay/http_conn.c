@@ -27,8 +27,9 @@
  *   one between requests) has a deadline of cfg.header_timeout_s: evhttp's
  *   own read timeout restarts on every byte, so a client sending one byte
  *   every few seconds would otherwise hold the connection for ever. The
- *   deadline is cleared when the request reaches the router and set again
- *   when its answer is complete.
+ *   deadline is cleared when the request reaches the router (so it covers
+ *   the body too, at most --max-body-bytes) and set again when its answer
+ *   is complete.
  *
  *   What a client sends is bounded per connection by a read high
  *   watermark on its bufferevent: once that many bytes wait unparsed,

@@ -81,7 +81,7 @@ typedef struct relay_config {
     int camera_stall_s;                   /* mjpeg: no byte for this long = disconnected */
     int camera_frame_timeout_s;           /* mjpeg: no frame for this long = disconnected */
     char state_path[RELAY_PATH_MAX];      /* "" when there is no state file */
-    int header_timeout_s;                 /* a request head must be complete in this time */
+    int header_timeout_s;                 /* a request must be complete in this time */
     unsigned max_connections;             /* open HTTP connections, all clients */
     unsigned max_conn_per_client;         /* open HTTP connections of one client address */
     /* Host names accepted besides IP literals and localhost (DNS
