@@ -13,6 +13,11 @@
  *   connection (viewers and event streams included, each through its close
  *   callback), and the event base.
  *
+ *   A request reaches on_request() once libevent has read all of it. It is
+ *   served only if its connection was admitted (http_conn.c) and it passes
+ *   the request policy (http_guard.c); then its path is percent-decoded
+ *   (http_parse.c) and routed to the file of its concern.
+ *
  * Ownership
  *   The relay_http state and the http_input entries are owned by the http
  *   scope (freed by its cleanup, which also closes the listening socket).
@@ -41,40 +46,6 @@ static void head_of_stream(struct evhttp_request *req, const char *type)
     evhttp_add_header(h, "Cache-Control", "no-store");
     evhttp_add_header(h, "Connection", "close");
     evhttp_send_reply(req, 200, "OK", NULL);
-}
-
-static void route(relay_http *srv, struct evhttp_request *req, const char *path, size_t len,
-                  enum evhttp_cmd_type cmd);
-
-/* Admission, policy, then the route of the decoded path (input names are
- * [A-Za-z0-9_-], so "/stream/te%73t" is "/stream/test"). */
-static void on_request(struct evhttp_request *req, void *arg)
-{
-    relay_http *srv = arg;
-    if (!relay_http__conn_request(srv, req)) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        relay_http__reply_error(req, 503, "connection not admitted");
-        return;
-    }
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (!relay_http__guard(srv, req, cmd))
-        return;
-    const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    if (raw == NULL || raw[0] != '/') {
-        relay_http__reply_error(req, 400, "bad request target");
-        return;
-    }
-    size_t len = strlen(raw);
-    char *path = stw_malloc(len + 1);
-    if (path == NULL) {
-        relay_http__reply_error(req, 503, "out of memory");
-        return;
-    }
-    if (relay_http__decode_path(raw, path, &len) == 0)
-        route(srv, req, path, len, cmd);
-    else
-        relay_http__reply_error(req, 400, "bad request target");
-    stw_free(path);
 }
 
 static void route(relay_http *srv, struct evhttp_request *req, const char *path, size_t len,
@@ -175,6 +146,37 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
     case NONE:
         break;
     }
+}
+
+/* Admission, policy, then the route of the decoded path (input names are
+ * [A-Za-z0-9_-], so "/stream/te%73t" is "/stream/test"). */
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    relay_http *srv = arg;
+    if (!relay_http__conn_request(srv, req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        relay_http__reply_error(req, 503, "connection not admitted");
+        return;
+    }
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (!relay_http__guard(srv, req, cmd))
+        return;
+    const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    if (raw == NULL || raw[0] != '/') {
+        relay_http__reply_error(req, 400, "bad request target");
+        return;
+    }
+    size_t len = strlen(raw);
+    char *path = stw_malloc(len + 1);
+    if (path == NULL) {
+        relay_http__reply_error(req, 503, "out of memory");
+        return;
+    }
+    if (relay_http__decode_path(raw, path, &len) == 0)
+        route(srv, req, path, len, cmd);
+    else
+        relay_http__reply_error(req, 400, "bad request target");
+    stw_free(path);
 }
 
 static void on_cancel(evutil_socket_t fd, short what, void *arg)

@@ -72,8 +72,8 @@
 struct http_conn {
     int fd;
     uint64_t cookie;
-    struct sockaddr_storage peer; /* port cleared: the client address */
-    bool in_head;                 /* waiting for a request head */
+    struct sockaddr_storage peer; /* the client; only its address is compared */
+    bool in_head;                 /* waiting for a request: the deadline runs */
     bool first;                   /* no request yet on this connection */
     struct event *deadline;
     relay_http *srv;
