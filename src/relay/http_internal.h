@@ -191,8 +191,10 @@ void relay_http__reply_error(struct evhttp_request *req, int code, const char *m
 void relay_http__reply_405(struct evhttp_request *req, const char *allow);
 
 /* Begin a response that streams until the peer or the relay ends it (a
- * viewer, an event client): headers out, write timeout only, the socket
- * @fd booked in the ledger as @label until @closed runs with @arg. */
+ * viewer, an event client): SO_SNDBUF of cfg.viewer_sndbuf, headers out,
+ * write timeout only, the socket @fd booked in the ledger as @label until
+ * @closed runs with @arg. Every streaming answer starts here, so each is
+ * bounded the same way. */
 void relay_http__start_stream(relay_http *srv, struct evhttp_request *req,
                               struct evhttp_connection *conn, struct bufferevent *bev, int fd,
                               const char *label, void (*closed)(struct evhttp_connection *, void *),

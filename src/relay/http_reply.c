@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/keyvalq_struct.h>
@@ -155,6 +156,11 @@ void relay_http__start_stream(relay_http *srv, struct evhttp_request *req,
                               const char *label, void (*closed)(struct evhttp_connection *, void *),
                               void *arg)
 {
+    /* A client that reads nothing fills a small kernel buffer soon, and the
+     * write timeout closes it; with the kernel's autotuned buffer
+     * (megabytes) it would go unnoticed for hours. */
+    int sndbuf = srv->cfg.viewer_sndbuf;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     evhttp_send_reply_start(req, 200, "OK");
     struct timeval wt = {.tv_sec = srv->cfg.timeout_s};
     bufferevent_set_timeouts(bev, NULL, &wt);

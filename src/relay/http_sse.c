@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <event2/keyvalq_struct.h>
 
@@ -132,12 +131,6 @@ void relay_http__handle_events(relay_http *srv, struct evhttp_request *req)
     c->req = req;
     c->fd = bufferevent_getfd(bev);
     c->out = bufferevent_get_output(bev);
-    /* As for viewers: a client that reads nothing fills a small kernel
-     * buffer soon, then SSE_BACKLOG_MAX of ours, and the write timeout
-     * closes it; with the kernel's autotuned buffer (megabytes) it would
-     * go unnoticed for hours. */
-    int sndbuf = srv->cfg.viewer_sndbuf;
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-store");

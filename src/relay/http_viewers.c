@@ -40,7 +40,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <event2/keyvalq_struct.h>
 
@@ -221,8 +220,6 @@ void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http
     evhttp_connection_get_peer(conn, &addr, &port);
     snprintf(v->peer, sizeof(v->peer), strchr(addr != NULL ? addr : "", ':') ? "[%s]:%u" : "%s:%u",
              addr != NULL ? addr : "?", (unsigned)port);
-    int sndbuf = srv->cfg.viewer_sndbuf;
-    setsockopt(v->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", "multipart/x-mixed-replace; boundary=" BOUNDARY);
