@@ -64,3 +64,20 @@ format:
 
 clean:
 	rm -rf build build-debug build-asan
+
+# The HTTP request parsing's libFuzzer target (tests/fuzz/fuzz_http_request.c)
+# in the sanitizer build; new inputs go to build-asan/fuzz-http-corpus, the
+# seeds stay in tests/fuzz/seeds_http_request.
+.PHONY: fuzz-http
+FUZZ_HTTP_SECONDS ?= 20
+fuzz-http: deps-test $(WEB_DEPS)
+	@scripts/deps.sh asan
+	@[ -f build-asan/build.ninja ] || CC=clang meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+	@ninja -C build-asan tests/fuzz_http_request
+	@mkdir -p build-asan/fuzz-http-corpus
+	@UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build-asan/tests/fuzz_http_request \
+		-max_total_time=$(FUZZ_HTTP_SECONDS) -print_final_stats=1 -artifact_prefix=build-asan/ \
+		build-asan/fuzz-http-corpus tests/fuzz/seeds_http_request >build-asan/fuzz-http.log 2>&1 \
+		|| { tail -60 build-asan/fuzz-http.log; echo "fuzz-http: FAILED (build-asan/fuzz-http.log)"; exit 1; }
+	@grep -E '^Done|^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' build-asan/fuzz-http.log
+	@echo "fuzz-http: ok ($(FUZZ_HTTP_SECONDS) s, corpus build-asan/fuzz-http-corpus)"

@@ -117,7 +117,8 @@ def start_relay(w, h, extra=(), sigpipe_ignored=True):
     err = os.path.join(TMP, f"relay-{time.monotonic_ns()}.err")
     cmd = [os.path.join(ARGS.build, "src", "steward"), "relay", "--listen", "127.0.0.1:0", "--state", "none",
            "--size", f"{w}x{h}", "--fps", "25", "--quality", "80",
-           "--max-viewers", "2000", "--max-viewers-per-input", "2000", *extra]
+           "--max-viewers", "2000", "--max-viewers-per-input", "2000",
+           "--max-connections", "2200", "--max-connections-per-client", "2200", *extra]
     with open(err, "w") as ef:
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=ef, stdin=subprocess.DEVNULL,
                              preexec_fn=ignore_sigpipe if sigpipe_ignored else None)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Embed the relay's web UI into C: a header and a source holding a table
-{path, content type, bytes, length} that src/relay/http.c serves.
+{path, content type, bytes, length} that src/relay/http_assets.c serves.
 
 Usage: embed.py OUT.c OUT.h URLPATH=FILE...
 

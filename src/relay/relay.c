@@ -83,7 +83,19 @@ static void usage(FILE *f)
                "  --camera-stall SECONDS      a camera silent this long is reconnected\n"
                "                              (default 5)\n"
                "  --camera-frame-timeout S    a camera without a frame this long is\n"
-               "                              reconnected (default 10)\n");
+               "                              reconnected (default 10)\n"
+               "  --header-timeout SECONDS    a request (line, headers and body) must arrive\n"
+               "                              within this time (default 10)\n"
+               "  --max-connections N         open HTTP connections in total (default 1100)\n"
+               "  --max-connections-per-client N\n"
+               "                              open HTTP connections of one client address\n"
+               "                              (default 128)\n"
+               "  --allow-host NAME           also accept requests whose Host is NAME (with or\n"
+               "                              without a port; repeatable, up to 8; IP\n"
+               "                              addresses and localhost are always accepted)\n"
+               "  --cors-origin ORIGIN        allow cross-site requests from ORIGIN, e.g.\n"
+               "                              https://nvr.example (repeatable, up to 8; none\n"
+               "                              by default)\n");
 }
 
 static bool parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
@@ -147,6 +159,21 @@ static void default_state_path(relay_config *cfg)
         cfg->state_path[0] = '\0';
 }
 
+/* Append @v to a --allow-host or --cors-origin list: printable, no spaces,
+ * commas or slashes past an origin's scheme, at most RELAY_ALLOW_MAX. */
+static bool add_name(char list[][RELAY_ALLOW_LEN], unsigned *n, const char *v)
+{
+    size_t len = strlen(v);
+    if (*n >= RELAY_ALLOW_MAX || len == 0 || len >= RELAY_ALLOW_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (v[i] <= ' ' || v[i] >= 0x7f || v[i] == ',')
+            return false;
+    memcpy(list[*n], v, len + 1);
+    (*n)++;
+    return true;
+}
+
 /* Parse argv into @cfg. Returns 0, 1 for --help, or -EINVAL. */
 static int parse_args(int argc, char **argv, relay_config *cfg)
 {
@@ -196,6 +223,17 @@ static int parse_args(int argc, char **argv, relay_config *cfg)
             cfg->camera_stall_s = (int)n;
         else if (strcmp(a, "--camera-frame-timeout") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
             cfg->camera_frame_timeout_s = (int)n;
+        else if (strcmp(a, "--header-timeout") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
+            cfg->header_timeout_s = (int)n;
+        else if (strcmp(a, "--max-connections") == 0 && (ok = parse_uint(v, 1, 1000000, &n)))
+            cfg->max_connections = (unsigned)n;
+        else if (strcmp(a, "--max-connections-per-client") == 0 &&
+                 (ok = parse_uint(v, 1, 1000000, &n)))
+            cfg->max_conn_per_client = (unsigned)n;
+        else if (strcmp(a, "--allow-host") == 0)
+            ok = add_name(cfg->allow_host, &cfg->nallow_host, v);
+        else if (strcmp(a, "--cors-origin") == 0)
+            ok = add_name(cfg->cors_origin, &cfg->ncors_origin, v);
         else if (strcmp(a, "--state") == 0)
             ok = set_state_path(cfg, v);
         else if (strcmp(a, "--size") == 0)
@@ -393,6 +431,8 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
     char err[256] = "";
     int rc = -ENOENT;
     if (cfg->state_path[0] != '\0')
+        relay_state_clean_temps(cfg->state_path);
+    if (cfg->state_path[0] != '\0')
         rc = relay_state_load(cfg->state_path, cfg, specs, cfg->max_inputs, &n, err, sizeof(err));
     if (rc == -EINVAL) {
         keep_corrupt_state(cfg->state_path, err);
@@ -459,7 +499,10 @@ int stw_relay_main(int argc, char **argv)
                         .max_sse = 32,
                         .on_demand_grace_ms = 10000,
                         .camera_stall_s = 5,
-                        .camera_frame_timeout_s = 10};
+                        .camera_frame_timeout_s = 10,
+                        .header_timeout_s = 10,
+                        .max_connections = 1100,
+                        .max_conn_per_client = 128};
     default_state_path(&cfg);
     int rc = parse_args(argc, argv, &cfg);
     if (rc != 0) {

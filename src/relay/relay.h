@@ -36,7 +36,7 @@
  *   read once at start.
  *
  * Threads
- *   relay_hub_* may be called from any thread. Everything in http.c runs
+ *   relay_hub_* may be called from any thread. Everything in http*.c runs
  *   on the loop thread only; libevent is never called from another thread
  *   (the sources wake the loop through the hub's eventfd), so it is used
  *   without evthread locking.
@@ -60,6 +60,8 @@
 #define RELAY_URL_MAX 2048  /* bytes of an mjpeg URL, without the NUL */
 #define RELAY_STATE_MAX 16  /* an input state string with its NUL */
 #define RELAY_PATH_MAX 4096 /* the state file path with its NUL */
+#define RELAY_ALLOW_MAX 8   /* --allow-host and --cors-origin values each */
+#define RELAY_ALLOW_LEN 256 /* one of them with its NUL */
 
 typedef struct relay_config {
     char host[64];
@@ -79,6 +81,15 @@ typedef struct relay_config {
     int camera_stall_s;                   /* mjpeg: no byte for this long = disconnected */
     int camera_frame_timeout_s;           /* mjpeg: no frame for this long = disconnected */
     char state_path[RELAY_PATH_MAX];      /* "" when there is no state file */
+    int header_timeout_s;                 /* a request must be complete in this time */
+    unsigned max_connections;             /* open HTTP connections, all clients */
+    unsigned max_conn_per_client;         /* open HTTP connections of one client address */
+    /* Host names accepted besides IP literals and localhost (DNS
+     * rebinding), and the origins allowed cross-site (CORS). */
+    char allow_host[RELAY_ALLOW_MAX][RELAY_ALLOW_LEN];
+    unsigned nallow_host;
+    char cors_origin[RELAY_ALLOW_MAX][RELAY_ALLOW_LEN];
+    unsigned ncors_origin;
 } relay_config;
 
 /* ---- hub ---- */
@@ -219,6 +230,11 @@ void *relay_spec_json(const relay_input *in);
  * Returns 0 or a negative errno; on failure @path is unchanged.
  */
 int relay_state_save(const char *path, relay_input *const *inputs, unsigned n);
+
+/* Remove the temporary files an interrupted relay_state_save() of @path
+ * left beside it. Returns how many, or a negative errno if the directory
+ * cannot be read (a missing one has none). */
+int relay_state_clean_temps(const char *path);
 
 /*
  * Read @path into @specs (at most @max). Returns 0 with *@n set, -ENOENT

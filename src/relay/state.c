@@ -21,6 +21,7 @@
  *   stw_malloc/stw_free (json_set_alloc_funcs in relay.c); every fd is
  *   tracked and closed before returning.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -297,8 +298,10 @@ int relay_state_save(const char *path, relay_input *const *inputs, unsigned n)
     dfd = stw_fd_track(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), STW_KIND_FD,
                        "file:relay-state-dir");
     if (dfd >= 0) {
+        /* The new file is in place: failing now must not make the caller
+         * undo a change that the file already has. */
         if (fsync(dfd) != 0)
-            rc = -errno;
+            fprintf(stderr, "steward relay: fsync of %s: %s\n", dir, strerror(errno));
         stw_fd_close(&dfd);
     }
 free_text:
@@ -363,4 +366,45 @@ int relay_state_load(const char *path, const relay_config *cfg, relay_spec *spec
 decref:
     json_decref(root);
     return rc;
+}
+
+int relay_state_clean_temps(const char *path)
+{
+    char dir[RELAY_PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    size_t blen = strlen(base);
+    int dfd = stw_fd_track(open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), STW_KIND_FD,
+                           "file:relay-state-dir");
+    if (dfd < 0)
+        return dfd == -ENOENT ? 0 : dfd;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        stw_fd_close(&dfd);
+        return -ENOMEM;
+    }
+    int removed = 0;
+    struct dirent *e;
+    /* relay_state_save's temporaries are "BASE.tmp" and six mkostemp
+     * characters; nothing else is touched. */
+    while ((e = readdir(d)) != NULL) {
+        if (strlen(e->d_name) != blen + 10 || strncmp(e->d_name, base, blen) != 0 ||
+            strncmp(e->d_name + blen, ".tmp", 4) != 0)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+            fprintf(stderr, "steward relay: removed %s/%s, left by an interrupted save\n", dir,
+                    e->d_name);
+            removed++;
+        }
+    }
+    stw_fd_untrack(dfd);
+    closedir(d);
+    return removed;
 }

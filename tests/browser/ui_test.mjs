@@ -262,6 +262,7 @@ async function main() {
       // tells it (well before its 5 s full refresh, most of the time).
       const created = await fetch(base + '/api/inputs', {
         method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ name: 'ui-od', kind: 'test', width: 64, height: 48, fps: 5,
           on_demand: true }),
       });
@@ -306,6 +307,7 @@ async function main() {
       for (const name of names) {
         const r = await fetch(base + '/api/inputs', {
           method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
           body: JSON.stringify({ name, kind: 'test', width: 32, height: 24, fps: 5 }),
         });
         assert(r.status === 201, name + ': ' + r.status);

@@ -136,7 +136,7 @@ class Events:
 
     def __init__(self, port):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.s.sendall(b"GET /api/events HTTP/1.1\r\nHost: relay\r\n\r\n")
+        self.s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         self.buf = b""
         self.closed = False
 

@@ -170,7 +170,7 @@ def raw_viewer(port, rcvbuf=None):
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.connect(("127.0.0.1", port))
-    s.sendall(b"GET /stream/test HTTP/1.1\r\nHost: relay\r\n\r\n")
+    s.sendall(b"GET /stream/test HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     return s
 
 
@@ -312,7 +312,7 @@ def run(build):
         def oversize_header():
             s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
             try:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
                 data = b""
                 while True:
                     try:

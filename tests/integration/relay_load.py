@@ -51,7 +51,7 @@ def run(build):
             def reader(i, path):
                 s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
                 socks.append(s)
-                s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+                s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
                 while not stop.is_set():
                     try:
                         b = s.recv(65536)
@@ -70,10 +70,10 @@ def run(build):
                 s = socket.socket()
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 s.connect(("127.0.0.1", relay.port))
-                s.sendall(b"GET /stream/test HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.sendall(b"GET /stream/test HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 socks.append(s)
             ev = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
-            ev.sendall(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            ev.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             socks.append(ev)
             time.sleep(2)
             assert all(n > 0 for n in received), "a reader got nothing: %r" % received
@@ -91,7 +91,7 @@ def run(build):
                 batch = []
                 for _ in range(20):
                     s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
-                    s.sendall(b"GET /stream/big HTTP/1.1\r\nHost: x\r\n\r\n")
+                    s.sendall(b"GET /stream/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                     s.recv(1000)
                     batch.append(s)
                 time.sleep(0.3)

@@ -1,0 +1,387 @@
+/*
+ * src/relay/http_api.c — the input table and the REST API for inputs and
+ * their outputs (/api/inputs...).
+ *
+ * Model
+ *   The loop thread owns the input table: it creates inputs (POST
+ *   /api/inputs), deletes them (DELETE /api/inputs/{name}), and saves the
+ *   state file after every change of the configuration. An input's outputs
+ *   are its viewers (http_viewers.c). Deleting an input first detaches its
+ *   viewers; only then is its hub event removed and its owner scope
+ *   closed, which joins the source thread (bounded by a deadline) and frees
+ *   the hub: nothing on the loop can reach the input afterwards.
+ *
+ * Ownership
+ *   An http_input entry is owned by the http scope while it is in the
+ *   table; the entry of a deleted input is freed here. Request bodies are
+ *   parsed with jansson (allocating through the ledger) and freed before
+ *   the answer.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "http_internal.h"
+#include "steward/alloc.h"
+
+http_input *relay_http__find_input(relay_http *srv, const char *name, size_t len)
+{
+    for (unsigned i = 0; i < srv->ninputs; i++)
+        if (strlen(srv->inputs[i]->in->name) == len &&
+            memcmp(srv->inputs[i]->in->name, name, len) == 0)
+            return srv->inputs[i];
+    return NULL;
+}
+
+static void input_json(struct evbuffer *b, http_input *hi)
+{
+    relay_input *in = hi->in;
+    relay_hub_stat st;
+    char state[RELAY_STATE_MAX];
+    relay_hub_stats(in->hub, &st);
+    relay_hub_state(in->hub, state);
+    evbuffer_add_printf(b, "{\"name\":");
+    relay_http__json_str(b, in->name);
+    evbuffer_add_printf(b, ",\"kind\":\"%s\",\"state\":", in->kind);
+    relay_http__json_str(b, state);
+    if (strcmp(in->kind, "mjpeg") == 0) {
+        evbuffer_add_printf(b, ",\"url\":");
+        relay_http__json_str(b, in->url);
+    } else {
+        evbuffer_add_printf(b, ",\"width\":%u,\"height\":%u,\"fps\":%u,\"quality\":%u", in->width,
+                            in->height, in->fps, in->quality);
+    }
+    evbuffer_add_printf(b,
+                        ",\"on_demand\":%s,\"viewers\":%u,\"outputs\":%u,\"seq\":%llu,"
+                        "\"frames_in\":%llu,\"frames_out\":%llu,\"dropped\":%llu,\"created\":",
+                        in->on_demand ? "true" : "false", hi->nviewers, hi->nviewers,
+                        (unsigned long long)st.seq, (unsigned long long)st.frames_in,
+                        (unsigned long long)st.frames_out, (unsigned long long)st.dropped);
+    relay_http__json_time(b, in->created_ms);
+    evbuffer_add_printf(b, "}");
+}
+
+static void output_json(struct evbuffer *b, const viewer *v)
+{
+    evbuffer_add_printf(b, "{\"id\":%llu,\"type\":\"viewer\",\"peer\":", (unsigned long long)v->id);
+    relay_http__json_str(b, v->peer);
+    evbuffer_add_printf(b, ",\"started\":");
+    relay_http__json_time(b, v->started_ms);
+    evbuffer_add_printf(b, ",\"frames\":%llu,\"dropped\":%llu,\"queued\":%u}",
+                        (unsigned long long)v->frames, (unsigned long long)v->dropped, v->nends);
+}
+
+/* Write the state file with the table's inputs, without @skip (may be
+ * NULL) and with @extra (may be NULL). Returns 0 (also when there is no
+ * state file) or the save's negative errno, reported on stderr. */
+static int save_state(relay_http *srv, const http_input *skip, relay_input *extra)
+{
+    if (srv->cfg.state_path[0] == '\0')
+        return 0;
+    relay_input *list[RELAY_INPUTS_MAX + 1];
+    unsigned n = 0;
+    for (unsigned i = 0; i < srv->ninputs; i++)
+        if (srv->inputs[i] != skip)
+            list[n++] = srv->inputs[i]->in;
+    if (extra != NULL)
+        list[n++] = extra;
+    int rc = relay_state_save(srv->cfg.state_path, list, n);
+    if (rc != 0) {
+        srv->state_save_failures++;
+        fprintf(stderr, "steward relay: cannot save state file %s: %s\n", srv->cfg.state_path,
+                stw_strerror(rc));
+    }
+    return rc;
+}
+
+/* Answer a change that could not be saved, and so was not made: 507 when
+ * the disk is full, 500 otherwise. */
+static void reply_unsaved(struct evhttp_request *req, int rc)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "not saved, nothing changed: state file: %s", stw_strerror(rc));
+    relay_http__reply_error(req, rc == -ENOSPC || rc == -EDQUOT ? 507 : 500, msg);
+}
+
+/* Watch @in on the loop: a new entry, not yet in the table. Returns it or
+ * NULL (out of memory); @in is untouched on failure. */
+static http_input *input_attach(relay_http *srv, relay_input *in)
+{
+    http_input *hi = stw_calloc(1, sizeof(*hi));
+    if (hi == NULL)
+        return NULL;
+    hi->in = in;
+    hi->srv = srv;
+    if (relay_http__input_watch(hi) != 0) {
+        relay_http__input_unwatch(hi);
+        stw_free(hi);
+        return NULL;
+    }
+    return hi;
+}
+
+/* Stop watching @hi's input and free the entry (not the input). */
+static void input_detach(http_input *hi)
+{
+    relay_http__input_unwatch(hi);
+    stw_free(hi);
+}
+
+void relay_http__handle_list_inputs(relay_http *srv, struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
+        return;
+    }
+    evbuffer_add_printf(b, "{\"inputs\":[");
+    for (unsigned i = 0; i < srv->ninputs; i++) {
+        if (i > 0)
+            evbuffer_add(b, ",", 1);
+        input_json(b, srv->inputs[i]);
+    }
+    evbuffer_add_printf(b,
+                        "],\"viewers\":%u,\"max_viewers\":%u,\"max_viewers_per_input\":%u,"
+                        "\"max_inputs\":%u}\n",
+                        srv->nviewers, srv->cfg.max_viewers, srv->cfg.max_viewers_input,
+                        srv->cfg.max_inputs);
+    relay_http__reply_json(req, 200, "OK", b);
+}
+
+static void handle_get_input(struct evhttp_request *req, http_input *hi)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
+        return;
+    }
+    input_json(b, hi);
+    evbuffer_add(b, "\n", 1);
+    relay_http__reply_json(req, 200, "OK", b);
+}
+
+/* The request body as JSON, or NULL after answering 413 or 400. */
+static json_t *read_body(relay_http *srv, struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len > (size_t)srv->cfg.max_body_bytes) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request body larger than %d bytes", srv->cfg.max_body_bytes);
+        relay_http__reply_error(req, 413, msg);
+        return NULL;
+    }
+    const char *text = len > 0 ? (const char *)evbuffer_pullup(in, -1) : "";
+    json_error_t jerr;
+    json_t *root = text != NULL ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (root == NULL) {
+        char msg[256];
+        if (text == NULL)
+            snprintf(msg, sizeof(msg), "out of memory");
+        else
+            snprintf(msg, sizeof(msg), "invalid JSON: line %d column %d: %s", jerr.line,
+                     jerr.column, jerr.text);
+        relay_http__reply_error(req, text == NULL ? 503 : 400, msg);
+    }
+    return root;
+}
+
+void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req)
+{
+    json_t *body = read_body(srv, req);
+    if (body == NULL)
+        return;
+    relay_spec spec;
+    char err[256];
+    int code = relay_spec_parse(body, &srv->cfg, &spec, err, sizeof(err));
+    json_decref(body);
+    if (code != 0) {
+        relay_http__reply_error(req, code, err);
+        return;
+    }
+    if (relay_http__find_input(srv, spec.name, strlen(spec.name)) != NULL) {
+        snprintf(err, sizeof(err), "input \"%s\" already exists", spec.name);
+        relay_http__reply_error(req, 409, err);
+        return;
+    }
+    if (srv->ninputs >= srv->cfg.max_inputs) {
+        snprintf(err, sizeof(err), "too many inputs (the limit is %u)", srv->cfg.max_inputs);
+        relay_http__reply_error(req, 507, err);
+        return;
+    }
+    spec.created_ms = 0;
+    relay_input *in = NULL;
+    int rc = relay_input_new(srv->sources, &spec, &in);
+    http_input *hi = NULL;
+    if (rc == 0) {
+        hi = input_attach(srv, in);
+        rc = hi != NULL ? 0 : -ENOMEM;
+    }
+    if (rc == 0 && !in->on_demand)
+        rc = relay_input_start(in, &srv->cfg);
+    if (rc != 0) {
+        if (hi != NULL)
+            input_detach(hi);
+        relay_input_free(&in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
+        snprintf(err, sizeof(err), "cannot create the input: %s", stw_strerror(rc));
+        relay_http__reply_error(req, rc == -ENOMEM ? 503 : 500, err);
+        return;
+    }
+    /* Saved before it is acknowledged: a create the state file does not
+     * have would be gone after a restart. */
+    rc = save_state(srv, NULL, in);
+    if (rc != 0) {
+        input_detach(hi);
+        relay_input_free(&in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
+        reply_unsaved(req, rc);
+        return;
+    }
+    srv->inputs[srv->ninputs++] = hi;
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
+        return;
+    }
+    input_json(b, hi);
+    relay_http__sse_broadcast(srv, "input-created", b);
+    evbuffer_add(b, "\n", 1);
+    char loc[RELAY_NAME_MAX + 16];
+    snprintf(loc, sizeof(loc), "/api/inputs/%s", in->name);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Location", loc);
+    relay_http__reply_json(req, 201, "Created", b);
+}
+
+static void handle_delete_input(relay_http *srv, struct evhttp_request *req, http_input *hi)
+{
+    /* Saved first, so a delete that cannot be saved changes nothing (the
+     * input would come back after a restart). */
+    int rc = save_state(srv, hi, NULL);
+    if (rc != 0) {
+        reply_unsaved(req, rc);
+        return;
+    }
+    unsigned closed = 0;
+    while (hi->viewers != NULL) {
+        relay_http__viewer_detach(hi->viewers, "input deleted");
+        closed++;
+    }
+    unsigned i = 0;
+    while (srv->inputs[i] != hi)
+        i++;
+    memmove(&srv->inputs[i], &srv->inputs[i + 1], (srv->ninputs - i - 1) * sizeof(hi));
+    srv->ninputs--;
+    relay_input *in = hi->in;
+    char name[RELAY_NAME_MAX];
+    snprintf(name, sizeof(name), "%s", in->name);
+    input_detach(hi);
+    relay_input_free(&in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
+        return;
+    }
+    evbuffer_add_printf(b, "{\"name\":");
+    relay_http__json_str(b, name);
+    evbuffer_add_printf(b, "}");
+    relay_http__sse_broadcast(srv, "input-deleted", b);
+    evbuffer_drain(b, evbuffer_get_length(b));
+    evbuffer_add_printf(b, "{\"deleted\":");
+    relay_http__json_str(b, name);
+    evbuffer_add_printf(b, ",\"outputs_closed\":%u}\n", closed);
+    relay_http__reply_json(req, 200, "OK", b);
+}
+
+static void handle_list_outputs(struct evhttp_request *req, http_input *hi)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
+        return;
+    }
+    evbuffer_add_printf(b, "{\"input\":");
+    relay_http__json_str(b, hi->in->name);
+    evbuffer_add_printf(b, ",\"outputs\":[");
+    for (viewer *v = hi->viewers; v != NULL; v = v->next) {
+        output_json(b, v);
+        if (v->next != NULL)
+            evbuffer_add(b, ",", 1);
+    }
+    evbuffer_add_printf(b, "]}\n");
+    relay_http__reply_json(req, 200, "OK", b);
+}
+
+static void handle_output(struct evhttp_request *req, http_input *hi, viewer *v, bool del)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
+        return;
+    }
+    if (!del) {
+        output_json(b, v);
+        evbuffer_add(b, "\n", 1);
+        relay_http__reply_json(req, 200, "OK", b);
+        return;
+    }
+    uint64_t id = v->id;
+    relay_http__viewer_detach(v, "deleted");
+    evbuffer_add_printf(b, "{\"deleted\":%llu,\"input\":", (unsigned long long)id);
+    relay_http__json_str(b, hi->in->name);
+    evbuffer_add_printf(b, ",\"outputs\":%u}\n", hi->nviewers);
+    relay_http__reply_json(req, 200, "OK", b);
+}
+
+/* /api/inputs/... */
+void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const char *rest,
+                             enum evhttp_cmd_type cmd)
+{
+    bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+    const char *name;
+    size_t nlen;
+    int sub;
+    uint64_t id = 0;
+    if (!relay_http__parse_input_path(rest, &name, &nlen, &sub, &id)) {
+        relay_http__reply_error(req, 404, "not found");
+        return;
+    }
+    http_input *hi = relay_http__find_input(srv, name, nlen);
+    if (hi == NULL) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "no input \"%.*s\"", (int)(nlen < 40 ? nlen : 40), name);
+        relay_http__reply_error(req, 404, msg);
+        return;
+    }
+    if (sub == 0) {
+        if (get)
+            handle_get_input(req, hi);
+        else if (cmd == EVHTTP_REQ_DELETE)
+            handle_delete_input(srv, req, hi);
+        else
+            relay_http__reply_405(req, "GET, HEAD, DELETE");
+        return;
+    }
+    if (sub == 1) {
+        if (get)
+            handle_list_outputs(req, hi);
+        else
+            relay_http__reply_405(req, "GET, HEAD");
+        return;
+    }
+    viewer *v = hi->viewers;
+    while (v != NULL && v->id != id)
+        v = v->next;
+    if (v == NULL) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "input \"%s\" has no output %llu", hi->in->name,
+                 (unsigned long long)id);
+        relay_http__reply_error(req, 404, msg);
+        return;
+    }
+    if (get || cmd == EVHTTP_REQ_DELETE)
+        handle_output(req, hi, v, cmd == EVHTTP_REQ_DELETE);
+    else
+        relay_http__reply_405(req, "GET, HEAD, DELETE");
+}

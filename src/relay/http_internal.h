@@ -1,0 +1,267 @@
+/*
+ * src/relay/http_internal.h — shared between the files of the relay's HTTP
+ * server (http*.c), private to them.
+ *
+ * Model
+ *   One libevent (evhttp) loop thread serves everything; relay.h describes
+ *   the scopes and the input table. The server is split by concern:
+ *
+ *     http.c          server setup, the loop thread, routing
+ *     http_reply.c    replies, JSON errors, JSON text helpers, streaming starts
+ *     http_sse.c      Server-Sent Events (GET /api/events)
+ *     http_viewers.c  MJPEG viewers (GET /stream/{input}), snapshots, the hub
+ *                     notify and on-demand grace timers of each input
+ *     http_api.c      the input table and the inputs/outputs REST API
+ *     http_debug.c    /healthz, /metrics, /system-resources,
+ *                     /cleanup-resources, /debug/threads
+ *     http_assets.c   the web UI's embedded files
+ *     http_conn.c     connection caps, the request-head deadline, the bound on
+ *                     what a client may buffer, the accept back-off
+ *     http_guard.c    request policy: Host, Origin, CORS, Content-Type
+ *     http_parse.c    parsing of the path, Host, Content-Type and Origin (pure,
+ *                     fuzzed by tests/fuzz/fuzz_http_request.c)
+ *
+ * Invariants
+ *   Every function here runs on the loop thread only. srv->inputs holds
+ *   srv->ninputs entries in creation order; an entry's viewers list holds
+ *   exactly hi->nviewers attached viewers, and srv->nviewers is the sum.
+ *   A detached viewer (hi == NULL, req == NULL) is in no list.
+ *
+ * Ownership
+ *   relay_http and the http_input entries are owned by the http scope (its
+ *   cleanup frees them); the loop frees the entry of an input it deletes.
+ *   A viewer or event client is owned by its connection and freed in the
+ *   connection's close callback. Requests passed to the handlers are
+ *   borrowed: every handler answers exactly once (a reply, or the start of
+ *   a stream). Everything libevent and jansson allocate goes through
+ *   stw_malloc, so it is in the ledger.
+ */
+#ifndef STW_RELAY_HTTP_INTERNAL_H
+#define STW_RELAY_HTTP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "http_parse.h"
+#include "relay.h"
+#include "web_assets.h"
+
+#define INFLIGHT_MAX 8
+#define SSE_BACKLOG_MAX (64 * 1024)
+#define SSE_KEEPALIVE_S 15
+#define DELETE_DEADLINE_MS 2000
+
+typedef struct viewer viewer;
+typedef struct http_input http_input;
+typedef struct sse_client sse_client;
+typedef struct http_conn http_conn;
+
+struct viewer {
+    viewer *prev, *next;
+    relay_http *srv;
+    http_input *hi;             /* NULL once detached */
+    struct evhttp_request *req; /* NULL once detached: libevent finishes it */
+    struct evbuffer *out;       /* the connection's output buffer, borrowed */
+    struct evbuffer_cb_entry *cbe;
+    uint64_t drained;            /* bytes drained from out since the stream started */
+    uint64_t ends[INFLIGHT_MAX]; /* stream offset where each queued frame ends */
+    unsigned nends;
+    uint64_t last_seq; /* hub sequence number of the last frame queued */
+    int fd;
+    uint64_t id;
+    char peer[64];
+    int64_t started_ms; /* wall clock */
+    uint64_t frames, dropped;
+};
+
+struct http_input {
+    relay_input *in;
+    relay_http *srv;
+    struct event *notify;
+    struct event *grace; /* on-demand stop timer */
+    viewer *viewers;
+    unsigned nviewers;
+};
+
+struct sse_client {
+    sse_client *prev, *next;
+    relay_http *srv;
+    struct evhttp_request *req;
+    struct evbuffer *out; /* the connection's output buffer, borrowed */
+    int fd;
+};
+
+struct relay_http {
+    relay_config cfg;
+    stw_scope *scope;
+    stw_scope *sources;
+    int listen_fd;
+    int64_t started_ns;
+    struct event_base *base;
+    struct evhttp *http;
+    struct event *cancel_ev;
+    struct event *keepalive;
+    bool closing; /* the loop is being torn down: no events, no timers */
+    unsigned nviewers;
+    uint64_t next_output_id;
+    unsigned ninputs;
+    http_input *inputs[RELAY_INPUTS_MAX]; /* in creation order */
+    sse_client *sse;
+    unsigned nsse;
+    uint64_t sse_missed;
+    /* http_conn.c: admitted connections (unordered), bufferevents waiting
+     * for admission (each holding a reference), and the accept back-off. */
+    http_conn **conns;
+    unsigned nconns, cconns;
+    struct bufferevent **pending;
+    unsigned npending, cpending;
+    struct event *admit_ev;
+    struct event *accept_resume;
+    struct evconnlistener *listener;
+    int64_t accept_logged_ns;
+    size_t read_cap; /* bytes a connection may have read but not parsed */
+    uint64_t refused_total, refused_client, header_timeouts, accept_errors;
+    uint64_t rejected_host, rejected_origin, state_save_failures;
+};
+
+/* ---- connections (http_conn.c) ---- */
+
+struct evconnlistener;
+
+/* Take over admission for @l (borrowed, bound to srv->http): caps, head
+ * deadlines, read bound, accept back-off. Returns 0 or -ENOMEM; on failure
+ * what was made is freed by relay_http__conn_release(). */
+int relay_http__conn_setup(relay_http *srv, struct evconnlistener *l);
+
+/* Free the entries and events (teardown, after evhttp_free). */
+void relay_http__conn_release(relay_http *srv);
+
+/* @req (borrowed) reached the router: clear its connection's head
+ * deadline and set it again once the answer is complete. False if the
+ * connection was not admitted (refused, timed out): do not serve it. */
+bool relay_http__conn_request(relay_http *srv, struct evhttp_request *req);
+
+/* Open connections now (stale entries dropped first). */
+unsigned relay_http__conn_count(relay_http *srv);
+
+/* ---- request policy (http_guard.c) ---- */
+
+/* Check @req's Host, and for a mutating method its Origin,
+ * Sec-Fetch-Site and Content-Type; answer preflights (OPTIONS with an
+ * Origin). Adds the CORS headers an allowed origin gets. Returns true if
+ * the router should go on, false once it has answered. */
+bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_cmd_type cmd);
+
+/* ---- replies and JSON text (http_reply.c) ---- */
+
+/* A stw_write_fn appending to the evbuffer @ud (borrowed). */
+int relay_http__write_evbuffer(void *ud, const char *data, size_t len);
+
+/* Append @s (borrowed; NULL is "") to @b as a quoted, escaped JSON string. */
+void relay_http__json_str(struct evbuffer *b, const char *s);
+
+/* The wall clock in ms since the epoch. */
+int64_t relay_http__wall_ms(void);
+
+/* Append @ms (wall clock) to @b as a quoted ISO 8601 UTC string. */
+void relay_http__json_time(struct evbuffer *b, int64_t ms);
+
+/* Answer @req with @body (borrowed: the caller frees it); a HEAD gets
+ * the headers and Content-Length only. */
+void relay_http__send(struct evhttp_request *req, int code, const char *reason,
+                      struct evbuffer *body);
+
+/* relay_http__send() as @type, never cached. */
+void relay_http__reply(struct evhttp_request *req, int code, const char *reason, const char *type,
+                       struct evbuffer *body);
+
+/* Answer @req with the JSON in @b (transfer full: freed here). */
+void relay_http__reply_json(struct evhttp_request *req, int code, const char *reason,
+                            struct evbuffer *b);
+
+/* Answer @code with {"error":@msg} (@msg borrowed). */
+void relay_http__reply_error(struct evhttp_request *req, int code, const char *msg);
+
+/* Answer 405 with an Allow header of @allow. */
+void relay_http__reply_405(struct evhttp_request *req, const char *allow);
+
+/* Begin a response that streams until the peer or the relay ends it (a
+ * viewer, an event client): SO_SNDBUF of cfg.viewer_sndbuf, headers out,
+ * write timeout only, the socket @fd booked in the ledger as @label until
+ * @closed runs with @arg. Every streaming answer starts here, so each is
+ * bounded the same way. */
+void relay_http__start_stream(relay_http *srv, struct evhttp_request *req,
+                              struct evhttp_connection *conn, struct bufferevent *bev, int fd,
+                              const char *label, void (*closed)(struct evhttp_connection *, void *),
+                              void *arg);
+
+/* ---- Server-Sent Events (http_sse.c) ---- */
+
+/* Send @event with the JSON in @data (borrowed) to every event client that
+ * is not too far behind; the others miss it (counted). */
+void relay_http__sse_broadcast(relay_http *srv, const char *event, struct evbuffer *data);
+
+/* Broadcast @event with {"input":@input,"id":@id[,"reason":@reason]}. */
+void relay_http__sse_output_event(relay_http *srv, const char *event, const char *input,
+                                  uint64_t id, const char *reason);
+
+/* The keep-alive timer's callback (@arg: the relay_http). */
+void relay_http__sse_keepalive(evutil_socket_t fd, short what, void *arg);
+
+/* GET /api/events. */
+void relay_http__handle_events(relay_http *srv, struct evhttp_request *req);
+
+/* ---- viewers (http_viewers.c) ---- */
+
+/* Watch @hi's hub eventfd and create its grace timer on srv->base. Returns
+ * 0 or -ENOMEM; on failure what was made stays in @hi for
+ * relay_http__input_unwatch(). */
+int relay_http__input_watch(http_input *hi);
+
+/* Free @hi's events (either may be NULL) and set them to NULL. */
+void relay_http__input_unwatch(http_input *hi);
+
+/* End @v's stream on purpose (its output or its input was deleted): @v
+ * leaves its input, the final chunk is queued, and @v is freed by its
+ * connection's close callback, possibly before this returns. */
+void relay_http__viewer_detach(viewer *v, const char *reason);
+
+/* GET /stream/{input} and GET /snapshot/{input}.jpg; @hi is borrowed. */
+void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http_input *hi);
+void relay_http__handle_snapshot(struct evhttp_request *req, http_input *hi);
+
+/* ---- the input table and the REST API (http_api.c) ---- */
+
+/* The entry of the input named by the @len bytes at @name, or NULL. */
+http_input *relay_http__find_input(relay_http *srv, const char *name, size_t len);
+
+/* GET and POST /api/inputs. */
+void relay_http__handle_list_inputs(relay_http *srv, struct evhttp_request *req);
+void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req);
+
+/* /api/inputs/@rest with method @cmd. */
+void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const char *rest,
+                             enum evhttp_cmd_type cmd);
+
+/* ---- maintenance endpoints (http_debug.c) ---- */
+
+void relay_http__handle_healthz(struct evhttp_request *req);
+void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req);
+void relay_http__handle_resources(relay_http *srv, struct evhttp_request *req);
+void relay_http__handle_cleanup(relay_http *srv, struct evhttp_request *req);
+void relay_http__handle_threads(relay_http *srv, struct evhttp_request *req);
+
+/* ---- the web UI (http_assets.c) ---- */
+
+/* The embedded file served at @path, or NULL. */
+const relay_web_asset *relay_http__find_asset(const char *path);
+
+/* Answer @req with @a (static bytes, referenced, not copied). */
+void relay_http__handle_asset(struct evhttp_request *req, const relay_web_asset *a);
+
+#endif
