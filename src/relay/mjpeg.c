@@ -100,6 +100,14 @@ static void drop_garbage(relay_mjpeg *p, size_t keep_tail)
     }
 }
 
+/* stw_ring_find, counting the bytes it may examine. */
+static ssize_t find(relay_mjpeg *p, size_t from, const void *needle, size_t nlen)
+{
+    size_t have = stw_ring_len(p->ring);
+    p->stats.scanned += have > from ? have - from : 0;
+    return stw_ring_find(p->ring, from, needle, nlen);
+}
+
 static bool looks_like_jpeg(const uint8_t *d, size_t n)
 {
     return n >= 4 && d[0] == 0xFF && d[1] == 0xD8 && d[n - 2] == 0xFF && d[n - 1] == 0xD9;
@@ -171,10 +179,10 @@ static long part_length(const relay_mjpeg *p, size_t hlen)
 /* Where the current part ends: at the next "\r\n--BOUNDARY", or earlier at
  * a "--BOUNDARY\r\n" that comes without its CRLF — a camera that restarted
  * in the middle of a frame. -ENOENT if neither is in the ring yet. */
-static ssize_t part_end(const relay_mjpeg *p)
+static ssize_t part_end(relay_mjpeg *p)
 {
-    ssize_t end = stw_ring_find(p->ring, 0, p->delim, p->delim_len);
-    ssize_t cut = stw_ring_find(p->ring, 0, p->line, p->line_len);
+    ssize_t end = find(p, 0, p->delim, p->delim_len);
+    ssize_t cut = find(p, 0, p->line, p->line_len);
     /* The proper delimiter's own "--BOUNDARY\r\n" lies at end + 2. */
     if (cut >= 0 && (end < 0 || cut < end + 2))
         return cut;
@@ -190,7 +198,7 @@ static int step(relay_mjpeg *p, relay_mjpeg_frame_fn fn, void *ud, int *frames)
     size_t have = stw_ring_len(p->ring);
     switch (p->state) {
     case SEEK_BOUNDARY: {
-        ssize_t at = stw_ring_find(p->ring, 0, bnd, blen);
+        ssize_t at = find(p, 0, bnd, blen);
         if (at < 0) {
             /* Keep what could be the start of "\r\n--BOUNDARY". */
             drop_garbage(p, blen + 1);
@@ -209,7 +217,7 @@ static int step(relay_mjpeg *p, relay_mjpeg_frame_fn fn, void *ud, int *frames)
                 p->stats.resyncs++;
         }
         /* The rest of the boundary line: "--" (the end), or CRLF. */
-        ssize_t eol = stw_ring_find(p->ring, blen, "\r\n", 2);
+        ssize_t eol = find(p, blen, "\r\n", 2);
         if (eol < 0) {
             if (have > blen + 256) {
                 stw_ring_consume(p->ring, blen);
@@ -223,7 +231,7 @@ static int step(relay_mjpeg *p, relay_mjpeg_frame_fn fn, void *ud, int *frames)
         return 1;
     }
     case HEADERS: {
-        ssize_t end = stw_ring_find(p->ring, 0, "\r\n\r\n", 4);
+        ssize_t end = find(p, 0, "\r\n\r\n", 4);
         size_t hlen;
         if (end < 0) {
             /* No part headers at all: the blank line comes at once. */

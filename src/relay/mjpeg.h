@@ -37,6 +37,7 @@ typedef struct relay_mjpeg_stats {
     uint64_t bad_parts;     /* parts that were not a JPEG, or cut short */
     uint64_t oversize;      /* parts larger than the frame cap, skipped */
     uint64_t resyncs;       /* times the parser had to search for a boundary */
+    uint64_t scanned;       /* bytes examined by searches: linear in the input */
 } relay_mjpeg_stats;
 
 /* Called once per complete frame; @frame is transfer full. Return 0 to go
