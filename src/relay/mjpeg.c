@@ -122,12 +122,15 @@ static void drop(relay_mjpeg *p, size_t n)
     take(p, n);
 }
 
-/* stw_ring_find, counting the bytes it may examine. */
+/* stw_ring_find, counting the bytes it examined: up to the end of a
+ * match, or to the end of the data. */
 static ssize_t find(relay_mjpeg *p, size_t from, const void *needle, size_t nlen)
 {
     size_t have = stw_ring_len(p->ring);
-    p->stats.scanned += have > from ? have - from : 0;
-    return stw_ring_find(p->ring, from, needle, nlen);
+    ssize_t at = stw_ring_find(p->ring, from, needle, nlen);
+    size_t end = at >= 0 ? (size_t)at + nlen : have;
+    p->stats.scanned += end > from ? end - from : 0;
+    return at;
 }
 
 static int byte_at(const relay_mjpeg *p, size_t off)
