@@ -154,55 +154,50 @@ def run(build):
             err = relay.stderr()
             assert "not a multipart stream" in err, err[-2000:]
             assert "camera answered 404 Not Found" in err, err[-2000:]
+            assert get_input(relay, "gone")["last_error"] == "camera answered 404 Not Found"
+            assert get_input(relay, "text")["last_error"] == \
+                "not a multipart stream (Content-Type: text/plain)"
 
-        def errors_say_what_they_are():
-            create("forbidden", "/forbidden")
-            create("loop", "/loop")
-            create("ftp", "/to-ftp")
-            st, body = api(relay, "POST", "/api/inputs", {
-                "name": "wrongpw", "kind": "mjpeg",
-                "url": "http://cam:wrong@127.0.0.1:%d/digest" % cam.port})
+        def create_url(name, url):
+            st, body = api(relay, "POST", "/api/inputs", {"name": name, "kind": "mjpeg",
+                                                          "url": url})
             assert st == 201, (st, body)
-            want = {"forbidden": "camera answered 403 Forbidden",
-                    "loop": "too many redirects (more than 5)",
-                    "ftp": "redirected to a URL that is not http(s): ftp://",
-                    "wrongpw": "camera answered 401 Unauthorized",
-                    "gone": "camera answered 404 Not Found",
-                    "text": "not a multipart stream (Content-Type: text/plain)"}
-            for name, msg in want.items():
-                wait_for("%s: error" % name, lambda: state(relay, name) == "error")
-                got = get_input(relay, name)
-                assert (got["last_error"] or "").startswith(msg), (name, got["last_error"], msg)
-                assert got["frames_in"] == 0 and got["camera"]["connects"] >= 1, got
-            for name in ("forbidden", "loop", "ftp", "wrongpw"):
-                delete(name)
 
-        def redirect_digest_octet_lf():
-            create("redirect", "/redirect")
-            st, body = api(relay, "POST", "/api/inputs", {
-                "name": "digest", "kind": "mjpeg",
-                "url": "http://cam:secret@127.0.0.1:%d/digest" % cam.port})
-            assert st == 201, (st, body)
-            create("octet", "/octet")
-            create("lf", "/lf")
-            create("badlen", "/badlength")
-            # A capital scheme is as good as a small one.
-            st, body = api(relay, "POST", "/api/inputs", {
-                "name": "caps", "kind": "mjpeg", "url": "HTTP://127.0.0.1:%d/good" % cam.port})
-            assert st == 201, (st, body)
-            for name in ("redirect", "digest", "octet", "lf", "badlen", "caps"):
-                wait_for("%s running" % name, lambda: state(relay, name) == "running")
-                c = relay.conn()
-                c.request("GET", "/stream/" + name)
-                parts = read_parts(c.getresponse(), 4)
-                c.close()
-                assert all(p in FRAMES for p in parts), (name, [p[:4] for p in parts])
-                got = get_input(relay, name)
-                assert got["frames_in"] >= 4 and got["cards"] == 0, got
-            got = get_input(relay, "badlen")
-            assert got["camera"]["length_mismatch"] > 0 and got["camera"]["bad_parts"] == 0, got
-            for name in ("redirect", "digest", "octet", "lf", "badlen", "caps"):
-                delete(name)
+        def refused(name, url, msg):
+            """The camera refuses: state "error", last_error says how."""
+            def case():
+                create_url(name, url)
+                try:
+                    wait_for("error", lambda: state(relay, name) == "error")
+                    got = get_input(relay, name)
+                    assert (got["last_error"] or "").startswith(msg), (got["last_error"], msg)
+                    assert got["frames_in"] == 0 and got["camera"]["connects"] >= 1, got
+                finally:
+                    delete(name)
+            return case
+
+        def streams(name, url, check_input=None):
+            """The camera's frames arrive byte for byte."""
+            def case():
+                create_url(name, url)
+                try:
+                    wait_for("running", lambda: state(relay, name) == "running")
+                    c = relay.conn()
+                    c.request("GET", "/stream/" + name)
+                    parts = read_parts(c.getresponse(), 4)
+                    c.close()
+                    assert all(p in FRAMES for p in parts), [p[:4] for p in parts]
+                    got = get_input(relay, name)
+                    assert got["frames_in"] >= 4 and got["cards"] == 0, got
+                    if check_input:
+                        check_input(got)
+                finally:
+                    delete(name)
+            return case
+
+        def lengths_fixed(got):
+            c = got["camera"]
+            assert c["length_mismatch"] > 0 and c["bad_parts"] == 0, got
 
         def empty_host_rejected():
             for url in ("http://:80/", "http://:80", "http://user@:8080/x", "http://u:p@/x",
@@ -277,8 +272,25 @@ def run(build):
                          ("mjpeg_stall_recover", stall_then_recover),
                          ("mjpeg_cut_recover", cut_then_recover),
                          ("mjpeg_not_a_camera", not_a_camera),
-                         ("mjpeg_errors_say_what_they_are", errors_say_what_they_are),
-                         ("mjpeg_redirect_digest_octet_lf", redirect_digest_octet_lf),
+                         ("mjpeg_403", refused("forbidden", cam.url("/forbidden"),
+                                                "camera answered 403 Forbidden")),
+                         ("mjpeg_401_wrong_password",
+                          refused("wrongpw", "http://cam:wrong@127.0.0.1:%d/digest" % cam.port,
+                                  "camera answered 401 Unauthorized")),
+                         ("mjpeg_redirect_loop", refused("loop", cam.url("/loop"),
+                                                         "too many redirects (more than 5)")),
+                         ("mjpeg_redirect_to_ftp",
+                          refused("ftp", cam.url("/to-ftp"),
+                                  "redirected to a URL that is not http(s): ftp://")),
+                         ("mjpeg_redirect", streams("redirect", cam.url("/redirect"))),
+                         ("mjpeg_digest", streams("digest", "http://cam:secret@127.0.0.1:%d/digest"
+                                                  % cam.port)),
+                         ("mjpeg_octet_stream", streams("octet", cam.url("/octet"))),
+                         ("mjpeg_lf_only", streams("lf", cam.url("/lf"))),
+                         ("mjpeg_wrong_length", streams("badlen", cam.url("/badlength"),
+                                                        lengths_fixed)),
+                         ("mjpeg_scheme_capitals",
+                          streams("caps", "HTTP://127.0.0.1:%d/good" % cam.port)),
                          ("mjpeg_empty_host_rejected", empty_host_rejected),
                          ("mjpeg_frozen_not_running", frozen_not_running),
                          ("mjpeg_delete_closes_camera", delete_closes_camera),
