@@ -289,15 +289,19 @@ static void status_error(src_mjpeg *s, long status)
 /* The first body bytes of a 200 decide whether this is a camera at all. */
 static bool accept_response(src_mjpeg *s)
 {
-    char boundary[80];
+    char boundary[80] = "";
     const char *ct = s->content_type;
     bool octet = ct[0] == '\0' || strncasecmp(ct, "application/octet-stream", 24) == 0;
     if (!octet && relay_mjpeg_boundary(ct, boundary, sizeof(boundary)) != 0) {
         snprintf(s->why, sizeof(s->why), "not a multipart stream (Content-Type: %.100s)", ct);
         return false;
     }
-    if (relay_mjpeg_new(octet ? NULL : boundary, MAX_FRAME, &s->parser) != 0) {
-        snprintf(s->why, sizeof(s->why), "cannot parse boundary \"%s\"", boundary);
+    int rc = relay_mjpeg_new(octet ? NULL : boundary, MAX_FRAME, &s->parser);
+    if (rc != 0) {
+        if (rc == -EINVAL)
+            snprintf(s->why, sizeof(s->why), "cannot use the boundary \"%s\"", boundary);
+        else
+            snprintf(s->why, sizeof(s->why), "no memory for the parser");
         return false;
     }
     memset(&s->parsed, 0, sizeof(s->parsed));
