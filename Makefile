@@ -2,13 +2,16 @@
 #   make run    install what is missing, build, run the relay (Ctrl-C stops it)
 #   make test   install what is missing, build, run every test
 # Other targets: build (release, in build/), debug (build-debug/),
-# asan (AddressSanitizer + UBSan unit tests, build-asan/), bench, format, clean,
-# stress-test (the timing-sensitive suites RUNS times under CPU load).
+# asan (AddressSanitizer + UBSan unit tests, build-asan/, and 10 s of each
+# fuzzer), fuzz and fuzz-http (20 s of the MJPEG parser's and of the HTTP
+# request parsing's libFuzzer targets), bench, format, clean, stress-test (the
+# timing-sensitive suites RUNS times under CPU load).
 
 BUILD ?= build
 MESON_OPTS ?=
 
-.PHONY: all run test build debug asan bench format clean deps deps-test stress-test
+.PHONY: all run test build debug asan asan-build fuzz fuzz-http bench format clean deps \
+	deps-test stress-test
 
 all: build
 
@@ -41,11 +44,24 @@ test: deps-test build
 debug:
 	@$(MAKE) --no-print-directory build BUILD=build-debug MESON_OPTS=--buildtype=debug
 
-asan: deps-test $(WEB_DEPS)
+asan-build: deps-test $(WEB_DEPS)
 	@scripts/deps.sh asan
 	@[ -f build-asan/build.ninja ] || CC=clang meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 	@ninja -C build-asan
+
+asan: asan-build
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 tests/run.sh build-asan --unit-only
+	@scripts/fuzz.sh mjpeg 10
+	@scripts/fuzz.sh http_request 10
+
+# The libFuzzer targets (tests/fuzz/): new inputs they find go to
+# build-asan/fuzz-NAME-corpus, the seeds stay in tests/fuzz/seeds_NAME.
+FUZZ_SECONDS ?= 20
+fuzz: asan-build
+	@scripts/fuzz.sh mjpeg $(FUZZ_SECONDS)
+
+fuzz-http: asan-build
+	@scripts/fuzz.sh http_request $(FUZZ_SECONDS)
 
 # RUNS rounds (default 50) of the unit tests, the leak corpus, the real
 # programs and the relay's integration tests, with every core kept busy.
@@ -64,20 +80,3 @@ format:
 
 clean:
 	rm -rf build build-debug build-asan
-
-# The HTTP request parsing's libFuzzer target (tests/fuzz/fuzz_http_request.c)
-# in the sanitizer build; new inputs go to build-asan/fuzz-http-corpus, the
-# seeds stay in tests/fuzz/seeds_http_request.
-.PHONY: fuzz-http
-FUZZ_HTTP_SECONDS ?= 20
-fuzz-http: deps-test $(WEB_DEPS)
-	@scripts/deps.sh asan
-	@[ -f build-asan/build.ninja ] || CC=clang meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
-	@ninja -C build-asan tests/fuzz_http_request
-	@mkdir -p build-asan/fuzz-http-corpus
-	@UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 build-asan/tests/fuzz_http_request \
-		-max_total_time=$(FUZZ_HTTP_SECONDS) -print_final_stats=1 -artifact_prefix=build-asan/ \
-		build-asan/fuzz-http-corpus tests/fuzz/seeds_http_request >build-asan/fuzz-http.log 2>&1 \
-		|| { tail -60 build-asan/fuzz-http.log; echo "fuzz-http: FAILED (build-asan/fuzz-http.log)"; exit 1; }
-	@grep -E '^Done|^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' build-asan/fuzz-http.log
-	@echo "fuzz-http: ok ($(FUZZ_HTTP_SECONDS) s, corpus build-asan/fuzz-http-corpus)"

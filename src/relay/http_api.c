@@ -48,18 +48,34 @@ static void input_json(struct evbuffer *b, http_input *hi)
     evbuffer_add_printf(b, ",\"kind\":\"%s\",\"state\":", in->kind);
     relay_http__json_str(b, state);
     if (strcmp(in->kind, "mjpeg") == 0) {
+        relay_camera_stat cs;
+        char err[RELAY_ERROR_MAX];
+        relay_hub_camera(in->hub, &cs, err);
         evbuffer_add_printf(b, ",\"url\":");
         relay_http__json_str(b, in->url);
+        evbuffer_add_printf(b, ",\"last_error\":");
+        if (err[0] != '\0')
+            relay_http__json_str(b, err);
+        else
+            evbuffer_add_printf(b, "null");
+        evbuffer_add_printf(b,
+                            ",\"camera\":{\"connects\":%llu,\"garbage_bytes\":%llu,"
+                            "\"bad_parts\":%llu,\"oversize\":%llu,\"length_mismatch\":%llu}",
+                            (unsigned long long)cs.connects, (unsigned long long)cs.garbage_bytes,
+                            (unsigned long long)cs.bad_parts, (unsigned long long)cs.oversize,
+                            (unsigned long long)cs.length_mismatch);
     } else {
         evbuffer_add_printf(b, ",\"width\":%u,\"height\":%u,\"fps\":%u,\"quality\":%u", in->width,
                             in->height, in->fps, in->quality);
     }
     evbuffer_add_printf(b,
                         ",\"on_demand\":%s,\"viewers\":%u,\"outputs\":%u,\"seq\":%llu,"
-                        "\"frames_in\":%llu,\"frames_out\":%llu,\"dropped\":%llu,\"created\":",
+                        "\"frames_in\":%llu,\"cards\":%llu,\"frames_out\":%llu,\"dropped\":%llu,"
+                        "\"created\":",
                         in->on_demand ? "true" : "false", hi->nviewers, hi->nviewers,
                         (unsigned long long)st.seq, (unsigned long long)st.frames_in,
-                        (unsigned long long)st.frames_out, (unsigned long long)st.dropped);
+                        (unsigned long long)st.cards, (unsigned long long)st.frames_out,
+                        (unsigned long long)st.dropped);
     relay_http__json_time(b, in->created_ms);
     evbuffer_add_printf(b, "}");
 }

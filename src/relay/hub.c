@@ -19,7 +19,9 @@
  *   one. A publish means the source is delivering, so it moves any other
  *   state to "running"; a source says "no-signal" or "error" itself when
  *   frames stop, and publishes its stand-in card with
- *   relay_hub_publish_card(), which leaves the state alone.
+ *   relay_hub_publish_card(), which leaves the state alone and counts as
+ *   a card, not as a frame in. A camera source also leaves its counters
+ *   and why its last connection ended here (relay_hub_set_camera).
  *
  * Ownership
  *   The hub owns its latest frame reference and its eventfd. It is owned
@@ -50,7 +52,9 @@ struct relay_hub {
     char state[RELAY_STATE_MAX]; /* guarded by lock */
     bool state_changed;          /* guarded by lock: not yet taken by the loop */
     int efd;
-    _Atomic uint64_t frames_in, frames_out, dropped;
+    relay_camera_stat camera;         /* guarded by lock */
+    char last_error[RELAY_ERROR_MAX]; /* guarded by lock */
+    _Atomic uint64_t frames_in, cards, frames_out, dropped;
     _Atomic int viewers;
 };
 
@@ -98,7 +102,7 @@ static void publish(relay_hub *h, stw_frame *f, bool delivering)
     /* The old frame may be the last reference to a pool buffer: returning
      * it to the pool takes the pool's lock, which needs no hub lock. */
     stw_frame_unref(&old);
-    atomic_fetch_add(&h->frames_in, 1);
+    atomic_fetch_add(delivering ? &h->frames_in : &h->cards, 1);
     uint64_t one = 1;
     /* EAGAIN means the counter is saturated: the fd is readable anyway. */
     ssize_t n = write(h->efd, &one, sizeof(one));
@@ -194,8 +198,26 @@ void relay_hub_stats(const relay_hub *h, relay_hub_stat *out)
     out->seq = m->seq;
     pthread_mutex_unlock(&m->lock);
     out->frames_in = atomic_load(&m->frames_in);
+    out->cards = atomic_load(&m->cards);
     out->frames_out = atomic_load(&m->frames_out);
     out->dropped = atomic_load(&m->dropped);
     int v = atomic_load(&m->viewers);
     out->viewers = v > 0 ? (unsigned)v : 0;
+}
+
+void relay_hub_set_camera(relay_hub *h, const relay_camera_stat *st, const char *last_error)
+{
+    pthread_mutex_lock(&h->lock);
+    h->camera = *st;
+    if (last_error != NULL)
+        snprintf(h->last_error, sizeof(h->last_error), "%s", last_error);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void relay_hub_camera(relay_hub *h, relay_camera_stat *st, char *err)
+{
+    pthread_mutex_lock(&h->lock);
+    *st = h->camera;
+    memcpy(err, h->last_error, RELAY_ERROR_MAX);
+    pthread_mutex_unlock(&h->lock);
 }

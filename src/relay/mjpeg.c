@@ -1,5 +1,9 @@
 /*
  * MJPEG multipart parser on a bounded ring; see mjpeg.h for the model.
+ *
+ * Every search resumes where the previous one stopped (p->scan), so a
+ * frame that arrives in many small reads is searched once, not once per
+ * read: the cost of a frame is linear in its size.
  */
 #include "mjpeg.h"
 
@@ -15,37 +19,46 @@
 
 #define MAX_BOUNDARY 70 /* RFC 2046 */
 #define MAX_PART_HEADERS 4096
+#define MAX_LINE 256 /* a header or boundary line we look into */
 
 enum state {
+    LEARN,         /* no boundary yet: the first line that starts with "--" names it */
     SEEK_BOUNDARY, /* looking for "--BOUNDARY" */
-    HEADERS,       /* after the boundary line, up to the blank line */
-    BODY_LENGTH,   /* Content-Length bytes of JPEG */
-    BODY_SCAN,     /* JPEG up to the next boundary */
-    SKIP,          /* an oversize part: drop `skip` bytes */
+    BOUNDARY_LINE, /* at "--BOUNDARY": the rest of its line */
+    HEADERS,       /* part headers, one line at a time, up to the blank line */
+    BODY,          /* the JPEG: by Content-Length, else up to the next boundary */
 };
 
 struct relay_mjpeg {
     stw_ring *ring;
     size_t max_frame;
     enum state state;
-    size_t body_len;              /* BODY_LENGTH: bytes announced */
-    size_t skip;                  /* SKIP: bytes still to drop */
-    char delim[MAX_BOUNDARY + 5]; /* "\r\n--BOUNDARY" */
-    size_t delim_len;
-    char line[MAX_BOUNDARY + 5]; /* "--BOUNDARY\r\n": also found without the CRLF before it */
-    size_t line_len;
+    char bnd[MAX_BOUNDARY + 3]; /* "--BOUNDARY"; "" while it is learned */
+    size_t blen;
+    bool bol;    /* the byte before the ring head ended a line (or there is none) */
+    size_t scan; /* where the current search resumes, from the ring head */
+    size_t line; /* HEADERS: where the current header line starts */
+    long clen;   /* BODY: the part's Content-Length, -1 if none or not trusted */
     relay_mjpeg_stats stats;
 };
 
+static void set_boundary(relay_mjpeg *p, const char *b, size_t n)
+{
+    p->blen = (size_t)snprintf(p->bnd, sizeof(p->bnd), "--%.*s", (int)n, b);
+}
+
 int relay_mjpeg_new(const char *boundary, size_t max_frame, relay_mjpeg **out)
 {
-    if (boundary == NULL || max_frame == 0)
+    if (max_frame == 0)
         return -EINVAL;
-    if (strncmp(boundary, "--", 2) == 0)
-        boundary += 2;
-    size_t blen = strlen(boundary);
-    if (blen == 0 || blen > MAX_BOUNDARY)
-        return -EINVAL;
+    size_t blen = 0;
+    if (boundary != NULL) {
+        if (strncmp(boundary, "--", 2) == 0)
+            boundary += 2;
+        blen = strlen(boundary);
+        if (blen == 0 || blen > MAX_BOUNDARY)
+            return -EINVAL;
+    }
     relay_mjpeg *p = stw_calloc(1, sizeof(*p));
     if (p == NULL)
         return -ENOMEM;
@@ -55,8 +68,10 @@ int relay_mjpeg_new(const char *boundary, size_t max_frame, relay_mjpeg **out)
         return rc;
     }
     p->max_frame = max_frame;
-    p->delim_len = (size_t)snprintf(p->delim, sizeof(p->delim), "\r\n--%s", boundary);
-    p->line_len = (size_t)snprintf(p->line, sizeof(p->line), "--%s\r\n", boundary);
+    if (boundary != NULL)
+        set_boundary(p, boundary, blen);
+    p->state = boundary != NULL ? SEEK_BOUNDARY : LEARN;
+    p->bol = true;
     *out = p;
     return 0;
 }
@@ -73,7 +88,9 @@ void relay_mjpeg_free(relay_mjpeg **p)
 void relay_mjpeg_reset(relay_mjpeg *p)
 {
     stw_ring_clear(p->ring);
-    p->state = SEEK_BOUNDARY;
+    p->state = p->blen > 0 ? SEEK_BOUNDARY : LEARN;
+    p->bol = true;
+    p->scan = 0;
 }
 
 void relay_mjpeg_get_stats(const relay_mjpeg *p, relay_mjpeg_stats *out)
@@ -81,28 +98,87 @@ void relay_mjpeg_get_stats(const relay_mjpeg *p, relay_mjpeg_stats *out)
     *out = p->stats;
 }
 
-/* The boundary line may come first in the body without the leading CRLF:
- * search for "--BOUNDARY" and let the CRLF before it be optional. */
-static const char *dash_boundary(const relay_mjpeg *p, size_t *len)
+const char *relay_mjpeg_get_boundary(const relay_mjpeg *p)
 {
-    *len = p->delim_len - 2;
-    return p->delim + 2;
+    return p->blen > 0 ? p->bnd + 2 : NULL;
 }
 
-/* Drop everything that cannot start a boundary, keeping a tail that might
- * be the first bytes of one. */
-static void drop_garbage(relay_mjpeg *p, size_t keep_tail)
+/* Consume @n bytes from the head, remembering whether they ended a line.
+ * Every search restarts at the new head. */
+static void take(relay_mjpeg *p, size_t n)
 {
-    size_t len = stw_ring_len(p->ring);
-    if (len > keep_tail) {
-        stw_ring_consume(p->ring, len - keep_tail);
-        p->stats.garbage_bytes += len - keep_tail;
+    if (n == 0)
+        return;
+    uint8_t last;
+    stw_ring_peek(p->ring, n - 1, &last, 1);
+    p->bol = last == '\n';
+    stw_ring_consume(p->ring, n);
+    p->scan = 0;
+}
+
+static void drop(relay_mjpeg *p, size_t n)
+{
+    p->stats.garbage_bytes += n;
+    take(p, n);
+}
+
+/* stw_ring_find, counting the bytes it examined: up to the end of a
+ * match, or to the end of the data. */
+static ssize_t find(relay_mjpeg *p, size_t from, const void *needle, size_t nlen)
+{
+    size_t have = stw_ring_len(p->ring);
+    ssize_t at = stw_ring_find(p->ring, from, needle, nlen);
+    size_t end = at >= 0 ? (size_t)at + nlen : have;
+    p->stats.scanned += end > from ? end - from : 0;
+    return at;
+}
+
+static int byte_at(const relay_mjpeg *p, size_t off)
+{
+    uint8_t b;
+    return stw_ring_peek(p->ring, off, &b, 1) == 1 ? b : -1;
+}
+
+/* The next delimiter from p->scan on: "--BOUNDARY" at the start of a line
+ * (after LF or CRLF), or followed by a line break — a camera that
+ * restarted in the middle of a frame sends its next boundary line without
+ * ending the cut one. Returns its offset, or -ENOENT with p->scan moved to
+ * where the next search must start. */
+static ssize_t find_delim(relay_mjpeg *p)
+{
+    size_t have = stw_ring_len(p->ring);
+    for (;;) {
+        ssize_t at = find(p, p->scan, p->bnd, p->blen);
+        if (at < 0) {
+            /* The tail may hold the first bytes of the next one. */
+            if (have >= p->blen && have - p->blen + 1 > p->scan)
+                p->scan = have - p->blen + 1;
+            return -ENOENT;
+        }
+        size_t a = (size_t)at;
+        bool line_start = a == 0 ? p->bol : byte_at(p, a - 1) == '\n';
+        int next = byte_at(p, a + p->blen);
+        if (line_start || next == '\r' || next == '\n') {
+            p->scan = a;
+            return at;
+        }
+        if (next < 0) {
+            /* Decided by the next byte, not here yet. */
+            p->scan = a;
+            return -ENOENT;
+        }
+        p->scan = a + 1;
     }
 }
 
-static bool looks_like_jpeg(const uint8_t *d, size_t n)
+/* A JPEG starts with FF D8 and, once trailing line breaks are removed,
+ * ends with FF D9. */
+static bool jpeg_at(const relay_mjpeg *p, size_t n)
 {
-    return n >= 4 && d[0] == 0xFF && d[1] == 0xD8 && d[n - 2] == 0xFF && d[n - 1] == 0xD9;
+    uint8_t head[2], tail[2];
+    return n >= 4 && stw_ring_peek(p->ring, 0, head, 2) == 2 && head[0] == 0xFF &&
+           head[1] == 0xD8 && stw_ring_peek(p->ring, n - 2, tail, 2) == 2 && tail[0] == 0xFF &&
+           tail[1] == 0xD9;
 }
 
 /* Take @n bytes from the ring head as a frame (if they are a JPEG) and
@@ -110,205 +186,229 @@ static bool looks_like_jpeg(const uint8_t *d, size_t n)
  * or the callback's / allocation error. */
 static int emit(relay_mjpeg *p, size_t n, relay_mjpeg_frame_fn fn, void *ud)
 {
-    uint8_t head[2], tail[2];
-    /* Trailing line breaks before the next boundary are not JPEG data. */
-    while (n >= 2) {
-        stw_ring_peek(p->ring, n - 2, tail, 2);
-        if (tail[0] == '\r' && tail[1] == '\n')
-            n -= 2;
-        else
+    size_t end = n;
+    /* Line breaks before the next boundary are not JPEG data. */
+    while (end > 0) {
+        int c = byte_at(p, end - 1);
+        if (c != '\r' && c != '\n')
             break;
+        end--;
     }
-    if (n < 4 || stw_ring_peek(p->ring, 0, head, 2) != 2 || head[0] != 0xFF || head[1] != 0xD8) {
-        stw_ring_consume(p->ring, n);
+    if (!jpeg_at(p, end)) {
+        take(p, end);
         p->stats.bad_parts++;
         return 0;
     }
     stw_buf *b = NULL;
-    int rc = stw_buf_new(n, &b);
+    int rc = stw_buf_new(end, &b);
     if (rc != 0) {
-        stw_ring_consume(p->ring, n);
+        take(p, end);
         return rc;
     }
-    stw_ring_peek(p->ring, 0, stw_buf_data(b), n);
-    stw_ring_consume(p->ring, n);
-    if (!looks_like_jpeg(stw_buf_data(b), n)) {
-        stw_buf_unref(&b);
-        p->stats.bad_parts++;
-        return 0;
-    }
+    stw_ring_peek(p->ring, 0, stw_buf_data(b), end);
+    take(p, end);
     p->stats.frames++;
     rc = fn(ud, b);
     return rc < 0 ? rc : 1;
 }
 
-/* Content-Length from the part headers in the first @hlen ring bytes;
- * -1 if absent or unparsable. */
-static long part_length(const relay_mjpeg *p, size_t hlen)
+/* Content-Length from one header line of @n bytes at @off (no line
+ * break); -1 if it is another header, -2 if the value is unparsable. */
+static long header_length(const relay_mjpeg *p, size_t off, size_t n)
 {
-    char h[MAX_PART_HEADERS + 1];
-    size_t n = stw_ring_peek(p->ring, 0, h, hlen < MAX_PART_HEADERS ? hlen : MAX_PART_HEADERS);
+    char h[MAX_LINE + 1];
+    if (n > MAX_LINE)
+        return -1;
+    stw_ring_peek(p->ring, off, h, n);
     h[n] = '\0';
-    for (char *line = h; line != NULL && *line;) {
-        char *next = strstr(line, "\r\n");
-        if (next != NULL)
-            *next = '\0';
-        if (strncasecmp(line, "Content-Length:", 15) == 0) {
-            char *end;
-            const char *v = line + 15;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            long len = strtol(v, &end, 10);
-            while (*end == ' ' || *end == '\t')
-                end++;
-            return (end != v && *end == '\0' && len >= 0) ? len : -1;
-        }
-        line = next != NULL ? next + 2 : NULL;
-    }
-    return -1;
+    if (strncasecmp(h, "Content-Length:", 15) != 0)
+        return -1;
+    char *end;
+    const char *v = h + 15;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    long len = strtol(v, &end, 10);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    return (end != v && *end == '\0' && len >= 0) ? len : -2;
 }
 
-/* Where the current part ends: at the next "\r\n--BOUNDARY", or earlier at
- * a "--BOUNDARY\r\n" that comes without its CRLF — a camera that restarted
- * in the middle of a frame. -ENOENT if neither is in the ring yet. */
-static ssize_t part_end(const relay_mjpeg *p)
+/* The boundary is not known: look for the first line that starts with
+ * "--" and take the rest of it as the boundary. Lines before it are
+ * garbage. */
+static int step_learn(relay_mjpeg *p)
 {
-    ssize_t end = stw_ring_find(p->ring, 0, p->delim, p->delim_len);
-    ssize_t cut = stw_ring_find(p->ring, 0, p->line, p->line_len);
-    /* The proper delimiter's own "--BOUNDARY\r\n" lies at end + 2. */
-    if (cut >= 0 && (end < 0 || cut < end + 2))
-        return cut;
-    return end;
+    size_t have = stw_ring_len(p->ring);
+    if (!p->bol || byte_at(p, 0) != '-' || (have >= 2 && byte_at(p, 1) != '-')) {
+        if (have == 0 || (p->bol && have < 2 && byte_at(p, 0) == '-'))
+            return 0;
+        ssize_t eol = find(p, p->scan, "\n", 1);
+        size_t n = eol >= 0 ? (size_t)eol + 1 : have;
+        drop(p, n);
+        return 1;
+    }
+    ssize_t eol = find(p, p->scan, "\n", 1);
+    if (eol < 0) {
+        p->scan = have;
+        if (have <= 2 + MAX_BOUNDARY + MAX_LINE)
+            return 0;
+        drop(p, have);
+        return 1;
+    }
+    size_t n = (size_t)eol;
+    char line[2 + MAX_BOUNDARY + MAX_LINE + 1];
+    size_t len = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+    stw_ring_peek(p->ring, 0, line, len);
+    while (len > 2 && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+        len--;
+    bool ok = len > 2 && len <= 2 + MAX_BOUNDARY && n < sizeof(line) - 1;
+    for (size_t i = 2; ok && i < len; i++)
+        ok = (unsigned char)line[i] > ' ' && (unsigned char)line[i] < 0x7F;
+    if (!ok) {
+        drop(p, n + 1);
+        return 1;
+    }
+    set_boundary(p, line + 2, len - 2);
+    p->state = SEEK_BOUNDARY;
+    p->scan = 0;
+    return 1;
 }
 
 /* One step of the state machine. Returns 1 if it made progress, 0 if it
  * needs more bytes, or an error from emit(). */
 static int step(relay_mjpeg *p, relay_mjpeg_frame_fn fn, void *ud, int *frames)
 {
-    size_t blen;
-    const char *bnd = dash_boundary(p, &blen);
     size_t have = stw_ring_len(p->ring);
     switch (p->state) {
+    case LEARN:
+        return step_learn(p);
     case SEEK_BOUNDARY: {
-        ssize_t at = stw_ring_find(p->ring, 0, bnd, blen);
+        ssize_t at = find_delim(p);
         if (at < 0) {
-            /* Keep what could be the start of "\r\n--BOUNDARY". */
-            drop_garbage(p, blen + 1);
+            /* Keep only what may still become a boundary, with the line
+             * break that may come before it. */
+            if (p->scan > 2) {
+                drop(p, p->scan - 2);
+                return 1;
+            }
             return 0;
         }
-        if (at > 0) {
-            /* A CRLF just before the boundary is part of it, not garbage. */
-            size_t skip = (size_t)at;
-            uint8_t crlf[2];
-            if (skip >= 2 && stw_ring_peek(p->ring, skip - 2, crlf, 2) == 2 && crlf[0] == '\r' &&
-                crlf[1] == '\n')
-                skip -= 2, stw_ring_consume(p->ring, 2);
-            p->stats.garbage_bytes += skip;
-            stw_ring_consume(p->ring, skip);
-            if (skip > 0)
-                p->stats.resyncs++;
+        size_t a = (size_t)at, crlf = 0;
+        /* The line break just before the boundary belongs to it. */
+        if (a >= 1 && byte_at(p, a - 1) == '\n')
+            crlf = a >= 2 && byte_at(p, a - 2) == '\r' ? 2 : 1;
+        if (a > crlf) {
+            p->stats.garbage_bytes += a - crlf;
+            p->stats.resyncs++;
         }
-        /* The rest of the boundary line: "--" (the end), or CRLF. */
-        ssize_t eol = stw_ring_find(p->ring, blen, "\r\n", 2);
+        take(p, a);
+        p->state = BOUNDARY_LINE;
+        return 1;
+    }
+    case BOUNDARY_LINE: {
+        if (p->scan < p->blen)
+            p->scan = p->blen;
+        ssize_t eol = find(p, p->scan, "\n", 1);
         if (eol < 0) {
-            if (have > blen + 256) {
-                stw_ring_consume(p->ring, blen);
+            p->scan = have;
+            if (have > p->blen + MAX_LINE) {
+                /* Not a boundary line after all. */
+                drop(p, p->blen);
+                p->state = SEEK_BOUNDARY;
                 p->stats.resyncs++;
                 return 1;
             }
             return 0;
         }
-        stw_ring_consume(p->ring, (size_t)eol + 2);
-        p->state = HEADERS;
+        /* "--BOUNDARY--" closes the multipart body; a camera may start
+         * another one, so keep looking. */
+        bool close = byte_at(p, p->blen) == '-' && byte_at(p, p->blen + 1) == '-';
+        take(p, (size_t)eol + 1);
+        p->state = close ? SEEK_BOUNDARY : HEADERS;
+        p->line = 0;
+        p->clen = -1;
         return 1;
     }
     case HEADERS: {
-        ssize_t end = stw_ring_find(p->ring, 0, "\r\n\r\n", 4);
-        size_t hlen;
-        if (end < 0) {
-            /* No part headers at all: the blank line comes at once. */
-            uint8_t two[2];
-            if (stw_ring_peek(p->ring, 0, two, 2) == 2 && two[0] == '\r' && two[1] == '\n') {
-                stw_ring_consume(p->ring, 2);
-                p->state = BODY_SCAN;
-                return 1;
-            }
+        /* A JPEG right after the boundary line: the part has no headers
+         * and no blank line. */
+        if (byte_at(p, p->line) == 0xFF && byte_at(p, p->line + 1) == 0xD8) {
+            take(p, p->line);
+            p->state = BODY;
+            return 1;
+        }
+        if (p->scan < p->line)
+            p->scan = p->line;
+        ssize_t eol = find(p, p->scan, "\n", 1);
+        if (eol < 0 || (size_t)eol > MAX_PART_HEADERS) {
+            p->scan = have;
             if (have > MAX_PART_HEADERS) {
+                /* Headers that never end: not a part we can use. */
                 p->stats.bad_parts++;
                 p->stats.resyncs++;
+                drop(p, p->line);
                 p->state = SEEK_BOUNDARY;
                 return 1;
             }
             return 0;
         }
-        hlen = (size_t)end;
-        if (hlen > MAX_PART_HEADERS) {
-            p->stats.bad_parts++;
-            p->stats.resyncs++;
-            stw_ring_consume(p->ring, hlen);
-            p->state = SEEK_BOUNDARY;
+        size_t n = (size_t)eol - p->line;
+        if (n > 0 && byte_at(p, (size_t)eol - 1) == '\r')
+            n--;
+        if (n == 0) {
+            take(p, (size_t)eol + 1);
+            if (p->clen > (long)p->max_frame) {
+                /* Larger than any frame we accept: its bytes are
+                 * skipped on the way to the next boundary. */
+                p->stats.oversize++;
+                p->state = SEEK_BOUNDARY;
+            } else {
+                p->state = BODY;
+            }
             return 1;
         }
-        long clen = part_length(p, hlen + 2);
-        stw_ring_consume(p->ring, hlen + 4);
-        if (clen > (long)p->max_frame) {
-            p->stats.oversize++;
-            p->skip = (size_t)clen;
-            p->state = SKIP;
-        } else if (clen >= 0) {
-            p->body_len = (size_t)clen;
-            p->state = BODY_LENGTH;
+        long len = header_length(p, p->line, n);
+        if (len != -1)
+            p->clen = len;
+        p->line = (size_t)eol + 1;
+        p->scan = p->line;
+        return 1;
+    }
+    case BODY: {
+        ssize_t at = find_delim(p);
+        size_t end;
+        if (p->clen >= 0 && (at < 0 || at >= p->clen)) {
+            size_t clen = (size_t)p->clen;
+            if (have < clen)
+                return 0;
+            if (!jpeg_at(p, clen)) {
+                /* A wrong Content-Length: the boundary says where the
+                 * part ends. */
+                p->stats.length_mismatch++;
+                p->clen = -1;
+                return 1;
+            }
+            end = clen;
+        } else if (at >= 0) {
+            if (p->clen >= 0)
+                p->stats.length_mismatch++;
+            end = (size_t)at;
         } else {
-            p->state = BODY_SCAN;
-        }
-        return 1;
-    }
-    case BODY_LENGTH: {
-        /* A boundary inside the announced length means the camera cut the
-         * frame short and started over. */
-        ssize_t cut = part_end(p);
-        if (cut >= 0 && (size_t)cut < p->body_len) {
-            stw_ring_consume(p->ring, (size_t)cut);
-            p->stats.bad_parts++;
-            p->state = SEEK_BOUNDARY;
-            return 1;
-        }
-        if (have < p->body_len)
-            return 0;
-        int rc = emit(p, p->body_len, fn, ud);
-        p->state = SEEK_BOUNDARY;
-        if (rc < 0)
-            return rc;
-        *frames += rc;
-        return 1;
-    }
-    case BODY_SCAN: {
-        ssize_t at = part_end(p);
-        if (at < 0) {
-            if (have > p->max_frame + p->delim_len) {
+            if (have > p->max_frame + p->blen + 2) {
                 /* Larger than any frame we accept: skip to the boundary. */
                 p->stats.oversize++;
-                drop_garbage(p, p->delim_len - 1);
+                drop(p, have - p->blen);
                 p->state = SEEK_BOUNDARY;
                 return 1;
             }
             return 0;
         }
-        int rc = emit(p, (size_t)at, fn, ud);
+        int rc = emit(p, end, fn, ud);
         p->state = SEEK_BOUNDARY;
         if (rc < 0)
             return rc;
         *frames += rc;
         return 1;
-    }
-    case SKIP: {
-        size_t n = have < p->skip ? have : p->skip;
-        stw_ring_consume(p->ring, n);
-        p->skip -= n;
-        p->stats.garbage_bytes += n;
-        if (p->skip == 0)
-            p->state = SEEK_BOUNDARY;
-        return n > 0;
     }
     }
     return 0;
@@ -334,8 +434,8 @@ int relay_mjpeg_feed(relay_mjpeg *p, const void *data, size_t len, relay_mjpeg_f
         if (n == 0 && stw_ring_space(p->ring) == 0) {
             /* Full and no progress: nothing in here can become a frame. */
             p->stats.resyncs++;
-            drop_garbage(p, 0);
-            p->state = SEEK_BOUNDARY;
+            drop(p, stw_ring_len(p->ring));
+            p->state = p->blen > 0 ? SEEK_BOUNDARY : LEARN;
         }
     }
     return frames;

@@ -97,8 +97,9 @@ typedef struct relay_config {
 typedef struct relay_hub relay_hub;
 
 typedef struct relay_hub_stat {
-    uint64_t seq;        /* frames published so far; seq of the latest */
-    uint64_t frames_in;  /* published by the source */
+    uint64_t seq;        /* frames published so far, cards included; seq of the latest */
+    uint64_t frames_in;  /* published by the source, from its camera or pattern */
+    uint64_t cards;      /* "NO SIGNAL" cards published in their place */
     uint64_t frames_out; /* handed to viewer sockets */
     uint64_t dropped;    /* skipped for a busy viewer, or lost by the source */
     unsigned viewers;    /* streaming viewers now */
@@ -140,6 +141,25 @@ void relay_hub_stats(const relay_hub *h, relay_hub_stat *out);
 /* Set the state (copied, truncated to RELAY_STATE_MAX - 1 bytes) and wake
  * the loop; a state equal to the current one changes nothing. */
 void relay_hub_set_state(relay_hub *h, const char *state);
+
+/* What a camera source reports besides its frames: totals over all its
+ * connections. */
+typedef struct relay_camera_stat {
+    uint64_t connects;        /* connections attempted */
+    uint64_t garbage_bytes;   /* bytes that belonged to no part */
+    uint64_t bad_parts;       /* parts that were not a whole JPEG */
+    uint64_t oversize;        /* frames larger than the cap, skipped */
+    uint64_t length_mismatch; /* parts whose Content-Length was wrong */
+} relay_camera_stat;
+
+#define RELAY_ERROR_MAX 256 /* last_error with its NUL */
+
+/* Set the camera counters (copied) and, unless NULL, the last error
+ * (copied, truncated; "" clears it). Any thread. */
+void relay_hub_set_camera(relay_hub *h, const relay_camera_stat *st, const char *last_error);
+
+/* Copy them out: @err gets RELAY_ERROR_MAX bytes. Any thread. */
+void relay_hub_camera(relay_hub *h, relay_camera_stat *st, char *err);
 
 /* Copy the state into @out (RELAY_STATE_MAX bytes). take_state also returns
  * whether it changed since the last take, and clears that (loop only). */

@@ -9,13 +9,24 @@
  *   ring) and every JPEG it yields is published to the hub as a frame,
  *   byte for byte as the camera sent it.
  *
- *   A camera that cannot be reached, answers with anything but a
- *   multipart 200, stalls (no byte for --camera-stall seconds) or sends no
- *   frame for --camera-frame-timeout seconds is disconnected. While it is away the
- *   input shows a "NO SIGNAL" card, refreshed once a second, and the
- *   source reconnects with exponential backoff (0.5 s doubling to 10 s,
- *   back to 0.5 s once a connection delivered frames). Every connection
- *   is closed when it ends: nothing is reused or left open.
+ *   Redirects are followed (http and https only, at most 5) and the
+ *   URL's user:password answers Basic or Digest authentication. The
+ *   answer must be a 200 with a multipart body: a multipart Content-Type
+ *   names the boundary; application/octet-stream (or none), as ffmpeg's
+ *   and VLC's mpjpeg serve it, lets the parser learn it from the body.
+ *
+ *   A camera that cannot be reached, answers with anything else, stalls
+ *   (no byte for --camera-stall seconds, timed here, not by libcurl's
+ *   low-speed limit, whose averaging window made 2 s mean 8) or sends no
+ *   frame for --camera-frame-timeout seconds is disconnected, and the
+ *   input says why: state "no-signal" (unreachable, silent, closed) or
+ *   "error" (the camera refused: an HTTP error, a redirect loop, a stream
+ *   that is no MJPEG), with the reason in last_error. While it is away
+ *   the input shows a "NO SIGNAL" card of the camera's last frame size,
+ *   refreshed once a second, and the source reconnects with exponential
+ *   backoff (0.5 s doubling to 10 s, back to 0.5 s once a connection
+ *   delivered frames). Every connection is closed when it ends: nothing is
+ *   reused or left open.
  *
  *   libcurl allocates through steward's allocator (curl_global_init_mem),
  *   so its memory is in the ledger; relay_source_mjpeg_global_cleanup()
@@ -25,6 +36,7 @@
  *   The source state is owned by the input scope and freed by its cleanup
  *   after the thread returned. The URL is copied at start.
  */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -42,8 +54,11 @@
 #define CONNECT_TIMEOUT_MS 5000
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 10000
-#define CARD_W 640
+#define MAX_REDIRECTS 5L
+#define LEARN_LIMIT (64u << 10) /* body bytes that must name the boundary */
+#define CARD_W 640              /* the card before the camera's first frame */
 #define CARD_H 480
+#define CARD_MAX 4096
 
 typedef struct src_mjpeg {
     relay_input *in;
@@ -51,10 +66,16 @@ typedef struct src_mjpeg {
     int stall_s, frame_timeout_s;
     relay_mjpeg *parser; /* per connection: the boundary may change */
     char content_type[256];
-    bool refused; /* this response is not a multipart 200 */
-    uint64_t seq; /* frames published, cards included */
-    uint64_t got; /* frames from the current connection */
+    char reason[64];    /* the status line's reason phrase */
+    char location[256]; /* the Location header, of a redirect */
+    bool refused;       /* this connection's end is the camera's error */
+    uint64_t seq;       /* frames published, cards included */
+    uint64_t got;       /* frames from the current connection */
     int64_t last_frame_ns;
+    int64_t last_byte_ns; /* of the current connection */
+    relay_camera_stat stat;
+    relay_mjpeg_stats parsed;  /* the current parser's, already in stat */
+    unsigned frame_w, frame_h; /* of the camera's last frame, 0 before */
     relay_canvas card;
     relay_jpeg *jpeg;
     char why[CURL_ERROR_SIZE]; /* why the last connection ended */
@@ -92,26 +113,88 @@ static void publish(src_mjpeg *s, stw_buf *jpeg, unsigned w, unsigned h, bool ca
         relay_hub_publish(s->in->hub, f);
 }
 
+/* Width and height from a JPEG's start-of-frame marker; false if it has
+ * none before its image data. */
+static bool jpeg_size(const uint8_t *d, size_t n, unsigned *w, unsigned *h)
+{
+    size_t i = 2;
+    while (i + 9 <= n) {
+        if (d[i] != 0xFF)
+            return false;
+        uint8_t m = d[i + 1];
+        if (m == 0xFF) {
+            i++; /* fill byte */
+            continue;
+        }
+        size_t len = (size_t)d[i + 2] << 8 | d[i + 3];
+        /* SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC). */
+        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+            *h = (unsigned)d[i + 5] << 8 | d[i + 6];
+            *w = (unsigned)d[i + 7] << 8 | d[i + 8];
+            return *w > 0 && *h > 0;
+        }
+        if (m == 0xDA || len < 2)
+            return false;
+        i += 2 + len;
+    }
+    return false;
+}
+
+/* Centre @text on row @y of the card. */
+static void card_line(relay_canvas *c, int y, int scale, const char *text)
+{
+    relay_canvas_text(c, ((int)c->w - relay_canvas_text_width(text, scale)) / 2, y, scale, text);
+}
+
+/* The card has the camera's last frame size, so a viewer's layout does
+ * not jump when the camera goes away. */
+static int card_resize(src_mjpeg *s)
+{
+    unsigned w = s->frame_w, h = s->frame_h;
+    if (w == 0 || h == 0 || w > CARD_MAX || h > CARD_MAX)
+        w = CARD_W, h = CARD_H;
+    if (s->jpeg != NULL && s->card.w == w && s->card.h == h)
+        return 0;
+    relay_jpeg_free(&s->jpeg);
+    relay_canvas_release(&s->card);
+    int rc = relay_canvas_init(&s->card, w, h);
+    if (rc == 0)
+        rc = relay_jpeg_new(w, h, 80, &s->jpeg);
+    return rc;
+}
+
 /* The "NO SIGNAL" card: the input's name, how long the camera has been
  * away and why. */
 static void publish_card(src_mjpeg *s)
 {
+    if (card_resize(s) != 0)
+        return;
     relay_canvas *c = &s->card;
     relay_canvas_fill(c, 0, 0, (int)c->w, (int)c->h, 24, 24, 32);
-    int big = 8, small = 3;
     const char *title = "NO SIGNAL";
-    relay_canvas_text(c, ((int)c->w - relay_canvas_text_width(title, big)) / 2, (int)c->h / 3, big,
-                      title);
+    /* The title fills about 3/4 of the width, up to the 640x480 look. */
+    int big = (int)c->w * 3 / 4 / relay_canvas_text_width(title, 1);
+    big = big < 1 ? 1 : big > 8 ? 8 : big;
+    int small = big * 3 / 8 > 0 ? big * 3 / 8 : 1;
+    int y = (int)c->h / 3;
+    card_line(c, y, big, title);
+    y += 12 * big;
     char line[96];
     snprintf(line, sizeof(line), "%s", s->in->name);
-    relay_canvas_text(c, ((int)c->w - relay_canvas_text_width(line, small)) / 2,
-                      (int)c->h / 3 + 12 * big, small, line);
+    card_line(c, y, small, line);
+    y += 12 * small;
     if (s->last_frame_ns > 0) {
         long away = (long)((stw_now_ns() - s->last_frame_ns) / 1000000000);
         snprintf(line, sizeof(line), "LAST FRAME %ld S AGO", away);
-        relay_canvas_text(c, ((int)c->w - relay_canvas_text_width(line, small)) / 2,
-                          (int)c->h / 3 + 12 * big + 12 * small, small, line);
+        card_line(c, y, small, line);
+        y += 12 * small;
     }
+    /* The font has capitals only. */
+    size_t i;
+    for (i = 0; i + 1 < sizeof(line) && s->why[i] != '\0'; i++)
+        line[i] = (char)toupper((unsigned char)s->why[i]);
+    line[i] = '\0';
+    card_line(c, y, small, line);
     stw_buf *b = NULL, *view = NULL;
     if (stw_buf_new((size_t)c->w * c->h / 2 + 16384, &b) != 0)
         return;
@@ -126,21 +209,53 @@ static void publish_card(src_mjpeg *s)
 static int on_frame(void *ud, stw_buf *frame)
 {
     src_mjpeg *s = ud;
-    if (s->got++ == 0)
-        relay_input_set_state(s->in, "running");
+    s->got++;
     s->last_frame_ns = stw_now_ns();
-    publish(s, frame, 0, 0, false);
+    unsigned w, h;
+    if (jpeg_size(stw_buf_data(frame), stw_buf_size(frame), &w, &h))
+        s->frame_w = w, s->frame_h = h;
+    else
+        w = h = 0;
+    /* Publishing sets the state to running. */
+    publish(s, frame, w, h, false);
     stw_buf_unref(&frame);
     return 0;
+}
+
+/* Add what the current parser counted since the last call to the input's
+ * counters; @err (NULL: unchanged) becomes its last_error. */
+static void report(src_mjpeg *s, const char *err)
+{
+    if (s->parser != NULL) {
+        relay_mjpeg_stats now;
+        relay_mjpeg_get_stats(s->parser, &now);
+        s->stat.garbage_bytes += now.garbage_bytes - s->parsed.garbage_bytes;
+        s->stat.bad_parts += now.bad_parts - s->parsed.bad_parts;
+        s->stat.oversize += now.oversize - s->parsed.oversize;
+        s->stat.length_mismatch += now.length_mismatch - s->parsed.length_mismatch;
+        s->parsed = now;
+    }
+    relay_hub_set_camera(s->in->hub, &s->stat, err);
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
     src_mjpeg *s = ud;
     size_t len = size * n;
-    /* A new response (after a redirect or a 100) starts over. */
-    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
+    s->last_byte_ns = stw_now_ns();
+    /* A new response (after a redirect, an authentication challenge or a
+     * 100) starts over. */
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         s->content_type[0] = '\0';
+        /* "HTTP/1.1 401 Unauthorized\r\n": keep the reason phrase. */
+        const char *r = memchr(data, ' ', len);
+        r = r != NULL ? memchr(r + 1, ' ', len - (size_t)(r + 1 - data)) : NULL;
+        r = r != NULL ? r + 1 : data + len;
+        size_t n = len - (size_t)(r - data);
+        while (n > 0 && (r[n - 1] == '\r' || r[n - 1] == '\n' || r[n - 1] == ' '))
+            n--;
+        snprintf(s->reason, sizeof(s->reason), "%.*s", (int)n, r);
+    }
     if (len > 13 && strncasecmp(data, "Content-Type:", 13) == 0) {
         const char *v = data + 13;
         size_t vlen = len - 13;
@@ -153,28 +268,43 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
         memcpy(s->content_type, v, vlen);
         s->content_type[vlen] = '\0';
     }
+    if (len > 9 && strncasecmp(data, "Location:", 9) == 0) {
+        const char *v = data + 9;
+        size_t vlen = len - 9;
+        while (vlen > 0 && (*v == ' ' || *v == '\t'))
+            v++, vlen--;
+        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+            vlen--;
+        snprintf(s->location, sizeof(s->location), "%.*s", (int)vlen, v);
+    }
     return len;
 }
 
-/* The first body bytes decide whether this is a camera at all. */
-static bool accept_response(src_mjpeg *s, CURL *e)
+static void status_error(src_mjpeg *s, long status)
 {
-    long status = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    char boundary[80];
-    if (status != 200) {
-        snprintf(s->why, sizeof(s->why), "HTTP status %ld", status);
+    snprintf(s->why, sizeof(s->why), "camera answered %ld%s%s", status, s->reason[0] ? " " : "",
+             s->reason);
+}
+
+/* The first body bytes of a 200 decide whether this is a camera at all. */
+static bool accept_response(src_mjpeg *s)
+{
+    char boundary[80] = "";
+    const char *ct = s->content_type;
+    bool octet = ct[0] == '\0' || strncasecmp(ct, "application/octet-stream", 24) == 0;
+    if (!octet && relay_mjpeg_boundary(ct, boundary, sizeof(boundary)) != 0) {
+        snprintf(s->why, sizeof(s->why), "not a multipart stream (Content-Type: %.100s)", ct);
         return false;
     }
-    if (relay_mjpeg_boundary(s->content_type, boundary, sizeof(boundary)) != 0) {
-        snprintf(s->why, sizeof(s->why), "not a multipart stream (Content-Type: %.100s)",
-                 s->content_type[0] ? s->content_type : "none");
+    int rc = relay_mjpeg_new(octet ? NULL : boundary, MAX_FRAME, &s->parser);
+    if (rc != 0) {
+        if (rc == -EINVAL)
+            snprintf(s->why, sizeof(s->why), "cannot use the boundary \"%s\"", boundary);
+        else
+            snprintf(s->why, sizeof(s->why), "no memory for the parser");
         return false;
     }
-    if (relay_mjpeg_new(boundary, MAX_FRAME, &s->parser) != 0) {
-        snprintf(s->why, sizeof(s->why), "cannot parse boundary \"%s\"", boundary);
-        return false;
-    }
+    memset(&s->parsed, 0, sizeof(s->parsed));
     return true;
 }
 
@@ -188,13 +318,84 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     write_ctx *w = ud;
     src_mjpeg *s = w->s;
     size_t len = size * n;
-    if (s->parser == NULL && !accept_response(s, w->e)) {
-        s->refused = true;
-        return CURL_WRITEFUNC_ERROR;
+    s->last_byte_ns = stw_now_ns();
+    if (s->parser == NULL) {
+        long status = 0;
+        curl_easy_getinfo(w->e, CURLINFO_RESPONSE_CODE, &status);
+        /* The body of a redirect or of an authentication challenge is not
+         * the stream; libcurl follows or answers it, and a final one is
+         * reported when the transfer ends. */
+        if ((status >= 300 && status < 400) || status == 401 || status == 407)
+            return len;
+        if (status != 200)
+            status_error(s, status);
+        if (status != 200 || !accept_response(s)) {
+            s->refused = true;
+            return CURL_WRITEFUNC_ERROR;
+        }
     }
     if (relay_mjpeg_feed(s->parser, data, len, on_frame, s) < 0)
         relay_hub_count_dropped(s->in->hub, 1);
+    if (relay_mjpeg_get_boundary(s->parser) == NULL) {
+        relay_mjpeg_stats st;
+        relay_mjpeg_get_stats(s->parser, &st);
+        if (st.garbage_bytes > LEARN_LIMIT) {
+            snprintf(s->why, sizeof(s->why),
+                     "not a multipart stream (Content-Type: %.60s, no \"--boundary\" line in the "
+                     "first %u KiB)",
+                     s->content_type[0] ? s->content_type : "none", LEARN_LIMIT >> 10);
+            s->refused = true;
+            report(s, NULL);
+            return CURL_WRITEFUNC_ERROR;
+        }
+    }
     return len;
+}
+
+/* Why no frame came although bytes did: what the parser saw. */
+static void no_frame_why(src_mjpeg *s)
+{
+    int n = snprintf(s->why, sizeof(s->why), "no frame for %d s", s->frame_timeout_s);
+    if (s->parser == NULL || s->got > 0 || n < 0)
+        return;
+    relay_mjpeg_stats st;
+    relay_mjpeg_get_stats(s->parser, &st);
+    const char *b = relay_mjpeg_get_boundary(s->parser);
+    if (st.bad_parts > 0 || st.oversize > 0)
+        snprintf(s->why + n, sizeof(s->why) - (size_t)n,
+                 ": %llu parts were not JPEG, %llu over the %u MiB cap",
+                 (unsigned long long)st.bad_parts, (unsigned long long)st.oversize,
+                 MAX_FRAME >> 20);
+    else if (st.garbage_bytes > 0)
+        snprintf(s->why + n, sizeof(s->why) - (size_t)n,
+                 ": %llu bytes without the boundary \"%.70s\"",
+                 (unsigned long long)st.garbage_bytes, b != NULL ? b : "?");
+    else
+        return;
+    /* The camera sends, but nothing we can show: its fault. */
+    s->refused = true;
+}
+
+/* How a transfer that libcurl ended went. */
+static void done_why(src_mjpeg *s, CURL *e, CURLcode res, const char *errbuf)
+{
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    if (res == CURLE_TOO_MANY_REDIRECTS) {
+        snprintf(s->why, sizeof(s->why), "too many redirects (more than %ld)", MAX_REDIRECTS);
+        s->refused = true;
+    } else if (res == CURLE_UNSUPPORTED_PROTOCOL && status >= 300 && status < 400) {
+        snprintf(s->why, sizeof(s->why), "redirected to a URL that is not http(s): %.200s",
+                 s->location);
+        s->refused = true;
+    } else if ((res == CURLE_OK || res == CURLE_WRITE_ERROR) && status != 200 && status != 0) {
+        status_error(s, status);
+        s->refused = true;
+    } else if (res == CURLE_OK) {
+        snprintf(s->why, sizeof(s->why), "the camera closed the stream");
+    } else {
+        snprintf(s->why, sizeof(s->why), "%s", errbuf[0] ? errbuf : curl_easy_strerror(res));
+    }
 }
 
 /* One connection, from connect to close. Returns -ECANCELED when the
@@ -205,7 +406,11 @@ static int pull_once(stw_scope *scope, src_mjpeg *s)
     s->got = 0;
     s->refused = false;
     s->content_type[0] = '\0';
+    s->reason[0] = '\0';
+    s->location[0] = '\0';
     s->why[0] = '\0';
+    s->stat.connects++;
+    report(s, NULL);
     CURL *e = curl_easy_init();
     CURLM *m = curl_multi_init();
     if (e == NULL || m == NULL) {
@@ -220,9 +425,12 @@ static int pull_once(stw_scope *scope, src_mjpeg *s)
     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
-    /* A camera that sends nothing for STALL_S seconds is gone. */
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)s->stall_s);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    /* user:password in the URL answers Basic or Digest, whichever the
+     * camera asks for. */
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_ANY);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "steward-relay/" STW_VERSION_STRING);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
@@ -234,32 +442,44 @@ static int pull_once(stw_scope *scope, src_mjpeg *s)
         goto cleanup;
     }
     int64_t started = stw_now_ns();
+    s->last_byte_ns = started;
+    const int64_t stall_ns = (int64_t)s->stall_s * 1000000000;
+    const int64_t frame_ns = (int64_t)s->frame_timeout_s * 1000000000;
     struct curl_waitfd cancel = {.fd = stw_scope_cancel_fd(scope), .events = CURL_WAIT_POLLIN};
     for (;;) {
         int running = 0;
         if (curl_multi_perform(m, &running) != CURLM_OK || running == 0)
             break;
-        if (curl_multi_poll(m, &cancel, 1, 1000, NULL) != CURLM_OK)
+        /* Wake up in time for the stall and frame deadlines, so that
+         * --camera-stall N means N seconds. */
+        int64_t now = stw_now_ns();
+        int64_t stall_at = s->last_byte_ns + stall_ns;
+        int64_t frame_at = (s->got > 0 ? s->last_frame_ns : started) + frame_ns;
+        if (now >= stall_at) {
+            snprintf(s->why, sizeof(s->why), "no data for %d s", s->stall_s);
+            break;
+        }
+        if (now >= frame_at) {
+            no_frame_why(s);
+            break;
+        }
+        int64_t next = stall_at < frame_at ? stall_at : frame_at;
+        long wait_ms = (long)((next - now) / 1000000) + 1;
+        if (curl_multi_poll(m, &cancel, 1, wait_ms < 1000 ? (int)wait_ms : 1000, NULL) != CURLM_OK)
             break;
         if (stw_scope_cancelled(scope)) {
             rc = -ECANCELED;
             break;
         }
-        int64_t since = s->got > 0 ? s->last_frame_ns : started;
-        if (stw_now_ns() - since > (int64_t)s->frame_timeout_s * 1000000000) {
-            snprintf(s->why, sizeof(s->why), "no frame for %d s", s->frame_timeout_s);
-            break;
-        }
+        report(s, NULL);
     }
     int left;
     CURLMsg *msg;
     while ((msg = curl_multi_info_read(m, &left)) != NULL)
         if (msg->msg == CURLMSG_DONE && s->why[0] == '\0')
-            snprintf(s->why, sizeof(s->why), "%s",
-                     msg->data.result == CURLE_OK ? "the camera closed the stream"
-                     : errbuf[0]                  ? errbuf
-                                                  : curl_easy_strerror(msg->data.result));
+            done_why(s, e, msg->data.result, errbuf);
     curl_multi_remove_handle(m, e);
+    report(s, s->why[0] ? s->why : NULL);
 cleanup:
     curl_easy_cleanup(e);
     curl_multi_cleanup(m);
@@ -272,14 +492,15 @@ static void source_main(stw_scope *scope, void *arg)
     src_mjpeg *s = arg;
     int backoff_ms = BACKOFF_MIN_MS;
     while (!stw_scope_cancelled(scope)) {
-        relay_input_set_state(s->in, "connecting");
+        /* The state stays what it was ("starting", or why the last
+         * connection ended) until a frame says "running". */
         if (pull_once(scope, s) == -ECANCELED)
             break;
         if (s->got > 0)
             backoff_ms = BACKOFF_MIN_MS;
         fprintf(stderr, "steward relay: input %s: %s; retrying in %d ms\n", s->in->name,
                 s->why[0] ? s->why : "disconnected", backoff_ms);
-        relay_input_set_state(s->in, "no-signal");
+        relay_input_set_state(s->in, s->refused ? "error" : "no-signal");
         /* Show the card at once and keep its clock moving while we wait. */
         stw_deadline retry = stw_deadline_in_ms(backoff_ms);
         for (;;) {
@@ -305,7 +526,7 @@ int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg)
 {
     size_t ulen = strlen(in->url);
     if (ulen == 0 || ulen > RELAY_URL_MAX ||
-        (strncmp(in->url, "http://", 7) != 0 && strncmp(in->url, "https://", 8) != 0))
+        (strncasecmp(in->url, "http://", 7) != 0 && strncasecmp(in->url, "https://", 8) != 0))
         return -EINVAL;
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK)
@@ -317,24 +538,21 @@ int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg)
     memcpy(s->url, in->url, ulen + 1);
     s->stall_s = cfg->camera_stall_s > 0 ? cfg->camera_stall_s : 5;
     s->frame_timeout_s = cfg->camera_frame_timeout_s > 0 ? cfg->camera_frame_timeout_s : 10;
-    int rc = relay_canvas_init(&s->card, CARD_W, CARD_H);
+    int rc = card_resize(s);
     if (rc != 0)
-        goto free_state;
-    rc = relay_jpeg_new(CARD_W, CARD_H, 80, &s->jpeg);
-    if (rc != 0)
-        goto release_card;
+        goto free_card;
     rc = stw_scope_defer(in->scope, src_free, s);
     if (rc != 0)
-        goto free_jpeg;
+        goto free_card;
+    /* A restarted source starts with a clean slate. */
+    relay_hub_set_camera(in->hub, &s->stat, "");
     char tname[RELAY_NAME_MAX + 8];
     snprintf(tname, sizeof(tname), "cam-%s", in->name);
     return stw_scope_spawn(in->scope, tname, source_main, s);
 
-free_jpeg:
+free_card:
     relay_jpeg_free(&s->jpeg);
-release_card:
     relay_canvas_release(&s->card);
-free_state:
     stw_free(s);
     return rc;
 }

@@ -63,7 +63,13 @@ static const char *url_problem(const char *url, size_t len)
         skip = 8;
     else
         return "url scheme must be http or https";
-    if (len == skip || url[skip] == '/' || url[skip] == '?' || url[skip] == '#')
+    /* The host is what is left of the authority without user:password@
+     * and :port ("http://:80/" and "http://user@/" have none). */
+    const char *host = url + skip, *end = host + strcspn(host, "/?#");
+    for (const char *at = host; at < end; at++)
+        if (*at == '@')
+            host = at + 1;
+    if (host == end || *host == ':')
         return "url has no host";
     return NULL;
 }

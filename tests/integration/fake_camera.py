@@ -13,11 +13,23 @@ Paths:
                connection gets /good
   /text        200 text/plain
   /missing     404
+  /forbidden   403
+  /redirect    302 to /redirect2, which redirects to /good
+  /loop        302 to itself, forever
+  /to-ftp      302 to an ftp:// URL
+  /digest      /good behind HTTP Digest authentication (user "cam",
+               password "secret"); anything else gets 401
+  /octet       as ffmpeg's and VLC's mpjpeg serve it: Content-Type
+               application/octet-stream, the boundary only in the body
+  /lf          multipart with bare LF line endings
+  /badlength   every other part announces a wrong Content-Length
+  /frozen      two frames, then a line break every 0.2 s and no frame
 Every open connection is counted, in all and per path?query (a query
 string only names a connection), so a test can see that the relay closed
 its side.
 """
 import base64
+import hashlib
 import http.server
 import os
 import select
@@ -32,6 +44,7 @@ FRAMES = [base64.b64decode(f) for f in (
     "/9j/4AAQSkZJRgABAgAAAQABAAD//gAQTGF2YzU5LjM3LjEwMAD/2wBDAAgKCgsKCw0NDQ0NDRAPEBAQEBAQEBAQEBASEhIVFRUSEhIQEBISFBQVFRcXFxUVFRUXFxkZGR4eHBwjIyQrKzP/xABNAAEBAAAAAAAAAAAAAAAAAAAABwEBAQEAAAAAAAAAAAAAAAAAAAUHEAEAAAAAAAAAAAAAAAAAAAAAEQEAAAAAAAAAAAAAAAAAAAAA/8AAEQgAGAAgAwEiAAIRAAMRAP/aAAwDAQACEQMRAD8AjgDf0sAAAAAB/9k="
 )]
 BOUNDARY = "fakecam"
+DIGEST_REALM = "fake camera"
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -53,13 +66,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(head.encode() + b"\r\n" + jpeg + b"\r\n")
         self.wfile.flush()
 
-    def stream(self, with_length=True, count=None):
-        self.send_multipart_head()
+    def stream(self, with_length=True, count=None, content_type=None, eol="\r\n",
+               length_error=0):
+        self.send_response(200)
+        self.send_header("Content-Type", content_type or
+                         f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
         n = 0
         while not self.server.cam.stopping.is_set() and (count is None or n < count):
-            self.part(FRAMES[n % len(FRAMES)], with_length)
+            jpeg = FRAMES[n % len(FRAMES)]
+            head = f"--{BOUNDARY}{eol}Content-Type: image/jpeg{eol}"
+            if with_length:
+                head += f"Content-Length: {len(jpeg) + (length_error if n % 2 else 0)}{eol}"
+            self.wfile.write((head + eol).encode() + jpeg + eol.encode())
+            self.wfile.flush()
             n += 1
             time.sleep(0.05)
+
+    def digest_ok(self):
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Digest "):
+            return False
+        f = dict((k.strip(), v.strip().strip('"')) for k, v in
+                 (kv.split("=", 1) for kv in auth[7:].split(",") if "=" in kv))
+
+        def md5(x):
+            return hashlib.md5(x.encode()).hexdigest()
+        ha1 = md5(f"cam:{DIGEST_REALM}:secret")
+        ha2 = md5(f"GET:{f.get('uri', '')}")
+        want = md5(f"{ha1}:{f.get('nonce')}:{f.get('nc')}:{f.get('cnonce')}:auth:{ha2}")
+        return f.get("username") == "cam" and f.get("response") == want
+
+    def redirect(self, to):
+        self.send_response(302)
+        self.send_header("Location", to)
+        self.send_header("Content-Length", "9")
+        self.end_headers()
+        self.wfile.write(b"redirect\n")
 
     def wait_for_client_close(self, limit):
         """Hold the connection, sending nothing, until the client closes it."""
@@ -98,6 +142,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
                                  + FRAMES[1][: len(FRAMES[1]) // 2])
                 self.wfile.flush()
+            elif path == "/forbidden":
+                self.send_error(403)
+            elif path == "/redirect":
+                self.redirect("/redirect2")
+            elif path == "/redirect2":
+                self.redirect("/good")
+            elif path == "/loop":
+                self.redirect("/loop")
+            elif path == "/to-ftp":
+                self.redirect("ftp://127.0.0.1:1/cam.mjpg")
+            elif path == "/digest":
+                if self.digest_ok():
+                    self.stream()
+                else:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", f'Digest realm="{DIGEST_REALM}", '
+                                     'qop="auth", nonce="%s"' % os.urandom(8).hex())
+                    self.send_header("Content-Length", "13")
+                    self.end_headers()
+                    self.wfile.write(b"unauthorized\n")
+            elif path == "/octet":
+                self.stream(content_type="application/octet-stream")
+            elif path == "/lf":
+                self.stream(eol="\n")
+            elif path == "/badlength":
+                self.stream(length_error=-7 if cam.hits[path] % 2 else 11)
+            elif path == "/frozen":
+                self.stream(count=2)
+                while not cam.stopping.is_set():
+                    self.wfile.write(b"\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.2)
             elif path == "/text":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")

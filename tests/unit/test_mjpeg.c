@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mjpeg.h"
 #include "steward/buf.h"
@@ -243,6 +244,160 @@ static void test_callback_error_stops(void **state)
     relay_mjpeg_free(&p);
 }
 
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* An 8 MB frame in 1,460-byte reads (one TCP segment each): the parser
+ * must not search the bytes it already searched, with or without a
+ * Content-Length. Rescanning cost 7.3 s of CPU per frame here. */
+static void test_big_frame_small_reads_linear(void **state)
+{
+    (void)state;
+    const size_t big = 8u << 20, chunk = 1460;
+    char *stream = malloc(big + 4096);
+    uint8_t *jpeg = malloc(big);
+    assert_non_null(stream);
+    assert_non_null(jpeg);
+    for (int with_len = 0; with_len < 2; with_len++) {
+        size_t len = 0;
+        size_t jlen = make_jpeg(jpeg, big - 4, 3);
+        /* Binary like a real JPEG, line breaks included, but no "--". */
+        for (size_t i = 2; i + 2 < jlen; i++)
+            jpeg[i] = (uint8_t)(i * 131 % 251) == '-' ? '.' : (uint8_t)(i * 131 % 251);
+        add_part(stream, &len, "frame", jpeg, jlen, with_len);
+        len += (size_t)sprintf(stream + len, "--frame\r\n");
+        relay_mjpeg *p = NULL;
+        assert_int_equal(relay_mjpeg_new("frame", big, &p), 0);
+        sink s = {0};
+        double t0 = cpu_seconds();
+        feed_in_chunks(p, stream, len, chunk, &s);
+        double cpu = cpu_seconds() - t0;
+        relay_mjpeg_stats st;
+        relay_mjpeg_get_stats(p, &st);
+        print_message("with_len=%d: %zu bytes, %llu examined, %.3f s CPU\n", with_len, len,
+                      (unsigned long long)st.scanned, cpu);
+        assert_int_equal(s.frames, 1);
+        assert_int_equal(s.sizes[0], jlen);
+        /* Each byte is searched a few times at most (one pass per needle),
+         * never once per read. */
+        assert_true(st.scanned <= 4 * (uint64_t)len);
+        assert_true(cpu < 1.0);
+        relay_mjpeg_free(&p);
+    }
+    free(jpeg);
+    free(stream);
+}
+
+/* Parts whose lines end in a bare LF, as many small cameras send them. */
+static void test_lf_only(void **state)
+{
+    (void)state;
+    static char stream[100000];
+    uint8_t jpeg[MAX_FRAME];
+    static const size_t chunks[] = {1, 5, 64, 100000};
+    for (int with_len = 0; with_len < 2; with_len++) {
+        size_t len = 0;
+        for (unsigned i = 0; i < 5; i++) {
+            size_t jlen = make_jpeg(jpeg, 200 + i, i);
+            len += (size_t)sprintf(stream + len, "--lf\nContent-Type: image/jpeg\n");
+            if (with_len)
+                len += (size_t)sprintf(stream + len, "Content-Length: %zu\n", jlen);
+            len += (size_t)sprintf(stream + len, "\n");
+            memcpy(stream + len, jpeg, jlen);
+            len += jlen;
+            stream[len++] = '\n';
+        }
+        len += (size_t)sprintf(stream + len, "--lf\n");
+        for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+            relay_mjpeg *p = NULL;
+            assert_int_equal(relay_mjpeg_new("lf", MAX_FRAME, &p), 0);
+            sink s = {0};
+            feed_in_chunks(p, stream, len, chunks[c], &s);
+            assert_int_equal(s.frames, 5);
+            for (int i = 0; i < 5; i++)
+                assert_int_equal(s.sizes[i], 204 + (size_t)i);
+            relay_mjpeg_stats st;
+            relay_mjpeg_get_stats(p, &st);
+            assert_int_equal(st.bad_parts, 0);
+            assert_int_equal(st.garbage_bytes, 0);
+            relay_mjpeg_free(&p);
+        }
+    }
+}
+
+/* A Content-Length that is too small or too large: the boundary decides,
+ * and every frame still arrives whole. */
+static void test_wrong_content_length(void **state)
+{
+    (void)state;
+    static char stream[100000];
+    uint8_t jpeg[MAX_FRAME];
+    static const long delta[] = {-10, -1, 1, 7, 1000};
+    for (size_t d = 0; d < sizeof(delta) / sizeof(delta[0]); d++) {
+        size_t len = 0;
+        for (unsigned i = 0; i < 4; i++) {
+            size_t jlen = make_jpeg(jpeg, 300 + i, i);
+            /* Every other part lies about its length. */
+            long claim = (long)jlen + (i % 2 ? delta[d] : 0);
+            len += (size_t)sprintf(stream + len, "--w\r\nContent-Length: %ld\r\n\r\n", claim);
+            memcpy(stream + len, jpeg, jlen);
+            len += jlen;
+            len += (size_t)sprintf(stream + len, "\r\n");
+        }
+        len += (size_t)sprintf(stream + len, "--w\r\n");
+        relay_mjpeg *p = NULL;
+        assert_int_equal(relay_mjpeg_new("w", MAX_FRAME, &p), 0);
+        sink s = {0};
+        feed_in_chunks(p, stream, len, 17, &s);
+        assert_int_equal(s.frames, 4);
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(s.sizes[i], 304 + (size_t)i);
+        relay_mjpeg_stats st;
+        relay_mjpeg_get_stats(p, &st);
+        assert_int_equal(st.length_mismatch, 2);
+        assert_int_equal(st.bad_parts, 0);
+        relay_mjpeg_free(&p);
+    }
+}
+
+/* ffmpeg's and VLC's mpjpeg: no boundary in the Content-Type, the body's
+ * first "--" line names it (after some junk here), and a part that has no
+ * headers at all. */
+static void test_learn_boundary(void **state)
+{
+    (void)state;
+    static char stream[100000];
+    uint8_t jpeg[MAX_FRAME];
+    static const size_t chunks[] = {1, 2, 9, 100000};
+    size_t len = (size_t)sprintf(stream, "junk line\r\n-x\r\n");
+    for (unsigned i = 0; i < 3; i++)
+        add_part(stream, &len, "ffmpeg", jpeg, make_jpeg(jpeg, 100 + i, i), true);
+    len += (size_t)sprintf(stream + len, "--ffmpeg\r\n");
+    size_t jlen = make_jpeg(jpeg, 150, 3);
+    memcpy(stream + len, jpeg, jlen);
+    len += jlen;
+    len += (size_t)sprintf(stream + len, "\r\n--ffmpeg--\r\n");
+    for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+        relay_mjpeg *p = NULL;
+        assert_int_equal(relay_mjpeg_new(NULL, MAX_FRAME, &p), 0);
+        assert_null(relay_mjpeg_get_boundary(p));
+        sink s = {0};
+        feed_in_chunks(p, stream, len, chunks[c], &s);
+        assert_string_equal(relay_mjpeg_get_boundary(p), "ffmpeg");
+        assert_int_equal(s.frames, 4);
+        assert_int_equal(s.sizes[3], 154);
+        relay_mjpeg_stats st;
+        relay_mjpeg_get_stats(p, &st);
+        assert_int_equal(st.garbage_bytes, 15);
+        assert_int_equal(st.bad_parts, 0);
+        relay_mjpeg_free(&p);
+    }
+}
+
 static int scenario(void *ud)
 {
     (void)ud;
@@ -277,6 +432,10 @@ int main(void)
         STW_TEST(test_oversize_skipped),
         STW_TEST(test_endless_garbage),
         STW_TEST(test_callback_error_stops),
+        STW_TEST(test_big_frame_small_reads_linear),
+        STW_TEST(test_lf_only),
+        STW_TEST(test_wrong_content_length),
+        STW_TEST(test_learn_boundary),
         STW_TEST(test_fault_sweep),
     };
     return cmocka_run_group_tests_name("mjpeg", tests, NULL, NULL);
