@@ -160,6 +160,10 @@ static void finish_line(relay_child *c, bool keep)
     c->line[n] = '\0';
     char out[RELAY_CHILD_LINE_MAX];
     relay_redact(c->line, out, sizeof(out));
+    /* The owner may know better: ffmpeg's -progress key=value lines end in
+     * '\n' and say nothing worth keeping. */
+    if (c->o.on_line != NULL && !c->o.on_line(c->o.ud, out))
+        keep = false;
     if (keep) {
         pthread_mutex_lock(&c->lock);
         memcpy(c->ring[c->ring_next], out, sizeof(out));
@@ -169,8 +173,6 @@ static void finish_line(relay_child *c, bool keep)
         pthread_mutex_unlock(&c->lock);
         c->lines_now++;
     }
-    if (c->o.on_line != NULL)
-        c->o.on_line(c->o.ud, out);
 }
 
 static void feed(relay_child *c, const char *buf, size_t n)
