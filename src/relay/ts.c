@@ -659,14 +659,14 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
 {
     relay_ts *ts = r->ts;
     *n = 0;
+    if (max == 0)
+        return 0;
     /* Consume the wake-up first: a chunk published from here on signals
      * again, so none is missed. */
     atomic_store(&r->signalled, false);
     uint64_t v;
     ssize_t rd = read(r->efd, &v, sizeof(v));
     (void)rd;
-    if (max == 0)
-        return 0;
 
     size_t got = 0;
     bool more = false;

@@ -745,7 +745,7 @@ static void push_to_receiver(const char *url, const char *const *recv_argv,
     stw_proc *rcv = NULL;
     assert_int_equal(stw_proc_spawn(&(stw_proc_opts){.argv = recv_argv, .pipe_stderr = true}, &rcv),
                      0);
-    usleep(700 * 1000); /* let it listen */
+    usleep(1000 * 1000); /* let it listen */
     relay_ff_url u;
     parse_ok(url, RELAY_FF_OUTPUT, &u);
     relay_ff_argv a;

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -505,6 +507,125 @@ static void test_codecs_in_pmt(void **state)
     free(b.data);
 }
 
+/* One writer (with a source restart half-way), readers on their own
+ * threads waiting on their eventfds, and readers coming and going. */
+typedef struct shared {
+    relay_ts *ts;
+    blob b;
+    atomic_bool done;
+} shared;
+
+typedef struct reader_result {
+    shared *sh;
+    uint64_t chunks, bytes, psi, keys, espipe;
+    bool order_ok;
+} reader_result;
+
+static void *reader_thread(void *arg)
+{
+    reader_result *res = arg;
+    relay_ts_reader *r = NULL;
+    if (relay_ts_reader_new(res->sh->ts, &r) != 0)
+        return NULL;
+    res->order_ok = true;
+    uint64_t last = 0;
+    relay_ts_chunk c[8];
+    for (;;) {
+        bool finished = atomic_load(&res->sh->done);
+        struct pollfd pfd = {.fd = relay_ts_reader_fd(r), .events = POLLIN};
+        poll(&pfd, 1, 50);
+        size_t n = 0;
+        int rc = relay_ts_read(r, c, 8, &n);
+        if (rc == -ESPIPE) {
+            res->espipe++;
+            relay_ts_reader_resync(r);
+            last = 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (c[i].flags & RELAY_TS_PSI) {
+                res->psi++;
+                last = 0;
+            } else {
+                if (last != 0 && c[i].seq != last + 1)
+                    res->order_ok = false;
+                if (last == 0 && !(c[i].flags & RELAY_TS_KEY))
+                    res->order_ok = false; /* every start is a keyframe */
+                last = c[i].seq;
+            }
+            if (c[i].flags & RELAY_TS_KEY)
+                res->keys++;
+            res->bytes += stw_buf_size(c[i].buf);
+            res->chunks++;
+            stw_buf_unref(&c[i].buf);
+        }
+        if (finished && n == 0)
+            break;
+    }
+    relay_ts_reader_free(&r);
+    return NULL;
+}
+
+static void *churn_thread(void *arg)
+{
+    shared *sh = arg;
+    while (!atomic_load(&sh->done)) {
+        relay_ts_reader *r = NULL;
+        if (relay_ts_reader_new(sh->ts, &r) == 0) {
+            relay_ts_chunk c[4];
+            size_t n = 0;
+            relay_ts_read(r, c, 4, &n);
+            for (size_t i = 0; i < n; i++)
+                stw_buf_unref(&c[i].buf);
+            relay_ts_reader_free(&r);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    shared sh = {.b = load("av.ts")};
+    assert_int_equal(relay_ts_new(256 * 1024, &sh.ts), 0);
+    enum { READERS = 4 };
+    pthread_t th[READERS], churn;
+    reader_result res[READERS];
+    for (int i = 0; i < READERS; i++) {
+        res[i] = (reader_result){.sh = &sh};
+        assert_int_equal(pthread_create(&th[i], NULL, reader_thread, &res[i]), 0);
+    }
+    assert_int_equal(pthread_create(&churn, NULL, churn_thread, &sh), 0);
+    srand(17);
+    for (int round = 0; round < 4; round++) {
+        if (round == 2)
+            relay_ts_reset(sh.ts);
+        for (size_t off = 0; off < sh.b.len;) {
+            size_t n = rand_size();
+            if (n > sh.b.len - off)
+                n = sh.b.len - off;
+            assert_int_equal(relay_ts_write(sh.ts, sh.b.data + off, n), 0);
+            off += n;
+            if (rand() % 8 == 0)
+                usleep(200);
+        }
+    }
+    atomic_store(&sh.done, true);
+    for (int i = 0; i < READERS; i++)
+        pthread_join(th[i], NULL);
+    pthread_join(churn, NULL);
+    for (int i = 0; i < READERS; i++) {
+        assert_true(res[i].order_ok);
+        assert_true(res[i].psi >= 2); /* the first one and after the reset */
+        assert_true(res[i].keys >= 8);
+        assert_true(res[i].bytes > sh.b.len);
+    }
+    relay_ts_stats st;
+    relay_ts_get_stats(sh.ts, &st);
+    assert_int_equal(st.readers, 0);
+    relay_ts_free(&sh.ts);
+    free(sh.b.data);
+}
+
 static blob sweep_data;
 
 static int scenario(void *ud)
@@ -590,10 +711,15 @@ static int remove_streams(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        STW_TEST(test_keyframes_h264),      STW_TEST(test_keyframes_hevc),
-        STW_TEST(test_late_joiner_decodes), STW_TEST(test_garbage_skipped),
-        STW_TEST(test_slow_reader_bounded), STW_TEST(test_gop_over_cap),
-        STW_TEST(test_reset_midstream),     STW_TEST(test_codecs_in_pmt),
+        STW_TEST(test_keyframes_h264),
+        STW_TEST(test_keyframes_hevc),
+        STW_TEST(test_late_joiner_decodes),
+        STW_TEST(test_garbage_skipped),
+        STW_TEST(test_slow_reader_bounded),
+        STW_TEST(test_gop_over_cap),
+        STW_TEST(test_reset_midstream),
+        STW_TEST(test_codecs_in_pmt),
+        STW_TEST(test_threads),
         STW_TEST(test_fault_sweep),
     };
     return cmocka_run_group_tests_name("ts", tests, make_streams, remove_streams);
