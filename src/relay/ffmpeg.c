@@ -155,6 +155,7 @@ static bool is_playlist(const char *rest)
 
 static int check_file(const char *path, char *err, size_t errlen)
 {
+    static const char *const system_dirs[] = {"/proc/", "/sys/", "/dev/"};
     if (path[0] != '/') {
         say(err, errlen,
             "\"%s\" is a relative path: give an absolute path (/path/video.mp4) "
@@ -162,6 +163,12 @@ static int check_file(const char *path, char *err, size_t errlen)
             path);
         return -EINVAL;
     }
+    /* Kernel files look regular (/proc/self/environ) but are no media. */
+    for (size_t i = 0; i < sizeof(system_dirs) / sizeof(system_dirs[0]); i++)
+        if (strncmp(path, system_dirs[i], strlen(system_dirs[i])) == 0) {
+            say(err, errlen, "%s is a system file, not a media file", path);
+            return -EINVAL;
+        }
     struct stat st;
     if (stat(path, &st) != 0) {
         int e = errno;
@@ -190,9 +197,11 @@ static int check_file(const char *path, char *err, size_t errlen)
 
 static int check_v4l2(const char *dev, char *err, size_t errlen)
 {
-    const char *n = dev + strlen("/dev/video");
-    size_t digits = strspn(n, "0123456789");
-    if (strncmp(dev, "/dev/video", 10) != 0 || digits == 0 || digits > 3 || n[digits] != '\0') {
+    const char *prefix = "/dev/video";
+    size_t digits = 0;
+    if (strncmp(dev, prefix, strlen(prefix)) == 0)
+        digits = strspn(dev + strlen(prefix), "0123456789");
+    if (digits == 0 || digits > 3 || dev[strlen(prefix) + digits] != '\0') {
         say(err, errlen, "a V4L2 camera is given as v4l2:/dev/videoN");
         return -EINVAL;
     }
@@ -210,7 +219,7 @@ static int check_v4l2(const char *dev, char *err, size_t errlen)
 
 int relay_ff_url_parse(const char *url, unsigned flags, relay_ff_url *out, char *err, size_t errlen)
 {
-    say(err, errlen, "ok");
+    say(err, errlen, "%s", "");
     if (url == NULL || url[0] == '\0') {
         say(err, errlen, "the URL is empty");
         return -EINVAL;

@@ -11,7 +11,8 @@
  *     rtsp://  rtsps://  rtmp://  rtmps://  srt://HOST:PORT  udp://HOST:PORT
  *     http(s)://...  an HLS playlist: the path ends in .m3u8 or .m3u, or the
  *                    caller says it is one (RELAY_FF_ASSUME_HLS)
- *     file:/abs/path, file:///abs/path or /abs/path: an existing regular file
+ *     file:/abs/path, file:///abs/path or /abs/path: an existing regular file,
+ *                    not under /proc, /sys or /dev
  *     v4l2:/dev/videoN: an existing character device
  *   Network URLs need a host (user:password@ is allowed) and a valid port if
  *   one is given; no URL may hold control characters or exceed
@@ -53,7 +54,7 @@
  *   nothing to release). The argv pointers point into the relay_ff_argv
  *   itself and to string literals: use it in place and do not copy it.
  *   Error messages go to a caller buffer @err of @errlen bytes (may be NULL
- *   / 0), always NUL-terminated.
+ *   / 0), always NUL-terminated, empty on success.
  */
 #ifndef STW_RELAY_FFMPEG_H
 #define STW_RELAY_FFMPEG_H
@@ -68,10 +69,9 @@
 
 /* Demuxers a local file may be read with: media containers and elementary
  * streams, but no format that opens further files or URLs (concat, hls,
- * dash, ...). */
+ * dash, image2's numbered sequences, ...). */
 #define RELAY_FF_FILE_FORMATS                                                                      \
-    "mov,matroska,mpegts,mpeg,flv,avi,asf,h264,hevc,mjpeg,mp3,aac,wav,ogg,flac,m4v,rawvideo,"      \
-    "image2,ivf,nut,mxf"
+    "mov,matroska,mpegts,mpeg,flv,avi,asf,h264,hevc,mjpeg,mp3,aac,wav,ogg,flac,m4v,ivf,nut,mxf"
 
 typedef enum relay_ff_scheme {
     RELAY_FF_RTSP,

@@ -185,6 +185,12 @@ static void test_url_accepted(void **state)
 {
     (void)state;
     accept_url("rtsp://cam.local/stream1", 0, RELAY_FF_RTSP, "rtsp://cam.local/stream1");
+    char err[64] = "stale";
+    relay_ff_url u;
+    assert_int_equal(relay_ff_url_parse("rtsp://cam/x", 0, &u, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    assert_string_equal(relay_ff_scheme_name(u.scheme), "rtsp");
+    assert_string_equal(relay_ff_scheme_name(RELAY_FF_HLS), "hls");
     accept_url("RTSP://Cam.Local:8554/live", 0, RELAY_FF_RTSP, "rtsp://Cam.Local:8554/live");
     accept_url("rtsp://admin:s3cr%40t@10.0.0.2:554/h264?ch=1", 0, RELAY_FF_RTSP,
                "rtsp://admin:s3cr%40t@10.0.0.2:554/h264?ch=1");
@@ -266,7 +272,13 @@ static void test_url_refused(void **state)
     refuse_url("/nonexistent/steward/video.mp4", 0, -ENOENT, "does not exist");
     refuse_url("file:/nonexistent/video.mp4", 0, -ENOENT, "does not exist");
     refuse_url(dir, 0, -EINVAL, "is a directory, not a regular file");
-    refuse_url("/dev/null", 0, -EINVAL, "is a character device, not a regular file");
+    refuse_url("/dev/null", 0, -EINVAL, "is a system file");
+    refuse_url("/proc/self/environ", 0, -EINVAL, "is a system file");
+    refuse_url("file:/sys/kernel/notes", 0, -EINVAL, "is a system file");
+    char fifo[300];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    refuse_url(fifo, 0, -EINVAL, "is a named pipe, not a regular file");
     refuse_url("/tmp/x.ts", RELAY_FF_OUTPUT, -EPROTONOSUPPORT, "not to files");
     refuse_url("http://h/x.m3u8", RELAY_FF_OUTPUT, -EPROTONOSUPPORT, "not to http:");
     refuse_url("udp://h:1", RELAY_FF_OUTPUT, -EPROTONOSUPPORT, "not to udp:");
@@ -859,13 +871,13 @@ static void test_log_captured(void **state)
         "  Program 1 ",
         "    Metadata:",
         "      service_name    : Service01",
-        "  Stream #0:0[0x100]: Video: h264 (High) ([27][0][0][0] / 0x001B), "
-        "yuv420p(progressive), 1280x720 [SAR 1:1 DAR 16:9], 25 fps, 25 tbr, 90k tbn",
-        "  Stream #0:1[0x101]: Audio: aac (LC) ([15][0][0][0] / 0x000F), 44100 Hz, stereo, fltp, "
-        "129 kb/s",
+        ("  Stream #0:0[0x100]: Video: h264 (High) ([27][0][0][0] / 0x001B), "
+         "yuv420p(progressive), 1280x720 [SAR 1:1 DAR 16:9], 25 fps, 25 tbr, 90k tbn"),
+        ("  Stream #0:1[0x101]: Audio: aac (LC) ([15][0][0][0] / 0x000F), 44100 Hz, stereo, "
+         "fltp, 129 kb/s"),
         "Output #0, mpegts, to 'pipe:1':",
-        "  Stream #0:0: Video: h264 (High) ([27][0][0][0] / 0x001B), yuv420p(progressive), "
-        "640x360 [SAR 1:1 DAR 16:9], q=2-31, 30 fps, 25 tbr, 90k tbn",
+        ("  Stream #0:0: Video: h264 (High) ([27][0][0][0] / 0x001B), yuv420p(progressive), "
+         "640x360 [SAR 1:1 DAR 16:9], q=2-31, 30 fps, 25 tbr, 90k tbn"),
         "  Stream #0:1: Audio: mp3, 8000 Hz, mono, fltp",
         "Stream mapping:",
         "  Stream #0:0 -> #0:0 (copy)",
@@ -948,8 +960,8 @@ static void test_log_captured(void **state)
     relay_ff_log_init(&l);
     static const char *const more[] = {
         "Input #0, rtsp, from 'rtsp://cam/x':",
-        "  Stream #0:0: Video: hevc (Main) (HEVC / 0x43564548), yuv420p(tv), 640x360 [SAR 1:1 "
-        "DAR 16:9], 29.97 fps, 29.97 tbr, 90k tbn",
+        ("  Stream #0:0: Video: hevc (Main) (HEVC / 0x43564548), yuv420p(tv), 640x360 [SAR 1:1 "
+         "DAR 16:9], 29.97 fps, 29.97 tbr, 90k tbn"),
         "  Stream #0:1(und): Audio: pcm_mulaw, 8000 Hz, 1 channels, s16, 64 kb/s",
     };
     for (size_t i = 0; i < 3; i++)
