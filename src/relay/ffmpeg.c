@@ -477,9 +477,11 @@ int relay_ff_jpeg_argv(relay_ff_argv *a, const relay_ff_jpeg_opts *o)
         return -EINVAL;
     argv_init(a, o->ffmpeg);
     static const char *const head[] = {
-        "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-protocol_whitelist",
-        "pipe",         "-f",       "mpegts",    "-i",    "pipe:0",   "-an",
-        "-sn",          "-dn",      NULL};
+        "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-protocol_whitelist", "pipe",
+        /* The stream starts with its PAT/PMT and a keyframe: a short probe
+         * gives the first JPEG within about a second, not after 5 s. */
+        "-probesize", "32768", "-analyzeduration", "200000", "-f", "mpegts", "-i", "pipe:0", "-an",
+        "-sn", "-dn", NULL};
     add_all(a, head);
     /* Never wider than asked nor wider than the source; the height follows
      * the aspect ratio, rounded to even for the 4:2:0 JPEG. */

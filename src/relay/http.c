@@ -81,6 +81,7 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
         THREADS,
         EVENTS,
         STREAM,
+        STREAM_TS,
         SNAPSHOT
     } what = NONE;
     http_input *hi = NULL;
@@ -97,6 +98,10 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
         what = THREADS;
     } else if (strcmp(path, "/api/events") == 0) {
         what = EVENTS;
+    } else if (strncmp(path, "/stream/", 8) == 0 && len > 11 &&
+               strcmp(path + len - 3, ".ts") == 0) {
+        hi = relay_http__find_input(srv, path + 8, len - 11);
+        what = hi != NULL ? STREAM_TS : NONE;
     } else if (strncmp(path, "/stream/", 8) == 0) {
         hi = relay_http__find_input(srv, path + 8, len - 8);
         what = hi != NULL ? STREAM : NONE;
@@ -113,9 +118,10 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
         relay_http__reply_405(req, "GET, HEAD");
         return;
     }
-    if (cmd == EVHTTP_REQ_HEAD && (what == STREAM || what == EVENTS)) {
-        head_of_stream(req, what == STREAM ? "multipart/x-mixed-replace; boundary=stwframe"
-                                           : "text/event-stream");
+    if (cmd == EVHTTP_REQ_HEAD && (what == STREAM || what == STREAM_TS || what == EVENTS)) {
+        head_of_stream(req, what == STREAM      ? "multipart/x-mixed-replace; boundary=stwframe"
+                            : what == STREAM_TS ? "video/mp2t"
+                                                : "text/event-stream");
         return;
     }
     switch (what) {
@@ -139,6 +145,9 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
         break;
     case STREAM:
         relay_http__handle_stream(srv, req, hi);
+        break;
+    case STREAM_TS:
+        relay_http__handle_ts(srv, req, hi);
         break;
     case SNAPSHOT:
         relay_http__handle_snapshot(req, hi);

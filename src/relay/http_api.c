@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "http_internal.h"
+#include "redact.h"
 #include "steward/alloc.h"
 
 http_input *relay_http__find_input(relay_http *srv, const char *name, size_t len)
@@ -64,6 +65,19 @@ static void input_json(struct evbuffer *b, http_input *hi)
                             (unsigned long long)cs.connects, (unsigned long long)cs.garbage_bytes,
                             (unsigned long long)cs.bad_parts, (unsigned long long)cs.oversize,
                             (unsigned long long)cs.length_mismatch);
+    } else if (strcmp(in->kind, "ffmpeg") == 0) {
+        char shown[RELAY_URL_MAX + 1];
+        relay_redact(in->url, shown, sizeof(shown));
+        evbuffer_add_printf(b, ",\"url\":");
+        relay_http__json_str(b, shown);
+        evbuffer_add_printf(b, ",\"rtsp_transport\":\"%s\",\"loop\":%s,\"timeout\":%u",
+                            in->ff.rtsp_udp ? "udp" : "tcp", in->ff.loop ? "true" : "false",
+                            in->ff.timeout_s);
+        char *ff = relay_ffmpeg_input_json(in);
+        if (ff != NULL) {
+            evbuffer_add_printf(b, ",\"ffmpeg\":%s", ff);
+            stw_free(ff);
+        }
     } else {
         evbuffer_add_printf(b, ",\"width\":%u,\"height\":%u,\"fps\":%u,\"quality\":%u", in->width,
                             in->height, in->fps, in->quality);
@@ -212,7 +226,7 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
         return;
     relay_spec spec;
     char err[256];
-    int code = relay_spec_parse(body, &srv->cfg, &spec, err, sizeof(err));
+    int code = relay_spec_parse(body, &srv->cfg, 0, &spec, err, sizeof(err));
     json_decref(body);
     if (code != 0) {
         relay_http__reply_error(req, code, err);

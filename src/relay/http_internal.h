@@ -11,6 +11,7 @@
  *     http_sse.c      Server-Sent Events (GET /api/events)
  *     http_viewers.c  MJPEG viewers (GET /stream/{input}), snapshots, the hub
  *                     notify and on-demand grace timers of each input
+ *     http_ts.c       MPEG-TS viewers (GET /stream/{input}.ts) of ffmpeg inputs
  *     http_api.c      the input table and the inputs/outputs REST API
  *     http_debug.c    /healthz, /metrics, /system-resources,
  *                     /cleanup-resources, /debug/threads
@@ -77,6 +78,14 @@ struct viewer {
     char peer[64];
     int64_t started_ms; /* wall clock */
     uint64_t frames, dropped;
+    /* A .ts viewer (http_ts.c) reads the input's MPEG-TS through its own
+     * reader, watched by rev while it is not paused for backlog; MJPEG
+     * fan-out skips it. */
+    bool ts;
+    bool paused;
+    struct relay_ts_reader *reader;
+    struct event *rev;
+    uint64_t bytes;
 };
 
 struct http_input {
@@ -231,9 +240,38 @@ void relay_http__input_unwatch(http_input *hi);
  * connection's close callback, possibly before this returns. */
 void relay_http__viewer_detach(viewer *v, const char *reason);
 
+/* Add @v (set up, streaming) to @hi's viewers and counts, tell the event
+ * clients. */
+void relay_http__viewer_link(http_input *hi, viewer *v);
+
+/* @hi's viewer count changed: an on-demand input without viewers stops
+ * after the grace period unless one comes back first. */
+void relay_http__viewers_changed(http_input *hi);
+
+/* Start @hi's source if it is stopped (an on-demand input). 0 or the
+ * source's error (then the grace timer is rearmed as needed). */
+int relay_http__input_ensure_running(http_input *hi);
+
+/* A viewer's connection is closing (the close callback of every viewer,
+ * @arg the viewer): unlink and free it. */
+void relay_http__viewer_closed(struct evhttp_connection *conn, void *arg);
+
+/* Fill in @v's id, peer, fd and output buffer from @req's connection.
+ * False when the connection is gone. */
+bool relay_http__viewer_init(relay_http *srv, viewer *v, struct evhttp_request *req);
+
 /* GET /stream/{input} and GET /snapshot/{input}.jpg; @hi is borrowed. */
 void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http_input *hi);
 void relay_http__handle_snapshot(struct evhttp_request *req, http_input *hi);
+
+/* ---- MPEG-TS viewers (http_ts.c) ---- */
+
+/* GET /stream/{input}.ts; @hi is borrowed. */
+void relay_http__handle_ts(relay_http *srv, struct evhttp_request *req, http_input *hi);
+
+/* Release what a .ts viewer holds (its reader and event); from the
+ * viewer's close callback. */
+void relay_http__ts_viewer_release(viewer *v);
 
 /* ---- the input table and the REST API (http_api.c) ---- */
 

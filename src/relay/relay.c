@@ -283,6 +283,7 @@ void relay_input_set_pool(relay_input *in, stw_pool *pool)
 static void input_free(void *arg)
 {
     relay_input *in = arg;
+    relay_ffmpeg_input_release(in);
     stw_pool_unref(&in->pool);
     relay_hub_free(&in->hub);
     pthread_mutex_destroy(&in->lock);
@@ -292,7 +293,8 @@ static void input_free(void *arg)
 int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **out)
 {
     if (!relay_name_valid(spec->name, strlen(spec->name)) || spec->kind == NULL ||
-        (strcmp(spec->kind, "test") != 0 && strcmp(spec->kind, "mjpeg") != 0))
+        (strcmp(spec->kind, "test") != 0 && strcmp(spec->kind, "mjpeg") != 0 &&
+         strcmp(spec->kind, "ffmpeg") != 0))
         return -EINVAL;
     char sname[RELAY_NAME_MAX + 8];
     snprintf(sname, sizeof(sname), "input:%s", spec->name);
@@ -306,7 +308,10 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
         goto free_scope;
     }
     snprintf(in->name, sizeof(in->name), "%s", spec->name);
-    in->kind = strcmp(spec->kind, "test") == 0 ? "test" : "mjpeg";
+    in->kind = strcmp(spec->kind, "test") == 0    ? "test"
+               : strcmp(spec->kind, "mjpeg") == 0 ? "mjpeg"
+                                                  : "ffmpeg";
+    in->ff = spec->ff;
     snprintf(in->url, sizeof(in->url), "%s", spec->url);
     in->width = spec->width;
     in->height = spec->height;
@@ -324,6 +329,8 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     rc = relay_hub_new(in->name, &in->hub);
     if (rc != 0)
         goto free_input;
+    if (strcmp(in->kind, "ffmpeg") == 0 && (rc = relay_ffmpeg_input_init(in)) != 0)
+        goto free_hub;
     rc = stw_scope_defer(owner, input_free, in);
     if (rc != 0)
         goto free_hub;
@@ -331,6 +338,7 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     return 0;
 
 free_hub:
+    relay_ffmpeg_input_release(in);
     relay_hub_free(&in->hub);
 free_input:
     pthread_mutex_destroy(&in->lock);
@@ -344,7 +352,6 @@ int relay_input_start(relay_input *in, const relay_config *cfg)
 {
     if (in->scope != NULL)
         return -EALREADY;
-    bool test = strcmp(in->kind, "test") == 0;
     int rc = stw_scope_new(in->owner, "source", &in->scope);
     if (rc != 0) {
         relay_input_set_state(in, "error");
@@ -356,7 +363,12 @@ int relay_input_start(relay_input *in, const relay_config *cfg)
     icfg.fps = in->fps;
     icfg.quality = in->quality;
     relay_input_set_state(in, "starting");
-    rc = test ? relay_source_test_start(in, &icfg) : relay_source_mjpeg_start(in, &icfg);
+    if (strcmp(in->kind, "test") == 0)
+        rc = relay_source_test_start(in, &icfg);
+    else if (strcmp(in->kind, "mjpeg") == 0)
+        rc = relay_source_mjpeg_start(in, &icfg);
+    else
+        rc = relay_source_ffmpeg_start(in, &icfg);
     if (rc != 0) {
         /* Whatever the source set up is undone by its scope. */
         stw_scope_free(&in->scope);

@@ -168,21 +168,41 @@ void relay_hub_state(relay_hub *h, char *out);
 
 /* ---- inputs ---- */
 
+/* Options of an ffmpeg input (relay_spec and relay_input). */
+typedef struct relay_ff_spec {
+    bool rtsp_udp;      /* RTSP over UDP instead of interleaved TCP */
+    bool loop;          /* files: start over at the end */
+    unsigned timeout_s; /* network I/O time-out and watchdog, 1..600 */
+} relay_ff_spec;
+
+#define RELAY_FF_TIMEOUT_DEFAULT 10
+
 /* What the API and the state file say an input is. */
 typedef struct relay_spec {
     char name[RELAY_NAME_MAX];
-    const char *kind; /* "test" or "mjpeg" (static strings) */
+    const char *kind; /* "test", "mjpeg" or "ffmpeg" (static strings) */
     char url[RELAY_URL_MAX + 1];
     unsigned width, height, fps, quality; /* test only */
+    relay_ff_spec ff;                     /* ffmpeg only */
     bool on_demand;
     int64_t created_ms; /* wall clock, ms since the epoch; 0: now */
 } relay_spec;
 
+struct relay_ts;
+struct relay_child;
+
 typedef struct relay_input {
     char name[RELAY_NAME_MAX];   /* [A-Za-z0-9_-]+ */
-    const char *kind;            /* "test" or "mjpeg" */
-    char url[RELAY_URL_MAX + 1]; /* mjpeg: http:// or https:// URL; test: "" */
+    const char *kind;            /* "test", "mjpeg" or "ffmpeg" */
+    char url[RELAY_URL_MAX + 1]; /* mjpeg: http(s) URL; ffmpeg: see ffmpeg.h; test: "" */
     unsigned width, height, fps, quality;
+    relay_ff_spec ff;
+    /* ffmpeg inputs (NULL for the others), owned by the input and freed
+     * with it, so that .ts viewers and push outputs keep their readers
+     * while an on-demand source stops and starts: the MPEG-TS stream, and
+     * the ingest and decoder jobs with what ffmpeg said (source_ffmpeg.c). */
+    struct relay_ts *ts;
+    struct relay_ffin *ffin;
     bool on_demand;     /* stop the source when the last viewer left */
     int64_t created_ms; /* wall clock, ms since the epoch */
     relay_hub *hub;     /* owned */
@@ -232,13 +252,16 @@ void relay_input_set_pool(relay_input *in, stw_pool *pool);
 
 /*
  * Fill @out from the JSON object @obj (a json_t *, borrowed), with
- * @cfg's pattern defaults for missing fields. Returns 0, or the HTTP status
- * for the error (400: not an object or a field of the wrong type; 422: a
- * value out of range, a bad name, kind or URL, an unknown field) with a
- * message in @err (@errlen bytes).
+ * @cfg's pattern defaults for missing fields. @flags: RELAY_SPEC_STORED
+ * when @obj comes from the state file (an ffmpeg input's local file that
+ * is missing now is kept: its source reports it). Returns 0, or the HTTP
+ * status for the error (400: not an object or a field of the wrong type;
+ * 422: a value out of range, a bad name, kind or URL, an unknown field)
+ * with a message in @err (@errlen bytes).
  */
-int relay_spec_parse(const void *obj, const relay_config *cfg, relay_spec *out, char *err,
-                     size_t errlen);
+#define RELAY_SPEC_STORED 0x1u
+int relay_spec_parse(const void *obj, const relay_config *cfg, unsigned flags, relay_spec *out,
+                     char *err, size_t errlen);
 
 /* The spec of @in as a JSON object (a new json_t *, transfer full), or NULL. */
 void *relay_spec_json(const relay_input *in);
@@ -271,6 +294,28 @@ int relay_state_load(const char *path, const relay_config *cfg, relay_spec *spec
  * thread joined by @in->scope. Returns 0, -ENOMEM, -EINVAL or a spawn
  * error; on failure whatever was set up is undone by closing the scope. */
 int relay_source_test_start(relay_input *in, const relay_config *cfg);
+
+/* The ffmpeg source (source_ffmpeg.c), same contract: @in->ingest pulls
+ * the camera as MPEG-TS into @in->ts, and @in->decoder turns it into JPEG
+ * frames for the hub while someone wants them. */
+int relay_source_ffmpeg_start(relay_input *in, const relay_config *cfg);
+
+/* The ffmpeg parts of a new ffmpeg input (@in->ts, @in->ffin), and their
+ * release, which accepts an input without them (source_ffmpeg.c). 0 or a
+ * negative errno. */
+int relay_ffmpeg_input_init(relay_input *in);
+void relay_ffmpeg_input_release(relay_input *in);
+
+/* Someone wants JPEG frames of @in for the next few seconds (a snapshot):
+ * an ffmpeg input keeps its decoder running that long. Any thread; a
+ * no-op for other kinds. */
+void relay_input_want_jpeg(relay_input *in);
+
+/* What an ffmpeg input's jobs and stream look like now, as the text of a
+ * JSON object (transfer full: stw_free it), passwords redacted:
+ * {"ingest":JOB,"decoder":JOB,"media":{...},"ts":{...}}; NULL for other
+ * kinds or without memory. Any thread. */
+char *relay_ffmpeg_input_json(relay_input *in);
 
 /* The MJPEG-over-HTTP pull source (source_mjpeg.c), same contract. */
 int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg);

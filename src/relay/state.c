@@ -32,6 +32,8 @@
 
 #include <jansson.h>
 
+#include "ffmpeg.h"
+#include "redact.h"
 #include "relay.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
@@ -76,6 +78,35 @@ static const char *url_problem(const char *url, size_t len)
 
 /* Integer field @key of @obj into *@out when present, within [lo, hi]. */
 static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi, unsigned *out,
+                    char *err, size_t errlen);
+
+/* The options of an ffmpeg input: rtsp_transport ("tcp" or "udp"), loop,
+ * timeout (seconds); refused on the other kinds. */
+static int ff_options(const json_t *obj, bool ff, relay_ff_spec *out, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"rtsp_transport", "loop", "timeout"};
+    for (size_t i = 0; !ff && i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (json_object_get(obj, keys[i]) != NULL)
+            return fail(err, errlen, 422, "%s is only for ffmpeg inputs", keys[i]);
+    *out = (relay_ff_spec){.timeout_s = RELAY_FF_TIMEOUT_DEFAULT};
+    if (!ff)
+        return 0;
+    json_t *t = json_object_get(obj, "rtsp_transport");
+    if (t != NULL && !json_is_string(t))
+        return fail(err, errlen, 400, "%s", "rtsp_transport must be a string");
+    if (t != NULL && strcmp(json_string_value(t), "udp") != 0 &&
+        strcmp(json_string_value(t), "tcp") != 0)
+        return fail(err, errlen, 422, "%s", "rtsp_transport must be \"tcp\" or \"udp\"");
+    out->rtsp_udp = t != NULL && strcmp(json_string_value(t), "udp") == 0;
+    json_t *l = json_object_get(obj, "loop");
+    if (l != NULL && !json_is_boolean(l))
+        return fail(err, errlen, 400, "%s", "loop must be true or false");
+    out->loop = l != NULL && json_is_true(l);
+    return get_uint(obj, "timeout", 1, 600, &out->timeout_s, err, errlen);
+}
+
+/* Integer field @key of @obj into *@out when present, within [lo, hi]. */
+static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi, unsigned *out,
                     char *err, size_t errlen)
 {
     json_t *v = json_object_get(obj, key);
@@ -94,14 +125,15 @@ static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi
     return 0;
 }
 
-int relay_spec_parse(const void *o, const relay_config *cfg, relay_spec *out, char *err,
-                     size_t errlen)
+int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, relay_spec *out,
+                     char *err, size_t errlen)
 {
     const json_t *obj = o;
     if (!json_is_object(obj))
         return fail(err, errlen, 400, "%s", "the body must be a JSON object");
-    static const char *const known[] = {"name", "kind",    "url",       "width",   "height",
-                                        "fps",  "quality", "on_demand", "created", "created_ms"};
+    static const char *const known[] = {
+        "name",      "kind",    "url",        "width",          "height", "fps",    "quality",
+        "on_demand", "created", "created_ms", "rtsp_transport", "loop",   "timeout"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)
@@ -136,26 +168,42 @@ int relay_spec_parse(const void *o, const relay_config *cfg, relay_spec *out, ch
         out->kind = "test";
     else if (strcmp(json_string_value(kind), "mjpeg") == 0)
         out->kind = "mjpeg";
+    else if (strcmp(json_string_value(kind), "ffmpeg") == 0)
+        out->kind = "ffmpeg";
     else
-        return fail(err, errlen, 422, "%s", "kind must be \"test\" or \"mjpeg\"");
-    bool test = out->kind[0] == 't';
+        return fail(err, errlen, 422, "%s", "kind must be \"test\", \"mjpeg\" or \"ffmpeg\"");
+    bool test = out->kind[0] == 't', ff = out->kind[0] == 'f';
 
     json_t *url = json_object_get(obj, "url");
     if (test && url != NULL)
-        return fail(err, errlen, 422, "%s", "url is only for mjpeg inputs");
+        return fail(err, errlen, 422, "%s", "url is only for mjpeg and ffmpeg inputs");
     if (!test) {
         if (url == NULL)
-            return fail(err, errlen, 422, "%s", "url is required for mjpeg inputs");
+            return fail(err, errlen, 422, "url is required for %s inputs", out->kind);
         if (!json_is_string(url))
             return fail(err, errlen, 400, "%s", "url must be a string");
         size_t len = json_string_length(url);
-        const char *why = url_problem(json_string_value(url), len);
-        if (why == NULL && strlen(json_string_value(url)) != len)
-            why = "url must not contain NUL bytes";
+        const char *why = strlen(json_string_value(url)) != len ? "url must not contain NUL bytes"
+                          : ff                                  ? NULL
+                               : url_problem(json_string_value(url), len);
         if (why != NULL)
             return fail(err, errlen, 422, "%s", why);
+        if (ff) {
+            relay_ff_url u;
+            char ferr[256];
+            int rc = relay_ff_url_parse(json_string_value(url), 0, &u, ferr, sizeof(ferr));
+            bool later = (flags & RELAY_SPEC_STORED) && (rc == -ENOENT || rc == -EACCES);
+            if (rc != 0 && !later) {
+                char shown[256];
+                relay_redact(ferr, shown, sizeof(shown));
+                return fail(err, errlen, 422, "url: %s", shown);
+            }
+        }
         memcpy(out->url, json_string_value(url), len + 1);
     }
+    int frc = ff_options(obj, ff, &out->ff, err, errlen);
+    if (frc != 0)
+        return frc;
 
     static const char *const pattern[] = {"width", "height", "fps", "quality"};
     for (size_t i = 0; !test && i < sizeof(pattern) / sizeof(pattern[0]); i++)
@@ -197,7 +245,13 @@ void *relay_spec_json(const relay_input *in)
         return NULL;
     int bad = json_object_set_new(o, "name", json_string(in->name));
     bad |= json_object_set_new(o, "kind", json_string(in->kind));
-    if (strcmp(in->kind, "mjpeg") == 0) {
+    if (strcmp(in->kind, "ffmpeg") == 0) {
+        bad |= json_object_set_new(o, "url", json_string(in->url));
+        bad |=
+            json_object_set_new(o, "rtsp_transport", json_string(in->ff.rtsp_udp ? "udp" : "tcp"));
+        bad |= json_object_set_new(o, "loop", json_boolean(in->ff.loop));
+        bad |= json_object_set_new(o, "timeout", json_integer(in->ff.timeout_s));
+    } else if (strcmp(in->kind, "mjpeg") == 0) {
         bad |= json_object_set_new(o, "url", json_string(in->url));
     } else {
         bad |= json_object_set_new(o, "width", json_integer(in->width));
@@ -357,7 +411,8 @@ int relay_state_load(const char *path, const relay_config *cfg, relay_spec *spec
     *n = 0;
     for (size_t i = 0; i < json_array_size(arr); i++) {
         char why[200];
-        if (relay_spec_parse(json_array_get(arr, i), cfg, &specs[i], why, sizeof(why)) != 0) {
+        if (relay_spec_parse(json_array_get(arr, i), cfg, RELAY_SPEC_STORED, &specs[i], why,
+                             sizeof(why)) != 0) {
             snprintf(err, errlen, "input %zu: %s", i, why);
             goto decref;
         }
