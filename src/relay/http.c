@@ -34,6 +34,7 @@
 #include <event2/listener.h>
 
 #include "http_internal.h"
+#include "push.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
 #include "steward/ledger.h"
@@ -338,6 +339,10 @@ int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *c
         hi->in = inputs[i];
         hi->srv = srv;
         srv->inputs[srv->ninputs++] = hi;
+        /* Output ids stay unique across restarts: push outputs keep theirs. */
+        for (unsigned k = 0; k < inputs[i]->npush; k++)
+            if (relay_push_id(inputs[i]->push[k]) > srv->next_output_id)
+                srv->next_output_id = relay_push_id(inputs[i]->push[k]);
     }
     srv->listen_fd =
         stw_fd_track(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0),

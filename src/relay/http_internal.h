@@ -13,6 +13,7 @@
  *                     notify and on-demand grace timers of each input
  *     http_ts.c       MPEG-TS viewers (GET /stream/{input}.ts) of ffmpeg inputs
  *     http_api.c      the input table and the inputs/outputs REST API
+ *     http_push.c     push outputs through the REST API
  *     http_debug.c    /healthz, /metrics, /system-resources,
  *                     /cleanup-resources, /debug/threads
  *     http_assets.c   the web UI's embedded files
@@ -47,6 +48,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+
+#include <jansson.h>
 
 #include "http_parse.h"
 #include "relay.h"
@@ -285,6 +288,33 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
 /* /api/inputs/@rest with method @cmd. */
 void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const char *rest,
                              enum evhttp_cmd_type cmd);
+
+/* Write the state file with the table's inputs, without @skip (may be
+ * NULL) and with @extra (may be NULL). Returns 0 (also when there is no
+ * state file) or the save's negative errno, reported on stderr. */
+int relay_http__save_state(relay_http *srv, const http_input *skip, relay_input *extra);
+
+/* Answer a change that could not be saved, and so was not made: 507 when
+ * the disk is full, 500 otherwise. */
+void relay_http__reply_unsaved(struct evhttp_request *req, int rc);
+
+/* The request's JSON body (a new json_t *, transfer full), or NULL once it
+ * has answered the error (not JSON, too large, duplicate keys). */
+json_t *relay_http__read_body(relay_http *srv, struct evhttp_request *req);
+
+/* ---- push outputs (http_push.c) ---- */
+
+/* POST /api/inputs/{name}/outputs {"type":"push","url":...}. */
+void relay_http__handle_create_push(relay_http *srv, struct evhttp_request *req, http_input *hi);
+
+/* GET or DELETE /api/inputs/{name}/outputs/@id when @id is a push output:
+ * answers and returns true; false when @hi has no push @id. */
+bool relay_http__route_push(relay_http *srv, struct evhttp_request *req, http_input *hi,
+                            uint64_t id, enum evhttp_cmd_type cmd);
+
+/* Append @hi's push outputs to the JSON array being written in @b, with a
+ * comma before the first unless @first. */
+void relay_http__push_list_json(struct evbuffer *b, http_input *hi, bool first);
 
 /* ---- maintenance endpoints (http_debug.c) ---- */
 

@@ -45,6 +45,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "push.h"
 #include "relay.h"
 #include "steward/alloc.h"
 #include "steward/ledger.h"
@@ -378,6 +379,18 @@ int relay_input_start(relay_input *in, const relay_config *cfg)
     return rc;
 }
 
+void relay_input_start_pushes(relay_input *in, const relay_spec *spec)
+{
+    for (unsigned i = 0; i < spec->npush && in->npush < RELAY_PUSH_MAX; i++) {
+        int rc = relay_push_start(in, spec->push[i].id, spec->push[i].url, &in->push[in->npush]);
+        if (rc == 0)
+            in->npush++;
+        else
+            fprintf(stderr, "steward relay: input %s: cannot start push output %llu: %s\n",
+                    in->name, (unsigned long long)spec->push[i].id, stw_strerror(rc));
+    }
+}
+
 void relay_input_stop(relay_input *in, stw_deadline d)
 {
     if (in->scope == NULL)
@@ -471,7 +484,9 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
         if (rc != 0)
             return rc;
         relay_input *in = inputs[(*ninputs)++];
-        if (in->on_demand)
+        relay_input_start_pushes(in, &specs[i]);
+        /* Push outputs keep an on-demand input running, as viewers do. */
+        if (in->on_demand && in->npush == 0)
             continue;
         /* One input whose source cannot start must not keep the others
          * down: it stays configured, in state "error", and says why. */

@@ -177,6 +177,14 @@ typedef struct relay_ff_spec {
 
 #define RELAY_FF_TIMEOUT_DEFAULT 10
 
+#define RELAY_PUSH_MAX 8 /* push outputs per input */
+
+/* A push output as the state file keeps it. */
+typedef struct relay_push_spec {
+    uint64_t id;
+    char url[RELAY_URL_MAX + 1];
+} relay_push_spec;
+
 /* What the API and the state file say an input is. */
 typedef struct relay_spec {
     char name[RELAY_NAME_MAX];
@@ -184,6 +192,8 @@ typedef struct relay_spec {
     char url[RELAY_URL_MAX + 1];
     unsigned width, height, fps, quality; /* test only */
     relay_ff_spec ff;                     /* ffmpeg only */
+    unsigned npush;                       /* ffmpeg only: push outputs */
+    relay_push_spec push[RELAY_PUSH_MAX];
     bool on_demand;
     int64_t created_ms; /* wall clock, ms since the epoch; 0: now */
 } relay_spec;
@@ -203,6 +213,11 @@ typedef struct relay_input {
      * the ingest and decoder jobs with what ffmpeg said (source_ffmpeg.c). */
     struct relay_ts *ts;
     struct relay_ffin *ffin;
+    /* Push outputs (push.h), in creation order; the loop thread's (and
+     * relay_main's before the loop runs). Stopped by their scopes, which
+     * are children of owner, before the input is freed. */
+    struct relay_push *push[RELAY_PUSH_MAX];
+    unsigned npush;
     bool on_demand;     /* stop the source when the last viewer left */
     int64_t created_ms; /* wall clock, ms since the epoch */
     relay_hub *hub;     /* owned */
@@ -229,6 +244,11 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
  * it runs, -ENOSYS if the kind is not built, or the source's error; on
  * failure in->scope is NULL again and the state is "error". */
 int relay_input_start(relay_input *in, const relay_config *cfg);
+
+/* Start the push outputs @spec lists (borrowed) on @in; one that cannot
+ * start is reported on stderr and left out. Only on the thread that owns
+ * the input table. */
+void relay_input_start_pushes(relay_input *in, const relay_spec *spec);
 
 /* Stop @in's source: close in->scope until @d (stragglers are reported on
  * stderr and left to finish on their own), free it, drop the pool handle,

@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "ffmpeg.h"
+#include "push.h"
 #include "redact.h"
 #include "relay.h"
 #include "steward/alloc.h"
@@ -105,6 +106,38 @@ static int ff_options(const json_t *obj, bool ff, relay_ff_spec *out, char *err,
     return get_uint(obj, "timeout", 1, 600, &out->timeout_s, err, errlen);
 }
 
+/* "outputs": the push outputs of an ffmpeg input, as the state file keeps
+ * them ([{"type":"push","id":N,"url":URL}]). */
+static int push_outputs(const json_t *obj, bool ff, relay_spec *out, char *err, size_t errlen)
+{
+    json_t *arr = json_object_get(obj, "outputs");
+    out->npush = 0;
+    if (arr == NULL)
+        return 0;
+    if (!ff)
+        return fail(err, errlen, 422, "%s", "outputs are only for ffmpeg inputs");
+    if (!json_is_array(arr) || json_array_size(arr) > RELAY_PUSH_MAX)
+        return fail(err, errlen, 400, "%s", "outputs must be an array of at most 8 push outputs");
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        json_t *id = json_object_get(o, "id"), *url = json_object_get(o, "url");
+        json_t *type = json_object_get(o, "type");
+        if (!json_is_integer(id) || json_integer_value(id) <= 0 || !json_is_string(url) ||
+            !json_is_string(type) || strcmp(json_string_value(type), "push") != 0 ||
+            json_string_length(url) > RELAY_URL_MAX)
+            return fail(err, errlen, 400, "%s", "an output needs type \"push\", an id and a url");
+        char why[256];
+        if (relay_push_check_url(json_string_value(url), why, sizeof(why)) != 0)
+            return fail(err, errlen, 422, "output url: %s", why);
+        out->push[i].id = (uint64_t)json_integer_value(id);
+        snprintf(out->push[i].url, sizeof(out->push[i].url), "%s", json_string_value(url));
+        out->npush++;
+    }
+    return 0;
+}
+
 /* Integer field @key of @obj into *@out when present, within [lo, hi]. */
 static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi, unsigned *out,
                     char *err, size_t errlen)
@@ -132,8 +165,8 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
     if (!json_is_object(obj))
         return fail(err, errlen, 400, "%s", "the body must be a JSON object");
     static const char *const known[] = {
-        "name",      "kind",    "url",        "width",          "height", "fps",    "quality",
-        "on_demand", "created", "created_ms", "rtsp_transport", "loop",   "timeout"};
+        "name",      "kind",    "url",        "width",          "height", "fps",     "quality",
+        "on_demand", "created", "created_ms", "rtsp_transport", "loop",   "timeout", "outputs"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)
@@ -202,6 +235,8 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
         memcpy(out->url, json_string_value(url), len + 1);
     }
     int frc = ff_options(obj, ff, &out->ff, err, errlen);
+    if (frc == 0)
+        frc = push_outputs(obj, ff, out, err, errlen);
     if (frc != 0)
         return frc;
 
@@ -251,6 +286,12 @@ void *relay_spec_json(const relay_input *in)
             json_object_set_new(o, "rtsp_transport", json_string(in->ff.rtsp_udp ? "udp" : "tcp"));
         bad |= json_object_set_new(o, "loop", json_boolean(in->ff.loop));
         bad |= json_object_set_new(o, "timeout", json_integer(in->ff.timeout_s));
+        json_t *outs = json_array();
+        for (unsigned i = 0; outs != NULL && i < in->npush; i++)
+            bad |= json_array_append_new(outs, json_pack("{s:s, s:I, s:s}", "type", "push", "id",
+                                                         (json_int_t)relay_push_id(in->push[i]),
+                                                         "url", relay_push_url(in->push[i])));
+        bad |= json_object_set_new(o, "outputs", outs);
     } else if (strcmp(in->kind, "mjpeg") == 0) {
         bad |= json_object_set_new(o, "url", json_string(in->url));
     } else {
