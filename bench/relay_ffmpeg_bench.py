@@ -17,7 +17,7 @@ The servers, all real, on 127.0.0.1 ephemeral ports
   nginx    nginx-rtmp, `application live`: stream i is pushed to
            rtmp://127.0.0.1:PORT/live/rROUND-sI.
 
-Sides (each a class with start/pids/check/stop; add one to SIDES):
+Sides (each a class with prepare/start/pids/check/stop; add one to SIDES):
 
   ffmpeg   N bare `ffmpeg -rtsp_transport tcp -i rtsp://CAM -c copy -f flv
            rtmp://NGINX/live/...` processes: the floor.
@@ -136,7 +136,11 @@ class FfmpegSide:
         self.args = args
         self.children = []
 
+    def prepare(self):
+        """Called before the camera starts: nothing to do for bare ffmpeg."""
+
     def start(self, n, cam_url, push_urls):
+        """Start @n streams, stream i pushing @cam_url to @push_urls[i]."""
         for i in range(n):
             self.children.append(ms.Child("ffmpeg push %d" % i, [
                 ms.FFMPEG, "-nostdin", "-hide_banner", "-v", "error",
@@ -155,8 +159,7 @@ class FfmpegSide:
         return None
 
     def stop(self):
-        for c in self.children:
-            c.stop(timeout=5)
+        ms.stop_all(self.children, timeout=5)
         self.children = []
 
 
@@ -198,9 +201,14 @@ class RelaySide:
             raise RuntimeError("relay: %s %s -> %d %s" % (method, path, r.status, data[:300]))
         return json.loads(data) if data else None
 
-    def start(self, n, cam_url, push_urls):
+    def prepare(self):
+        # The relay is up before the camera: its start-up is not part of
+        # "camera up -> first frame", the API calls and ffmpeg spawns are.
         if self.child is None or not self.child.alive():
             self._start_relay()
+
+    def start(self, n, cam_url, push_urls):
+        self.prepare()
         for i in range(n):
             name = "bench%d" % i
             self._api("POST", "/api/inputs", {"name": name, "kind": "ffmpeg", "url": cam_url})
@@ -246,6 +254,7 @@ def first_frame(side, cam, nginx, n, tag):
     from camera up to the first frame at a viewer of the last stream, and
     seconds from camera spawn to camera up."""
     urls = [nginx.url("%s-s%d" % (tag, i)) for i in range(n)]
+    side.prepare()
     v = viewer(urls[-1])  # nginx holds it until the stream is published
     try:
         t_spawn = time.monotonic()
@@ -253,7 +262,11 @@ def first_frame(side, cam, nginx, n, tag):
         t_up = time.monotonic()
         side.start(n, cam.url, urls)
         t_started = time.monotonic()
-        ms.wait_until(v.exited, 60, None, "%s: no frame at the viewer of %s" % (side.name, urls[-1]))
+        try:
+            ms.wait_until(v.exited, 60, None, "no frame at the viewer")
+        except ms.ServerError:
+            raise RuntimeError("%s: no frame at the viewer of %s in 60 s; side: %s; viewer: %s"
+                               % (side.name, urls[-1], side.check() or "running", v.tail(5)))
         t_frame = time.monotonic()
         if v.stop() != 0:
             raise RuntimeError("viewer failed: %s" % v.tail())

@@ -121,8 +121,7 @@ def _install_sigterm():
 def _stop_all():
     with _LIVE_LOCK:
         live = list(_LIVE)
-    for c in reversed(live):
-        c.stop(timeout=3)
+    stop_all(live, timeout=3)
 
 
 atexit.register(_stop_all)
@@ -219,6 +218,8 @@ class Child:
         Returns the exit code."""
         if self.returncode is None:
             self._killpg(sig)
+            if sig != signal.SIGKILL:
+                self._killpg(signal.SIGCONT)  # a paused server must see it
             deadline = time.monotonic() + timeout
             while not self.exited() and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -234,6 +235,30 @@ class Child:
     def kill(self):
         """SIGKILL the group at once (a crash, as far as clients can tell)."""
         return self.stop(timeout=0, sig=signal.SIGKILL)
+
+    def pause(self):
+        """SIGSTOP the group: connections stay open, nothing moves (a hung
+        server). resume() (SIGCONT) lets it go on."""
+        self.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.send_signal(signal.SIGCONT)
+
+
+def stop_all(children, timeout=5, sig=signal.SIGTERM):
+    """Stop many children at once: @sig to every group, then up to @timeout
+    s in all for them to exit, then SIGKILL and reap (Child.stop one by one
+    would wait up to @timeout for each: ffmpeg blocked in a read after its
+    start-up only gives up on a second signal)."""
+    for c in children:
+        c.send_signal(sig)
+        if sig != signal.SIGKILL:
+            c.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(c.exited() for c in children):
+        time.sleep(0.05)
+    for c in children:
+        c.stop(timeout=0, sig=signal.SIGKILL)
 
 
 def live_children():
@@ -375,8 +400,9 @@ class NginxRtmp:
     """nginx with the RTMP module. rtmp://127.0.0.1:PORT/live/NAME can be
     published and played (players of a stream not yet published wait).
 
-    .port, .url(name), .dir, .error_log, .pid, .alive(), .tail(),
-    .stop(), .kill(), .start() (again, on the same port)."""
+    .port, .url(name), .dir, .conf, .error_log, .pid, .alive(), .tail(),
+    .stop(), .kill(), .pause()/.resume() (SIGSTOP/SIGCONT), .start()
+    (again, on the same port)."""
 
     def __init__(self, tmpdir, port=None):
         self.dir = tmpdir
@@ -418,7 +444,7 @@ class NginxRtmp:
                 return self
             except ServerError as e:
                 self.child.stop()
-                taken = "Address already in use" in self.tail(50)
+                taken = "Address already in use" in self.tail(50) + self.child.tail(50)
                 if fixed or not taken or attempt == 3:
                     raise ServerError("%s\nerror.log:\n%s" % (e, self.tail()))
         return self
@@ -430,6 +456,14 @@ class NginxRtmp:
     def kill(self):
         if self.child:
             self.child.kill()
+
+    def pause(self):
+        """SIGSTOP: nginx hangs with its connections open (a stalled push
+        target)."""
+        self.child.pause()
+
+    def resume(self):
+        self.child.resume()
 
 
 @contextlib.contextmanager
@@ -496,7 +530,9 @@ class RtspCamera:
 
     .url (with credentials when user is set), .url_without_auth, .port,
     .path, .pid, .alive(), .tail(), .kill() (SIGKILL: the camera vanishes
-    mid-stream), .stop(), .start() (again, on the same port)."""
+    mid-stream), .pause()/.resume() (SIGSTOP/SIGCONT: it hangs with its
+    connections open), .stop(), .start() or .restart() (again, on the same
+    port)."""
 
     def __init__(self, width=640, height=360, fps=25, path="/cam", audio=False,
                  user=None, password=None, port=None, bitrate=800, tmpdir=None):
@@ -580,6 +616,13 @@ class RtspCamera:
     def restart(self, timeout=START_TIMEOUT):
         self.stop()
         return self.start(timeout)
+
+    def pause(self):
+        """SIGSTOP: the camera hangs with its connections open."""
+        self.child.pause()
+
+    def resume(self):
+        self.child.resume()
 
 
 @contextlib.contextmanager
