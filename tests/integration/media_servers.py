@@ -384,6 +384,7 @@ error_log {dir}/error.log info;
 load_module {modules}/ngx_rtmp_module.so;
 events {{ worker_connections 4096; }}
 rtmp {{
+    access_log {dir}/access.log;
     server {{
         listen 127.0.0.1:{port};
         chunk_size 4096;
