@@ -334,7 +334,7 @@ def cpu_model():
 def ffmpeg_version():
     try:
         out = subprocess.run([ms.FFMPEG, "-version"], capture_output=True, text=True, timeout=10).stdout
-        return out.split("\n", 1)[0].replace("ffmpeg version ", "")
+        return out.split()[2]
     except (OSError, subprocess.TimeoutExpired):
         return "?"
 

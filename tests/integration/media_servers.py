@@ -100,7 +100,10 @@ def _logdir():
     global _LOGDIR
     if _LOGDIR is None:
         _LOGDIR = tempfile.mkdtemp(prefix="steward-media-")
-        atexit.register(shutil.rmtree, _LOGDIR, True)
+        if os.environ.get("STEWARD_MEDIA_KEEP_LOGS"):
+            print("media servers: logs kept in %s" % _LOGDIR, file=sys.stderr, flush=True)
+        else:
+            atexit.register(shutil.rmtree, _LOGDIR, True)
     return _LOGDIR
 
 
