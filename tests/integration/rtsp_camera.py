@@ -13,18 +13,23 @@ The media is shared: one pipeline (one encoder) whatever the number of
 clients, so many clients cost the camera little. With --user/--password
 the server demands RTSP Basic authentication.
 
-Prints "ready PORT" on stdout once it listens; exits 3 if it cannot bind.
+The media is prepared before the camera says it is ready (an always-on
+camera), so clients that connect at once do not race to prepare it.
+Prints "ready PORT" on stdout once it listens; exits 3 if it cannot bind,
+4 if the pipeline cannot be prepared.
 SIGTERM or SIGINT stops it; SIGKILL is fine too (nothing to clean up).
 """
 import argparse
 import signal
 import sys
+import threading
 
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def launch_line(a):
@@ -87,11 +92,26 @@ def main():
         print("rtsp_camera: cannot listen on 127.0.0.1:%d" % a.port, file=sys.stderr, flush=True)
         return 3
 
+    # Prepare the shared media now, as a camera that is always on: clients
+    # find it in the factory's cache. Left to the first clients, several
+    # connecting at once can race in its preparation and all hang.
+    # Our own preparation is never undone, so it stays prepared whatever
+    # the clients do. The media's bus is served by a thread of its own.
+    res, url = GstRtsp.RTSPUrl.parse("rtsp://127.0.0.1:%d%s" % (a.port, a.path))
+    media = factory.construct(url) if res == GstRtsp.RTSPResult.OK else None
+    media_thread = GstRtspServer.RTSPThread.new(GstRtspServer.RTSPThreadType.MEDIA)
+    threading.Thread(target=media_thread.loop.run, name="media", daemon=True).start()
+    if media is None or not media.prepare(media_thread):
+        print("rtsp_camera: cannot prepare the media: %s" % launch_line(a), file=sys.stderr, flush=True)
+        return 4
+
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, loop.quit)
     print("ready %d" % a.port, flush=True)
     loop.run()
+    media.unprepare()
+    media_thread.stop()
     return 0
 
 
