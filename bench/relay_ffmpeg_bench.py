@@ -343,9 +343,9 @@ def table(results, args):
     lines = [
         "RTSP %s@%d H.264 ~%d kbit/s (one shared gst-rtsp-server pipeline) -> N pushes to "
         "nginx-rtmp, all on 127.0.0.1; %d cores (%s), ffmpeg %s; CPU over %g s after %g s "
-        "warm-up; first frame: median of %d."
+        "warm-up; first frame: median of %d; load average %.1f before, %.1f after."
         % (args.size, args.fps, args.bitrate, os.cpu_count(), cpu_model(), ffmpeg_version(),
-           args.window, args.warmup, args.repeat),
+           args.window, args.warmup, args.repeat, args.load_before, os.getloadavg()[0]),
         "",
         "| side | streams | camera up -> first frame ms (median, max) | CPU % of a core "
         "(total) | CPU % per stream | RSS MiB per stream | PSS MiB per stream | "
@@ -384,6 +384,7 @@ def main():
     counts = [int(x) for x in args.counts.split(",")]
     sides = [SIDES[s] for s in args.sides.split(",")]
 
+    args.load_before = os.getloadavg()[0]
     results = []
     with ms.nginx_rtmp() as nginx:
         cam = ms.RtspCamera(width=w, height=h, fps=args.fps, bitrate=args.bitrate)
