@@ -179,7 +179,8 @@ class RelaySide:
 
     def _start_relay(self):
         out = os.path.join(ms._logdir(), "relay-stdout.log")
-        self.child = ms.Child("steward relay", [self.steward, "relay", "--listen", "127.0.0.1:0"],
+        self.child = ms.Child("steward relay", [self.steward, "relay", "--listen", "127.0.0.1:0",
+                               "--state", "none", "--no-default-input", "--max-inputs", "64"],
                               log_path=out)
         # The relay prints "steward relay: serving http://127.0.0.1:PORT/"
         # on stdout, which goes to its log with stderr.

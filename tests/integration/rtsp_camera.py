@@ -36,6 +36,9 @@ def launch_line(a):
     video = (
         "videotestsrc is-live=true pattern=ball "
         "! video/x-raw,width={w},height={h},framerate={f}/1 "
+        # Nobody playing: the encoder waits, the camera drops old pictures
+        # (no backlog burst when a client starts playing).
+        "! queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0 "
         "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={f} bitrate={b} "
         "! video/x-h264,profile=constrained-baseline "
         "! rtph264pay name=pay0 pt=96 config-interval=1"
@@ -44,7 +47,9 @@ def launch_line(a):
     if a.audio:
         audio = (
             " audiotestsrc is-live=true wave=sine volume=0.3 "
-            "! audio/x-raw,rate=48000,channels=2 ! audioconvert "
+            "! audio/x-raw,rate=48000,channels=2 "
+            "! queue leaky=downstream max-size-buffers=1 max-size-bytes=0 max-size-time=0 "
+            "! audioconvert "
             "! avenc_aac ! rtpmp4gpay name=pay1 pt=97"
         )
     return "( " + video + audio + " )"
