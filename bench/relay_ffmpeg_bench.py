@@ -150,6 +150,12 @@ class FfmpegSide:
     def pids(self):
         return [c.pid for c in self.children if c.alive()]
 
+    def describe(self, i):
+        """What stream @i looks like, for a failure message."""
+        c = self.children[i]
+        return "ffmpeg pid %d %s, log: %s" % (c.pid, "running" if c.alive() else "exited",
+                                               c.tail(5).replace("\n", " | ") or "(empty)")
+
     def check(self):
         """None if every stream is still being pushed, else why not."""
         dead = [c for c in self.children if c.exited()]
@@ -222,6 +228,12 @@ class RelaySide:
         return [self.child.pid] + [p["pid"] for p in ms.children_of(self.child.pid)
                                    if not p["zombie"]]
 
+    def describe(self, i):
+        try:
+            return json.dumps(self._api("GET", "/api/inputs/bench%d" % i))[:400]
+        except Exception as e:
+            return "GET /api/inputs/bench%d: %s" % (i, e)
+
     def check(self):
         if self.child is None or not self.child.alive():
             return "the relay exited: %s" % (self.child.tail() if self.child else "")
@@ -266,8 +278,8 @@ def first_frame(side, cam, nginx, n, tag):
         try:
             ms.wait_until(v.exited, 60, None, "no frame at the viewer")
         except ms.ServerError:
-            raise RuntimeError("%s: no frame at the viewer of %s in 60 s; side: %s; viewer: %s"
-                               % (side.name, urls[-1], side.check() or "running", v.tail(5)))
+            raise RuntimeError("no frame at the viewer of %s in 60 s; side: %s; last stream: %s"
+                               % (urls[-1], side.check() or "running", side.describe(n - 1)))
         t_frame = time.monotonic()
         if v.stop() != 0:
             raise RuntimeError("viewer failed: %s" % v.tail())
@@ -278,30 +290,43 @@ def first_frame(side, cam, nginx, n, tag):
 
 
 def run_count(side_cls, args, cam, nginx, n):
-    res = {"side": side_cls.name, "streams": n, "first_frame_s": [], "up_s": [], "start_s": []}
+    res = {"side": side_cls.name, "streams": n, "first_frame_s": [], "up_s": [], "start_s": [],
+           "failed_reps": []}
     side = side_cls(args)
     try:
         for rep in range(args.repeat):
-            tag = "%s%d-r%d" % (side.name, n, rep)
-            ff = first_frame(side, cam, nginx, n, tag)
-            for k in ("first_frame_s", "up_s", "start_s"):
-                res[k].append(ff[k])
-            log("  %s N=%d rep %d: camera up in %.2f s, first frame %.0f ms after it"
-                % (side.name, n, rep, ff["up_s"], ff["first_frame_s"] * 1000))
-            if rep < args.repeat - 1:
+            try:
+                ff = first_frame(side, cam, nginx, n, "%s%d-r%d" % (side.name, n, rep))
+                for k in ("first_frame_s", "up_s", "start_s"):
+                    res[k].append(ff[k])
+                log("  %s N=%d rep %d: camera up in %.2f s, first frame %.0f ms after it"
+                    % (side.name, n, rep, ff["up_s"], ff["first_frame_s"] * 1000))
+            except Exception as e:  # counted and shown, the other reps go on
+                res["failed_reps"].append("%s: %s" % (type(e).__name__, e))
+                log("  %s N=%d rep %d FAILED: %s" % (side.name, n, rep, res["failed_reps"][-1]))
+            finally:
                 side.stop()
                 cam.stop()
+        if not res["first_frame_s"]:
+            raise RuntimeError("every rep failed; first: " + res["failed_reps"][0])
+        # Steady state, from a fresh start: flowing to the last stream's
+        # viewer, then warm-up, then the window.
+        urls = [nginx.url("%s%d-steady-s%d" % (side.name, n, i)) for i in range(n)]
+        side.prepare()
+        cam.start()
+        side.start(n, cam.url, urls)
+        ms.ffprobe_stream(urls[-1], seconds=1, timeout=120)
         time.sleep(args.warmup)
         why = side.check()
         if why:
             raise RuntimeError(why)
         m = measure(side.pids, args.window)
-        # The harness' own cost in the same window, measured right after.
+        # The harness' own cost, measured right after.
         cam_m = measure(lambda: [cam.pid, nginx.pid], min(3.0, args.window))
+        probe = ms.ffprobe_stream(urls[-1], seconds=2, timeout=60)
         why = side.check()
         if why:
             raise RuntimeError(why)
-        probe = ms.ffprobe_stream(ff["urls"][-1], seconds=2, timeout=60)
         res.update({
             "cpu_pct": 100.0 * m["cpu_s"] / m["elapsed"],
             "rss_kb": m["rss_kb"], "pss_kb": m["pss_kb"], "processes": m["processes"],
@@ -350,20 +375,20 @@ def table(results, args):
         "",
         "| side | streams | camera up -> first frame ms (median, max) | CPU % of a core "
         "(total) | CPU % per stream | RSS MiB per stream | PSS MiB per stream | "
-        "processes | viewer fps | camera+nginx CPU % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "processes | viewer fps | camera+nginx CPU % | failed reps |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if "error" in r:
-            lines.append("| %s | %d | failed: %s |  |  |  |  |  |  |  |"
+            lines.append("| %s | %d | failed: %s |  |  |  |  |  |  |  |  |"
                          % (r["side"], r["streams"], r["error"].splitlines()[0][:120]))
             continue
         n = r["streams"]
         ff = [x * 1000 for x in r["first_frame_s"]]
-        lines.append("| %s | %d | %.0f, %.0f | %.1f | %.2f | %.1f | %.1f | %d | %.1f | %.1f |" % (
+        lines.append("| %s | %d | %.0f, %.0f | %.1f | %.2f | %.1f | %.1f | %d | %.1f | %.1f | %d of %d |" % (
             r["side"], n, statistics.median(ff), max(ff), r["cpu_pct"], r["cpu_pct"] / n,
             r["rss_kb"] / 1024 / n, r["pss_kb"] / 1024 / n, r["processes"],
-            r["viewer_fps"], r["harness_cpu_pct"]))
+            r["viewer_fps"], r["harness_cpu_pct"], len(r["failed_reps"]), args.repeat))
     return "\n".join(lines)
 
 
@@ -405,7 +430,8 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
-    return 0 if all("error" not in r and not r["left_behind"] for r in results) else 1
+    return 0 if all("error" not in r and not r["left_behind"] and not r["failed_reps"]
+                    for r in results) else 1
 
 
 if __name__ == "__main__":
