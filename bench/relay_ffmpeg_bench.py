@@ -14,16 +14,21 @@ The servers, all real, on 127.0.0.1 ephemeral ports
            videotestsrc ! x264enc pipeline (one encoder) feeds every RTSP
            client, so N streams cost the camera N RTP sessions, not N
            encoders, and the machine's 2 cores go to the side measured.
+           Its media is prepared when it starts (an always-on camera).
   nginx    nginx-rtmp, `application live`: stream i is pushed to
-           rtmp://127.0.0.1:PORT/live/rROUND-sI.
+           rtmp://127.0.0.1:PORT/live/SIDE N-rREP-sI (fresh names each
+           round, so a viewer never sees an earlier round's stream).
 
 Sides (each a class with prepare/start/pids/check/stop; add one to SIDES):
 
   ffmpeg   N bare `ffmpeg -rtsp_transport tcp -i rtsp://CAM -c copy -f flv
            rtmp://NGINX/live/...` processes: the floor.
-  relay    steward relay (release build, not under the checker): one input
+  relay    steward relay (release build, not under the checker, --state
+           none --no-default-input), started before the camera; one input
            per stream, POST /api/inputs {"name","kind":"ffmpeg","url"} and
-           POST /api/inputs/{name}/outputs {"type":"push","url"}.
+           POST /api/inputs/{name}/outputs {"type":"push","url"}; its CPU
+           and memory are the relay's plus its descendants' (the ffmpeg it
+           runs).
 
 Per side and N, three things:
 
@@ -32,9 +37,13 @@ Per side and N, three things:
                N streams; a viewer (ffmpeg, -frames:v 1), already waiting on
                the last stream's RTMP play URL, exits at its first decoded
                frame. Reported: camera up -> first frame, median of --repeat.
-  CPU          user+sys of the side's processes (and their reaped children)
-               from /proc/PID/stat over --window seconds of steady state,
-               after a 3 s warm-up; % of one core, total and per stream.
+               A rep that fails (no frame in 60 s) is counted and shown, and
+               the other reps go on.
+  CPU          the camera and the side start afresh; once the last stream
+               plays at a viewer and a 3 s warm-up has passed, user+sys of
+               the side's processes (and their reaped children) from
+               /proc/PID/stat over --window seconds; % of one core, total
+               and per stream.
   memory       VmRSS and PSS (/proc/PID/smaps_rollup; shared library pages
                split between the processes) summed over the side's
                processes, per stream.
