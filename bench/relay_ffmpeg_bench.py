@@ -228,7 +228,8 @@ class RelaySide:
         for i in range(n):
             name = "bench%d" % i
             self._api("POST", "/api/inputs", {"name": name, "kind": "ffmpeg", "url": cam_url})
-            self._api("POST", "/api/inputs/%s/outputs" % name, {"type": "push", "url": push_urls[i]})
+            self._api("POST", "/api/inputs/%s/outputs" % name,
+                      {"type": "push", "url": push_urls[i]})
             self.inputs.append(name)
 
     def pids(self):
@@ -368,7 +369,8 @@ def cpu_model():
 
 def ffmpeg_version():
     try:
-        out = subprocess.run([ms.FFMPEG, "-version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run([ms.FFMPEG, "-version"], capture_output=True, text=True,
+                             timeout=10).stdout
         return out.split()[2]
     except (OSError, subprocess.TimeoutExpired):
         return "?"
@@ -394,7 +396,8 @@ def table(results, args):
             continue
         n = r["streams"]
         ff = [x * 1000 for x in r["first_frame_s"]]
-        lines.append("| %s | %d | %.0f, %.0f | %.1f | %.2f | %.1f | %.1f | %d | %.1f | %.1f | %d of %d |" % (
+        lines.append(("| %s | %d | %.0f, %.0f | %.1f | %.2f | %.1f | %.1f | %d | %.1f | %.1f "
+                      "| %d of %d |") % (
             r["side"], n, statistics.median(ff), max(ff), r["cpu_pct"], r["cpu_pct"] / n,
             r["rss_kb"] / 1024 / n, r["pss_kb"] / 1024 / n, r["processes"],
             r["viewer_fps"], r["harness_cpu_pct"], len(r["failed_reps"]), args.repeat))

@@ -77,7 +77,8 @@ def run(tmp):
     def rtsp_auth_audio():
         with ms.rtsp_camera(width=320, height=240, audio=True,
                             user="viewer", password="s3cr:t@/x") as cam:
-            assert "s3cr" not in ms.redact(cam.url) and "***" in ms.redact(cam.url), ms.redact(cam.url)
+            shown = ms.redact(cam.url)
+            assert "s3cr" not in shown and "***" in shown, shown
             try:
                 ms.ffprobe_stream(cam.url_without_auth, seconds=1, timeout=15)
                 raise AssertionError("the camera served a client without credentials")
@@ -99,7 +100,8 @@ def run(tmp):
                 time.sleep(1.5)
                 assert reader.alive(), "reader died early: %s" % reader.tail()
                 cam.kill()
-                assert not cam.alive() and ms.proc_info(first) is None, "camera pid %d survived" % first
+                assert not cam.alive() and ms.proc_info(first) is None, \
+                    "camera pid %d survived" % first
                 assert not ms.tcp_accepts(port), "port %d still accepts" % port
                 ms.wait_until(reader.exited, 15, None, "the reader did not notice the camera died")
             finally:

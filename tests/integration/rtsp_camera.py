@@ -107,7 +107,8 @@ def main():
     media_thread = GstRtspServer.RTSPThread.new(GstRtspServer.RTSPThreadType.MEDIA)
     threading.Thread(target=media_thread.loop.run, name="media", daemon=True).start()
     if media is None or not media.prepare(media_thread):
-        print("rtsp_camera: cannot prepare the media: %s" % launch_line(a), file=sys.stderr, flush=True)
+        print("rtsp_camera: cannot prepare the media: %s" % launch_line(a),
+              file=sys.stderr, flush=True)
         return 4
 
     loop = GLib.MainLoop()
