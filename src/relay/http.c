@@ -246,8 +246,26 @@ static int setup(relay_http *srv)
     return 0;
 }
 
+/* The shutdown log names every child still running before the stages
+ * stop them, so that the report after them can be read against it. */
+static void log_children(relay_http *srv)
+{
+    relay_job_view jv[RELAY_PUSH_MAX + 2];
+    for (unsigned i = 0; i < srv->ninputs; i++) {
+        relay_input *in = srv->inputs[i]->in;
+        unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 2);
+        for (unsigned j = 0; j < n; j++)
+            if (jv[j].pid > 0 || jv[j].restarts > 0)
+                fprintf(stderr,
+                        "shutdown: child of input %s, %s: pid %d, %s for %.1f s, %u restart(s)\n",
+                        in->name, jv[j].job, jv[j].pid, jv[j].state, (double)jv[j].age_ms / 1000.0,
+                        jv[j].restarts);
+    }
+}
+
 static void teardown(relay_http *srv)
 {
+    log_children(srv);
     /* Frees the listener and every connection: viewers and event clients
      * go through their close callbacks, queued frame references through
      * libevent's cleanup callbacks. No event is sent and no timer armed

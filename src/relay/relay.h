@@ -331,6 +331,20 @@ void relay_ffmpeg_input_release(relay_input *in);
  * no-op for other kinds. */
 void relay_input_want_jpeg(relay_input *in);
 
+/* One supervised child job of an input, as /metrics, /system-resources
+ * and the shutdown log show it. */
+typedef struct relay_job_view {
+    char job[48];   /* "ingest", "decoder", "push:ID" */
+    char state[16]; /* relay/child.h's states */
+    int pid;        /* 0: no child now */
+    unsigned restarts;
+    int64_t age_ms; /* of the current child, 0 without one */
+} relay_job_view;
+
+/* The jobs of @in (none for the kinds without children) into @out (at
+ * most @max). Returns how many. The loop thread (it owns the pushes). */
+unsigned relay_input_jobs(relay_input *in, relay_job_view *out, unsigned max);
+
 /* What an ffmpeg input's jobs and stream look like now, as the text of a
  * JSON object (transfer full: stw_free it), passwords redacted:
  * {"ingest":JOB,"decoder":JOB,"media":{...},"ts":{...}}; NULL for other
