@@ -78,10 +78,7 @@ typedef struct src_ff {
     relay_input *in;
     struct relay_ffin *f;
     relay_ff_argv ingest_argv, decoder_argv;
-    relay_ts_reader *feed; /* the decoder's stdin source */
-    relay_ts_chunk pending;
-    size_t pending_off;
-    bool has_pending;
+    relay_ts_feed feed; /* the decoder's stdin */
     relay_mjpeg *parser;
     unsigned ingest_spawns, decoder_spawns;
     bool decoder_on;
@@ -194,18 +191,9 @@ void relay_input_want_jpeg(relay_input *in)
 
 /* ---- the decoder ---- */
 
-static void drop_pending(src_ff *s)
-{
-    if (s->has_pending)
-        stw_buf_unref(&s->pending.buf);
-    s->has_pending = false;
-    s->pending_off = 0;
-}
-
 static void decoder_detach(src_ff *s)
 {
-    drop_pending(s);
-    relay_ts_reader_free(&s->feed);
+    relay_ts_feed_close(&s->feed);
     relay_mjpeg_free(&s->parser);
 }
 
@@ -247,44 +235,11 @@ static void decoder_respawned(src_ff *s)
 {
     decoder_detach(s);
     relay_ff_log_init(&s->f->dlog);
-    if (relay_ts_reader_new(s->in->ts, &s->feed) != 0 ||
+    if (relay_ts_feed_open(s->in->ts, &s->feed) != 0 ||
         relay_mjpeg_new(RELAY_FF_JPEG_BOUNDARY, MAX_JPEG, &s->parser) != 0) {
         /* Without them the child gets nothing and the watchdog restarts
          * it: the next try allocates again. */
         decoder_detach(s);
-    }
-}
-
-/* Feed the decoder's stdin from its reader without blocking. */
-static void decoder_write(src_ff *s, int fd)
-{
-    for (int i = 0; i < 64; i++) {
-        if (!s->has_pending) {
-            size_t n = 0;
-            int rc = relay_ts_read(s->feed, &s->pending, 1, &n);
-            if (rc == -ESPIPE) {
-                /* The decoder fell behind what the stream keeps: it only
-                 * needs recent frames, so skip ahead. */
-                relay_ts_reader_resync(s->feed);
-                continue;
-            }
-            if (rc != 0 || n == 0)
-                return;
-            s->has_pending = true;
-            s->pending_off = 0;
-        }
-        const uint8_t *data = stw_buf_data(s->pending.buf);
-        size_t len = stw_buf_size(s->pending.buf);
-        ssize_t w = write(fd, data + s->pending_off, len - s->pending_off);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                drop_pending(s); /* the child is gone: the tick reaps it */
-            return;
-        }
-        s->pending_off += (size_t)w;
-        if (s->pending_off < len)
-            return;
-        drop_pending(s);
     }
 }
 
@@ -378,10 +333,11 @@ static void source_main(stw_scope *scope, void *arg)
                 (struct pollfd){.fd = relay_child_stdout_fd(f->decoder), .events = POLLIN};
             p[P_DEC_ERR] =
                 (struct pollfd){.fd = relay_child_stderr_fd(f->decoder), .events = POLLIN};
-            if (in_fd >= 0 && s->has_pending)
+            if (in_fd >= 0 && s->feed.has_pending)
                 p[P_DEC_IN] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
-            else if (in_fd >= 0 && s->feed != NULL)
-                p[P_FEED] = (struct pollfd){.fd = relay_ts_reader_fd(s->feed), .events = POLLIN};
+            else if (in_fd >= 0 && s->feed.reader != NULL)
+                p[P_FEED] =
+                    (struct pollfd){.fd = relay_ts_reader_fd(s->feed.reader), .events = POLLIN};
         }
         if (poll(p, P_N, wait) < 0 && errno != EINTR)
             break;
@@ -393,8 +349,10 @@ static void source_main(stw_scope *scope, void *arg)
             read_decoder(s, p[P_DEC_OUT].fd);
         if (p[P_DEC_ERR].revents)
             relay_child_read_stderr(f->decoder);
-        if ((p[P_DEC_IN].revents || p[P_FEED].revents) && s->feed != NULL)
-            decoder_write(s, relay_child_stdin_fd(f->decoder));
+        bool idle;
+        /* A write error means the decoder is gone: its tick reaps it. */
+        if ((p[P_DEC_IN].revents || p[P_FEED].revents) && s->feed.reader != NULL)
+            relay_ts_feed_write(&s->feed, relay_child_stdin_fd(f->decoder), &idle);
     }
     /* The children are tied to this thread: stop them before it ends. */
     relay_child_stop(f->decoder);

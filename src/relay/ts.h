@@ -150,6 +150,33 @@ void relay_ts_reader_resync(relay_ts_reader *r);
 /* Chunks this reader missed so far by falling behind (before each resync). */
 uint64_t relay_ts_reader_skipped(const relay_ts_reader *r);
 
+/* A reader that feeds a pipe (a child's stdin) without blocking: the
+ * chunk being written is kept between calls, and a reader that fell
+ * behind skips to the next keyframe (what it skipped is counted). Used by
+ * one thread. */
+typedef struct relay_ts_feed {
+    relay_ts_reader *reader; /* owned; NULL while closed */
+    relay_ts_chunk pending;  /* valid while has_pending */
+    size_t off;              /* bytes of pending already written */
+    bool has_pending;
+    uint64_t skipped; /* chunks skipped by falling behind, before resyncs */
+} relay_ts_feed;
+
+/* Open @f (caller memory, any content) on @ts (borrowed, must outlive the
+ * feed): a new reader, so the pipe starts with PAT/PMT and a keyframe.
+ * Returns 0 or the error of relay_ts_reader_new (then @f is closed). */
+int relay_ts_feed_open(relay_ts *ts, relay_ts_feed *f);
+
+/* Drop the pending chunk and free the reader. Accepts a closed feed. */
+void relay_ts_feed_close(relay_ts_feed *f);
+
+/* Write what the reader has to @fd (non-blocking) until it would block.
+ * Returns the bytes written (>= 0), or a negative errno when @fd failed
+ * (the pending chunk is dropped: the child is gone). *@idle is set when
+ * nothing is left to write (wait on the reader's eventfd; otherwise wait
+ * for @fd to be writable). */
+long relay_ts_feed_write(relay_ts_feed *f, int fd, bool *idle);
+
 /* Name of a PMT stream_type ("h264", "hevc", "aac", ...) or NULL. */
 const char *relay_ts_codec_name(unsigned stream_type);
 
