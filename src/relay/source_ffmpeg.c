@@ -48,6 +48,7 @@
 
 #include <jansson.h>
 
+#include "card.h"
 #include "child.h"
 #include "ffmpeg.h"
 #include "mjpeg.h"
@@ -85,6 +86,11 @@ typedef struct src_ff {
     int64_t last_want_ms;
     uint64_t seq;
     char state[RELAY_STATE_MAX];
+    /* The NO SIGNAL card MJPEG viewers see while the camera is away, at
+     * the size of the last decoded frame. */
+    relay_card card;
+    unsigned frame_w, frame_h;
+    int64_t last_frame_ns, last_card_ms, away_since_ms;
     uint8_t buf[READ_CHUNK];
 } src_ff;
 
@@ -100,6 +106,9 @@ static bool ingest_line(void *ud, const char *line)
     struct relay_ffin *f = ud;
     uint64_t blocks = f->ilog.progress.blocks;
     bool progress = relay_ff_log_line(&f->ilog, line, strlen(line));
+    /* What -stats_period says at start is no diagnostic. */
+    if (strncmp(line, "ffmpeg stats and -progress period", 33) == 0)
+        return false;
     pthread_mutex_lock(&f->lock);
     f->media = f->ilog.input;
     f->progress = f->ilog.progress;
@@ -200,6 +209,10 @@ static void decoder_detach(src_ff *s)
 static int on_jpeg(void *ud, stw_buf *jpeg)
 {
     src_ff *s = ud;
+    unsigned w, h;
+    if (relay_jpeg_size(stw_buf_data(jpeg), stw_buf_size(jpeg), &w, &h))
+        s->frame_w = w, s->frame_h = h;
+    s->last_frame_ns = stw_now_ns();
     stw_frame_meta meta = {
         .seq = s->seq++, .captured_ns = stw_now_ns(), .format = STW_FOURCC('M', 'J', 'P', 'G')};
     stw_frame *fr = NULL;
@@ -245,6 +258,30 @@ static void decoder_respawned(src_ff *s)
 
 /* ---- the thread ---- */
 
+/* While the camera is away (no ingest child delivering for 3 s) and
+ * someone watches JPEG, show the NO SIGNAL card, refreshed each second. */
+static void maybe_card(src_ff *s, int64_t now)
+{
+    if (strcmp(s->state, "running") == 0) {
+        s->away_since_ms = 0;
+        return;
+    }
+    if (s->away_since_ms == 0)
+        s->away_since_ms = now;
+    if (!s->decoder_on || now - s->away_since_ms < 3000 || now - s->last_card_ms < 1000)
+        return;
+    s->last_card_ms = now;
+    relay_child_info info;
+    relay_child_info_get(s->f->ingest, &info);
+    const char *why = info.last_error[0] ? info.last_error : info.last_exit;
+    /* The card has room for one line: ffmpeg's last says most. */
+    const char *last = strrchr(why, '|');
+    char line[64];
+    snprintf(line, sizeof(line), "%s", last != NULL ? last + 2 : why);
+    relay_card_publish(&s->card, s->in->hub, s->in->name, s->frame_w, s->frame_h, s->last_frame_ns,
+                       line, s->seq++);
+}
+
 /* The ingest job's state is the input's. */
 static void follow_state(src_ff *s)
 {
@@ -260,6 +297,12 @@ static void follow_state(src_ff *s)
         s->ingest_spawns = info.spawns;
         relay_ts_reset(s->in->ts);
         relay_ff_log_init(&s->f->ilog);
+        /* A running decoder would meet a new stream mid-flight: start it
+         * afresh on the new one. */
+        if (s->decoder_on) {
+            relay_child_stop(s->f->decoder);
+            relay_child_resume(s->f->decoder);
+        }
     }
     if (strcmp(st, s->state) != 0) {
         snprintf(s->state, sizeof(s->state), "%s", st);
@@ -307,6 +350,7 @@ static void source_main(stw_scope *scope, void *arg)
         int wait = relay_child_tick(f->ingest, now);
         follow_state(s);
         decoder_manage(s, now);
+        maybe_card(s, now);
         if (s->decoder_on) {
             int dw = relay_child_tick(f->decoder, now);
             relay_child_info di;
@@ -363,6 +407,7 @@ static void source_main(stw_scope *scope, void *arg)
 static void src_free(void *arg)
 {
     src_ff *s = arg;
+    relay_card_release(&s->card);
     decoder_detach(s);
     stw_free(s);
 }
