@@ -277,7 +277,7 @@ static void maybe_card(src_ff *s, int64_t now)
     /* The card has room for one line: ffmpeg's last says most. */
     const char *last = strrchr(why, '|');
     char line[64];
-    snprintf(line, sizeof(line), "%s", last != NULL ? last + 2 : why);
+    snprintf(line, sizeof(line), "%.60s", last != NULL ? last + 2 : why);
     relay_card_publish(&s->card, s->in->hub, s->in->name, s->frame_w, s->frame_h, s->last_frame_ns,
                        line, s->seq++);
 }
