@@ -81,8 +81,12 @@ static void append(run *r, const uint8_t *d, size_t n)
 static void run_argv(const char *const *argv, const uint8_t *in, size_t in_len, int ms, run *r)
 {
     stw_proc *p = NULL;
-    stw_proc_opts o = {
-        .argv = argv, .pipe_stdin = in != NULL, .pipe_stdout = true, .pipe_stderr = true};
+    stw_proc_opts o = {.argv = argv,
+                       .pipe_stdin = in != NULL,
+                       .pipe_stdout = true,
+                       .pipe_stderr = true,
+                       /* A failing test must not leave a server or camera behind. */
+                       .die_with_parent = true};
     assert_int_equal(stw_proc_spawn(&o, &p), 0);
     int64_t t0 = stw_now_ns();
     stw_deadline d = stw_deadline_in_ms(ms);
@@ -302,6 +306,36 @@ static void test_url_refused(void **state)
 
 /* ---- argv ------------------------------------------------------------ */
 
+/* No input or output whitelist names a protocol that reads local files,
+ * pipes or inline data, except "file" for local files and cameras. */
+static void test_whitelists(void **state)
+{
+    (void)state;
+    static const char *const local[] = {"file",    "pipe",  "fd",    "data", "concat", "concatf",
+                                        "subfile", "cache", "async", "tee",  "http"};
+    for (int s = RELAY_FF_RTSP; s <= RELAY_FF_V4L2; s++) {
+        for (int out = 0; out < 2; out++) {
+            const char *w = relay_ff_protocols((relay_ff_scheme)s, out);
+            if (w == NULL) {
+                assert_true(out && s >= RELAY_FF_HLS);
+                continue;
+            }
+            char list[128];
+            snprintf(list, sizeof(list), ",%s,", w);
+            for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+                char item[32];
+                snprintf(item, sizeof(item), ",%s,", local[i]);
+                bool allowed = (s == RELAY_FF_FILE || s == RELAY_FF_V4L2)
+                                   ? strcmp(local[i], "file") == 0
+                                   : (s == RELAY_FF_HLS && strcmp(local[i], "http") == 0);
+                if ((strstr(list, item) != NULL) != allowed)
+                    fail_msg("%s (%s): whitelist %s and %s", relay_ff_scheme_name(s),
+                             out ? "output" : "input", w, local[i]);
+            }
+        }
+    }
+}
+
 static void parse_ok(const char *url, unsigned flags, relay_ff_url *u)
 {
     char err[256];
@@ -511,7 +545,10 @@ static stw_proc *http_server(int *port)
         "s.serve_forever()\n";
     stw_proc *p = NULL;
     const char *argv[] = {"python3", "-c", script, dir, NULL};
-    assert_int_equal(stw_proc_spawn(&(stw_proc_opts){.argv = argv, .pipe_stdout = true}, &p), 0);
+    assert_int_equal(
+        stw_proc_spawn(&(stw_proc_opts){.argv = argv, .pipe_stdout = true, .die_with_parent = true},
+                       &p),
+        0);
     char line[32] = {0};
     size_t n = 0;
     stw_deadline d = stw_deadline_in_ms(10000);
@@ -757,8 +794,11 @@ static void push_to_receiver(const char *url, const char *const *recv_argv,
                              const char *progress_file)
 {
     stw_proc *rcv = NULL;
-    assert_int_equal(stw_proc_spawn(&(stw_proc_opts){.argv = recv_argv, .pipe_stderr = true}, &rcv),
-                     0);
+    assert_int_equal(
+        stw_proc_spawn(
+            &(stw_proc_opts){.argv = recv_argv, .pipe_stderr = true, .die_with_parent = true},
+            &rcv),
+        0);
     usleep(1000 * 1000); /* let it listen */
     relay_ff_url u;
     parse_ok(url, RELAY_FF_OUTPUT, &u);
@@ -840,8 +880,10 @@ static void test_push_real(void **state)
 static void ingest_live(const char *url, const char *const *camera, int listen_ms)
 {
     stw_proc *cam = NULL;
-    assert_int_equal(stw_proc_spawn(&(stw_proc_opts){.argv = camera, .pipe_stderr = true}, &cam),
-                     0);
+    assert_int_equal(
+        stw_proc_spawn(
+            &(stw_proc_opts){.argv = camera, .pipe_stderr = true, .die_with_parent = true}, &cam),
+        0);
     usleep((useconds_t)listen_ms * 1000); /* until a listening camera listens */
     relay_ff_url u;
     parse_ok(url, 0, &u);
@@ -1135,6 +1177,7 @@ int main(void)
         STW_TEST(test_url_accepted),
         STW_TEST(test_url_refused),
         STW_TEST(test_argv),
+        STW_TEST(test_whitelists),
         STW_TEST(test_log_captured),
         STW_TEST(test_timeouts_real),
         STW_TEST(test_hls_whitelist_real),
