@@ -7,9 +7,9 @@
  *   in whatever pieces the pipe delivers (relay_ts_write). The writer side
  *   finds the 188-byte packets (in sync, every 188th byte must be 0x47;
  *   once it is not, bytes are dropped and counted as garbage until three
- *   sync bytes 188 apart are found), follows PAT -> PMT -> stream PIDs and types,
- *   keeps a copy of the latest PAT and PMT, and finds keyframe starts on the
- *   video PID: a random_access_indicator in the adaptation field or, for a
+ *   sync bytes 188 apart are found), follows PAT -> PMT -> stream PIDs and
+ *   types, keeps a copy of the latest PAT and PMT, and finds keyframe
+ *   starts on the video PID: a random_access_indicator in the adaptation field or, for a
  *   stream that has never set one, a PES start whose first packet carries an
  *   H.264 IDR/SPS or H.265 IRAP/VPS NAL unit. A stream without video takes a
  *   keyframe at an audio PES start at most once a second.
@@ -107,9 +107,10 @@ void relay_ts_free(relay_ts **ts);
 /* Writer: take @len bytes (borrowed) of the source's output. Whole packets
  * are published before it returns; a partial packet waits for the next
  * call. Returns 0, or -ENOMEM when a chunk could not be stored (it is
- * dropped and counted; the stream stays usable, readers will see -ESPIPE
- * or resume at the next keyframe) or the PAT/PMT copy could not be made
- * (the next repetition of the PMT tries again). */
+ * counted in dropped_chunks and, since retained chunks never have a gap,
+ * everything retained is dropped with it: positioned readers get -ESPIPE,
+ * new ones wait for the next keyframe; the stream stays usable) or when
+ * the PAT/PMT copy could not be made (the next PMT repetition retries). */
 int relay_ts_write(relay_ts *ts, const void *data, size_t len);
 
 /* Writer: the source restarted (new child, new continuity). Forget the
@@ -129,9 +130,10 @@ int relay_ts_reader_new(relay_ts *ts, relay_ts_reader **out);
  * NULL. */
 void relay_ts_reader_free(relay_ts_reader **r);
 
-/* The reader's eventfd (borrowed, non-blocking): readable while
- * relay_ts_read has something to hand out. relay_ts_read drains it; the
- * caller only polls it. */
+/* The reader's eventfd (borrowed, non-blocking): readable once chunks were
+ * published since the last relay_ts_read, or when that read left some
+ * behind. relay_ts_read drains it; the caller only polls it. A wake-up may
+ * find nothing to hand out (a reader still waiting for a keyframe). */
 int relay_ts_reader_fd(const relay_ts_reader *r);
 
 /*
