@@ -171,6 +171,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (!relay_http__guard(srv, req, cmd))
         return;
+    /* One of our own inputs reading us: it would feed on its own output
+     * as fast as the loop goes. */
+    const char *loop = evhttp_find_header(evhttp_request_get_input_headers(req), RELAY_LOOP_HEADER);
+    if (loop != NULL && strcmp(loop, srv->cfg.instance) == 0) {
+        relay_http__reply_error(req, 508, "an input of this relay points at the relay itself");
+        return;
+    }
     const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     if (raw == NULL || raw[0] != '/') {
         relay_http__reply_error(req, 400, "bad request target");
@@ -246,8 +253,26 @@ static int setup(relay_http *srv)
     return 0;
 }
 
+/* The shutdown log names every child still running before the stages
+ * stop them, so that the report after them can be read against it. */
+static void log_children(relay_http *srv)
+{
+    relay_job_view jv[RELAY_PUSH_MAX + 2];
+    for (unsigned i = 0; i < srv->ninputs; i++) {
+        relay_input *in = srv->inputs[i]->in;
+        unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 2);
+        for (unsigned j = 0; j < n; j++)
+            if (jv[j].pid > 0 || jv[j].restarts > 0)
+                fprintf(stderr,
+                        "shutdown: child of input %s, %s: pid %d, %s for %.1f s, %u restart(s)\n",
+                        in->name, jv[j].job, jv[j].pid, jv[j].state, (double)jv[j].age_ms / 1000.0,
+                        jv[j].restarts);
+    }
+}
+
 static void teardown(relay_http *srv)
 {
+    log_children(srv);
     /* Frees the listener and every connection: viewers and event clients
      * go through their close callbacks, queued frame references through
      * libevent's cleanup callbacks. No event is sent and no timer armed

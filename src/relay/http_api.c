@@ -243,6 +243,16 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
         relay_http__reply_error(req, 507, err);
         return;
     }
+    size_t claimed = relay_spec_claim(&spec);
+    for (unsigned i = 0; i < srv->ninputs; i++)
+        claimed += srv->inputs[i]->in->claim;
+    if (claimed > srv->cfg.max_input_bytes) {
+        snprintf(err, sizeof(err),
+                 "the inputs would claim %zu MiB, over --max-input-memory (%zu MiB)", claimed >> 20,
+                 srv->cfg.max_input_bytes >> 20);
+        relay_http__reply_error(req, 507, err);
+        return;
+    }
     spec.created_ms = 0;
     relay_input *in = NULL;
     int rc = relay_input_new(srv->sources, &spec, &in);

@@ -319,6 +319,10 @@ void relay_http__push_list_json(struct evbuffer *b, http_input *hi, bool first);
 /* ---- maintenance endpoints (http_debug.c) ---- */
 
 void relay_http__handle_healthz(struct evhttp_request *req);
+
+/* Every input's supervised child jobs as a JSON array
+ * ([{"input","job","state","pid","restarts","age_ms"}]) appended to @b. */
+void relay_http__jobs_json(relay_http *srv, struct evbuffer *b);
 void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req);
 void relay_http__handle_resources(relay_http *srv, struct evhttp_request *req);
 void relay_http__handle_cleanup(relay_http *srv, struct evhttp_request *req);

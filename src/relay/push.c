@@ -247,6 +247,17 @@ uint64_t relay_push_id(const relay_push *p)
     return p->id;
 }
 
+void relay_push_job_view(relay_push *p, relay_job_view *out)
+{
+    relay_child_info i;
+    relay_child_info_get(p->job, &i);
+    snprintf(out->job, sizeof(out->job), "push:%llu", (unsigned long long)p->id);
+    snprintf(out->state, sizeof(out->state), "%s", i.state);
+    out->pid = (int)i.pid;
+    out->restarts = i.restarts;
+    out->age_ms = i.started_ms > 0 ? now_ms() - i.started_ms : 0;
+}
+
 const char *relay_push_url(const relay_push *p)
 {
     return p->url;

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -80,6 +81,9 @@ static void usage(FILE *f)
                "  --on-demand-grace-ms N      idle time before an on-demand input's source\n"
                "                              stops (default 10000)\n"
                "  --max-inputs N              inputs at most, 1..64 (default 64)\n"
+               "  --max-input-memory MIB      what all inputs together may claim: 8 bytes a\n"
+               "                              test-pattern pixel, 16 MiB a camera or ffmpeg\n"
+               "                              input (default 1024)\n"
                "  --max-sse-clients N         /api/events clients at most (default 32)\n"
                "  --camera-stall SECONDS      a camera silent this long is reconnected\n"
                "                              (default 5)\n"
@@ -218,6 +222,8 @@ static int parse_args(int argc, char **argv, relay_config *cfg)
             cfg->on_demand_grace_ms = (int)n;
         else if (strcmp(a, "--max-inputs") == 0 && (ok = parse_uint(v, 1, RELAY_INPUTS_MAX, &n)))
             cfg->max_inputs = (unsigned)n;
+        else if (strcmp(a, "--max-input-memory") == 0 && (ok = parse_uint(v, 16, 1 << 20, &n)))
+            cfg->max_input_bytes = (size_t)n << 20;
         else if (strcmp(a, "--max-sse-clients") == 0 && (ok = parse_uint(v, 0, 10000, &n)))
             cfg->max_sse = (unsigned)n;
         else if (strcmp(a, "--camera-stall") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
@@ -291,6 +297,13 @@ static void input_free(void *arg)
     stw_free(in);
 }
 
+size_t relay_spec_claim(const relay_spec *spec)
+{
+    if (strcmp(spec->kind, "test") == 0)
+        return (size_t)spec->width * spec->height * 8;
+    return (size_t)16 << 20;
+}
+
 int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **out)
 {
     if (!relay_name_valid(spec->name, strlen(spec->name)) || spec->kind == NULL ||
@@ -319,6 +332,7 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     in->fps = spec->fps;
     in->quality = spec->quality;
     in->on_demand = spec->on_demand;
+    in->claim = relay_spec_claim(spec);
     in->created_ms = spec->created_ms;
     if (in->created_ms == 0) {
         struct timespec ts;
@@ -523,6 +537,7 @@ int stw_relay_main(int argc, char **argv)
                         .fps = 25,
                         .quality = 80,
                         .max_inputs = RELAY_INPUTS_MAX,
+                        .max_input_bytes = (size_t)1024 << 20,
                         .max_sse = 32,
                         .on_demand_grace_ms = 10000,
                         .camera_stall_s = 5,
@@ -536,6 +551,10 @@ int stw_relay_main(int argc, char **argv)
         usage(rc > 0 ? stdout : stderr);
         return rc > 0 ? 0 : EXIT_USAGE;
     }
+    uint64_t id = 0;
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+        id = (uint64_t)stw_now_ns() ^ ((uint64_t)getpid() << 32);
+    snprintf(cfg.instance, sizeof(cfg.instance), "%016llx", (unsigned long long)id);
 
     /* A viewer that hangs up with frames unread makes the next write fail
      * with EPIPE; by default that signal would end the whole relay. Set

@@ -51,6 +51,7 @@
 #include "child.h"
 #include "ffmpeg.h"
 #include "mjpeg.h"
+#include "push.h"
 #include "redact.h"
 #include "relay.h"
 #include "steward/alloc.h"
@@ -449,6 +450,29 @@ int relay_source_ffmpeg_start(relay_input *in, const relay_config *cfg)
 }
 
 /* ---- what the API shows ---- */
+
+static void job_view(relay_child *c, const char *name, relay_job_view *out)
+{
+    relay_child_info i;
+    relay_child_info_get(c, &i);
+    snprintf(out->job, sizeof(out->job), "%s", name);
+    snprintf(out->state, sizeof(out->state), "%s", i.state);
+    out->pid = (int)i.pid;
+    out->restarts = i.restarts;
+    out->age_ms = i.started_ms > 0 ? now_ms() - i.started_ms : 0;
+}
+
+unsigned relay_input_jobs(relay_input *in, relay_job_view *out, unsigned max)
+{
+    unsigned n = 0;
+    if (in->ffin != NULL && n < max)
+        job_view(in->ffin->ingest, "ingest", &out[n++]);
+    if (in->ffin != NULL && n < max)
+        job_view(in->ffin->decoder, "decoder", &out[n++]);
+    for (unsigned i = 0; i < in->npush && n < max; i++)
+        relay_push_job_view(in->push[i], &out[n++]);
+    return n;
+}
 
 static json_t *job_json(relay_child *c)
 {

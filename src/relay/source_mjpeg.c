@@ -63,6 +63,7 @@
 typedef struct src_mjpeg {
     relay_input *in;
     char url[RELAY_URL_MAX + 1];
+    struct curl_slist *headers; /* RELAY_LOOP_HEADER with our instance */
     int stall_s, frame_timeout_s;
     relay_mjpeg *parser; /* per connection: the boundary may change */
     char content_type[256];
@@ -432,6 +433,7 @@ static int pull_once(stw_scope *scope, src_mjpeg *s)
      * camera asks for. */
     curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_ANY);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "steward-relay/" STW_VERSION_STRING);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -517,6 +519,7 @@ static void source_main(stw_scope *scope, void *arg)
 static void src_free(void *arg)
 {
     src_mjpeg *s = arg;
+    curl_slist_free_all(s->headers);
     relay_jpeg_free(&s->jpeg);
     relay_canvas_release(&s->card);
     stw_free(s);
@@ -538,7 +541,10 @@ int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg)
     memcpy(s->url, in->url, ulen + 1);
     s->stall_s = cfg->camera_stall_s > 0 ? cfg->camera_stall_s : 5;
     s->frame_timeout_s = cfg->camera_frame_timeout_s > 0 ? cfg->camera_frame_timeout_s : 10;
-    int rc = card_resize(s);
+    char loop[64];
+    snprintf(loop, sizeof(loop), RELAY_LOOP_HEADER ": %s", cfg->instance);
+    s->headers = curl_slist_append(NULL, loop);
+    int rc = s->headers != NULL ? card_resize(s) : -ENOMEM;
     if (rc != 0)
         goto free_card;
     rc = stw_scope_defer(in->scope, src_free, s);
@@ -551,6 +557,7 @@ int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg)
     return stw_scope_spawn(in->scope, tname, source_main, s);
 
 free_card:
+    curl_slist_free_all(s->headers);
     relay_jpeg_free(&s->jpeg);
     relay_canvas_release(&s->card);
     stw_free(s);
