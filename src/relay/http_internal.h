@@ -263,6 +263,11 @@ void relay_http__viewer_closed(struct evhttp_connection *conn, void *arg);
  * False when the connection is gone. */
 bool relay_http__viewer_init(relay_http *srv, viewer *v, struct evhttp_request *req);
 
+/* A new viewer of @hi for @req: within the viewer caps, its source
+ * started, initialised (relay_http__viewer_init) but not yet streaming
+ * or linked. NULL once it has answered the error (503). */
+viewer *relay_http__viewer_open(relay_http *srv, struct evhttp_request *req, http_input *hi);
+
 /* GET /stream/{input} and GET /snapshot/{input}.jpg; @hi is borrowed. */
 void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http_input *hi);
 void relay_http__handle_snapshot(struct evhttp_request *req, http_input *hi);

@@ -711,3 +711,65 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
         signal_reader(r);
     return rc;
 }
+
+/* ---- feeding a pipe ---- */
+
+int relay_ts_feed_open(relay_ts *ts, relay_ts_feed *f)
+{
+    *f = (relay_ts_feed){0};
+    return relay_ts_reader_new(ts, &f->reader);
+}
+
+static void feed_drop(relay_ts_feed *f)
+{
+    if (f->has_pending)
+        stw_buf_unref(&f->pending.buf);
+    f->has_pending = false;
+    f->off = 0;
+}
+
+void relay_ts_feed_close(relay_ts_feed *f)
+{
+    feed_drop(f);
+    relay_ts_reader_free(&f->reader);
+}
+
+long relay_ts_feed_write(relay_ts_feed *f, int fd, bool *idle)
+{
+    long written = 0;
+    *idle = false;
+    /* A fast reader must not keep its thread from its other work. */
+    while (written < (1L << 20)) {
+        if (!f->has_pending) {
+            size_t n = 0;
+            int rc = f->reader != NULL ? relay_ts_read(f->reader, &f->pending, 1, &n) : 0;
+            if (rc == -ESPIPE) {
+                uint64_t before = relay_ts_reader_skipped(f->reader);
+                relay_ts_reader_resync(f->reader);
+                f->skipped += relay_ts_reader_skipped(f->reader) - before + 1;
+                continue;
+            }
+            if (rc != 0 || n == 0) {
+                *idle = true;
+                return written;
+            }
+            f->has_pending = true;
+            f->off = 0;
+        }
+        const uint8_t *data = stw_buf_data(f->pending.buf);
+        size_t len = stw_buf_size(f->pending.buf);
+        ssize_t w = write(fd, data + f->off, len - f->off);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return written;
+            int err = -errno;
+            feed_drop(f);
+            return err;
+        }
+        written += w;
+        f->off += (size_t)w;
+        if (f->off == len)
+            feed_drop(f);
+    }
+    return written;
+}

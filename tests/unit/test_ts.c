@@ -490,6 +490,26 @@ static void test_reset_midstream(void **state)
     free(h.data);
 }
 
+/* Audio alone: every frame is a random access point, so keyframes are
+ * taken at audio PES starts (at most one a second). */
+static void test_audio_only(void **state)
+{
+    (void)state;
+    late_joiner("audio.ts", false, "audio");
+    blob b = load("audio.ts");
+    relay_ts *ts = NULL;
+    assert_int_equal(relay_ts_new(0, &ts), 0);
+    assert_int_equal(relay_ts_write(ts, b.data, b.len), 0);
+    relay_ts_stats st;
+    relay_ts_get_stats(ts, &st);
+    assert_int_equal(st.keyframes, 1); /* all of it arrived within a second */
+    assert_null(st.video_codec);
+    assert_string_equal(st.audio_codec, "aac");
+    assert_true(st.keyframe_available);
+    relay_ts_free(&ts);
+    free(b.data);
+}
+
 static void test_codecs_in_pmt(void **state)
 {
     (void)state;
@@ -692,6 +712,7 @@ static int make_streams(void **state)
        src, cbr, dir);
     sh("%s %s -t 4 -c:v libx264 -pix_fmt yuv420p -g 1000 %s -f mpegts %s/longgop.ts", ff, src, cbr,
        dir);
+    sh("%s -f lavfi -i sine=sample_rate=48000 -t 4 -c:a aac -f mpegts %s/audio.ts", ff, dir);
     have_x265 = system("ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx265") == 0;
     if (have_x265)
         sh("%s %s -t 4 -c:v libx265 -pix_fmt yuv420p -g 25 -x265-params "
@@ -711,15 +732,11 @@ static int remove_streams(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        STW_TEST(test_keyframes_h264),
-        STW_TEST(test_keyframes_hevc),
-        STW_TEST(test_late_joiner_decodes),
-        STW_TEST(test_garbage_skipped),
-        STW_TEST(test_slow_reader_bounded),
-        STW_TEST(test_gop_over_cap),
-        STW_TEST(test_reset_midstream),
-        STW_TEST(test_codecs_in_pmt),
-        STW_TEST(test_threads),
+        STW_TEST(test_keyframes_h264),      STW_TEST(test_keyframes_hevc),
+        STW_TEST(test_late_joiner_decodes), STW_TEST(test_garbage_skipped),
+        STW_TEST(test_slow_reader_bounded), STW_TEST(test_gop_over_cap),
+        STW_TEST(test_reset_midstream),     STW_TEST(test_codecs_in_pmt),
+        STW_TEST(test_audio_only),          STW_TEST(test_threads),
         STW_TEST(test_fault_sweep),
     };
     return cmocka_run_group_tests_name("ts", tests, make_streams, remove_streams);
