@@ -288,6 +288,7 @@ function renderDetails(entry) {
     if (ts.bytes_in != null) tsParts.push(fmtBytes(ts.bytes_in) + ' in');
     if (ts.keyframes != null) tsParts.push(plural(ts.keyframes, 'keyframe'));
     if (ff.speed > 0) tsParts.push('speed ' + ff.speed.toFixed(2) + '\u00d7');
+    if (i.cards) tsParts.push(plural(i.cards, 'card'));
     d.append(
       el('div', { class: 'media' },
         el('span', { class: 'label' }, 'stream'),
