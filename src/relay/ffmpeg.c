@@ -328,8 +328,7 @@ int relay_ff_url_parse(const char *url, unsigned flags, relay_ff_url *out, char 
         return rc;
     if (s == RELAY_FF_HLS && !(flags & RELAY_FF_ASSUME_HLS) && !is_playlist(rest)) {
         say(err, errlen,
-            "%s inputs are HLS playlists: the path should end in .m3u8 "
-            "(or mark the input as HLS)",
+            "%s inputs are HLS playlists: the path should end in .m3u8 or .m3u",
             lname);
         return -EINVAL;
     }

@@ -101,8 +101,13 @@ static void output_json(struct evbuffer *b, const viewer *v)
     relay_http__json_str(b, v->peer);
     evbuffer_add_printf(b, ",\"started\":");
     relay_http__json_time(b, v->started_ms);
-    evbuffer_add_printf(b, ",\"frames\":%llu,\"dropped\":%llu,\"queued\":%u}",
-                        (unsigned long long)v->frames, (unsigned long long)v->dropped, v->nends);
+    /* A .ts viewer counts chunks as its frames and has no frame queue. */
+    evbuffer_add_printf(b, ",\"format\":\"%s\",\"frames\":%llu,\"dropped\":%llu,\"queued\":%u",
+                        v->ts ? "mpegts" : "mjpeg", (unsigned long long)v->frames,
+                        (unsigned long long)v->dropped, v->nends);
+    if (v->ts)
+        evbuffer_add_printf(b, ",\"bytes\":%llu", (unsigned long long)v->bytes);
+    evbuffer_add(b, "}", 1);
 }
 
 /* Write the state file with the table's inputs, without @skip (may be
