@@ -141,7 +141,8 @@ int relay_ts_reader_fd(const relay_ts_reader *r);
  * reference the caller owns (transfer full) and must unref. *@n == 0 means
  * nothing yet (wait for the eventfd). If more remain after @max, the
  * eventfd stays readable. Returns 0, or -ESPIPE when the reader fell behind
- * what is retained (*@n == 0; call relay_ts_reader_resync or free it).
+ * what is retained (*@n == 0, and again on every read until
+ * relay_ts_reader_resync; or free the reader).
  */
 int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n);
 
@@ -149,7 +150,9 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
  * last retained one if it lies ahead, else the next published). */
 void relay_ts_reader_resync(relay_ts_reader *r);
 
-/* Chunks this reader missed so far by falling behind (before each resync). */
+/* Chunks this reader missed so far by falling behind: the ones dropped
+ * before it read them, and, once resynced, the ones it jumped over to
+ * reach a keyframe. */
 uint64_t relay_ts_reader_skipped(const relay_ts_reader *r);
 
 /* A reader that feeds a pipe (a child's stdin) without blocking: the
@@ -161,7 +164,7 @@ typedef struct relay_ts_feed {
     relay_ts_chunk pending;  /* valid while has_pending */
     size_t off;              /* bytes of pending already written */
     bool has_pending;
-    uint64_t skipped; /* chunks skipped by falling behind, before resyncs */
+    uint64_t skipped; /* relay_ts_reader_skipped() of the reader, as of the last read */
 } relay_ts_feed;
 
 /* Open @f (caller memory, any content) on @ts (borrowed, must outlive the

@@ -413,11 +413,12 @@ static void test_argv(void **state)
 
     assert_int_equal(
         relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.fps = 2, .max_width = 320, .quality = 7}), 0);
-    assert_string_equal(joined(&a), "ffmpeg -hide_banner -nostdin -loglevel error -nostats "
-                                    "-protocol_whitelist pipe -probesize 32768 "
-                                    "-analyzeduration 200000 -f mpegts -i pipe:0 -an -sn -dn "
-                                    "-vf fps=2,scale=w=min(320\\,iw):h=-2 -q:v 7 -f mpjpeg "
-                                    "-flush_packets 1 pipe:1");
+    assert_string_equal(joined(&a),
+                        "ffmpeg -hide_banner -nostdin -loglevel error -nostats "
+                        "-protocol_whitelist pipe -probesize 32768 -analyzeduration 200000 "
+                        "-f mpegts -i pipe:0 -an -sn -dn "
+                        "-vf fps=2,scale=w=min(320\\,iw):h=-2 -q:v 7 -f mpjpeg "
+                        "-flush_packets 1 pipe:1");
     assert_int_equal(relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.fps = 31}), -EINVAL);
     assert_int_equal(relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.max_width = 8}), -EINVAL);
     assert_int_equal(relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.quality = 1}), -EINVAL);
