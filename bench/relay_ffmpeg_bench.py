@@ -193,10 +193,10 @@ class RelaySide:
         self.inputs = []
 
     def _start_relay(self):
-        out = os.path.join(ms._logdir(), "relay-stdout.log")
+        # A new log file for each relay: the address line is this one's.
         self.child = ms.Child("steward relay", [self.steward, "relay", "--listen", "127.0.0.1:0",
-                               "--state", "none", "--no-default-input", "--max-inputs", "64"],
-                              log_path=out)
+                               "--state", "none", "--no-default-input", "--max-inputs", "64"])
+        out = self.child.log_path
         # The relay prints "steward relay: serving http://127.0.0.1:PORT/"
         # on stdout, which goes to its log with stderr.
         m = ms.wait_until(lambda: re.search(r"serving http://127\.0\.0\.1:(\d+)/",
