@@ -26,10 +26,20 @@ Functions:
   mp4_file(tmpdir, seconds, with_audio)   a generated H.264 (+AAC) MP4 -> path
   ffprobe_stream(src, seconds=2)          codec, size and frames read in N s
   decode_errors(path)                     ffmpeg's decoding errors, [] if none
+  redact(url)                             the URL with its password as ***
   children_of(pid)                        every descendant, with its state
+  proc_info(pid)                          one process: state, ppid, comm, argv
   orphans(marker)                         processes carrying a marker string
   new_marker()                            a unique marker string
-  wait_for_none(fn, timeout)              poll fn() until it returns nothing
+  wait_until(pred, timeout), wait_for_none(fn, timeout)   polling
+  Child(name, argv), stop_all(children)   any other process, run the same way
+
+Every handle has .pid, .alive(), .tail() (last log lines) and .stop();
+the camera and nginx also .kill() (SIGKILL), .pause()/.resume()
+(SIGSTOP/SIGCONT: hung with connections open) and .start() again on the
+same port. STEWARD_MEDIA_KEEP_LOGS=1 keeps the servers' logs (the path is
+printed on stderr); STEWARD_MEDIA_START_TIMEOUT (s, default 20) bounds
+each start.
 
 Every child runs in its own process group (start_new_session) with
 PR_SET_PDEATHSIG=SIGKILL, so a test process killed outright takes its
