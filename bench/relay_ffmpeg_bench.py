@@ -325,7 +325,12 @@ def run_count(side_cls, args, cam, nginx, n):
         side.prepare()
         cam.start()
         side.start(n, cam.url, urls)
-        ms.ffprobe_stream(urls[-1], seconds=1, timeout=120)
+        try:
+            ms.ffprobe_stream(urls[-1], seconds=1, timeout=120)
+        except ms.ServerError as e:
+            raise RuntimeError("steady state: the last stream never played (%s); side: %s; "
+                               "last stream: %s" % (str(e).splitlines()[0], side.check() or
+                                                    "running", side.describe(n - 1)))
         time.sleep(args.warmup)
         why = side.check()
         if why:
