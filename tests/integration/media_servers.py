@@ -138,6 +138,7 @@ def _stop_all():
 
 
 atexit.register(_stop_all)
+_install_sigterm()  # from the start: temporary directories go too
 
 
 def tail_file(path, n=15):
