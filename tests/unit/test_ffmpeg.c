@@ -425,7 +425,8 @@ static void test_argv(void **state)
 
 #define PUSH_IN_ARGS                                                                               \
     " -hide_banner -nostdin -loglevel info -nostats -progress pipe:2 -stats_period 1 "             \
-    "-protocol_whitelist pipe -f mpegts -i pipe:0 -map 0:v? -map 0:a? "
+    "-protocol_whitelist pipe -probesize 262144 -analyzeduration 1000000 -f mpegts -i pipe:0 "     \
+    "-map 0:v? -map 0:a? "
 #define PUSH_IN "ffmpeg" PUSH_IN_ARGS "-c copy "
     parse_ok("rtmp://h/live/key", RELAY_FF_OUTPUT, &u);
     assert_int_equal(relay_ff_push_argv(&a, &u, NULL), 0);
