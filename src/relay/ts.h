@@ -9,10 +9,12 @@
  *   once it is not, bytes are dropped and counted as garbage until three
  *   sync bytes 188 apart are found), follows PAT -> PMT -> stream PIDs and
  *   types, keeps a copy of the latest PAT and PMT, and finds keyframe
- *   starts on the video PID: a random_access_indicator in the adaptation field or, for a
- *   stream that has never set one, a PES start whose first packet carries an
- *   H.264 IDR/SPS or H.265 IRAP/VPS NAL unit. A stream without video takes a
- *   keyframe at an audio PES start at most once a second.
+ *   starts on the video PID: a random_access_indicator in the adaptation
+ *   field or, for a stream that has never set one, a PES start whose first
+ *   packet carries an H.264 IDR/SPS or H.265 IRAP/VPS NAL unit. A stream
+ *   without video takes a keyframe at an audio PES start at most once a
+ *   second. Only the first program of the PAT is followed, and only PAT and
+ *   PMT sections that fit in one packet.
  *
  *   Complete packets are published as chunks: refcounted stw_bufs of at most
  *   RELAY_TS_CHUNK_MAX bytes, never splitting a packet, each with a sequence
