@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "http_internal.h"
+#include "redact.h"
 #include "steward/alloc.h"
 
 http_input *relay_http__find_input(relay_http *srv, const char *name, size_t len)
@@ -51,13 +52,19 @@ static void input_json(struct evbuffer *b, http_input *hi)
         relay_camera_stat cs;
         char err[RELAY_ERROR_MAX];
         relay_hub_camera(in->hub, &cs, err);
+        /* The API, its events and so the web UI show camera URLs without
+         * their passwords: only memory and the state file have them. */
+        char shown[RELAY_URL_MAX + 1];
+        relay_redact(in->url, shown, sizeof(shown));
         evbuffer_add_printf(b, ",\"url\":");
-        relay_http__json_str(b, in->url);
+        relay_http__json_str(b, shown);
         evbuffer_add_printf(b, ",\"last_error\":");
-        if (err[0] != '\0')
-            relay_http__json_str(b, err);
-        else
+        if (err[0] != '\0') {
+            relay_redact(err, shown, sizeof(shown));
+            relay_http__json_str(b, shown);
+        } else {
             evbuffer_add_printf(b, "null");
+        }
         evbuffer_add_printf(b,
                             ",\"camera\":{\"connects\":%llu,\"garbage_bytes\":%llu,"
                             "\"bad_parts\":%llu,\"oversize\":%llu,\"length_mismatch\":%llu}",

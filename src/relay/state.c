@@ -288,7 +288,11 @@ int relay_state_save(const char *path, relay_input *const *inputs, unsigned n)
         rc = fd;
         goto free_text;
     }
-    rc = write_all(fd, text, strlen(text));
+    /* Camera passwords are in it: owner only, whatever the umask (mkostemp
+     * makes 0600 today; this keeps it so). */
+    rc = fchmod(fd, 0600) != 0 ? -errno : 0;
+    if (rc == 0)
+        rc = write_all(fd, text, strlen(text));
     if (rc == 0)
         rc = write_all(fd, "\n", 1);
     if (rc == 0 && fsync(fd) != 0)

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Integration tests of who may do what on `steward relay`: camera
+passwords never shown, the config file, users and permissions, TLS. The
+real binary, on an ephemeral port, under `steward check`.
+
+Usage: relay_auth.py BUILD_DIR
+Prints "ok   relay/NAME" or "FAIL relay/NAME: reason" per test case and
+exits non-zero if any failed. Every process it starts is killed (by pid)
+on the way out, whatever happened, and its temporary directory removed.
+"""
+import base64
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+RESULTS = []
+SECRET = "s3cr3t-pw"
+
+
+def report(name, ok, why=""):
+    RESULTS.append(ok)
+    print(("ok   relay/%s" % name) if ok else ("FAIL relay/%s: %s" % (name, why)), flush=True)
+
+
+def check(name, fn):
+    try:
+        fn()
+        report(name, True)
+    except Exception as e:  # one case failing must not stop the others
+        report(name, False, "%s: %s" % (type(e).__name__, e))
+
+
+class Relay:
+    """`steward check --error-exitcode=9 -- steward relay --listen ADDR ARGS`."""
+
+    def __init__(self, build, extra=(), listen="127.0.0.1:0", cafile=None):
+        steward = os.path.join(build, "src", "steward")
+        self.err = tempfile.TemporaryFile()
+        self.cafile = cafile
+        self.proc = subprocess.Popen(
+            [steward, "check", "--error-exitcode=9", "--", steward, "relay",
+             "--listen", listen] + list(extra),
+            stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL)
+        self.pid = None
+        line = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not line.endswith(b"\n"):
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if r:
+                c = os.read(self.proc.stdout.fileno(), 1)
+                if not c:
+                    break
+                line += c
+        m = re.match(rb"steward relay: serving (https?)://127\.0\.0\.1:(\d+)/\n$", line)
+        if not m:
+            self.kill()
+            raise RuntimeError("no address line, got %r; stderr: %s" % (line, self.stderr()[-2000:]))
+        self.scheme = m.group(1).decode()
+        self.port = int(m.group(2))
+        with open("/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)) as f:
+            kids = f.read().split()
+        if len(kids) != 1:
+            self.kill()
+            raise RuntimeError("expected one child of the launcher, got %r" % kids)
+        self.pid = int(kids[0])
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read().decode(errors="replace")
+
+    def conn(self, timeout=10):
+        if self.scheme == "https":
+            ctx = ssl.create_default_context(cafile=self.cafile)
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def call(self, method, path, body=None, user=None, token=None, headers=None):
+        """(status, body bytes, headers) of one request."""
+        c = self.conn()
+        try:
+            h = dict(headers or {})
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                h["Content-Type"] = "application/json"
+            if user is not None:
+                h["Authorization"] = "Basic " + base64.b64encode(
+                    ("%s:%s" % user).encode()).decode()
+            if token is not None:
+                h["Authorization"] = "Bearer " + token
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            return r.status, r.read(), dict(r.getheaders())
+        finally:
+            c.close()
+
+    def json(self, method, path, body=None, **kw):
+        st, text, hdr = self.call(method, path, body, **kw)
+        try:
+            doc = json.loads(text) if text else None
+        except ValueError:
+            doc = None
+        return st, doc, hdr
+
+    def stop(self):
+        """SIGTERM: exit 0, the relay's verdict clean, the checker's 0 leaks."""
+        os.kill(self.pid, signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("still running 20 s after SIGTERM")
+        err = self.stderr()
+        assert "shutdown: clean: exit code 0 (0 stage(s) late, 0 leaked)" in err, err[-3000:]
+        m = re.search(r"SUMMARY: (\d+) leaks", err)
+        assert m and m.group(1) == "0", "checker: %s" % err[-3000:]
+        assert rc == 0, "exit %d (9: the checker found leaks)" % rc
+        return err
+
+    def kill(self):
+        for pid in (self.pid, self.proc.pid):
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def sse_read(port, seconds, until=None):
+    """What /api/events sends within @seconds (or until @until appears)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    buf = b""
+    try:
+        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            buf += chunk
+            if until is not None and until.encode() in buf:
+                break
+    finally:
+        s.close()
+    return buf.decode(errors="replace")
+
+
+class Events:
+    """An /api/events client reading in the background of a test."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        self.buf = b""
+
+    def read_until(self, text, timeout=5):
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.buf and time.monotonic() < deadline:
+            self.s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            self.buf += chunk
+        return self.buf.decode(errors="replace")
+
+    def close(self):
+        self.s.close()
+
+
+def run_redact(build, tmp):
+    """Step 1: a camera password appears nowhere the relay shows things."""
+    state = os.path.join(tmp, "redact", "relay.json")
+    relay = Relay(build, ["--state", state, "--size", "64x48", "--fps", "5"])
+    try:
+        def hidden():
+            ev = Events(relay.port)
+            try:
+                ev.read_until("steward relay events")
+                url = "http://viewer:%s@127.0.0.1:1/x?token=tok-%s" % (SECRET, SECRET)
+                st, doc, _ = relay.json("POST", "/api/inputs",
+                                        {"name": "cam", "kind": "mjpeg", "url": url})
+                assert st == 201, (st, doc)
+                assert doc["url"] == "http://viewer:***@127.0.0.1:1/x?token=***", doc["url"]
+                events = ev.read_until('"state":"no-signal"', timeout=8)
+            finally:
+                ev.close()
+            assert "input-created" in events and "viewer:***@" in events, events[-800:]
+            # The camera's refusals have reached the log and last_error by now.
+            deadline = time.monotonic() + 8
+            while True:
+                st, doc, _ = relay.json("GET", "/api/inputs/cam")
+                if doc.get("last_error") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert doc.get("last_error"), doc
+            answers = []
+            for path in ("/api/inputs", "/api/inputs/cam", "/api/inputs/cam/outputs", "/metrics",
+                         "/system-resources", "/debug/threads", "/"):
+                st, text, _ = relay.call("GET", path)
+                assert st == 200, (path, st)
+                answers.append((path, text.decode(errors="replace")))
+            answers.append(("events", events))
+            answers.append(("stderr", relay.stderr()))
+            for where, text in answers:
+                assert SECRET not in text, "%s shows the password: %s" % (
+                    where, text[max(0, text.find(SECRET) - 200):][:400])
+            # Only the state file keeps it, readable by the owner alone.
+            with open(state) as f:
+                saved = json.load(f)
+            assert [i["url"] for i in saved["inputs"] if i["name"] == "cam"] == [url], saved
+            mode = stat.S_IMODE(os.stat(state).st_mode)
+            assert mode == 0o600, oct(mode)
+            mode = stat.S_IMODE(os.stat(os.path.dirname(state)).st_mode)
+            assert mode == 0o700, oct(mode)
+
+        check("auth_password_hidden", hidden)
+        check("auth_password_hidden_shutdown", lambda: relay.stop())
+    finally:
+        relay.kill()
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: relay_auth.py BUILD_DIR", file=sys.stderr)
+        return 2
+    build = sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix="relay-auth-")
+    try:
+        for suite in (run_redact,):
+            try:
+                suite(build, tmp)
+            except Exception as e:
+                report(suite.__name__, False, "could not run: %s" % e)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if all(RESULTS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
