@@ -24,6 +24,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "config.h"
 #include "http_internal.h"
 #include "redact.h"
 #include "steward/alloc.h"
@@ -279,6 +280,14 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
 
 static void handle_delete_input(relay_http *srv, struct evhttp_request *req, http_input *hi)
 {
+    if (hi->in->declared) {
+        char msg[RELAY_PATH_MAX + 128];
+        snprintf(msg, sizeof(msg),
+                 "input \"%s\" is declared by the config file %s: remove it there", hi->in->name,
+                 srv->cfg.file != NULL ? srv->cfg.file->path : "");
+        relay_http__reply_error(req, 409, msg);
+        return;
+    }
     /* Saved first, so a delete that cannot be saved changes nothing (the
      * input would come back after a restart). */
     int rc = save_state(srv, hi, NULL);

@@ -90,7 +90,16 @@ typedef struct relay_config {
     unsigned nallow_host;
     char cors_origin[RELAY_ALLOW_MAX][RELAY_ALLOW_LEN];
     unsigned ncors_origin;
+    /* What the config file declares (config.h): users, TLS, inputs.
+     * Borrowed, lives until the relay exits; NULL without --config. */
+    const struct relay_file *file;
+    bool insecure_no_auth; /* serve a non-loopback address without users */
 } relay_config;
+
+/* Set the option @opt ("--max-viewers"...) from the text @value, checked as
+ * on the command line. Returns 0, -EINVAL for a bad value, -ENOENT for an
+ * option that takes no value or does not exist. */
+int relay_option_set(relay_config *cfg, const char *opt, const char *value);
 
 /* ---- hub ---- */
 
@@ -176,6 +185,7 @@ typedef struct relay_spec {
     unsigned width, height, fps, quality; /* test only */
     bool on_demand;
     int64_t created_ms; /* wall clock, ms since the epoch; 0: now */
+    bool declared;      /* by the config file: not deletable, not in the state file */
 } relay_spec;
 
 typedef struct relay_input {
@@ -185,6 +195,7 @@ typedef struct relay_input {
     unsigned width, height, fps, quality;
     bool on_demand;     /* stop the source when the last viewer left */
     int64_t created_ms; /* wall clock, ms since the epoch */
+    bool declared;      /* by the config file: not deletable, not in the state file */
     relay_hub *hub;     /* owned */
     stw_scope *owner;   /* "input:NAME", child of the sources scope, owns this */
     /* The running source's scope (child of owner), NULL while stopped. The

@@ -257,6 +257,8 @@ int relay_state_save(const char *path, relay_input *const *inputs, unsigned n)
         return -ENOMEM;
     json_t *arr = json_object_get(root, "inputs");
     for (unsigned i = 0; i < n; i++) {
+        if (inputs[i]->declared)
+            continue; /* the config file has it */
         json_t *o = relay_spec_json(inputs[i]);
         if (o == NULL || json_array_append_new(arr, o) != 0) {
             json_decref(root);

@@ -240,6 +240,130 @@ def run_redact(build, tmp):
         relay.kill()
 
 
+def steward(build, args, stdin=None, timeout=30):
+    """(exit code, stdout, stderr) of `steward relay ARGS` (not a server)."""
+    p = subprocess.run([os.path.join(build, "src", "steward"), "relay"] + args, input=stdin,
+                       capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+CONFIG = """# a config file as an operator writes it
+listen: 127.0.0.1:9
+limits:
+  max_viewers: 50
+  max_inputs: 8
+  on_demand_grace_ms: 500
+test_pattern:
+  size: 64x48
+  fps: 5
+allow_hosts: [nvr.example]
+inputs:
+  door:
+    kind: mjpeg
+    url: "http://door:%s@127.0.0.1:1/video"
+  pattern:
+    kind: test
+    fps: 2
+    on_demand: true
+"""
+
+
+def run_config(build, tmp):
+    """Step 2: the config file."""
+    d = os.path.join(tmp, "config")
+    conf = write(os.path.join(d, "relay.yaml"), CONFIG % SECRET)
+    state = os.path.join(d, "state", "relay.json")
+
+    def print_config():
+        rc, out, err = steward(build, ["--config", conf, "--print-config", "--max-viewers", "7"])
+        assert rc == 0, (rc, err)
+        assert SECRET not in out, out
+        assert 'url: "http://door:***@127.0.0.1:1/video"' in out, out
+        # The command line wins over the file; the rest is the file's.
+        assert "  max_viewers: 7\n" in out and "  max_inputs: 8\n" in out, out
+        assert "  on_demand_grace_ms: 500\n" in out and 'allow_hosts: ["nvr.example"]' in out, out
+        assert 'listen: "127.0.0.1:9"' in out and "  pattern:\n    kind: test\n" in out, out
+
+    def bad_files():
+        cases = [
+            ("limits:\n  max_viewers: 10\n  max_viewerz: 3\n", ":3: max_viewerz: unknown key"),
+            ("listen: 127.0.0.1:1\nbogus: 1\n", ":2: bogus: unknown key"),
+            ("limits:\n  inflight: 99\n", ":2: inflight: bad value '99'"),
+            ("inputs:\n  a:\n    kind: mjpeg\n    url: ftp://x/\n",
+             ":2: a: input a: url scheme must be http or https"),
+            ("inputs:\n  a:\n    kind: test\n    colour: red\n", ":4: colour: input a: unknown key"),
+            ("users:\n  bob:\n    password_hash: hunter2\n    permissions: [read]\n",
+             ":3: password_hash: user bob: not an argon2id hash"),
+            ("users:\n  bob:\n    token_hashes: [\"blake2b256:%s\"]\n    permissions: [root]\n"
+             % ("0" * 64), ":4: permissions: user bob: unknown permission 'root'"),
+            ("tls:\n  cert: /x.pem\n", ":1: tls: needs both cert and key"),
+            ("limits: [1, 2\n", "relay.yaml:"),
+            ("listen: a\nlisten: b\n", "relay.yaml:2"),
+        ]
+        for i, (text, want) in enumerate(cases):
+            bad = write(os.path.join(d, "bad%d" % i, "relay.yaml"), text)
+            rc, out, err = steward(build, ["--config", bad, "--print-config"])
+            assert rc == 2, (text, rc, out)
+            assert out == "", out
+            assert err.startswith("steward relay: config: " + bad), (text, err)
+            assert want in err, (text, want, err)
+        rc, out, err = steward(build, ["--config", os.path.join(d, "missing.yaml")])
+        assert rc == 2 and "missing.yaml: No such file" in err, (rc, err)
+
+    check("auth_config_print", print_config)
+    check("auth_config_errors", bad_files)
+
+    relay = Relay(build, ["--config", conf, "--state", state])
+    try:
+        def declared():
+            st, doc, _ = relay.json("GET", "/api/inputs")
+            assert st == 200, st
+            names = [i["name"] for i in doc["inputs"]]
+            # Declared inputs replace the default one.
+            assert names == ["door", "pattern"], names
+            assert doc["max_viewers"] == 50, doc
+            pattern = doc["inputs"][1]
+            assert pattern["state"] == "idle" and pattern["width"] == 64, pattern
+            assert pattern["fps"] == 2, pattern
+            for name in ("door", "pattern"):
+                st, doc, _ = relay.json("DELETE", "/api/inputs/" + name)
+                assert st == 409, (name, st, doc)
+                assert "declared by the config file " + conf in doc["error"], doc
+            st, doc, _ = relay.json("POST", "/api/inputs", {"name": "pattern", "kind": "test"})
+            assert st == 409, (st, doc)
+            st, doc, _ = relay.json("POST", "/api/inputs",
+                                    {"name": "extra", "kind": "test", "width": 32, "height": 32})
+            assert st == 201, (st, doc)
+            with open(state) as f:
+                saved = [i["name"] for i in json.load(f)["inputs"]]
+            assert saved == ["extra"], saved
+
+        check("auth_config_inputs", declared)
+        check("auth_config_shutdown", lambda: relay.stop())
+    finally:
+        relay.kill()
+
+    relay = Relay(build, ["--config", conf, "--state", state])
+    try:
+        def restart():
+            st, doc, _ = relay.json("GET", "/api/inputs")
+            assert [i["name"] for i in doc["inputs"]] == ["door", "pattern", "extra"], doc
+            st, doc, _ = relay.json("DELETE", "/api/inputs/extra")
+            assert st == 200, (st, doc)
+            relay.stop()
+
+        check("auth_config_restart", restart)
+    finally:
+        relay.kill()
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: relay_auth.py BUILD_DIR", file=sys.stderr)
@@ -247,7 +371,7 @@ def main():
     build = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="relay-auth-")
     try:
-        for suite in (run_redact,):
+        for suite in (run_redact, run_config):
             try:
                 suite(build, tmp)
             except Exception as e:
