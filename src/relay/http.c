@@ -172,9 +172,10 @@ static void on_request(struct evhttp_request *req, void *arg)
         relay_http__reply_error(req, 503, "out of memory");
         return;
     }
-    if (relay_http__decode_path(raw, path, &len) == 0)
-        route(srv, req, path, len, cmd);
-    else
+    if (relay_http__decode_path(raw, path, &len) == 0) {
+        if (relay_http__authorize(srv, req, path, cmd))
+            route(srv, req, path, len, cmd);
+    } else
         relay_http__reply_error(req, 400, "bad request target");
     stw_free(path);
 }
@@ -223,6 +224,9 @@ static int setup(relay_http *srv)
     }
     if (relay_http__conn_setup(srv, l) != 0)
         return -ENOMEM;
+    int rc = relay_http__auth_setup(srv);
+    if (rc != 0)
+        return rc;
     srv->cancel_ev = event_new(srv->base, stw_scope_cancel_fd(srv->scope), EV_READ, on_cancel, srv);
     if (srv->cancel_ev == NULL || event_add(srv->cancel_ev, NULL) != 0)
         return -ENOMEM;
@@ -247,6 +251,7 @@ static void teardown(relay_http *srv)
         evhttp_free(srv->http);
     srv->http = NULL;
     relay_http__conn_release(srv);
+    relay_http__auth_free(srv);
     for (unsigned i = 0; i < srv->ninputs; i++)
         relay_http__input_unwatch(srv->inputs[i]);
     if (srv->keepalive != NULL)

@@ -18,6 +18,7 @@
  *     http_conn.c     connection caps, the request-head deadline, the bound on
  *                     what a client may buffer, the accept back-off
  *     http_guard.c    request policy: Host, Origin, CORS, Content-Type
+ *     http_auth.c     users: authentication, permissions, failure delays
  *     http_parse.c    parsing of the path, Host, Content-Type and Origin (pure,
  *                     fuzzed by tests/fuzz/fuzz_http_request.c)
  *
@@ -60,6 +61,7 @@ typedef struct viewer viewer;
 typedef struct http_input http_input;
 typedef struct sse_client sse_client;
 typedef struct http_conn http_conn;
+typedef struct relay_auth relay_auth;
 
 struct viewer {
     viewer *prev, *next;
@@ -127,6 +129,7 @@ struct relay_http {
     size_t read_cap; /* bytes a connection may have read but not parsed */
     uint64_t refused_total, refused_client, header_timeouts, accept_errors;
     uint64_t rejected_host, rejected_origin, state_save_failures;
+    relay_auth *auth; /* http_auth.c: NULL without users (anonymous access) */
 };
 
 /* ---- connections (http_conn.c) ---- */
@@ -156,6 +159,21 @@ unsigned relay_http__conn_count(relay_http *srv);
  * Origin). Adds the CORS headers an allowed origin gets. Returns true if
  * the router should go on, false once it has answered. */
 bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_cmd_type cmd);
+
+/* ---- users and permissions (http_auth.c) ---- */
+
+/* Make srv->auth for the config file's users (none: stays NULL). Returns 0
+ * or a negative errno. */
+int relay_http__auth_setup(relay_http *srv);
+
+/* Free srv->auth (teardown, after evhttp_free). */
+void relay_http__auth_free(relay_http *srv);
+
+/* Check that @req (decoded @path, @cmd) comes from a user with the
+ * permission the path needs. Returns true if the router should go on,
+ * false once it has answered (401, 403, 429) or will (a delayed 401). */
+bool relay_http__authorize(relay_http *srv, struct evhttp_request *req, const char *path,
+                           enum evhttp_cmd_type cmd);
 
 /* ---- replies and JSON text (http_reply.c) ---- */
 

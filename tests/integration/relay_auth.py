@@ -364,6 +364,227 @@ def run_config(build, tmp):
         relay.kill()
 
 
+def hash_password(build, pw):
+    rc, out, err = steward(build, ["--hash-password"], stdin=(pw + "\n").encode())
+    assert rc == 0, (rc, err)
+    return out.strip()
+
+
+def new_token(build):
+    rc, out, err = steward(build, ["--new-token"])
+    assert rc == 0, (rc, err)
+    token = re.search(r"^token: ([0-9a-f]{64})$", out, re.M).group(1)
+    line = re.search(r'^token_hashes: \["(blake2b256:[0-9a-f]{64})"\]$', out, re.M).group(1)
+    return token, line
+
+
+def users_config(build, d, extra=""):
+    """A config with alice (admin), bob (read), carol (publish, by token)."""
+    token, token_hash = new_token(build)
+    text = """listen: 127.0.0.1:0
+state: none
+test_pattern: {size: 64x48, fps: 5}
+users:
+  alice:
+    password_hash: "%s"
+    permissions: [admin]
+  bob:
+    password_hash: "%s"
+    permissions: [read]
+  carol:
+    token_hashes: ["%s"]
+    permissions: [publish]
+%s""" % (hash_password(build, "alice-pw"), hash_password(build, "bob-pw"), token_hash, extra)
+    return write(os.path.join(d, "relay.yaml"), text), token
+
+
+ALICE = ("alice", "alice-pw")
+BOB = ("bob", "bob-pw")
+
+
+def first_line(build, args, timeout=20):
+    """(first stdout line, exit code or None if still running) of a relay; killed after."""
+    p = subprocess.Popen([os.path.join(build, "src", "steward"), "relay"] + args,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        line = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not line.endswith(b"\n"):
+            r, _, _ = select.select([p.stdout], [], [], 0.2)
+            if r:
+                c = os.read(p.stdout.fileno(), 1)
+                if not c:
+                    break
+                line += c
+        rc = p.poll()
+        if rc is None:
+            time.sleep(0.2)
+            rc = p.poll()
+        err = b""
+        if rc is not None:
+            err = p.stderr.read()
+        return line.decode(), rc, err.decode(errors="replace")
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+
+
+def run_users(build, tmp):
+    """Step 3: users and permissions."""
+    d = os.path.join(tmp, "users")
+
+    def helpers():
+        h = hash_password(build, "correct horse")
+        assert h.startswith("$argon2id$v=19$m=65536,t=2,p=1$"), h
+        assert h != hash_password(build, "correct horse"), "unsalted"
+        rc, out, err = steward(build, ["--hash-password"], stdin=b"")
+        assert rc != 0 and out == "" and "stdin" in err, (rc, out, err)
+        token, line = new_token(build)
+        assert token != new_token(build)[0]
+
+    check("auth_hash_helpers", helpers)
+
+    def listen_rules():
+        line, rc, err = first_line(build, ["--listen", "0.0.0.0:0", "--state", "none"])
+        assert rc == 2 and line == "", (line, rc, err)
+        assert "without users" in err and "--insecure-no-auth" in err, err
+        line, rc, err = first_line(build, ["--listen", "0.0.0.0:0", "--state", "none",
+                                           "--insecure-no-auth", "--no-default-input"])
+        assert rc is None and line.startswith("steward relay: serving http://0.0.0.0:"), (line, rc,
+                                                                                         err)
+        conf, _ = users_config(build, os.path.join(d, "listen"))
+        line, rc, err = first_line(build, ["--config", conf, "--listen", "0.0.0.0:0",
+                                           "--no-default-input"])
+        assert rc is None and line.startswith("steward relay: serving http://0.0.0.0:"), (line, rc,
+                                                                                         err)
+
+    check("auth_listen_needs_users", listen_rules)
+
+    conf, token = users_config(build, d)
+    relay = Relay(build, ["--config", conf])
+    try:
+        def anonymous():
+            for path in ("/", "/api/inputs", "/stream/test", "/snapshot/test.jpg", "/api/events",
+                         "/metrics", "/system-resources", "/debug/threads", "/nope"):
+                st, doc, hdr = relay.json("GET", path)
+                assert st == 401, (path, st)
+                assert hdr.get("WWW-Authenticate") == 'Basic realm="steward"', (path, hdr)
+                assert hdr.get("Content-Type") == "application/json", (path, hdr)
+                assert doc == {"error": "authentication required"}, (path, doc)
+            st, doc, _ = relay.json("POST", "/api/inputs", {"name": "x", "kind": "test"})
+            assert st == 401, st
+            st, doc, _ = relay.json("GET", "/healthz")
+            assert st == 200 and doc == {"status": "ok"}, (st, doc)
+
+        def reader():
+            for path in ("/", "/ui/app.js", "/api/inputs", "/api/inputs/test", "/metrics",
+                         "/api/inputs/test/outputs"):
+                st, _, _ = relay.call("GET", path, user=BOB)
+                assert st == 200, (path, st)
+            deadline = time.monotonic() + 5
+            while relay.call("GET", "/snapshot/test.jpg", user=BOB)[0] != 200:
+                assert time.monotonic() < deadline, "no snapshot"
+                time.sleep(0.1)
+            c = relay.conn()
+            c.request("GET", "/stream/test", headers={
+                "Authorization": "Basic " + base64.b64encode(b"bob:bob-pw").decode()})
+            r = c.getresponse()
+            assert r.status == 200 and r.read1(100), r.status
+            c.close()
+            for method, path, body in (("POST", "/api/inputs", {"name": "x", "kind": "test"}),
+                                       ("DELETE", "/api/inputs/test", None),
+                                       ("GET", "/system-resources", None),
+                                       ("GET", "/debug/threads", None),
+                                       ("POST", "/cleanup-resources", None)):
+                st, doc, _ = relay.json(method, path, body, user=BOB)
+                assert st == 403, (method, path, st)
+                assert "user bob lacks the" in doc["error"], doc
+
+        def publisher():
+            st, doc, _ = relay.json("POST", "/api/inputs",
+                                    {"name": "cam2", "kind": "test", "width": 32, "height": 32},
+                                    token=token)
+            assert st == 201, (st, doc)
+            st, doc, _ = relay.json("GET", "/api/inputs", token=token)
+            assert st == 403 and "lacks the read permission" in doc["error"], (st, doc)
+            st, doc, _ = relay.json("DELETE", "/api/inputs/cam2", token=token)
+            assert st == 200, (st, doc)
+
+        def admin():
+            for method, path in (("GET", "/system-resources"), ("GET", "/debug/threads"),
+                                 ("POST", "/cleanup-resources"), ("GET", "/api/inputs"),
+                                 ("GET", "/metrics")):
+                st, _, _ = relay.call(method, path, user=ALICE)
+                assert st == 200, (method, path, st)
+            st, doc, _ = relay.json("POST", "/api/inputs", {"name": "a2", "kind": "test"},
+                                    user=ALICE)
+            assert st == 201, (st, doc)
+            st, doc, _ = relay.json("DELETE", "/api/inputs/a2", user=ALICE)
+            assert st == 200, (st, doc)
+
+        def events():
+            s = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+            try:
+                s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic "
+                          + base64.b64encode(b"bob:bob-pw") + b"\r\n\r\n")
+                buf = b""
+                while b"steward relay events" not in buf:
+                    chunk = s.recv(4096)
+                    assert chunk, buf
+                    buf += chunk
+                assert buf.startswith(b"HTTP/1.1 200"), buf[:100]
+            finally:
+                s.close()
+
+        def failures():
+            for cred in (dict(user=("alice", "wrong")), dict(user=("mallory", "x")),
+                         dict(token="0" * 64), dict(headers={"Authorization": "Basic !!!"}),
+                         dict(headers={"Authorization": "Digest x"})):
+                t0 = time.monotonic()
+                st, doc, hdr = relay.json("GET", "/api/inputs", **cred)
+                took = time.monotonic() - t0
+                assert st == 401, (cred, st)
+                assert hdr.get("WWW-Authenticate") == 'Basic realm="steward"', hdr
+                assert doc == {"error": "wrong user name, password or token"}, doc
+                assert took >= 0.19, (cred, took)
+            # A client that leaves during the delay costs nothing (checked at
+            # shutdown: no leak).
+            for _ in range(3):
+                s = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+                s.sendall(b"GET /api/inputs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Authorization: Bearer nope\r\n\r\n")
+                s.close()
+            time.sleep(0.4)
+            st, _, _ = relay.call("GET", "/api/inputs", user=BOB)
+            assert st == 200, st
+            assert "alice-pw" not in relay.stderr() and "bob-pw" not in relay.stderr()
+
+        def lockout():
+            # bob's success above cleared this address's failures; 10 lock
+            # it out, then even a right password is refused.
+            for i in range(10):
+                st, _, _ = relay.call("GET", "/api/inputs", user=("alice", "wrong%d" % i))
+                assert st == 401, (i, st)
+            st, doc, hdr = relay.json("GET", "/api/inputs", user=ALICE)
+            assert st == 429, (st, doc)
+            assert 0 < int(hdr.get("Retry-After", "0")) <= 60, hdr
+            assert "too many failed logins" in doc["error"], doc
+            st, _, _ = relay.call("GET", "/healthz")
+            assert st == 200, st
+
+        check("auth_anonymous_401", anonymous)
+        check("auth_read_permission", reader)
+        check("auth_publish_token", publisher)
+        check("auth_admin_permission", admin)
+        check("auth_events_with_user", events)
+        check("auth_failure_delay", failures)
+        check("auth_lockout_429", lockout)
+        check("auth_users_shutdown", lambda: relay.stop())
+    finally:
+        relay.kill()
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: relay_auth.py BUILD_DIR", file=sys.stderr)
@@ -371,7 +592,7 @@ def main():
     build = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="relay-auth-")
     try:
-        for suite in (run_redact, run_config):
+        for suite in (run_redact, run_config, run_users):
             try:
                 suite(build, tmp)
             except Exception as e:
