@@ -33,10 +33,12 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "config.h"
 #include "http_internal.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
 #include "steward/ledger.h"
+#include "tls.h"
 
 /* A HEAD of a streaming path: the headers its GET starts with, no body. */
 static void head_of_stream(struct evhttp_request *req, const char *type)
@@ -279,6 +281,7 @@ static void srv_free(void *arg)
 {
     relay_http *srv = arg;
     stw_fd_close(&srv->listen_fd);
+    relay_tls_free(&srv->tls);
     for (unsigned i = 0; i < srv->ninputs; i++)
         stw_free(srv->inputs[i]);
     stw_free(srv);
@@ -334,6 +337,14 @@ int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *c
         hi->in = inputs[i];
         hi->srv = srv;
         srv->inputs[srv->ninputs++] = hi;
+    }
+    if (cfg->file != NULL && cfg->file->tls_cert[0] != '\0') {
+        char err[512];
+        rc = relay_tls_new(cfg->file->tls_cert, cfg->file->tls_key, &srv->tls, err, sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "steward relay: tls: %s\n", err);
+            goto free_srv;
+        }
     }
     srv->listen_fd =
         stw_fd_track(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0),

@@ -540,8 +540,9 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
 static void print_address(const relay_config *cfg, int port)
 {
     bool v6 = strchr(cfg->host, ':') != NULL;
-    printf("steward relay: serving http://%s%s%s:%d/\n", v6 ? "[" : "", cfg->host, v6 ? "]" : "",
-           port);
+    bool tls = cfg->file != NULL && cfg->file->tls_cert[0] != '\0';
+    printf("steward relay: serving %s://%s%s%s:%d/\n", tls ? "https" : "http", v6 ? "[" : "",
+           cfg->host, v6 ? "]" : "", port);
     fflush(stdout);
 }
 

@@ -585,6 +585,109 @@ def run_users(build, tmp):
         relay.kill()
 
 
+def curl(args, timeout=20):
+    p = subprocess.run(["curl", "-s", "-S", "--max-time", "10"] + args, capture_output=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+
+def run_tls(build, tmp):
+    """Step 4: HTTPS on the listener, checked with curl --cacert."""
+    d = os.path.join(tmp, "tls")
+    os.makedirs(d)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+    conf, _ = users_config(build, d, "tls:\n  cert: %s\n  key: %s\n" % (cert, key))
+
+    def bad_files():
+        other = write(os.path.join(d, "bad", "relay.yaml"),
+                      "state: none\ntls:\n  cert: %s\n  key: %s\n" % (os.path.join(d, "nope.pem"),
+                                                                      key))
+        line, rc, err = first_line(build, ["--config", other])
+        assert rc not in (None, 0) and line == "", (line, rc, err)
+        assert "tls: certificate " + os.path.join(d, "nope.pem") in err, err
+        wrong = write(os.path.join(d, "bad2", "relay.yaml"),
+                      "state: none\ntls:\n  cert: %s\n  key: %s\n" % (cert, cert))
+        line, rc, err = first_line(build, ["--config", wrong])
+        assert rc not in (None, 0) and "tls: key " + cert in err, (line, rc, err)
+
+    check("auth_tls_bad_files", bad_files)
+
+    relay = Relay(build, ["--config", conf], cafile=cert)
+    try:
+        base = "https://127.0.0.1:%d" % relay.port
+
+        def with_curl():
+            assert relay.scheme == "https", relay.scheme
+            rc, out, err = curl(["--cacert", cert, base + "/healthz"])
+            assert rc == 0 and json.loads(out) == {"status": "ok"}, (rc, out, err)
+            rc, out, err = curl(["--cacert", cert, "-o", "/dev/null", "-w", "%{http_code}",
+                                 base + "/api/inputs"])
+            assert rc == 0 and out == b"401", (rc, out, err)
+            rc, out, err = curl(["--cacert", cert, "-u", "bob:bob-pw", base + "/api/inputs"])
+            assert rc == 0 and json.loads(out)["inputs"][0]["name"] == "test", (rc, out, err)
+            # The browser's same-origin POST carries an https:// Origin.
+            rc, out, err = curl(["--cacert", cert, "-u", "alice:alice-pw", "-X", "POST",
+                                 "-H", "Content-Type: application/json",
+                                 "-H", "Origin: " + base, "-d",
+                                 '{"name":"tlsin","kind":"test","width":32,"height":32}',
+                                 base + "/api/inputs"])
+            assert rc == 0 and json.loads(out).get("name") == "tlsin", (rc, out, err)
+            rc, out, err = curl(["--cacert", cert, "-u", "alice:alice-pw", "-X", "POST",
+                                 "-H", "Content-Type: application/json",
+                                 "-H", "Origin: http://127.0.0.1:%d" % relay.port, "-d", "{}",
+                                 base + "/api/inputs"])
+            assert rc == 0 and b"error" in out, (rc, out, err)
+            deadline = time.monotonic() + 5
+            while True:
+                rc, out, err = curl(["--cacert", cert, "-u", "bob:bob-pw",
+                                     base + "/snapshot/test.jpg"])
+                if (rc == 0 and out[:2] == b"\xff\xd8") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert rc == 0 and out[:2] == b"\xff\xd8" and out[-2:] == b"\xff\xd9", (rc, out[:40])
+            rc, out, err = curl(["--cacert", cert, "-u", "bob:bob-pw", "--max-time", "2",
+                                 base + "/stream/test"])
+            assert rc == 28 and out.count(b"--stwframe") >= 2, (rc, len(out), err)
+            # No certificate to trust, or plain HTTP: no answer.
+            rc, out, err = curl([base + "/healthz"])
+            assert rc == 60, (rc, out, err)
+            rc, out, err = curl(["http://127.0.0.1:%d/healthz" % relay.port])
+            assert rc != 0 and b"ok" not in out, (rc, out, err)
+
+        def python_client():
+            st, doc, _ = relay.json("GET", "/api/inputs", user=ALICE)
+            assert st == 200 and [i["name"] for i in doc["inputs"]] == ["test", "tlsin"], doc
+            st, doc, _ = relay.json("DELETE", "/api/inputs/tlsin", user=ALICE)
+            assert st == 200, (st, doc)
+
+        def rude_clients():
+            # Leaving mid-handshake, garbage instead of a ClientHello, a
+            # handshake and nothing else: each is just closed.
+            for data in (b"", b"\x16\x03\x01\x00", b"GET / HTTP/1.1\r\n\r\n" * 10):
+                s = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+                if data:
+                    s.sendall(data)
+                s.close()
+            ctx = ssl.create_default_context(cafile=cert)
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", relay.port), timeout=5),
+                                server_hostname="127.0.0.1")
+            s.close()
+            time.sleep(0.3)
+            rc, out, err = curl(["--cacert", cert, base + "/healthz"])
+            assert rc == 0, (rc, err)
+
+        check("auth_tls_curl", with_curl)
+        check("auth_tls_python", python_client)
+        check("auth_tls_rude_clients", rude_clients)
+        check("auth_tls_shutdown", lambda: relay.stop())
+    finally:
+        relay.kill()
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: relay_auth.py BUILD_DIR", file=sys.stderr)
@@ -592,7 +695,7 @@ def main():
     build = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="relay-auth-")
     try:
-        for suite in (run_redact, run_config, run_users):
+        for suite in (run_redact, run_config, run_users, run_tls):
             try:
                 suite(build, tmp)
             except Exception as e:
