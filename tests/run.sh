@@ -79,6 +79,15 @@ if [ "$unit_only" != --unit-only ]; then
         failed=$((failed + 1))
         echo "FAIL ui: tests/browser/ui_test.mjs did not run"
     fi
+    # The same UI behind users and TLS (tests/browser/ui_auth_test.mjs).
+    timeout 300 node "$here/browser/ui_auth_test.mjs" "$build" >"$out/ui_auth.log" 2>&1
+    cat "$out/ui_auth.log"
+    passed=$((passed + $(grep -c '^ok   ui/' "$out/ui_auth.log")))
+    failed=$((failed + $(grep -c '^FAIL ui/' "$out/ui_auth.log")))
+    if ! grep -q '^ok   ui/\|^FAIL ui/' "$out/ui_auth.log"; then
+        failed=$((failed + 1))
+        echo "FAIL ui: tests/browser/ui_auth_test.mjs did not run"
+    fi
     for s in "$here"/cli/*.sh; do
         [ -f "$s" ] || continue
         name=$(basename "$s" .sh)
