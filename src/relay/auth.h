@@ -13,17 +13,20 @@
  *   Without users, a loopback listener serves everyone (as before); any
  *   other address refuses to start unless --insecure-no-auth says so.
  *
- *   Checking a password costs an argon2id run (tens of ms and the hash's
- *   memory) on the loop thread. A password that verified once is
- *   remembered as a keyed BLAKE2b digest (key random per process, never the
- *   password), so the requests that follow cost a hash and a
- *   constant-time compare. Failures are answered after AUTH_FAIL_DELAY_MS
- *   by a libevent timer (the loop never sleeps), and an address with
- *   AUTH_FAIL_MAX failures within AUTH_FAIL_WINDOW_S is answered 429
- *   without any check until the window ends.
+ *   Checking a password costs an argon2id run (a few hundred ms and the
+ *   hash's memory): it runs on a verifier thread of the http scope, never
+ *   on the loop, one at a time, with at most 8 waiting (503 beyond). A
+ *   password that verified once is remembered as a keyed BLAKE2b digest
+ *   (key random per process, never the password), so the requests that
+ *   follow cost a hash and a constant-time compare on the loop. Failures
+ *   are answered after AUTH_FAIL_DELAY_MS by a libevent timer (the loop
+ *   never sleeps), and an address with AUTH_FAIL_MAX failures within
+ *   AUTH_FAIL_WINDOW_S is answered 429 without any check until the window
+ *   ends.
  *
  * Threads
- *   relay_auth_* of the HTTP server run on the loop thread only.
+ *   The request side (http_auth.c) runs on the loop thread, except the
+ *   argon2id checks on its verifier thread.
  *
  * Ownership
  *   relay_auth and its pending answers belong to the relay_http; pending

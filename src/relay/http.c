@@ -150,6 +150,12 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
     }
 }
 
+void relay_http__route(relay_http *srv, struct evhttp_request *req, const char *path,
+                       enum evhttp_cmd_type cmd)
+{
+    route(srv, req, path, strlen(path), cmd);
+}
+
 /* Admission, policy, then the route of the decoded path (input names are
  * [A-Za-z0-9_-], so "/stream/te%73t" is "/stream/test"). */
 static void on_request(struct evhttp_request *req, void *arg)
@@ -226,9 +232,8 @@ static int setup(relay_http *srv)
     }
     if (relay_http__conn_setup(srv, l) != 0)
         return -ENOMEM;
-    int rc = relay_http__auth_setup(srv);
-    if (rc != 0)
-        return rc;
+    if (relay_http__auth_watch(srv) != 0)
+        return -ENOMEM;
     srv->cancel_ev = event_new(srv->base, stw_scope_cancel_fd(srv->scope), EV_READ, on_cancel, srv);
     if (srv->cancel_ev == NULL || event_add(srv->cancel_ev, NULL) != 0)
         return -ENOMEM;
@@ -253,7 +258,7 @@ static void teardown(relay_http *srv)
         evhttp_free(srv->http);
     srv->http = NULL;
     relay_http__conn_release(srv);
-    relay_http__auth_free(srv);
+    relay_http__auth_unwatch(srv);
     for (unsigned i = 0; i < srv->ninputs; i++)
         relay_http__input_unwatch(srv->inputs[i]);
     if (srv->keepalive != NULL)
@@ -366,6 +371,10 @@ int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *c
     rc = stw_scope_defer(scope, srv_free, srv);
     if (rc != 0)
         goto free_srv;
+    /* From here the scope frees srv. */
+    rc = relay_http__auth_setup(srv);
+    if (rc != 0)
+        return rc;
     return stw_scope_spawn(scope, "http-loop", loop_main, srv);
 
 free_srv:

@@ -163,16 +163,24 @@ bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_
 
 /* ---- users and permissions (http_auth.c) ---- */
 
-/* Make srv->auth for the config file's users (none: stays NULL). Returns 0
- * or a negative errno. */
+/* Make srv->auth for the config file's users (none: stays NULL), owned by
+ * srv->scope, and start its verifier thread there. Before the loop runs.
+ * Returns 0 or a negative errno. */
 int relay_http__auth_setup(relay_http *srv);
 
-/* Free srv->auth (teardown, after evhttp_free). */
-void relay_http__auth_free(relay_http *srv);
+/* On the loop: watch the verifier's results (setup), and free that and
+ * every waiting entry (teardown, after evhttp_free). */
+int relay_http__auth_watch(relay_http *srv);
+void relay_http__auth_unwatch(relay_http *srv);
+
+/* Route @req to its handler (http.c), once authorized later. */
+void relay_http__route(relay_http *srv, struct evhttp_request *req, const char *path,
+                       enum evhttp_cmd_type cmd);
 
 /* Check that @req (decoded @path, @cmd) comes from a user with the
  * permission the path needs. Returns true if the router should go on,
- * false once it has answered (401, 403, 429) or will (a delayed 401). */
+ * false once it has answered (401, 403, 429, 503) or will (a delayed 401,
+ * or a password being checked: then it routes the request itself). */
 bool relay_http__authorize(relay_http *srv, struct evhttp_request *req, const char *path,
                            enum evhttp_cmd_type cmd);
 

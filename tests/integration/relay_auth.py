@@ -79,15 +79,15 @@ class Relay:
         self.err.seek(0)
         return self.err.read().decode(errors="replace")
 
-    def conn(self, timeout=10):
+    def conn(self, timeout=20):
         if self.scheme == "https":
             ctx = ssl.create_default_context(cafile=self.cafile)
             return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
-    def call(self, method, path, body=None, user=None, token=None, headers=None):
+    def call(self, method, path, body=None, user=None, token=None, headers=None, timeout=20):
         """(status, body bytes, headers) of one request."""
-        c = self.conn()
+        c = self.conn(timeout=timeout)
         try:
             h = dict(headers or {})
             data = None
@@ -573,6 +573,40 @@ def run_users(build, tmp):
             st, _, _ = relay.call("GET", "/healthz")
             assert st == 200, st
 
+        def loop_not_blocked():
+            # Five new passwords to check (argon2id, a few hundred ms each):
+            # the verifier thread runs them, the loop keeps answering.
+            import threading
+            results = []
+
+            def login(i):
+                results.append(relay.call("GET", "/api/inputs", user=("alice", "guess%d" % i))[0])
+
+            threads = [threading.Thread(target=login, args=(i,)) for i in range(5)]
+            for t in threads:
+                t.start()
+            worst = 0.0
+            time.sleep(0.05)
+            while any(t.is_alive() for t in threads):
+                t0 = time.monotonic()
+                st, _, _ = relay.call("GET", "/healthz")
+                worst = max(worst, time.monotonic() - t0)
+                assert st == 200, st
+                time.sleep(0.02)
+            for t in threads:
+                t.join()
+            assert results == [401] * 5, results
+            assert worst < 0.15, "the loop stalled %.3f s" % worst
+            # A client that leaves while its password is checked.
+            s = socket.create_connection(("127.0.0.1", relay.port), timeout=5)
+            s.sendall(b"GET /api/inputs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic "
+                      + base64.b64encode(b"alice:left-early") + b"\r\n\r\n")
+            s.close()
+            # A success clears the address's failures.
+            st, _, _ = relay.call("GET", "/api/inputs", user=BOB)
+            assert st == 200, st
+
+        check("auth_loop_not_blocked", loop_not_blocked)
         check("auth_anonymous_401", anonymous)
         check("auth_read_permission", reader)
         check("auth_publish_token", publisher)
@@ -589,6 +623,35 @@ def curl(args, timeout=20):
     p = subprocess.run(["curl", "-s", "-S", "--max-time", "10"] + args, capture_output=True,
                        timeout=timeout)
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+
+def run_queue(build, tmp):
+    """More new passwords at once than the verifier queue holds: 503 for
+    the rest, never a stall or a leak."""
+    import threading
+    conf, _ = users_config(build, os.path.join(tmp, "queue"))
+    relay = Relay(build, ["--config", conf])
+    try:
+        def flood():
+            results = []
+
+            def login(i):
+                results.append(relay.call("GET", "/metrics", user=("bob", "no%d" % i),
+                                          timeout=60)[0])
+
+            threads = [threading.Thread(target=login, args=(i,)) for i in range(24)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(results) == 24, results
+            assert set(results) <= {401, 503, 429} and 503 in results, results
+            assert results.count(401) <= 8, results
+
+        check("auth_verify_queue_full", flood)
+        check("auth_verify_queue_shutdown", lambda: relay.stop())
+    finally:
+        relay.kill()
 
 
 def run_tls(build, tmp):
@@ -695,7 +758,7 @@ def main():
     build = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="relay-auth-")
     try:
-        for suite in (run_redact, run_config, run_users, run_tls):
+        for suite in (run_redact, run_config, run_users, run_queue, run_tls):
             try:
                 suite(build, tmp)
             except Exception as e:
