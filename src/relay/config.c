@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 #include <libfyaml.h>
@@ -459,6 +460,20 @@ static int top(walk *w, relay_config *cfg, relay_file *file, struct fy_node *roo
     return in_map != NULL ? inputs(w, cfg, file, in_key, in_map) : 0;
 }
 
+/* Users, or a camera URL with a password (what relay_redact would hide). */
+static bool holds_secrets(const relay_file *file)
+{
+    if (file->nusers > 0)
+        return true;
+    for (unsigned i = 0; i < file->ninputs; i++) {
+        char shown[RELAY_URL_MAX + 1];
+        relay_redact(file->inputs[i].url, shown, sizeof(shown));
+        if (strcmp(shown, file->inputs[i].url) != 0)
+            return true;
+    }
+    return false;
+}
+
 static void diag_quiet(struct fy_diag *diag, void *user, const char *buf, size_t len)
 {
     (void)diag;
@@ -487,8 +502,11 @@ int relay_config_load(const char *path, relay_config *cfg, relay_file *file, cha
     }
     snprintf(file->path, sizeof(file->path), "%s", path);
     FILE *probe = fopen(path, "r");
-    if (probe == NULL) {
+    struct stat st;
+    if (probe == NULL || fstat(fileno(probe), &st) != 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        if (probe != NULL)
+            fclose(probe);
         return -EINVAL;
     }
     fclose(probe);
@@ -522,6 +540,11 @@ int relay_config_load(const char *path, relay_config *cfg, relay_file *file, cha
         walk w = {.path = path, .err = err, .errlen = errlen};
         rc = top(&w, cfg, file, fy_document_root(doc));
         fy_document_destroy(doc);
+        if (rc == 0 && (st.st_mode & 077) != 0 && holds_secrets(file))
+            fprintf(stderr,
+                    "steward relay: warning: config %s holds password hashes or camera "
+                    "passwords and is readable by others (mode %04o): chmod 600 it\n",
+                    path, (unsigned)(st.st_mode & 07777));
     }
     fy_diag_destroy(diag);
     return rc;

@@ -299,6 +299,7 @@ static int locked_for(relay_auth *a, const char *addr)
 
 static void count_failure(relay_auth *a, const char *addr)
 {
+    a->srv->auth_failed++;
     auth_fail *f = fail_slot(a, addr, true);
     int64_t now = stw_now_ns();
     if (f->count == 0 || now - f->since_ns > (int64_t)AUTH_FAIL_WINDOW_S * 1000000000LL) {
@@ -552,6 +553,7 @@ bool relay_http__authorize(relay_http *srv, struct evhttp_request *req, const ch
         char secs[16];
         snprintf(secs, sizeof(secs), "%d", wait);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", secs);
+        srv->auth_locked++;
         relay_http__reply_error(req, 429, "too many failed logins from this address");
         return false;
     }
@@ -574,6 +576,7 @@ bool relay_http__authorize(relay_http *srv, struct evhttp_request *req, const ch
     if (u != NULL)
         return permit(a, req, u, need, addr);
     if (full) {
+        srv->auth_busy++;
         relay_http__reply_error(req, 503, "too many logins being checked; try again");
         return false;
     }

@@ -129,7 +129,8 @@ struct relay_http {
     size_t read_cap; /* bytes a connection may have read but not parsed */
     uint64_t refused_total, refused_client, header_timeouts, accept_errors;
     uint64_t rejected_host, rejected_origin, state_save_failures;
-    relay_auth *auth;       /* http_auth.c: NULL without users (anonymous access) */
+    relay_auth *auth; /* http_auth.c: NULL without users (anonymous access) */
+    uint64_t auth_failed, auth_locked, auth_busy; /* refused: credentials, locked, busy */
     struct ssl_ctx_st *tls; /* tls.c: the listener's TLS context, NULL for plain HTTP */
 };
 

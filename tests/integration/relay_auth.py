@@ -282,8 +282,12 @@ def run_config(build, tmp):
     state = os.path.join(d, "state", "relay.json")
 
     def print_config():
+        os.chmod(conf, 0o644)
+        rc, out, err = steward(build, ["--config", conf, "--print-config"])
+        assert rc == 0 and "is readable by others (mode 0644): chmod 600" in err, (rc, err)
+        os.chmod(conf, 0o600)
         rc, out, err = steward(build, ["--config", conf, "--print-config", "--max-viewers", "7"])
-        assert rc == 0, (rc, err)
+        assert rc == 0 and err == "", (rc, err)
         assert SECRET not in out, out
         assert 'url: "http://door:***@127.0.0.1:1/video"' in out, out
         # The command line wins over the file; the rest is the file's.
@@ -572,6 +576,22 @@ def run_users(build, tmp):
             assert "too many failed logins" in doc["error"], doc
             st, _, _ = relay.call("GET", "/healthz")
             assert st == 200, st
+            # Another address is not locked out; the counters show it all.
+            c = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=20,
+                                           source_address=("127.0.0.2", 0))
+            try:
+                c.request("GET", "/metrics", headers={
+                    "Authorization": "Basic " + base64.b64encode(b"alice:alice-pw").decode()})
+                r = c.getresponse()
+                text = r.read().decode()
+                assert r.status == 200, r.status
+            finally:
+                c.close()
+            failed = int(re.search(r'^steward_relay_auth_refused_total\{reason="credentials"\} '
+                                   r'(\d+)$', text, re.M).group(1))
+            locked = int(re.search(r'^steward_relay_auth_refused_total\{reason="locked"\} '
+                                   r'(\d+)$', text, re.M).group(1))
+            assert failed >= 20 and locked == 1, (failed, locked)
 
         def loop_not_blocked():
             # Five new passwords to check (argon2id, a few hundred ms each):
