@@ -30,7 +30,9 @@
  *
  * Ownership
  *   relay_auth and its pending answers belong to the relay_http; pending
- *   answers are freed when sent or when their connection closes.
+ *   answers are freed when sent or when their connection closes. libsodium
+ *   has no allocator hook: argon2id's memory (64 MiB per check) is its own,
+ *   taken and returned within each check.
  */
 #ifndef STW_RELAY_AUTH_H
 #define STW_RELAY_AUTH_H

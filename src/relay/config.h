@@ -22,7 +22,9 @@
  * Ownership
  *   relay_file is plain data owned by the caller (relay_main keeps one in
  *   static storage: it is large and lives until exit). libfyaml's document
- *   is freed before relay_config_load() returns.
+ *   is freed before relay_config_load() returns; libfyaml 0.7 has no
+ *   allocator hook, so its memory is malloc's (seen by `steward check`),
+ *   and all of it is gone before the relay's baseline.
  */
 #ifndef STW_RELAY_CONFIG_H
 #define STW_RELAY_CONFIG_H
