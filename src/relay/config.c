@@ -525,7 +525,8 @@ int relay_config_load(const char *path, relay_config *cfg, relay_file *file, cha
         return -EINVAL;
     }
     fy_diag_set_collect_errors(diag, true);
-    struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET | FYPCF_DEFAULT_PARSE, .diag = diag};
+    /* Resolved: anchors, aliases and merge keys work as in other YAML configs. */
+    struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET | FYPCF_RESOLVE_DOCUMENT, .diag = diag};
     struct fy_document *doc = fy_document_build_from_file(&pcfg, path);
     int rc = 0;
     if (doc == NULL) {
