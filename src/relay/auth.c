@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -14,21 +16,39 @@
 
 int relay_auth_hash_password(FILE *in, FILE *out)
 {
-    char pw[1024];
+    char pw[RELAY_PASSWORD_MAX + 2];
     char hash[crypto_pwhash_STRBYTES];
     if (sodium_init() < 0) {
         fprintf(stderr, "steward relay: libsodium cannot start\n");
         return -EIO;
     }
-    if (fgets(pw, sizeof(pw), in) == NULL) {
+    /* Typed at a terminal: prompt, and do not echo it. */
+    struct termios old, quiet;
+    bool tty = isatty(fileno(in)) && tcgetattr(fileno(in), &old) == 0;
+    if (tty) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(fileno(in), TCSAFLUSH, &quiet);
+        fprintf(stderr, "Password: ");
+    }
+    char *got = fgets(pw, sizeof(pw), in);
+    if (tty) {
+        tcsetattr(fileno(in), TCSAFLUSH, &old);
+        fprintf(stderr, "\n");
+    }
+    if (got == NULL) {
         fprintf(stderr, "steward relay: --hash-password reads the password from stdin\n");
         return -EINVAL;
     }
     size_t len = strcspn(pw, "\r\n");
+    bool whole = pw[len] != '\0' || feof(in);
     pw[len] = '\0';
     int rc = 0;
     if (len == 0) {
         fprintf(stderr, "steward relay: empty password\n");
+        rc = -EINVAL;
+    } else if (!whole || len > RELAY_PASSWORD_MAX) {
+        fprintf(stderr, "steward relay: a password is at most %d bytes\n", RELAY_PASSWORD_MAX);
         rc = -EINVAL;
     } else if (crypto_pwhash_str(hash, pw, len, crypto_pwhash_OPSLIMIT_INTERACTIVE,
                                  crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {

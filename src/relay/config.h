@@ -36,10 +36,11 @@
 #include "relay.h"
 
 #define RELAY_USERS_MAX 32
-#define RELAY_USER_MAX 64   /* a user name with its NUL */
-#define RELAY_HASH_MAX 128  /* crypto_pwhash_STRBYTES */
-#define RELAY_TOKENS_MAX 4  /* token hashes per user */
-#define RELAY_TOKEN_HASH 32 /* BLAKE2b-256 */
+#define RELAY_USER_MAX 64      /* a user name with its NUL */
+#define RELAY_HASH_MAX 128     /* crypto_pwhash_STRBYTES */
+#define RELAY_TOKENS_MAX 4     /* token hashes per user */
+#define RELAY_TOKEN_HASH 32    /* BLAKE2b-256 */
+#define RELAY_PASSWORD_MAX 512 /* bytes of a password */
 
 /* Permissions; admin includes the others. */
 enum {

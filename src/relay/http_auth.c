@@ -59,7 +59,7 @@
 #define AUTH_FAIL_SLOTS 256 /* client addresses whose failures are counted */
 #define AUTH_ANY 8          /* need: any user, whatever the permissions */
 #define AUTH_QUEUE 8        /* password checks waiting for the verifier */
-#define AUTH_PW_MAX 512     /* bytes of a password, at most */
+#define AUTH_PW_MAX RELAY_PASSWORD_MAX
 
 typedef struct auth_pending auth_pending;
 typedef struct auth_job auth_job;

@@ -444,6 +444,9 @@ def run_users(build, tmp):
         assert h != hash_password(build, "correct horse"), "unsalted"
         rc, out, err = steward(build, ["--hash-password"], stdin=b"")
         assert rc != 0 and out == "" and "stdin" in err, (rc, out, err)
+        rc, out, err = steward(build, ["--hash-password"], stdin=b"x" * 513 + b"\n")
+        assert rc != 0 and out == "" and "at most 512 bytes" in err, (rc, out, err)
+        assert hash_password(build, "y" * 512).startswith("$argon2id$")
         token, line = new_token(build)
         assert token != new_token(build)[0]
 
