@@ -388,6 +388,7 @@ def users_config(build, d, extra=""):
     text = """listen: 127.0.0.1:0
 state: none
 test_pattern: {size: 64x48, fps: 5}
+cors_origins: ["https://dash.example"]
 users:
   alice:
     password_hash: "%s"
@@ -544,6 +545,21 @@ def run_users(build, tmp):
             finally:
                 s.close()
 
+        def cors():
+            # A listed origin's preflight needs no user and allows the
+            # Authorization header; its requests then need one as any other.
+            st, _, hdr = relay.call("OPTIONS", "/api/inputs", headers={
+                "Origin": "https://dash.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type"})
+            assert st == 204, st
+            assert "Authorization" in hdr.get("Access-Control-Allow-Headers", ""), hdr
+            st, _, hdr = relay.call("GET", "/api/inputs", headers={"Origin": "https://dash.example"})
+            assert st == 401, st
+            st, _, hdr = relay.call("GET", "/api/inputs", user=BOB,
+                                    headers={"Origin": "https://dash.example"})
+            assert st == 200 and hdr.get("Access-Control-Allow-Origin") == "https://dash.example", (
+                st, hdr)
+
         def failures():
             for cred in (dict(user=("alice", "wrong")), dict(user=("mallory", "x")),
                          dict(token="0" * 64), dict(headers={"Authorization": "Basic !!!"}),
@@ -635,6 +651,7 @@ def run_users(build, tmp):
         check("auth_publish_token", publisher)
         check("auth_admin_permission", admin)
         check("auth_events_with_user", events)
+        check("auth_cors_preflight", cors)
         check("auth_failure_delay", failures)
         check("auth_lockout_429", lockout)
         check("auth_users_shutdown", lambda: relay.stop())
