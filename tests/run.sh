@@ -5,7 +5,8 @@
 # failed. The leak corpus (tests/leaks/run.py) and the real programs under
 # the checker (tests/real/run.sh) count one per program.
 # The relay's integration tests (tests/integration/relay_basic.py) count
-# one per test case, and so do the web UI's checks in a browser
+# one per test case, and so do the real media servers' own tests
+# (tests/integration/media_servers_test.py) and the web UI's checks in a browser
 # (tests/browser/ui_test.mjs). Command-line tests are the tests/cli/*.sh scripts:
 # each counts once.
 #   tests/run.sh BUILD_DIR [--unit-only]
@@ -68,6 +69,17 @@ if [ "$unit_only" != --unit-only ]; then
             echo "FAIL relay: $t did not run"
         fi
     done
+    # Real media servers (nginx-rtmp, gst-rtsp-server, ffmpeg's SRT and HLS)
+    # proven with plain ffmpeg, no relay: "ok   media/NAME" or "FAIL media/NAME".
+    timeout 300 python3 "$here/integration/media_servers_test.py" "$build" \
+        >"$out/media.log" 2>&1
+    cat "$out/media.log"
+    passed=$((passed + $(grep -c '^ok   media/' "$out/media.log")))
+    failed=$((failed + $(grep -c '^FAIL media/' "$out/media.log")))
+    if ! grep -q '^ok   media/\|^FAIL media/' "$out/media.log"; then
+        failed=$((failed + 1))
+        echo "FAIL media: tests/integration/media_servers_test.py did not run"
+    fi
     # The web UI in Debian's chromium (playwright-core from web/node_modules):
     # "ok   ui/NAME" or "FAIL ui/NAME"; it saves tests/out/ui.png.
     XDG_STATE_HOME="$out/state" timeout 300 node "$here/browser/ui_test.mjs" "$build" \

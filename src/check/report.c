@@ -7,6 +7,7 @@
  * Runs with the ledger guard held: everything allocated here (libdw while
  * symbolizing) is booked as the checker's own and never reported.
  */
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -478,12 +479,18 @@ static void write_status(const report *rp)
     close(fd);
 }
 
+/* One report at a time: an on-demand or periodic report on the checker's
+ * thread may still be writing when the program exits, and two writers of
+ * the same JSON file (each truncating it) leave it corrupt. */
+static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void stw__check_report(bool final, const char *why)
 {
     if (!stw__check_ready())
         return;
     if (!stw_ledger_guard_enter())
         return;
+    pthread_mutex_lock(&report_lock);
     if (final)
         stw__fds_reconcile();
     report rp = {0};
@@ -498,5 +505,6 @@ void stw__check_report(bool final, const char *why)
             write_status(&rp);
     }
     release(&rp);
+    pthread_mutex_unlock(&report_lock);
     stw_ledger_guard_exit();
 }

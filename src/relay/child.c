@@ -160,6 +160,10 @@ static void finish_line(relay_child *c, bool keep)
     c->line[n] = '\0';
     char out[RELAY_CHILD_LINE_MAX];
     relay_redact(c->line, out, sizeof(out));
+    /* The owner may know better: ffmpeg's -progress key=value lines end in
+     * '\n' and say nothing worth keeping. */
+    if (c->o.on_line != NULL && !c->o.on_line(c->o.ud, out))
+        keep = false;
     if (keep) {
         pthread_mutex_lock(&c->lock);
         memcpy(c->ring[c->ring_next], out, sizeof(out));
@@ -169,8 +173,6 @@ static void finish_line(relay_child *c, bool keep)
         pthread_mutex_unlock(&c->lock);
         c->lines_now++;
     }
-    if (c->o.on_line != NULL)
-        c->o.on_line(c->o.ud, out);
 }
 
 static void feed(relay_child *c, const char *buf, size_t n)
@@ -488,6 +490,13 @@ void relay_child_stop(relay_child *c)
     if (c->st == ST_STOPPED)
         return;
     c->spawn_due = false;
+    if (c->proc != NULL && c->o.pipe_stdin && stw_proc_close_stdin(c->proc) == 0) {
+        /* A child reading a pipe (ffmpeg) ends by itself at end of file
+         * and writes out what it must (a trailer) instead of being cut
+         * short by SIGTERM; give it up to a second of the grace period. */
+        int wait_ms = c->o.grace_ms < 1000 ? c->o.grace_ms : 1000;
+        stw_proc_wait(c->proc, stw_deadline_in_ms(wait_ms), NULL);
+    }
     if (c->proc != NULL)
         reap_child(c, c->o.grace_ms, "", false);
     publish_state(c, ST_STOPPED);

@@ -92,8 +92,10 @@ typedef struct relay_child relay_child;
 
 /* Called with each stderr line of the child (redacted, without its line
  * break, cut to RELAY_CHILD_LINE_MAX - 1 bytes; borrowed for the call) on
- * the owner thread. It must not call back into the relay_child. */
-typedef void (*relay_child_line_fn)(void *ud, const char *line);
+ * the owner thread, before the line is kept. Returns whether to keep it in
+ * the ring (false for progress output the owner has parsed). It must not
+ * call back into the relay_child. */
+typedef bool (*relay_child_line_fn)(void *ud, const char *line);
 
 typedef struct relay_child_opts {
     const char *job;             /* "input cam1", "push cam1/3": log prefix and the

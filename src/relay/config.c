@@ -25,6 +25,7 @@ typedef struct walk {
     const char *path;
     char *err;
     size_t errlen;
+    unsigned push_ids; /* ids given to declared push outputs so far */
 } walk;
 
 /* The 1-based line of scalar @n, 0 if unknown. */
@@ -110,21 +111,11 @@ static int option(walk *w, relay_config *cfg, struct fy_node *key, const char *n
 
 static int limits(walk *w, relay_config *cfg, struct fy_node *map)
 {
-    static const char *const known[] = {"max_viewers",
-                                        "max_viewers_per_input",
-                                        "inflight",
-                                        "viewer_sndbuf",
-                                        "timeout",
-                                        "max_header_bytes",
-                                        "max_body_bytes",
-                                        "header_timeout",
-                                        "max_connections",
-                                        "max_connections_per_client",
-                                        "max_inputs",
-                                        "max_sse_clients",
-                                        "on_demand_grace_ms",
-                                        "camera_stall",
-                                        "camera_frame_timeout"};
+    static const char *const known[] = {
+        "max_viewers",     "max_viewers_per_input",      "inflight",       "viewer_sndbuf",
+        "timeout",         "max_header_bytes",           "max_body_bytes", "header_timeout",
+        "max_connections", "max_connections_per_client", "max_inputs",     "max_input_memory",
+        "max_sse_clients", "on_demand_grace_ms",         "camera_stall",   "camera_frame_timeout"};
     void *it = NULL;
     struct fy_node_pair *p;
     while ((p = fy_node_mapping_iterate(map, &it)) != NULL) {
@@ -341,11 +332,43 @@ static json_t *scalar_json(struct fy_node *v)
     return json_string(s);
 }
 
+/* @v as JSON: scalars as scalar_json(), lists as arrays, mappings as
+ * objects (string keys); NULL for anything else (or out of memory). */
+static json_t *node_json(struct fy_node *v, int depth)
+{
+    if (v == NULL || depth > 8)
+        return NULL;
+    if (fy_node_is_scalar(v))
+        return scalar_json(v);
+    json_t *out = fy_node_is_sequence(v) ? json_array() : json_object();
+    if (out == NULL)
+        return NULL;
+    void *it = NULL;
+    if (fy_node_is_sequence(v)) {
+        struct fy_node *e;
+        while ((e = fy_node_sequence_iterate(v, &it)) != NULL)
+            if (json_array_append_new(out, node_json(e, depth + 1)) != 0)
+                goto fail;
+        return out;
+    }
+    struct fy_node_pair *p;
+    while ((p = fy_node_mapping_iterate(v, &it)) != NULL) {
+        const char *k = scalar(fy_node_pair_key(p));
+        if (k == NULL || json_object_set_new(out, k, node_json(fy_node_pair_value(p), depth + 1)))
+            goto fail;
+    }
+    return out;
+fail:
+    json_decref(out);
+    return NULL;
+}
+
 static int input(walk *w, const relay_config *cfg, relay_spec *out, struct fy_node *key,
                  const char *name, struct fy_node *map)
 {
-    static const char *const known[] = {"kind", "url",     "width",    "height",
-                                        "fps",  "quality", "on_demand"};
+    static const char *const known[] = {"kind", "url",     "width",     "height",
+                                        "fps",  "quality", "on_demand", "rtsp_transport",
+                                        "loop", "timeout", "outputs"};
     if (!fy_node_is_mapping(map))
         return fail(w, key, name, "an input must be a mapping (kind, url, ...)");
     json_t *obj = json_object();
@@ -362,19 +385,34 @@ static int input(walk *w, const relay_config *cfg, relay_spec *out, struct fy_no
         bool ok = false;
         for (size_t i = 0; field != NULL && i < sizeof(known) / sizeof(known[0]); i++)
             ok = ok || strcmp(field, known[i]) == 0;
-        json_t *v = ok ? scalar_json(fy_node_pair_value(p)) : NULL;
+        json_t *v = ok ? node_json(fy_node_pair_value(p), 0) : NULL;
         if (!ok)
             rc = fail(w, k, field != NULL ? field : name,
-                      "input %s: unknown key (kind, url, width, height, fps, quality, on_demand)",
+                      "input %s: unknown key (kind, url, width, height, fps, quality, "
+                      "on_demand, rtsp_transport, loop, timeout, outputs)",
                       name);
         else if (v == NULL)
-            rc = fail(w, k, field, "input %s: must be a scalar", name);
+            rc = fail(w, k, field, "input %s: not a value the API takes", name);
         else if (json_object_set_new(obj, field, v) != 0)
             rc = fail(w, k, field, "out of memory");
     }
+    /* Push outputs get their ids here, in file order (1, 2, ...), as the
+     * API gives them theirs. */
+    json_t *outs = json_object_get(obj, "outputs");
+    size_t oi;
+    json_t *o;
+    if (rc == 0 && json_is_array(outs))
+        json_array_foreach(outs, oi, o)
+        {
+            if (json_is_object(o) && json_object_get(o, "id") != NULL)
+                rc = fail(w, key, name, "input %s: an output's id is given by the relay", name);
+            else if (json_is_object(o))
+                json_object_set_new(o, "id", json_integer(++w->push_ids));
+        }
     if (rc == 0) {
         char err[256];
-        if (relay_spec_parse(obj, cfg, out, err, sizeof(err)) != 0)
+        /* As a stored input: a local file missing now is reported by its source. */
+        if (relay_spec_parse(obj, cfg, RELAY_SPEC_STORED, out, err, sizeof(err)) != 0)
             rc = fail(w, key, name, "input %s: %s", name, err);
         out->declared = true;
     }
@@ -599,12 +637,14 @@ void relay_config_print(FILE *f, const relay_config *cfg)
             "  max_viewers: %u\n  max_viewers_per_input: %u\n  inflight: %u\n"
             "  viewer_sndbuf: %d\n  timeout: %d\n  max_header_bytes: %d\n"
             "  max_body_bytes: %d\n  header_timeout: %d\n  max_connections: %u\n"
-            "  max_connections_per_client: %u\n  max_inputs: %u\n  max_sse_clients: %u\n"
+            "  max_connections_per_client: %u\n  max_inputs: %u\n  max_input_memory: %zu\n"
+            "  max_sse_clients: %u\n"
             "  on_demand_grace_ms: %d\n  camera_stall: %d\n  camera_frame_timeout: %d\n",
             cfg->max_viewers, cfg->max_viewers_input, cfg->inflight, cfg->viewer_sndbuf,
             cfg->timeout_s, cfg->max_header_bytes, cfg->max_body_bytes, cfg->header_timeout_s,
-            cfg->max_connections, cfg->max_conn_per_client, cfg->max_inputs, cfg->max_sse,
-            cfg->on_demand_grace_ms, cfg->camera_stall_s, cfg->camera_frame_timeout_s);
+            cfg->max_connections, cfg->max_conn_per_client, cfg->max_inputs,
+            cfg->max_input_bytes >> 20, cfg->max_sse, cfg->on_demand_grace_ms, cfg->camera_stall_s,
+            cfg->camera_frame_timeout_s);
     fprintf(f, "test_pattern:\n  size: %ux%u\n  fps: %u\n  quality: %u\n", cfg->width, cfg->height,
             cfg->fps, cfg->quality);
     fprintf(f, "allow_hosts: [");
@@ -654,13 +694,25 @@ void relay_config_print(FILE *f, const relay_config *cfg)
     for (unsigned i = 0; i < file->ninputs; i++) {
         const relay_spec *s = &file->inputs[i];
         fprintf(f, "  %s:\n    kind: %s\n", s->name, s->kind);
-        if (strcmp(s->kind, "mjpeg") == 0) {
-            char shown[RELAY_URL_MAX + 1];
+        char shown[RELAY_URL_MAX + 1];
+        if (strcmp(s->kind, "test") != 0) {
             relay_redact(s->url, shown, sizeof(shown));
             fprintf(f, "    url: ");
             yq(f, shown);
             fprintf(f, "\n");
-        } else {
+        }
+        if (strcmp(s->kind, "ffmpeg") == 0) {
+            fprintf(f, "    rtsp_transport: %s\n    loop: %s\n    timeout: %u\n",
+                    s->ff.rtsp_udp ? "udp" : "tcp", s->ff.loop ? "true" : "false", s->ff.timeout_s);
+            if (s->npush > 0)
+                fprintf(f, "    outputs:\n");
+            for (unsigned k = 0; k < s->npush; k++) {
+                relay_redact(s->push[k].url, shown, sizeof(shown));
+                fprintf(f, "      - type: push\n        url: ");
+                yq(f, shown);
+                fprintf(f, "\n");
+            }
+        } else if (strcmp(s->kind, "test") == 0) {
             fprintf(f, "    width: %u\n    height: %u\n    fps: %u\n    quality: %u\n", s->width,
                     s->height, s->fps, s->quality);
         }

@@ -35,6 +35,7 @@
 
 #include "config.h"
 #include "http_internal.h"
+#include "push.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
 #include "steward/ledger.h"
@@ -83,6 +84,7 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
         THREADS,
         EVENTS,
         STREAM,
+        STREAM_TS,
         SNAPSHOT
     } what = NONE;
     http_input *hi = NULL;
@@ -99,6 +101,10 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
         what = THREADS;
     } else if (strcmp(path, "/api/events") == 0) {
         what = EVENTS;
+    } else if (strncmp(path, "/stream/", 8) == 0 && len > 11 &&
+               strcmp(path + len - 3, ".ts") == 0) {
+        hi = relay_http__find_input(srv, path + 8, len - 11);
+        what = hi != NULL ? STREAM_TS : NONE;
     } else if (strncmp(path, "/stream/", 8) == 0) {
         hi = relay_http__find_input(srv, path + 8, len - 8);
         what = hi != NULL ? STREAM : NONE;
@@ -115,9 +121,10 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
         relay_http__reply_405(req, "GET, HEAD");
         return;
     }
-    if (cmd == EVHTTP_REQ_HEAD && (what == STREAM || what == EVENTS)) {
-        head_of_stream(req, what == STREAM ? "multipart/x-mixed-replace; boundary=stwframe"
-                                           : "text/event-stream");
+    if (cmd == EVHTTP_REQ_HEAD && (what == STREAM || what == STREAM_TS || what == EVENTS)) {
+        head_of_stream(req, what == STREAM      ? "multipart/x-mixed-replace; boundary=stwframe"
+                            : what == STREAM_TS ? "video/mp2t"
+                                                : "text/event-stream");
         return;
     }
     switch (what) {
@@ -141,6 +148,9 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
         break;
     case STREAM:
         relay_http__handle_stream(srv, req, hi);
+        break;
+    case STREAM_TS:
+        relay_http__handle_ts(srv, req, hi);
         break;
     case SNAPSHOT:
         relay_http__handle_snapshot(req, hi);
@@ -169,6 +179,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (!relay_http__guard(srv, req, cmd))
         return;
+    /* One of our own inputs reading us: it would feed on its own output
+     * as fast as the loop goes. */
+    const char *loop = evhttp_find_header(evhttp_request_get_input_headers(req), RELAY_LOOP_HEADER);
+    if (loop != NULL && strcmp(loop, srv->cfg.instance) == 0) {
+        relay_http__reply_error(req, 508, "an input of this relay points at the relay itself");
+        return;
+    }
     const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     if (raw == NULL || raw[0] != '/') {
         relay_http__reply_error(req, 400, "bad request target");
@@ -247,8 +264,26 @@ static int setup(relay_http *srv)
     return 0;
 }
 
+/* The shutdown log names every child still running before the stages
+ * stop them, so that the report after them can be read against it. */
+static void log_children(relay_http *srv)
+{
+    relay_job_view jv[RELAY_PUSH_MAX + 2];
+    for (unsigned i = 0; i < srv->ninputs; i++) {
+        relay_input *in = srv->inputs[i]->in;
+        unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 2);
+        for (unsigned j = 0; j < n; j++)
+            if (jv[j].pid > 0 || jv[j].restarts > 0)
+                fprintf(stderr,
+                        "shutdown: child of input %s, %s: pid %d, %s for %.1f s, %u restart(s)\n",
+                        in->name, jv[j].job, jv[j].pid, jv[j].state, (double)jv[j].age_ms / 1000.0,
+                        jv[j].restarts);
+    }
+}
+
 static void teardown(relay_http *srv)
 {
+    log_children(srv);
     /* Frees the listener and every connection: viewers and event clients
      * go through their close callbacks, queued frame references through
      * libevent's cleanup callbacks. No event is sent and no timer armed
@@ -342,6 +377,10 @@ int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *c
         hi->in = inputs[i];
         hi->srv = srv;
         srv->inputs[srv->ninputs++] = hi;
+        /* Output ids stay unique across restarts: push outputs keep theirs. */
+        for (unsigned k = 0; k < inputs[i]->npush; k++)
+            if (relay_push_id(inputs[i]->push[k]) > srv->next_output_id)
+                srv->next_output_id = relay_push_id(inputs[i]->push[k]);
     }
     if (cfg->file != NULL && cfg->file->tls_cert[0] != '\0') {
         char err[512];

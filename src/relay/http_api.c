@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "http_internal.h"
+#include "push.h"
 #include "redact.h"
 #include "steward/alloc.h"
 
@@ -72,6 +73,19 @@ static void input_json(struct evbuffer *b, http_input *hi)
                             (unsigned long long)cs.connects, (unsigned long long)cs.garbage_bytes,
                             (unsigned long long)cs.bad_parts, (unsigned long long)cs.oversize,
                             (unsigned long long)cs.length_mismatch);
+    } else if (strcmp(in->kind, "ffmpeg") == 0) {
+        char shown[RELAY_URL_MAX + 1];
+        relay_redact(in->url, shown, sizeof(shown));
+        evbuffer_add_printf(b, ",\"url\":");
+        relay_http__json_str(b, shown);
+        evbuffer_add_printf(b, ",\"rtsp_transport\":\"%s\",\"loop\":%s,\"timeout\":%u",
+                            in->ff.rtsp_udp ? "udp" : "tcp", in->ff.loop ? "true" : "false",
+                            in->ff.timeout_s);
+        char *ff = relay_ffmpeg_input_json(in);
+        if (ff != NULL) {
+            evbuffer_add_printf(b, ",\"ffmpeg\":%s", ff);
+            stw_free(ff);
+        }
     } else {
         evbuffer_add_printf(b, ",\"width\":%u,\"height\":%u,\"fps\":%u,\"quality\":%u", in->width,
                             in->height, in->fps, in->quality);
@@ -80,7 +94,7 @@ static void input_json(struct evbuffer *b, http_input *hi)
                         ",\"on_demand\":%s,\"viewers\":%u,\"outputs\":%u,\"seq\":%llu,"
                         "\"frames_in\":%llu,\"cards\":%llu,\"frames_out\":%llu,\"dropped\":%llu,"
                         "\"created\":",
-                        in->on_demand ? "true" : "false", hi->nviewers, hi->nviewers,
+                        in->on_demand ? "true" : "false", hi->nviewers, hi->nviewers + in->npush,
                         (unsigned long long)st.seq, (unsigned long long)st.frames_in,
                         (unsigned long long)st.cards, (unsigned long long)st.frames_out,
                         (unsigned long long)st.dropped);
@@ -94,14 +108,19 @@ static void output_json(struct evbuffer *b, const viewer *v)
     relay_http__json_str(b, v->peer);
     evbuffer_add_printf(b, ",\"started\":");
     relay_http__json_time(b, v->started_ms);
-    evbuffer_add_printf(b, ",\"frames\":%llu,\"dropped\":%llu,\"queued\":%u}",
-                        (unsigned long long)v->frames, (unsigned long long)v->dropped, v->nends);
+    /* A .ts viewer counts chunks as its frames and has no frame queue. */
+    evbuffer_add_printf(b, ",\"format\":\"%s\",\"frames\":%llu,\"dropped\":%llu,\"queued\":%u",
+                        v->ts ? "mpegts" : "mjpeg", (unsigned long long)v->frames,
+                        (unsigned long long)v->dropped, v->nends);
+    if (v->ts)
+        evbuffer_add_printf(b, ",\"bytes\":%llu", (unsigned long long)v->bytes);
+    evbuffer_add(b, "}", 1);
 }
 
 /* Write the state file with the table's inputs, without @skip (may be
  * NULL) and with @extra (may be NULL). Returns 0 (also when there is no
  * state file) or the save's negative errno, reported on stderr. */
-static int save_state(relay_http *srv, const http_input *skip, relay_input *extra)
+int relay_http__save_state(relay_http *srv, const http_input *skip, relay_input *extra)
 {
     if (srv->cfg.state_path[0] == '\0')
         return 0;
@@ -123,7 +142,7 @@ static int save_state(relay_http *srv, const http_input *skip, relay_input *extr
 
 /* Answer a change that could not be saved, and so was not made: 507 when
  * the disk is full, 500 otherwise. */
-static void reply_unsaved(struct evhttp_request *req, int rc)
+void relay_http__reply_unsaved(struct evhttp_request *req, int rc)
 {
     char msg[160];
     snprintf(msg, sizeof(msg), "not saved, nothing changed: state file: %s", stw_strerror(rc));
@@ -188,7 +207,7 @@ static void handle_get_input(struct evhttp_request *req, http_input *hi)
 }
 
 /* The request body as JSON, or NULL after answering 413 or 400. */
-static json_t *read_body(relay_http *srv, struct evhttp_request *req)
+json_t *relay_http__read_body(relay_http *srv, struct evhttp_request *req)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
@@ -215,12 +234,12 @@ static json_t *read_body(relay_http *srv, struct evhttp_request *req)
 
 void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req)
 {
-    json_t *body = read_body(srv, req);
+    json_t *body = relay_http__read_body(srv, req);
     if (body == NULL)
         return;
     relay_spec spec;
     char err[256];
-    int code = relay_spec_parse(body, &srv->cfg, &spec, err, sizeof(err));
+    int code = relay_spec_parse(body, &srv->cfg, 0, &spec, err, sizeof(err));
     json_decref(body);
     if (code != 0) {
         relay_http__reply_error(req, code, err);
@@ -236,6 +255,16 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
         relay_http__reply_error(req, 507, err);
         return;
     }
+    size_t claimed = relay_spec_claim(&spec);
+    for (unsigned i = 0; i < srv->ninputs; i++)
+        claimed += srv->inputs[i]->in->claim;
+    if (claimed > srv->cfg.max_input_bytes) {
+        snprintf(err, sizeof(err),
+                 "the inputs would claim %zu MiB, over --max-input-memory (%zu MiB)", claimed >> 20,
+                 srv->cfg.max_input_bytes >> 20);
+        relay_http__reply_error(req, 507, err);
+        return;
+    }
     spec.created_ms = 0;
     relay_input *in = NULL;
     int rc = relay_input_new(srv->sources, &spec, &in);
@@ -244,7 +273,12 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
         hi = input_attach(srv, in);
         rc = hi != NULL ? 0 : -ENOMEM;
     }
-    if (rc == 0 && !in->on_demand)
+    if (rc == 0) {
+        for (unsigned i = 0; i < spec.npush; i++)
+            spec.push[i].id = ++srv->next_output_id;
+        relay_input_start_pushes(in, &spec);
+    }
+    if (rc == 0 && (!in->on_demand || in->npush > 0))
         rc = relay_input_start(in, &srv->cfg);
     if (rc != 0) {
         if (hi != NULL)
@@ -256,11 +290,11 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
     }
     /* Saved before it is acknowledged: a create the state file does not
      * have would be gone after a restart. */
-    rc = save_state(srv, NULL, in);
+    rc = relay_http__save_state(srv, NULL, in);
     if (rc != 0) {
         input_detach(hi);
         relay_input_free(&in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
-        reply_unsaved(req, rc);
+        relay_http__reply_unsaved(req, rc);
         return;
     }
     srv->inputs[srv->ninputs++] = hi;
@@ -290,12 +324,21 @@ static void handle_delete_input(relay_http *srv, struct evhttp_request *req, htt
     }
     /* Saved first, so a delete that cannot be saved changes nothing (the
      * input would come back after a restart). */
-    int rc = save_state(srv, hi, NULL);
+    int rc = relay_http__save_state(srv, hi, NULL);
     if (rc != 0) {
-        reply_unsaved(req, rc);
+        relay_http__reply_unsaved(req, rc);
         return;
     }
     unsigned closed = 0;
+    /* Push outputs stop first: their children finish while the source
+     * still runs, then the viewers end. */
+    while (hi->in->npush > 0) {
+        relay_push *p = hi->in->push[--hi->in->npush];
+        relay_http__sse_output_event(srv, "output-deleted", hi->in->name, relay_push_id(p),
+                                     "input deleted");
+        relay_push_stop(&p, stw_deadline_in_ms(DELETE_DEADLINE_MS));
+        closed++;
+    }
     while (hi->viewers != NULL) {
         relay_http__viewer_detach(hi->viewers, "input deleted");
         closed++;
@@ -341,6 +384,7 @@ static void handle_list_outputs(struct evhttp_request *req, http_input *hi)
         if (v->next != NULL)
             evbuffer_add(b, ",", 1);
     }
+    relay_http__push_list_json(b, hi, hi->viewers == NULL);
     evbuffer_add_printf(b, "]}\n");
     relay_http__reply_json(req, 200, "OK", b);
 }
@@ -398,13 +442,17 @@ void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const 
     if (sub == 1) {
         if (get)
             handle_list_outputs(req, hi);
+        else if (cmd == EVHTTP_REQ_POST)
+            relay_http__handle_create_push(srv, req, hi);
         else
-            relay_http__reply_405(req, "GET, HEAD");
+            relay_http__reply_405(req, "GET, HEAD, POST");
         return;
     }
     viewer *v = hi->viewers;
     while (v != NULL && v->id != id)
         v = v->next;
+    if (v == NULL && relay_http__route_push(srv, req, hi, id, cmd))
+        return;
     if (v == NULL) {
         char msg[96];
         snprintf(msg, sizeof(msg), "input \"%s\" has no output %llu", hi->in->name,

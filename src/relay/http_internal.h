@@ -11,7 +11,9 @@
  *     http_sse.c      Server-Sent Events (GET /api/events)
  *     http_viewers.c  MJPEG viewers (GET /stream/{input}), snapshots, the hub
  *                     notify and on-demand grace timers of each input
+ *     http_ts.c       MPEG-TS viewers (GET /stream/{input}.ts) of ffmpeg inputs
  *     http_api.c      the input table and the inputs/outputs REST API
+ *     http_push.c     push outputs through the REST API
  *     http_debug.c    /healthz, /metrics, /system-resources,
  *                     /cleanup-resources, /debug/threads
  *     http_assets.c   the web UI's embedded files
@@ -48,6 +50,8 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include <jansson.h>
+
 #include "http_parse.h"
 #include "relay.h"
 #include "web_assets.h"
@@ -79,6 +83,14 @@ struct viewer {
     char peer[64];
     int64_t started_ms; /* wall clock */
     uint64_t frames, dropped;
+    /* A .ts viewer (http_ts.c) reads the input's MPEG-TS through its own
+     * reader, watched by rev while it is not paused for backlog; MJPEG
+     * fan-out skips it. */
+    bool ts;
+    bool paused;
+    struct relay_ts_reader *reader;
+    struct event *rev;
+    uint64_t bytes;
 };
 
 struct http_input {
@@ -259,9 +271,43 @@ void relay_http__input_unwatch(http_input *hi);
  * connection's close callback, possibly before this returns. */
 void relay_http__viewer_detach(viewer *v, const char *reason);
 
+/* Add @v (set up, streaming) to @hi's viewers and counts, tell the event
+ * clients. */
+void relay_http__viewer_link(http_input *hi, viewer *v);
+
+/* @hi's viewer count changed: an on-demand input without viewers stops
+ * after the grace period unless one comes back first. */
+void relay_http__viewers_changed(http_input *hi);
+
+/* Start @hi's source if it is stopped (an on-demand input). 0 or the
+ * source's error (then the grace timer is rearmed as needed). */
+int relay_http__input_ensure_running(http_input *hi);
+
+/* A viewer's connection is closing (the close callback of every viewer,
+ * @arg the viewer): unlink and free it. */
+void relay_http__viewer_closed(struct evhttp_connection *conn, void *arg);
+
+/* Fill in @v's id, peer, fd and output buffer from @req's connection.
+ * False when the connection is gone. */
+bool relay_http__viewer_init(relay_http *srv, viewer *v, struct evhttp_request *req);
+
+/* A new viewer of @hi for @req: within the viewer caps, its source
+ * started, initialised (relay_http__viewer_init) but not yet streaming
+ * or linked. NULL once it has answered the error (503). */
+viewer *relay_http__viewer_open(relay_http *srv, struct evhttp_request *req, http_input *hi);
+
 /* GET /stream/{input} and GET /snapshot/{input}.jpg; @hi is borrowed. */
 void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http_input *hi);
 void relay_http__handle_snapshot(struct evhttp_request *req, http_input *hi);
+
+/* ---- MPEG-TS viewers (http_ts.c) ---- */
+
+/* GET /stream/{input}.ts; @hi is borrowed. */
+void relay_http__handle_ts(relay_http *srv, struct evhttp_request *req, http_input *hi);
+
+/* Release what a .ts viewer holds (its reader and event); from the
+ * viewer's close callback. */
+void relay_http__ts_viewer_release(viewer *v);
 
 /* ---- the input table and the REST API (http_api.c) ---- */
 
@@ -276,9 +322,40 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
 void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const char *rest,
                              enum evhttp_cmd_type cmd);
 
+/* Write the state file with the table's inputs, without @skip (may be
+ * NULL) and with @extra (may be NULL). Returns 0 (also when there is no
+ * state file) or the save's negative errno, reported on stderr. */
+int relay_http__save_state(relay_http *srv, const http_input *skip, relay_input *extra);
+
+/* Answer a change that could not be saved, and so was not made: 507 when
+ * the disk is full, 500 otherwise. */
+void relay_http__reply_unsaved(struct evhttp_request *req, int rc);
+
+/* The request's JSON body (a new json_t *, transfer full), or NULL once it
+ * has answered the error (not JSON, too large, duplicate keys). */
+json_t *relay_http__read_body(relay_http *srv, struct evhttp_request *req);
+
+/* ---- push outputs (http_push.c) ---- */
+
+/* POST /api/inputs/{name}/outputs {"type":"push","url":...}. */
+void relay_http__handle_create_push(relay_http *srv, struct evhttp_request *req, http_input *hi);
+
+/* GET or DELETE /api/inputs/{name}/outputs/@id when @id is a push output:
+ * answers and returns true; false when @hi has no push @id. */
+bool relay_http__route_push(relay_http *srv, struct evhttp_request *req, http_input *hi,
+                            uint64_t id, enum evhttp_cmd_type cmd);
+
+/* Append @hi's push outputs to the JSON array being written in @b, with a
+ * comma before the first unless @first. */
+void relay_http__push_list_json(struct evbuffer *b, http_input *hi, bool first);
+
 /* ---- maintenance endpoints (http_debug.c) ---- */
 
 void relay_http__handle_healthz(struct evhttp_request *req);
+
+/* Every input's supervised child jobs as a JSON array
+ * ([{"input","job","state","pid","restarts","age_ms"}]) appended to @b. */
+void relay_http__jobs_json(relay_http *srv, struct evbuffer *b);
 void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req);
 void relay_http__handle_resources(relay_http *srv, struct evhttp_request *req);
 void relay_http__handle_cleanup(relay_http *srv, struct evhttp_request *req);

@@ -127,6 +127,8 @@ static const char *reason_of(int code)
         return "Service Unavailable";
     case 507:
         return "Insufficient Storage";
+    case 508:
+        return "Loop Detected";
     default:
         return "Error";
     }

@@ -114,12 +114,12 @@ static void viewer_push(viewer *v, stw_frame *f, uint64_t seq)
 
 /* The viewer count of @hi changed: an on-demand input without viewers
  * stops after the grace period, unless one comes back first. */
-static void viewers_changed(http_input *hi)
+void relay_http__viewers_changed(http_input *hi)
 {
     relay_http *srv = hi->srv;
     if (srv->closing || !hi->in->on_demand)
         return;
-    if (hi->nviewers > 0) {
+    if (hi->nviewers > 0 || hi->in->npush > 0) {
         evtimer_del(hi->grace);
     } else if (hi->in->scope != NULL) {
         struct timeval tv = {.tv_sec = srv->cfg.on_demand_grace_ms / 1000,
@@ -142,10 +142,11 @@ static void viewer_unlink(viewer *v, const char *reason)
     v->prev = v->next = NULL;
     hi->nviewers--;
     srv->nviewers--;
-    relay_hub_viewers_add(hi->in->hub, -1);
+    if (!v->ts)
+        relay_hub_viewers_add(hi->in->hub, -1);
     v->hi = NULL;
     relay_http__sse_output_event(srv, "output-deleted", hi->in->name, v->id, reason);
-    viewers_changed(hi);
+    relay_http__viewers_changed(hi);
 }
 
 /* End @v's stream on purpose (its output or its input was deleted). The
@@ -162,13 +163,15 @@ void relay_http__viewer_detach(viewer *v, const char *reason)
 
 /* The viewer's connection is going away (peer closed, timeout, shutdown,
  * or the end of a detached viewer's stream was written). */
-static void viewer_closed(struct evhttp_connection *conn, void *arg)
+void relay_http__viewer_closed(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
     viewer *v = arg;
     evbuffer_remove_cb_entry(v->out, v->cbe);
     if (v->hi != NULL)
         viewer_unlink(v, "closed");
+    if (v->ts)
+        relay_http__ts_viewer_release(v);
     stw_fd_untrack(v->fd);
     /* A request the peer abandoned mid-stream has been detached from its
      * connection and is ours to free; otherwise the connection frees it. */
@@ -177,39 +180,22 @@ static void viewer_closed(struct evhttp_connection *conn, void *arg)
     stw_free(v);
 }
 
-/* Start @hi's source if it is stopped (an on-demand input). */
-static int input_ensure_running(http_input *hi)
+int relay_http__input_ensure_running(http_input *hi)
 {
     evtimer_del(hi->grace);
-    if (hi->in->scope != NULL)
-        return 0;
-    return relay_input_start(hi->in, &hi->srv->cfg);
+    int rc = hi->in->scope != NULL ? 0 : relay_input_start(hi->in, &hi->srv->cfg);
+    if (rc != 0)
+        relay_http__viewers_changed(hi);
+    return rc;
 }
 
-void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http_input *hi)
+bool relay_http__viewer_init(relay_http *srv, viewer *v, struct evhttp_request *req)
 {
-    if (srv->nviewers >= srv->cfg.max_viewers || hi->nviewers >= srv->cfg.max_viewers_input) {
-        relay_http__reply_error(req, 503, "too many viewers");
-        return;
-    }
-    int rc = input_ensure_running(hi);
-    if (rc != 0) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "cannot start the source: %s", stw_strerror(rc));
-        relay_http__reply_error(req, 503, msg);
-        viewers_changed(hi);
-        return;
-    }
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
-    viewer *v = bev != NULL ? stw_calloc(1, sizeof(*v)) : NULL;
-    if (v == NULL) {
-        relay_http__reply_error(req, 503, "out of memory");
-        viewers_changed(hi);
-        return;
-    }
+    if (bev == NULL)
+        return false;
     v->srv = srv;
-    v->hi = hi;
     v->req = req;
     v->fd = bufferevent_getfd(bev);
     v->out = bufferevent_get_output(bev);
@@ -220,6 +206,56 @@ void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http
     evhttp_connection_get_peer(conn, &addr, &port);
     snprintf(v->peer, sizeof(v->peer), strchr(addr != NULL ? addr : "", ':') ? "[%s]:%u" : "%s:%u",
              addr != NULL ? addr : "?", (unsigned)port);
+    return true;
+}
+
+void relay_http__viewer_link(http_input *hi, viewer *v)
+{
+    relay_http *srv = hi->srv;
+    v->hi = hi;
+    v->next = hi->viewers;
+    if (hi->viewers != NULL)
+        hi->viewers->prev = v;
+    hi->viewers = v;
+    hi->nviewers++;
+    srv->nviewers++;
+    /* The hub counts the viewers that want JPEG: an ffmpeg input decodes
+     * only for them. */
+    if (!v->ts)
+        relay_hub_viewers_add(hi->in->hub, 1);
+    relay_http__sse_output_event(srv, "output-created", hi->in->name, v->id, NULL);
+}
+
+viewer *relay_http__viewer_open(relay_http *srv, struct evhttp_request *req, http_input *hi)
+{
+    if (srv->nviewers >= srv->cfg.max_viewers || hi->nviewers >= srv->cfg.max_viewers_input) {
+        relay_http__reply_error(req, 503, "too many viewers");
+        return NULL;
+    }
+    int rc = relay_http__input_ensure_running(hi);
+    if (rc != 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "cannot start the source: %s", stw_strerror(rc));
+        relay_http__reply_error(req, 503, msg);
+        return NULL;
+    }
+    viewer *v = stw_calloc(1, sizeof(*v));
+    if (v == NULL || !relay_http__viewer_init(srv, v, req)) {
+        stw_free(v);
+        relay_http__reply_error(req, 503, "out of memory");
+        relay_http__viewers_changed(hi);
+        return NULL;
+    }
+    return v;
+}
+
+void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http_input *hi)
+{
+    viewer *v = relay_http__viewer_open(srv, req, hi);
+    if (v == NULL)
+        return;
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
 
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", "multipart/x-mixed-replace; boundary=" BOUNDARY);
@@ -232,18 +268,12 @@ void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http
     if (v->cbe == NULL) {
         stw_free(v);
         relay_http__reply_error(req, 503, "out of memory");
-        viewers_changed(hi);
+        relay_http__viewers_changed(hi);
         return;
     }
-    relay_http__start_stream(srv, req, conn, bev, v->fd, "socket:viewer", viewer_closed, v);
-    v->next = hi->viewers;
-    if (hi->viewers != NULL)
-        hi->viewers->prev = v;
-    hi->viewers = v;
-    hi->nviewers++;
-    srv->nviewers++;
-    relay_hub_viewers_add(hi->in->hub, 1);
-    relay_http__sse_output_event(srv, "output-created", hi->in->name, v->id, NULL);
+    relay_http__start_stream(srv, req, conn, bev, v->fd, "socket:viewer", relay_http__viewer_closed,
+                             v);
+    relay_http__viewer_link(hi, v);
 
     uint64_t seq;
     stw_frame *f = relay_hub_latest(hi->in->hub, &seq);
@@ -280,7 +310,7 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
         return;
     for (viewer *v = hi->viewers, *next; v != NULL; v = next) {
         next = v->next;
-        if (v->last_seq != seq)
+        if (!v->ts && v->last_seq != seq)
             viewer_push(v, f, seq);
     }
     stw_frame_unref(&f);
@@ -292,12 +322,13 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     http_input *hi = arg;
-    if (hi->nviewers == 0)
+    if (hi->nviewers == 0 && hi->in->npush == 0)
         relay_input_stop(hi->in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
 }
 
 void relay_http__handle_snapshot(struct evhttp_request *req, http_input *hi)
 {
+    relay_input_want_jpeg(hi->in);
     stw_frame *f = relay_hub_latest(hi->in->hub, NULL);
     if (f == NULL) {
         relay_http__reply_error(req, 503, hi->in->scope == NULL ? "input is idle" : "no frame yet");

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -47,6 +48,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "push.h"
 #include "relay.h"
 #include "steward/alloc.h"
 #include "steward/ledger.h"
@@ -92,6 +94,9 @@ static void usage(FILE *f)
                "  --on-demand-grace-ms N      idle time before an on-demand input's source\n"
                "                              stops (default 10000)\n"
                "  --max-inputs N              inputs at most, 1..64 (default 64)\n"
+               "  --max-input-memory MIB      what all inputs together may claim: 8 bytes a\n"
+               "                              test-pattern pixel, 16 MiB a camera or ffmpeg\n"
+               "                              input (default 1024)\n"
                "  --max-sse-clients N         /api/events clients at most (default 32)\n"
                "  --camera-stall SECONDS      a camera silent this long is reconnected\n"
                "                              (default 5)\n"
@@ -215,6 +220,8 @@ int relay_option_set(relay_config *cfg, const char *a, const char *v)
         cfg->on_demand_grace_ms = (int)n;
     else if (strcmp(a, "--max-inputs") == 0 && (ok = parse_uint(v, 1, RELAY_INPUTS_MAX, &n)))
         cfg->max_inputs = (unsigned)n;
+    else if (strcmp(a, "--max-input-memory") == 0 && (ok = parse_uint(v, 16, 1 << 20, &n)))
+        cfg->max_input_bytes = (size_t)n << 20;
     else if (strcmp(a, "--max-sse-clients") == 0 && (ok = parse_uint(v, 0, 10000, &n)))
         cfg->max_sse = (unsigned)n;
     else if (strcmp(a, "--camera-stall") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
@@ -328,16 +335,25 @@ void relay_input_set_pool(relay_input *in, stw_pool *pool)
 static void input_free(void *arg)
 {
     relay_input *in = arg;
+    relay_ffmpeg_input_release(in);
     stw_pool_unref(&in->pool);
     relay_hub_free(&in->hub);
     pthread_mutex_destroy(&in->lock);
     stw_free(in);
 }
 
+size_t relay_spec_claim(const relay_spec *spec)
+{
+    if (strcmp(spec->kind, "test") == 0)
+        return (size_t)spec->width * spec->height * 8;
+    return (size_t)16 << 20;
+}
+
 int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **out)
 {
     if (!relay_name_valid(spec->name, strlen(spec->name)) || spec->kind == NULL ||
-        (strcmp(spec->kind, "test") != 0 && strcmp(spec->kind, "mjpeg") != 0))
+        (strcmp(spec->kind, "test") != 0 && strcmp(spec->kind, "mjpeg") != 0 &&
+         strcmp(spec->kind, "ffmpeg") != 0))
         return -EINVAL;
     char sname[RELAY_NAME_MAX + 8];
     snprintf(sname, sizeof(sname), "input:%s", spec->name);
@@ -351,7 +367,10 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
         goto free_scope;
     }
     snprintf(in->name, sizeof(in->name), "%s", spec->name);
-    in->kind = strcmp(spec->kind, "test") == 0 ? "test" : "mjpeg";
+    in->kind = strcmp(spec->kind, "test") == 0    ? "test"
+               : strcmp(spec->kind, "mjpeg") == 0 ? "mjpeg"
+                                                  : "ffmpeg";
+    in->ff = spec->ff;
     snprintf(in->url, sizeof(in->url), "%s", spec->url);
     in->width = spec->width;
     in->height = spec->height;
@@ -359,6 +378,7 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     in->quality = spec->quality;
     in->on_demand = spec->on_demand;
     in->declared = spec->declared;
+    in->claim = relay_spec_claim(spec);
     in->created_ms = spec->created_ms;
     if (in->created_ms == 0) {
         struct timespec ts;
@@ -370,6 +390,8 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     rc = relay_hub_new(in->name, &in->hub);
     if (rc != 0)
         goto free_input;
+    if (strcmp(in->kind, "ffmpeg") == 0 && (rc = relay_ffmpeg_input_init(in)) != 0)
+        goto free_hub;
     rc = stw_scope_defer(owner, input_free, in);
     if (rc != 0)
         goto free_hub;
@@ -377,6 +399,7 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     return 0;
 
 free_hub:
+    relay_ffmpeg_input_release(in);
     relay_hub_free(&in->hub);
 free_input:
     pthread_mutex_destroy(&in->lock);
@@ -390,7 +413,6 @@ int relay_input_start(relay_input *in, const relay_config *cfg)
 {
     if (in->scope != NULL)
         return -EALREADY;
-    bool test = strcmp(in->kind, "test") == 0;
     int rc = stw_scope_new(in->owner, "source", &in->scope);
     if (rc != 0) {
         relay_input_set_state(in, "error");
@@ -402,7 +424,12 @@ int relay_input_start(relay_input *in, const relay_config *cfg)
     icfg.fps = in->fps;
     icfg.quality = in->quality;
     relay_input_set_state(in, "starting");
-    rc = test ? relay_source_test_start(in, &icfg) : relay_source_mjpeg_start(in, &icfg);
+    if (strcmp(in->kind, "test") == 0)
+        rc = relay_source_test_start(in, &icfg);
+    else if (strcmp(in->kind, "mjpeg") == 0)
+        rc = relay_source_mjpeg_start(in, &icfg);
+    else
+        rc = relay_source_ffmpeg_start(in, &icfg);
     if (rc != 0) {
         /* Whatever the source set up is undone by its scope. */
         stw_scope_free(&in->scope);
@@ -410,6 +437,18 @@ int relay_input_start(relay_input *in, const relay_config *cfg)
         relay_input_set_state(in, "error");
     }
     return rc;
+}
+
+void relay_input_start_pushes(relay_input *in, const relay_spec *spec)
+{
+    for (unsigned i = 0; i < spec->npush && in->npush < RELAY_PUSH_MAX; i++) {
+        int rc = relay_push_start(in, spec->push[i].id, spec->push[i].url, &in->push[in->npush]);
+        if (rc == 0)
+            in->npush++;
+        else
+            fprintf(stderr, "steward relay: input %s: cannot start push output %llu: %s\n",
+                    in->name, (unsigned long long)spec->push[i].id, stw_strerror(rc));
+    }
 }
 
 void relay_input_stop(relay_input *in, stw_deadline d)
@@ -525,7 +564,9 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
         if (rc != 0)
             return rc;
         relay_input *in = inputs[(*ninputs)++];
-        if (in->on_demand)
+        relay_input_start_pushes(in, spec);
+        /* Push outputs keep an on-demand input running, as viewers do. */
+        if (in->on_demand && in->npush == 0)
             continue;
         /* One input whose source cannot start must not keep the others
          * down: it stays configured, in state "error", and says why. */
@@ -563,6 +604,7 @@ int stw_relay_main(int argc, char **argv)
                         .fps = 25,
                         .quality = 80,
                         .max_inputs = RELAY_INPUTS_MAX,
+                        .max_input_bytes = (size_t)1024 << 20,
                         .max_sse = 32,
                         .on_demand_grace_ms = 10000,
                         .camera_stall_s = 5,
@@ -599,6 +641,10 @@ int stw_relay_main(int argc, char **argv)
     rc = relay_auth_check_listen(&cfg);
     if (rc != 0)
         return EXIT_USAGE;
+    uint64_t id = 0;
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+        id = (uint64_t)stw_now_ns() ^ ((uint64_t)getpid() << 32);
+    snprintf(cfg.instance, sizeof(cfg.instance), "%016llx", (unsigned long long)id);
 
     /* A viewer that hangs up with frames unread makes the next write fail
      * with EPIPE; by default that signal would end the whole relay. Set

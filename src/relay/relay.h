@@ -90,11 +90,18 @@ typedef struct relay_config {
     unsigned nallow_host;
     char cors_origin[RELAY_ALLOW_MAX][RELAY_ALLOW_LEN];
     unsigned ncors_origin;
+    /* What this relay's own requests to cameras carry in RELAY_LOOP_HEADER
+     * (random per run), so that an input pointed at the relay itself is
+     * refused instead of feeding on its own output. */
+    char instance[24];
+    size_t max_input_bytes; /* what all inputs together may claim (relay_spec_claim) */
     /* What the config file declares (config.h): users, TLS, inputs.
      * Borrowed, lives until the relay exits; NULL without --config. */
     const struct relay_file *file;
     bool insecure_no_auth; /* serve a non-loopback address without users */
 } relay_config;
+
+#define RELAY_LOOP_HEADER "X-Steward-Relay"
 
 /* Set the option @opt ("--max-viewers"...) from the text @value, checked as
  * on the command line. Returns 0, -EINVAL for a bad value, -ENOENT for an
@@ -177,25 +184,61 @@ void relay_hub_state(relay_hub *h, char *out);
 
 /* ---- inputs ---- */
 
+/* Options of an ffmpeg input (relay_spec and relay_input). */
+typedef struct relay_ff_spec {
+    bool rtsp_udp;      /* RTSP over UDP instead of interleaved TCP */
+    bool loop;          /* files: start over at the end */
+    unsigned timeout_s; /* network I/O time-out and watchdog, 1..600 */
+} relay_ff_spec;
+
+#define RELAY_FF_TIMEOUT_DEFAULT 10
+
+#define RELAY_PUSH_MAX 8 /* push outputs per input */
+
+/* A push output as the state file keeps it. */
+typedef struct relay_push_spec {
+    uint64_t id;
+    char url[RELAY_URL_MAX + 1];
+} relay_push_spec;
+
 /* What the API and the state file say an input is. */
 typedef struct relay_spec {
     char name[RELAY_NAME_MAX];
-    const char *kind; /* "test" or "mjpeg" (static strings) */
+    const char *kind; /* "test", "mjpeg" or "ffmpeg" (static strings) */
     char url[RELAY_URL_MAX + 1];
     unsigned width, height, fps, quality; /* test only */
+    relay_ff_spec ff;                     /* ffmpeg only */
+    unsigned npush;                       /* ffmpeg only: push outputs */
+    relay_push_spec push[RELAY_PUSH_MAX];
     bool on_demand;
     int64_t created_ms; /* wall clock, ms since the epoch; 0: now */
     bool declared;      /* by the config file: not deletable, not in the state file */
 } relay_spec;
 
+struct relay_ts;
+struct relay_child;
+
 typedef struct relay_input {
     char name[RELAY_NAME_MAX];   /* [A-Za-z0-9_-]+ */
-    const char *kind;            /* "test" or "mjpeg" */
-    char url[RELAY_URL_MAX + 1]; /* mjpeg: http:// or https:// URL; test: "" */
+    const char *kind;            /* "test", "mjpeg" or "ffmpeg" */
+    char url[RELAY_URL_MAX + 1]; /* mjpeg: http(s) URL; ffmpeg: see ffmpeg.h; test: "" */
     unsigned width, height, fps, quality;
+    relay_ff_spec ff;
+    /* ffmpeg inputs (NULL for the others), owned by the input and freed
+     * with it, so that .ts viewers and push outputs keep their readers
+     * while an on-demand source stops and starts: the MPEG-TS stream, and
+     * the ingest and decoder jobs with what ffmpeg said (source_ffmpeg.c). */
+    struct relay_ts *ts;
+    struct relay_ffin *ffin;
+    /* Push outputs (push.h), in creation order; the loop thread's (and
+     * relay_main's before the loop runs). Stopped by their scopes, which
+     * are children of owner, before the input is freed. */
+    struct relay_push *push[RELAY_PUSH_MAX];
+    unsigned npush;
     bool on_demand;     /* stop the source when the last viewer left */
     int64_t created_ms; /* wall clock, ms since the epoch */
     bool declared;      /* by the config file: not deletable, not in the state file */
+    size_t claim;       /* relay_spec_claim() of its spec */
     relay_hub *hub;     /* owned */
     stw_scope *owner;   /* "input:NAME", child of the sources scope, owns this */
     /* The running source's scope (child of owner), NULL while stopped. The
@@ -205,6 +248,13 @@ typedef struct relay_input {
     pthread_mutex_t lock; /* guards pool */
     stw_pool *pool;       /* a handle on the source's pool, or NULL */
 } relay_input;
+
+/* The memory an input of @spec may come to hold at most, by its kind: a
+ * test pattern its canvas, encoder and frames (8 bytes a pixel); a camera
+ * its parser and frames (2 x 8 MiB); an ffmpeg input its MPEG-TS
+ * retention and its decoder's frames (2 x 8 MiB). Creating an input that
+ * would take the sum over cfg.max_input_bytes is refused. */
+size_t relay_spec_claim(const relay_spec *spec);
 
 /* True if @name is a valid input name (1..31 of [A-Za-z0-9_-]). */
 bool relay_name_valid(const char *name, size_t len);
@@ -220,6 +270,11 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
  * it runs, -ENOSYS if the kind is not built, or the source's error; on
  * failure in->scope is NULL again and the state is "error". */
 int relay_input_start(relay_input *in, const relay_config *cfg);
+
+/* Start the push outputs @spec lists (borrowed) on @in; one that cannot
+ * start is reported on stderr and left out. Only on the thread that owns
+ * the input table. */
+void relay_input_start_pushes(relay_input *in, const relay_spec *spec);
 
 /* Stop @in's source: close in->scope until @d (stragglers are reported on
  * stderr and left to finish on their own), free it, drop the pool handle,
@@ -243,13 +298,16 @@ void relay_input_set_pool(relay_input *in, stw_pool *pool);
 
 /*
  * Fill @out from the JSON object @obj (a json_t *, borrowed), with
- * @cfg's pattern defaults for missing fields. Returns 0, or the HTTP status
- * for the error (400: not an object or a field of the wrong type; 422: a
- * value out of range, a bad name, kind or URL, an unknown field) with a
- * message in @err (@errlen bytes).
+ * @cfg's pattern defaults for missing fields. @flags: RELAY_SPEC_STORED
+ * when @obj comes from the state file (an ffmpeg input's local file that
+ * is missing now is kept: its source reports it). Returns 0, or the HTTP
+ * status for the error (400: not an object or a field of the wrong type;
+ * 422: a value out of range, a bad name, kind or URL, an unknown field)
+ * with a message in @err (@errlen bytes).
  */
-int relay_spec_parse(const void *obj, const relay_config *cfg, relay_spec *out, char *err,
-                     size_t errlen);
+#define RELAY_SPEC_STORED 0x1u
+int relay_spec_parse(const void *obj, const relay_config *cfg, unsigned flags, relay_spec *out,
+                     char *err, size_t errlen);
 
 /* The spec of @in as a JSON object (a new json_t *, transfer full), or NULL. */
 void *relay_spec_json(const relay_input *in);
@@ -282,6 +340,42 @@ int relay_state_load(const char *path, const relay_config *cfg, relay_spec *spec
  * thread joined by @in->scope. Returns 0, -ENOMEM, -EINVAL or a spawn
  * error; on failure whatever was set up is undone by closing the scope. */
 int relay_source_test_start(relay_input *in, const relay_config *cfg);
+
+/* The ffmpeg source (source_ffmpeg.c), same contract: @in->ingest pulls
+ * the camera as MPEG-TS into @in->ts, and @in->decoder turns it into JPEG
+ * frames for the hub while someone wants them. */
+int relay_source_ffmpeg_start(relay_input *in, const relay_config *cfg);
+
+/* The ffmpeg parts of a new ffmpeg input (@in->ts, @in->ffin), and their
+ * release, which accepts an input without them (source_ffmpeg.c). 0 or a
+ * negative errno. */
+int relay_ffmpeg_input_init(relay_input *in);
+void relay_ffmpeg_input_release(relay_input *in);
+
+/* Someone wants JPEG frames of @in for the next few seconds (a snapshot):
+ * an ffmpeg input keeps its decoder running that long. Any thread; a
+ * no-op for other kinds. */
+void relay_input_want_jpeg(relay_input *in);
+
+/* One supervised child job of an input, as /metrics, /system-resources
+ * and the shutdown log show it. */
+typedef struct relay_job_view {
+    char job[48];   /* "ingest", "decoder", "push:ID" */
+    char state[16]; /* relay/child.h's states */
+    int pid;        /* 0: no child now */
+    unsigned restarts;
+    int64_t age_ms; /* of the current child, 0 without one */
+} relay_job_view;
+
+/* The jobs of @in (none for the kinds without children) into @out (at
+ * most @max). Returns how many. The loop thread (it owns the pushes). */
+unsigned relay_input_jobs(relay_input *in, relay_job_view *out, unsigned max);
+
+/* What an ffmpeg input's jobs and stream look like now, as the text of a
+ * JSON object (transfer full: stw_free it), passwords redacted:
+ * {"ingest":JOB,"decoder":JOB,"media":{...},"ts":{...}}; NULL for other
+ * kinds or without memory. Any thread. */
+char *relay_ffmpeg_input_json(relay_input *in);
 
 /* The MJPEG-over-HTTP pull source (source_mjpeg.c), same contract. */
 int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg);

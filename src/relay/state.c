@@ -32,6 +32,9 @@
 
 #include <jansson.h>
 
+#include "ffmpeg.h"
+#include "push.h"
+#include "redact.h"
 #include "relay.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
@@ -76,6 +79,67 @@ static const char *url_problem(const char *url, size_t len)
 
 /* Integer field @key of @obj into *@out when present, within [lo, hi]. */
 static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi, unsigned *out,
+                    char *err, size_t errlen);
+
+/* The options of an ffmpeg input: rtsp_transport ("tcp" or "udp"), loop,
+ * timeout (seconds); refused on the other kinds. */
+static int ff_options(const json_t *obj, bool ff, relay_ff_spec *out, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"rtsp_transport", "loop", "timeout"};
+    for (size_t i = 0; !ff && i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (json_object_get(obj, keys[i]) != NULL)
+            return fail(err, errlen, 422, "%s is only for ffmpeg inputs", keys[i]);
+    *out = (relay_ff_spec){.timeout_s = RELAY_FF_TIMEOUT_DEFAULT};
+    if (!ff)
+        return 0;
+    json_t *t = json_object_get(obj, "rtsp_transport");
+    if (t != NULL && !json_is_string(t))
+        return fail(err, errlen, 400, "%s", "rtsp_transport must be a string");
+    if (t != NULL && strcmp(json_string_value(t), "udp") != 0 &&
+        strcmp(json_string_value(t), "tcp") != 0)
+        return fail(err, errlen, 422, "%s", "rtsp_transport must be \"tcp\" or \"udp\"");
+    out->rtsp_udp = t != NULL && strcmp(json_string_value(t), "udp") == 0;
+    json_t *l = json_object_get(obj, "loop");
+    if (l != NULL && !json_is_boolean(l))
+        return fail(err, errlen, 400, "%s", "loop must be true or false");
+    out->loop = l != NULL && json_is_true(l);
+    return get_uint(obj, "timeout", 1, 600, &out->timeout_s, err, errlen);
+}
+
+/* "outputs": the push outputs of an ffmpeg input, as the state file keeps
+ * them ([{"type":"push","id":N,"url":URL}]). */
+static int push_outputs(const json_t *obj, bool ff, relay_spec *out, char *err, size_t errlen)
+{
+    json_t *arr = json_object_get(obj, "outputs");
+    out->npush = 0;
+    if (arr == NULL)
+        return 0;
+    if (!ff)
+        return fail(err, errlen, 422, "%s", "outputs are only for ffmpeg inputs");
+    if (!json_is_array(arr) || json_array_size(arr) > RELAY_PUSH_MAX)
+        return fail(err, errlen, 400, "%s", "outputs must be an array of at most 8 push outputs");
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        json_t *id = json_object_get(o, "id"), *url = json_object_get(o, "url");
+        json_t *type = json_object_get(o, "type");
+        if (!json_is_integer(id) || json_integer_value(id) <= 0 || !json_is_string(url) ||
+            !json_is_string(type) || strcmp(json_string_value(type), "push") != 0 ||
+            json_string_length(url) > RELAY_URL_MAX)
+            return fail(err, errlen, 400, "%s", "an output needs type \"push\", an id and a url");
+        char why[256];
+        if (relay_push_check_url(json_string_value(url), why, sizeof(why)) != 0)
+            return fail(err, errlen, 422, "output url: %s", why);
+        out->push[i].id = (uint64_t)json_integer_value(id);
+        snprintf(out->push[i].url, sizeof(out->push[i].url), "%s", json_string_value(url));
+        out->npush++;
+    }
+    return 0;
+}
+
+/* Integer field @key of @obj into *@out when present, within [lo, hi]. */
+static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi, unsigned *out,
                     char *err, size_t errlen)
 {
     json_t *v = json_object_get(obj, key);
@@ -94,14 +158,15 @@ static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi
     return 0;
 }
 
-int relay_spec_parse(const void *o, const relay_config *cfg, relay_spec *out, char *err,
-                     size_t errlen)
+int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, relay_spec *out,
+                     char *err, size_t errlen)
 {
     const json_t *obj = o;
     if (!json_is_object(obj))
         return fail(err, errlen, 400, "%s", "the body must be a JSON object");
-    static const char *const known[] = {"name", "kind",    "url",       "width",   "height",
-                                        "fps",  "quality", "on_demand", "created", "created_ms"};
+    static const char *const known[] = {
+        "name",      "kind",    "url",        "width",          "height", "fps",     "quality",
+        "on_demand", "created", "created_ms", "rtsp_transport", "loop",   "timeout", "outputs"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)
@@ -136,26 +201,44 @@ int relay_spec_parse(const void *o, const relay_config *cfg, relay_spec *out, ch
         out->kind = "test";
     else if (strcmp(json_string_value(kind), "mjpeg") == 0)
         out->kind = "mjpeg";
+    else if (strcmp(json_string_value(kind), "ffmpeg") == 0)
+        out->kind = "ffmpeg";
     else
-        return fail(err, errlen, 422, "%s", "kind must be \"test\" or \"mjpeg\"");
-    bool test = out->kind[0] == 't';
+        return fail(err, errlen, 422, "%s", "kind must be \"test\", \"mjpeg\" or \"ffmpeg\"");
+    bool test = out->kind[0] == 't', ff = out->kind[0] == 'f';
 
     json_t *url = json_object_get(obj, "url");
     if (test && url != NULL)
-        return fail(err, errlen, 422, "%s", "url is only for mjpeg inputs");
+        return fail(err, errlen, 422, "%s", "url is only for mjpeg and ffmpeg inputs");
     if (!test) {
         if (url == NULL)
-            return fail(err, errlen, 422, "%s", "url is required for mjpeg inputs");
+            return fail(err, errlen, 422, "url is required for %s inputs", out->kind);
         if (!json_is_string(url))
             return fail(err, errlen, 400, "%s", "url must be a string");
         size_t len = json_string_length(url);
-        const char *why = url_problem(json_string_value(url), len);
-        if (why == NULL && strlen(json_string_value(url)) != len)
-            why = "url must not contain NUL bytes";
+        const char *why = strlen(json_string_value(url)) != len ? "url must not contain NUL bytes"
+                          : ff                                  ? NULL
+                               : url_problem(json_string_value(url), len);
         if (why != NULL)
             return fail(err, errlen, 422, "%s", why);
+        if (ff) {
+            relay_ff_url u;
+            char ferr[256];
+            int rc = relay_ff_url_parse(json_string_value(url), 0, &u, ferr, sizeof(ferr));
+            bool later = (flags & RELAY_SPEC_STORED) && (rc == -ENOENT || rc == -EACCES);
+            if (rc != 0 && !later) {
+                char shown[256];
+                relay_redact(ferr, shown, sizeof(shown));
+                return fail(err, errlen, 422, "url: %s", shown);
+            }
+        }
         memcpy(out->url, json_string_value(url), len + 1);
     }
+    int frc = ff_options(obj, ff, &out->ff, err, errlen);
+    if (frc == 0)
+        frc = push_outputs(obj, ff, out, err, errlen);
+    if (frc != 0)
+        return frc;
 
     static const char *const pattern[] = {"width", "height", "fps", "quality"};
     for (size_t i = 0; !test && i < sizeof(pattern) / sizeof(pattern[0]); i++)
@@ -197,7 +280,19 @@ void *relay_spec_json(const relay_input *in)
         return NULL;
     int bad = json_object_set_new(o, "name", json_string(in->name));
     bad |= json_object_set_new(o, "kind", json_string(in->kind));
-    if (strcmp(in->kind, "mjpeg") == 0) {
+    if (strcmp(in->kind, "ffmpeg") == 0) {
+        bad |= json_object_set_new(o, "url", json_string(in->url));
+        bad |=
+            json_object_set_new(o, "rtsp_transport", json_string(in->ff.rtsp_udp ? "udp" : "tcp"));
+        bad |= json_object_set_new(o, "loop", json_boolean(in->ff.loop));
+        bad |= json_object_set_new(o, "timeout", json_integer(in->ff.timeout_s));
+        json_t *outs = json_array();
+        for (unsigned i = 0; outs != NULL && i < in->npush; i++)
+            bad |= json_array_append_new(outs, json_pack("{s:s, s:I, s:s}", "type", "push", "id",
+                                                         (json_int_t)relay_push_id(in->push[i]),
+                                                         "url", relay_push_url(in->push[i])));
+        bad |= json_object_set_new(o, "outputs", outs);
+    } else if (strcmp(in->kind, "mjpeg") == 0) {
         bad |= json_object_set_new(o, "url", json_string(in->url));
     } else {
         bad |= json_object_set_new(o, "width", json_integer(in->width));
@@ -363,7 +458,8 @@ int relay_state_load(const char *path, const relay_config *cfg, relay_spec *spec
     *n = 0;
     for (size_t i = 0; i < json_array_size(arr); i++) {
         char why[200];
-        if (relay_spec_parse(json_array_get(arr, i), cfg, &specs[i], why, sizeof(why)) != 0) {
+        if (relay_spec_parse(json_array_get(arr, i), cfg, RELAY_SPEC_STORED, &specs[i], why,
+                             sizeof(why)) != 0) {
             snprintf(err, errlen, "input %zu: %s", i, why);
             goto decref;
         }

@@ -564,7 +564,7 @@ typedef struct lines {
     bool saw_progress;
 } lines;
 
-static void on_line(void *ud, const char *line)
+static bool on_line(void *ud, const char *line)
 {
     lines *l = ud;
     l->n++;
@@ -574,6 +574,7 @@ static void on_line(void *ud, const char *line)
         l->leaked = true;
     if (strncmp(line, "frame=", 6) == 0)
         l->saw_progress = true;
+    return true;
 }
 
 static bool job_in_backoff(run *r)
