@@ -716,11 +716,17 @@ async function pollResources() {
     process = { pid: r.pid, uptime_ms: r.uptime_ms };
     updateSummary();
   } catch (e) {
+    if (e.status === 403) {
+      // A user without the admin permission: no charts, no polling.
+      clearInterval(resourcesTimer);
+      return;
+    }
     summary.textContent = 'relay not answering: ' + e.message;
   }
 }
 
+let resourcesTimer = null;
 refreshAll();
 pollResources();
 setInterval(refreshAll, REFRESH_MS);
-setInterval(pollResources, RESOURCES_MS);
+resourcesTimer = setInterval(pollResources, RESOURCES_MS);

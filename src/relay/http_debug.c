@@ -148,6 +148,16 @@ void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req)
         (unsigned long long)srv->header_timeouts, (unsigned long long)srv->accept_errors,
         (unsigned long long)srv->rejected_host, (unsigned long long)srv->rejected_origin,
         (unsigned long long)srv->state_save_failures, (unsigned long long)srv->sse_missed);
+    metric_head(b, "steward_relay_auth_refused_total", "counter",
+                "Requests refused by authentication: reason=\"credentials\" (a wrong user, "
+                "password or token), \"locked\" (too many failures from the address), "
+                "\"busy\" (the password check queue was full).");
+    evbuffer_add_printf(b,
+                        "steward_relay_auth_refused_total{reason=\"credentials\"} %llu\n"
+                        "steward_relay_auth_refused_total{reason=\"locked\"} %llu\n"
+                        "steward_relay_auth_refused_total{reason=\"busy\"} %llu\n",
+                        (unsigned long long)srv->auth_failed, (unsigned long long)srv->auth_locked,
+                        (unsigned long long)srv->auth_busy);
     stw_report_prometheus(snap, relay_http__write_evbuffer, b);
     stw_snapshot_free(&snap);
     relay_http__reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);

@@ -95,9 +95,18 @@ typedef struct relay_config {
      * refused instead of feeding on its own output. */
     char instance[24];
     size_t max_input_bytes; /* what all inputs together may claim (relay_spec_claim) */
+    /* What the config file declares (config.h): users, TLS, inputs.
+     * Borrowed, lives until the relay exits; NULL without --config. */
+    const struct relay_file *file;
+    bool insecure_no_auth; /* serve a non-loopback address without users */
 } relay_config;
 
 #define RELAY_LOOP_HEADER "X-Steward-Relay"
+
+/* Set the option @opt ("--max-viewers"...) from the text @value, checked as
+ * on the command line. Returns 0, -EINVAL for a bad value, -ENOENT for an
+ * option that takes no value or does not exist. */
+int relay_option_set(relay_config *cfg, const char *opt, const char *value);
 
 /* ---- hub ---- */
 
@@ -203,6 +212,7 @@ typedef struct relay_spec {
     relay_push_spec push[RELAY_PUSH_MAX];
     bool on_demand;
     int64_t created_ms; /* wall clock, ms since the epoch; 0: now */
+    bool declared;      /* by the config file: not deletable, not in the state file */
 } relay_spec;
 
 struct relay_ts;
@@ -227,6 +237,7 @@ typedef struct relay_input {
     unsigned npush;
     bool on_demand;     /* stop the source when the last viewer left */
     int64_t created_ms; /* wall clock, ms since the epoch */
+    bool declared;      /* by the config file: not deletable, not in the state file */
     size_t claim;       /* relay_spec_claim() of its spec */
     relay_hub *hub;     /* owned */
     stw_scope *owner;   /* "input:NAME", child of the sources scope, owns this */

@@ -46,6 +46,7 @@
 
 #include "card.h"
 #include "mjpeg.h"
+#include "redact.h"
 #include "relay.h"
 #include "steward/alloc.h"
 
@@ -408,8 +409,10 @@ static void source_main(stw_scope *scope, void *arg)
             break;
         if (s->got > 0)
             backoff_ms = BACKOFF_MIN_MS;
-        fprintf(stderr, "steward relay: input %s: %s; retrying in %d ms\n", s->in->name,
-                s->why[0] ? s->why : "disconnected", backoff_ms);
+        char why[sizeof(s->why)];
+        relay_redact(s->why[0] ? s->why : "disconnected", why, sizeof(why));
+        fprintf(stderr, "steward relay: input %s: %s; retrying in %d ms\n", s->in->name, why,
+                backoff_ms);
         relay_input_set_state(s->in, s->refused ? "error" : "no-signal");
         /* Show the card at once and keep its clock moving while we wait. */
         stw_deadline retry = stw_deadline_in_ms(backoff_ms);
