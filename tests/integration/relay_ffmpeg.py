@@ -314,7 +314,8 @@ def read_ts_file(relay, name, path, seconds, min_bytes=1):
 
 def expect_video(r, codec, w, h, min_frames, what):
     assert (r["codec"], r["width"], r["height"]) == (codec, w, h), \
-        "%s: got %s %sx%s, want %s %dx%d" % (what, r["codec"], r["width"], r["height"], codec, w, h)
+        "%s: got %s %sx%s, want %s %dx%d" % (what, r["codec"], r["width"], r["height"],
+                                             codec, w, h)
     assert r["frames"] >= min_frames, "%s: %d frames, want >= %d" % (what, r["frames"], min_frames)
 
 
@@ -429,7 +430,8 @@ def run_main(build, tmp, marker):
             took = time.monotonic() - left
             assert 4.0 <= took <= 9.0, "decoder stopped %.1f s after the last viewer" % took
             assert relay.input("cam")["ffmpeg"]["decoder"]["pid"] == 0
-            print("     decoder stopped %.1f s after the last MJPEG viewer left" % took, flush=True)
+            print("     decoder stopped %.1f s after the last MJPEG viewer left" % took,
+                  flush=True)
 
         def push_rtmp():
             out = relay.push("cam", nginx.url("cam"))
@@ -694,6 +696,46 @@ def run_missing_binary(build, tmp):
         relay.kill()
 
 
+STALLED_FFMPEG = """#!/bin/sh
+# An ffmpeg whose input stalled: alive, printing a -progress block every
+# half second (as ffmpeg's main loop does while its demuxer waits), never a
+# byte more on stdout.
+echo "Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'stalled':" >&2
+while :; do
+    printf 'frame=10\\ntotal_size=1000\\nout_time_us=400000\\nprogress=continue\\n' >&2
+    sleep 0.5
+done
+"""
+
+
+def run_stalled_progress(build, tmp):
+    path = ms.mp4_file(os.path.join(tmp, "mp4"), seconds=1, with_audio=False,
+                       width=160, height=120)
+    fake = os.path.join(tmp, "stalled-bin")
+    os.makedirs(fake, exist_ok=True)
+    with open(os.path.join(fake, "ffmpeg"), "w") as f:
+        f.write(STALLED_FFMPEG)
+    os.chmod(os.path.join(fake, "ffmpeg"), 0o755)
+    relay = Relay(build, env=dict(os.environ, PATH=fake + ":" + os.environ.get("PATH", "")))
+    try:
+        def stalled_progress():
+            relay.create("stalled", path, timeout=2)
+            t0 = time.monotonic()
+            i = wait_for("the watchdog", lambda: (lambda i: i if "watchdog" in (
+                i["last_exit"] or "") else None)(relay.ingest("stalled")), 20)
+            took = time.monotonic() - t0
+            assert took < 12, "the watchdog fired after %.1f s (timeout 2 s + 2 s)" % took
+            relay.delete("stalled")
+            rc, tterm, err = relay.terminate()
+            assert_clean_exit(rc, tterm, err, 10)
+            print("     progress without output: %s after %.1f s" % (i["last_exit"], took),
+                  flush=True)
+
+        check("ffmpeg_stalled_progress", stalled_progress)
+    finally:
+        relay.kill()
+
+
 def run_sigkill(build, tmp, nginx, mp4):
     marker = ms.new_marker("stwff")
     relay = Relay(build, env=dict(os.environ, STEWARD_TEST_MARKER=marker))
@@ -900,11 +942,13 @@ def main():
     marker = ms.new_marker("stwff")
     main_cases = ("ffmpeg_rtsp_ts ffmpeg_mjpeg_decoder ffmpeg_push_rtmp ffmpeg_push_srt "
                   "ffmpeg_rtmp_input ffmpeg_hls_input ffmpeg_file_loop ffmpeg_camera_restart "
-                  "ffmpeg_push_late_target ffmpeg_ingest_killed ffmpeg_hung_camera ffmpeg_hung_ffmpeg "
-                  "ffmpeg_silent_url ffmpeg_passwords ffmpeg_shutdown_busy").split()
+                  "ffmpeg_push_late_target ffmpeg_ingest_killed ffmpeg_hung_camera "
+                  "ffmpeg_hung_ffmpeg ffmpeg_silent_url ffmpeg_passwords "
+                  "ffmpeg_shutdown_busy").split()
     try:
         suites = [("main", lambda: run_main(build, tmp, marker)),
-                  ("missing_binary", lambda: run_missing_binary(build, tmp))]
+                  ("missing_binary", lambda: run_missing_binary(build, tmp)),
+                  ("stalled_progress", lambda: run_stalled_progress(build, tmp))]
         for name, fn in suites:
             if name == "main" and not any(wanted(c) for c in main_cases):
                 continue
