@@ -59,6 +59,7 @@ import media_servers as ms  # noqa: E402
 from relay_basic import is_jpeg, read_parts  # noqa: E402
 
 RESULTS = []
+RELAYS = []  # every relay started, killed on the way out whatever happened
 # A comma-separated list of case names runs only those (and what they need).
 ONLY = [c for c in os.environ.get("STEWARD_FFMPEG_ONLY", "").split(",") if c]
 CHURN = int(os.environ.get("STEWARD_FFMPEG_CHURN", "100"))
@@ -115,6 +116,7 @@ class Relay:
             stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True)
         self.pid = None
+        RELAYS.append(self)
         line = b""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not line.endswith(b"\n"):
@@ -235,7 +237,8 @@ class Relay:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        self.err.close()
+        if self in RELAYS:
+            RELAYS.remove(self)
 
 
 def assert_clean_exit(rc, took, err, limit):
@@ -933,6 +936,13 @@ def run_shutdown_20(build, tmp, nginx, mp4):
                 pass
 
 
+def guarded(name, fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:
+        report("ffmpeg_" + name, False, "could not start: %s: %s" % (type(e).__name__, e))
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: relay_ffmpeg.py BUILD_DIR", file=sys.stderr)
@@ -945,7 +955,22 @@ def main():
                   "ffmpeg_push_late_target ffmpeg_ingest_killed ffmpeg_hung_camera "
                   "ffmpeg_hung_ffmpeg ffmpeg_silent_url ffmpeg_passwords "
                   "ffmpeg_shutdown_busy").split()
+    churn = None
+    nginx = None
     try:
+        later = [n for n in ("relay_sigkill", "churn", "shutdown_20") if wanted("ffmpeg_" + n)]
+        if later:
+            nginx = ms.NginxRtmp(os.path.join(tmp, "nginx2"))
+            os.makedirs(nginx.dir)
+            nginx.start()
+            mp4 = ms.mp4_file(os.path.join(tmp, "mp4"), seconds=2, with_audio=True,
+                              width=160, height=120, name="loop.mp4")
+        if "churn" in later:
+            # The churn waits on ffmpeg most of the time: it runs beside the
+            # other cases, on a relay of its own.
+            churn = threading.Thread(target=guarded, args=("churn", run_churn, build, tmp,
+                                                           nginx, mp4), daemon=True)
+            churn.start()
         suites = [("main", lambda: run_main(build, tmp, marker)),
                   ("missing_binary", lambda: run_missing_binary(build, tmp)),
                   ("stalled_progress", lambda: run_stalled_progress(build, tmp))]
@@ -954,25 +979,17 @@ def main():
                 continue
             if name != "main" and not wanted("ffmpeg_" + name):
                 continue
-            try:
-                fn()
-            except Exception as e:
-                report("ffmpeg_" + name, False, "could not start: %s: %s" % (type(e).__name__, e))
-        if not any(wanted("ffmpeg_" + n) for n in ("relay_sigkill", "churn", "shutdown_20")):
-            return 0 if RESULTS and all(RESULTS) else 1
-        with ms.nginx_rtmp(os.path.join(tmp, "nginx2")) as nginx:
-            mp4 = ms.mp4_file(os.path.join(tmp, "mp4"), seconds=2, with_audio=True,
-                              width=160, height=120, name="loop.mp4")
-            for name, fn in [("relay_sigkill", run_sigkill), ("churn", run_churn),
-                             ("shutdown_20", run_shutdown_20)]:
-                if not wanted("ffmpeg_" + name):
-                    continue
-                try:
-                    fn(build, tmp, nginx, mp4)
-                except Exception as e:
-                    report("ffmpeg_" + name, False,
-                           "could not start: %s: %s" % (type(e).__name__, e))
+            guarded(name, fn)
+        for name, fn in [("relay_sigkill", run_sigkill), ("shutdown_20", run_shutdown_20)]:
+            if name in later:
+                guarded(name, fn, build, tmp, nginx, mp4)
+        if churn is not None:
+            churn.join()
     finally:
+        for r in list(RELAYS):
+            r.kill()
+        if nginx is not None:
+            nginx.stop()
         left = ms.orphans(marker)
         if left:
             report("ffmpeg_orphans", False, "left on the machine: %s" % ms.describe(left))
