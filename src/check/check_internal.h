@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "steward/ledger.h"
@@ -83,6 +84,19 @@ void stw__check_final_report(int sig);
 /* From a fatal signal's handler: have the checker's thread write the final
  * report and wait (bounded) until it is written. */
 void stw__check_fatal_report(int sig);
+
+/* The program's state where a fatal signal interrupted it: the handler's
+ * own frames and the signal frame lie below @sp on that thread's stack and
+ * hold stale words, so the scan takes this thread's stack from @sp up and
+ * its registers from @regs instead. Set by the handler before it asks for
+ * the report (tid last); tid 0 when no signal came. */
+typedef struct stw__interrupted {
+    uintptr_t sp;
+    uintptr_t regs[32];
+    int nregs;
+    _Atomic long tid;
+} stw__interrupted;
+extern stw__interrupted stw__fatal_ctx;
 /* Start the checker's own thread (sampling per-site live bytes for growth
  * analysis, periodic and on-demand reports). Called once at init. */
 void stw__growth_start(void);

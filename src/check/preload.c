@@ -11,6 +11,9 @@
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -328,9 +331,25 @@ STW_HOOK void _Exit(int status)
 static const int fatal_signals[] = {SIGTERM, SIGINT,  SIGHUP, SIGQUIT, SIGPIPE, SIGALRM, SIGUSR1,
                                     SIGABRT, SIGSEGV, SIGBUS, SIGFPE,  SIGILL,  SIGXCPU, SIGXFSZ};
 
-static void on_fatal(int sig)
+stw__interrupted stw__fatal_ctx;
+
+static void on_fatal(int sig, siginfo_t *si, void *ucv)
 {
+    (void)si;
     int saved = errno;
+#if defined(__x86_64__)
+    const ucontext_t *uc = ucv;
+    if (atomic_load(&stw__fatal_ctx.tid) == 0) {
+        int n = NGREG < 32 ? NGREG : 32;
+        for (int i = 0; i < n; i++)
+            stw__fatal_ctx.regs[i] = (uintptr_t)uc->uc_mcontext.gregs[i];
+        stw__fatal_ctx.nregs = n;
+        stw__fatal_ctx.sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+        atomic_store(&stw__fatal_ctx.tid, (long)syscall(SYS_gettid));
+    }
+#else
+    (void)ucv;
+#endif
     stw__check_fatal_report(sig);
     signal(sig, SIG_DFL);
     errno = saved;
@@ -345,8 +364,8 @@ static void install_fatal_handlers(void)
             continue;
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_fatal;
-        sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+        sa.sa_sigaction = on_fatal;
+        sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER;
         sigemptyset(&sa.sa_mask);
         sigaction(fatal_signals[i], &sa, NULL);
     }

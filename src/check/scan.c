@@ -630,7 +630,14 @@ static void find_thread_sps(ctx *c, uintptr_t own_sp)
                 tid = tid * 10 + (*p - '0');
             if (tid == self || tid == c->own_tid)
                 continue;
-            uintptr_t sp = thread_sp(tid);
+            /* A thread in the fatal signal's handler: its program frames
+             * start where the signal interrupted it. */
+            uintptr_t sp = tid == atomic_load(&stw__fatal_ctx.tid) ? stw__fatal_ctx.sp : 0;
+            if (sp != 0) {
+                note_sp(c, sp, RED_ZONE);
+                continue;
+            }
+            sp = thread_sp(tid);
             if (sp != 0)
                 note_sp(c, sp, RED_ZONE);
             else
@@ -850,7 +857,14 @@ static __attribute__((noinline)) void scan_roots(ctx *c, const stw_snapshot *s)
     bool own = syscall(SYS_gettid) == c->own_tid;
     if (!own)
         scan_words(c, (uintptr_t)&regs, (uintptr_t)&regs + sizeof(regs));
+    /* The registers a fatal signal interrupted (the handler's frames
+     * are left out of that thread's stack). */
+    if (atomic_load(&stw__fatal_ctx.tid) != 0)
+        scan_words(c, (uintptr_t)stw__fatal_ctx.regs,
+                   (uintptr_t)(stw__fatal_ctx.regs + stw__fatal_ctx.nregs));
     uintptr_t from = exit_caller_sp();
+    if (atomic_load(&stw__fatal_ctx.tid) == syscall(SYS_gettid))
+        from = stw__fatal_ctx.sp; /* below it: the handler and the signal frame */
     if (from == 0)
         from = checker_frames_end(c, (uintptr_t)__builtin_frame_address(0), sp);
     find_thread_sps(c, from);
