@@ -74,6 +74,7 @@ bench: build
 	@bench/run.sh $(BUILD)
 	@bench/check_bench.sh $(BUILD)
 	@bench/relay_bench.sh $(BUILD)
+	@python3 bench/relay_ffmpeg_bench.py --build $(BUILD) --counts 1,10,50
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -7,7 +7,8 @@
 #   scripts/stress-test.sh BUILD_DIR [RUNS] [SUITE...]
 # SUITE: unit, leaks, real, or an integration test name (relay_basic, ...);
 # default all of them. Failed runs keep their logs in $STRESS_LOGS
-# (default stress-logs/).
+# (default stress-logs/). relay_ffmpeg runs its churn case with
+# STEWARD_FFMPEG_CHURN cycles (default here 500; `make test` runs 100).
 set -u
 build=${1:?usage: scripts/stress-test.sh BUILD_DIR [RUNS] [SUITE...]}
 runs=${2:-50}
@@ -15,7 +16,7 @@ runs=${2:-50}
 here=$(cd "$(dirname "$0")/.." && pwd)
 logs=${STRESS_LOGS:-stress-logs}
 mkdir -p "$logs"
-suites=${*:-"unit leaks real relay_basic relay_api relay_mjpeg relay_load"}
+suites=${*:-"unit leaks real relay_basic relay_api relay_mjpeg relay_load relay_attack relay_auth relay_ffmpeg media_servers_test"}
 
 # The load: one busy loop per core, ended by pid whatever happens.
 hogs=""
@@ -37,6 +38,9 @@ run_suite() { # SUITE LOG: exit status 0 when every case passed
     unit) sh "$here/tests/run.sh" "$build" --unit-only >"$2" 2>&1 ;;
     leaks) python3 "$here/tests/leaks/run.py" "$build" >"$2" 2>&1 ;;
     real) sh "$here/tests/real/run.sh" "$build/src/steward" >"$2" 2>&1 ;;
+    relay_ffmpeg) STEWARD_FFMPEG_CHURN=${STEWARD_FFMPEG_CHURN:-500} XDG_STATE_HOME="$tmp/state" \
+        timeout 2400 python3 "$here/tests/integration/$1.py" "$build" >"$2" 2>&1 &&
+        ! grep -q '^FAIL' "$2" ;;
     *) XDG_STATE_HOME="$tmp/state" timeout 900 python3 "$here/tests/integration/$1.py" "$build" \
         >"$2" 2>&1 && ! grep -q '^FAIL' "$2" ;;
     esac

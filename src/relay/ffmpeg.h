@@ -26,9 +26,12 @@
  *   cannot lead it to file:, pipe: or another protocol), never reads the
  *   relay's stdin (-nostdin), and, except the JPEG decoder (-loglevel
  *   error), writes its progress as '\n'-terminated key=value lines on
- *   stderr once a second (-progress pipe:2 -stats_period 1). Local files are further limited to
- * media container formats (-format_whitelist): a "file" that is an ffconcat list or a playlist is
- * refused. The three commands are: ingest  camera -> MPEG-TS on stdout, streams copied as they came
+ *   stderr once a second (-progress pipe:2 -stats_period 1). Local files
+ *   are further limited to media container formats (-format_whitelist): a
+ *   "file" that is an ffconcat list or a playlist is refused.
+ *
+ *   The three commands:
+ *     ingest  camera -> MPEG-TS on stdout, streams copied as they came
  *             (V4L2 cameras deliver raw or MJPEG video, encoded to H.264);
  *     jpeg    MPEG-TS on stdin -> multipart JPEG (mpjpeg, boundary
  *             RELAY_FF_JPEG_BOUNDARY) on stdout, at a capped rate and width;

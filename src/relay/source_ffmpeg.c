@@ -105,6 +105,7 @@ static bool ingest_line(void *ud, const char *line)
 {
     struct relay_ffin *f = ud;
     uint64_t blocks = f->ilog.progress.blocks;
+    int64_t size = f->ilog.progress.total_size;
     bool progress = relay_ff_log_line(&f->ilog, line, strlen(line));
     /* What -stats_period says at start is no diagnostic. */
     if (strncmp(line, "ffmpeg stats and -progress period", 33) == 0)
@@ -113,9 +114,12 @@ static bool ingest_line(void *ud, const char *line)
     f->media = f->ilog.input;
     f->progress = f->ilog.progress;
     pthread_mutex_unlock(&f->lock);
-    /* A -progress block means ffmpeg is alive and moving: the watchdog's
-     * other food besides stdout bytes. */
-    if (progress && f->ilog.progress.blocks != blocks && f->ilog.progress.total_size > 0)
+    /* A -progress block that says more bytes went out means ffmpeg is
+     * moving: the watchdog's other food besides stdout bytes. A block
+     * alone is not: ffmpeg prints one whenever its loop turns, also after
+     * a read timed out, and a camera that hangs would keep it fed. */
+    if (progress && f->ilog.progress.blocks != blocks && f->ilog.progress.total_size > size &&
+        f->ilog.progress.total_size > 0)
         relay_child_progress(f->ingest, now_ms());
     return !progress;
 }

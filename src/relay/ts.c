@@ -80,6 +80,7 @@ struct relay_ts_reader {
     uint64_t epoch;
     uint64_t next_seq; /* next chunk to hand out, once positioned */
     bool positioned;   /* false: waiting for a keyframe */
+    bool behind;       /* fell behind: -ESPIPE until resynced */
     bool need_psi;
     uint64_t skipped;
 };
@@ -653,6 +654,7 @@ uint64_t relay_ts_reader_skipped(const relay_ts_reader *r)
 void relay_ts_reader_resync(relay_ts_reader *r)
 {
     r->positioned = false;
+    r->behind = false;
 }
 
 int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n)
@@ -676,6 +678,7 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
         /* A new reader, or the source restarted since the last read. */
         r->epoch = ts->epoch;
         r->positioned = false;
+        r->behind = false;
         r->need_psi = true;
     }
     uint64_t oldest = ts->count > 0 ? ts->ring[ts->head].seq : ts->next_seq;
@@ -686,12 +689,20 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
             if (r->need_psi) {
                 out[got++] = (relay_ts_chunk){stw_buf_ref(ts->psi), 0, RELAY_TS_PSI};
                 r->need_psi = false;
+            } else if (r->next_seq != 0) {
+                r->skipped += ts->key_seq - r->next_seq; /* jumped to the keyframe */
             }
             r->next_seq = ts->key_seq;
             r->positioned = true;
         }
-    } else if (r->next_seq < oldest) {
-        r->skipped += oldest - r->next_seq;
+    } else if (r->behind || r->next_seq < oldest) {
+        /* What was dropped unread counts now; the rest of the jump to a
+         * keyframe counts when the resynced reader gets there. */
+        if (r->next_seq < oldest) {
+            r->skipped += oldest - r->next_seq;
+            r->next_seq = oldest;
+        }
+        r->behind = true;
         rc = -ESPIPE;
     }
     if (r->positioned && rc == 0) {
@@ -743,10 +754,9 @@ long relay_ts_feed_write(relay_ts_feed *f, int fd, bool *idle)
         if (!f->has_pending) {
             size_t n = 0;
             int rc = f->reader != NULL ? relay_ts_read(f->reader, &f->pending, 1, &n) : 0;
+            f->skipped = f->reader != NULL ? relay_ts_reader_skipped(f->reader) : f->skipped;
             if (rc == -ESPIPE) {
-                uint64_t before = relay_ts_reader_skipped(f->reader);
                 relay_ts_reader_resync(f->reader);
-                f->skipped += relay_ts_reader_skipped(f->reader) - before + 1;
                 continue;
             }
             if (rc != 0 || n == 0) {

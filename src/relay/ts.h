@@ -9,10 +9,12 @@
  *   once it is not, bytes are dropped and counted as garbage until three
  *   sync bytes 188 apart are found), follows PAT -> PMT -> stream PIDs and
  *   types, keeps a copy of the latest PAT and PMT, and finds keyframe
- *   starts on the video PID: a random_access_indicator in the adaptation field or, for a
- *   stream that has never set one, a PES start whose first packet carries an
- *   H.264 IDR/SPS or H.265 IRAP/VPS NAL unit. A stream without video takes a
- *   keyframe at an audio PES start at most once a second.
+ *   starts on the video PID: a random_access_indicator in the adaptation
+ *   field or, for a stream that has never set one, a PES start whose first
+ *   packet carries an H.264 IDR/SPS or H.265 IRAP/VPS NAL unit. A stream
+ *   without video takes a keyframe at an audio PES start at most once a
+ *   second. Only the first program of the PAT is followed, and only PAT and
+ *   PMT sections that fit in one packet.
  *
  *   Complete packets are published as chunks: refcounted stw_bufs of at most
  *   RELAY_TS_CHUNK_MAX bytes, never splitting a packet, each with a sequence
@@ -141,7 +143,8 @@ int relay_ts_reader_fd(const relay_ts_reader *r);
  * reference the caller owns (transfer full) and must unref. *@n == 0 means
  * nothing yet (wait for the eventfd). If more remain after @max, the
  * eventfd stays readable. Returns 0, or -ESPIPE when the reader fell behind
- * what is retained (*@n == 0; call relay_ts_reader_resync or free it).
+ * what is retained (*@n == 0, and again on every read until
+ * relay_ts_reader_resync; or free the reader).
  */
 int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n);
 
@@ -149,7 +152,9 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
  * last retained one if it lies ahead, else the next published). */
 void relay_ts_reader_resync(relay_ts_reader *r);
 
-/* Chunks this reader missed so far by falling behind (before each resync). */
+/* Chunks this reader missed so far by falling behind: the ones dropped
+ * before it read them, and, once resynced, the ones it jumped over to
+ * reach a keyframe. */
 uint64_t relay_ts_reader_skipped(const relay_ts_reader *r);
 
 /* A reader that feeds a pipe (a child's stdin) without blocking: the
@@ -161,7 +166,7 @@ typedef struct relay_ts_feed {
     relay_ts_chunk pending;  /* valid while has_pending */
     size_t off;              /* bytes of pending already written */
     bool has_pending;
-    uint64_t skipped; /* chunks skipped by falling behind, before resyncs */
+    uint64_t skipped; /* relay_ts_reader_skipped() of the reader, as of the last read */
 } relay_ts_feed;
 
 /* Open @f (caller memory, any content) on @ts (borrowed, must outlive the

@@ -413,18 +413,20 @@ static void test_argv(void **state)
 
     assert_int_equal(
         relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.fps = 2, .max_width = 320, .quality = 7}), 0);
-    assert_string_equal(joined(&a), "ffmpeg -hide_banner -nostdin -loglevel error -nostats "
-                                    "-protocol_whitelist pipe -probesize 32768 "
-                                    "-analyzeduration 200000 -f mpegts -i pipe:0 -an -sn -dn "
-                                    "-vf fps=2,scale=w=min(320\\,iw):h=-2 -q:v 7 -f mpjpeg "
-                                    "-flush_packets 1 pipe:1");
+    assert_string_equal(joined(&a),
+                        "ffmpeg -hide_banner -nostdin -loglevel error -nostats "
+                        "-protocol_whitelist pipe -probesize 32768 -analyzeduration 200000 "
+                        "-f mpegts -i pipe:0 -an -sn -dn "
+                        "-vf fps=2,scale=w=min(320\\,iw):h=-2 -q:v 7 -f mpjpeg "
+                        "-flush_packets 1 pipe:1");
     assert_int_equal(relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.fps = 31}), -EINVAL);
     assert_int_equal(relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.max_width = 8}), -EINVAL);
     assert_int_equal(relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.quality = 1}), -EINVAL);
 
 #define PUSH_IN_ARGS                                                                               \
     " -hide_banner -nostdin -loglevel info -nostats -progress pipe:2 -stats_period 1 "             \
-    "-protocol_whitelist pipe -f mpegts -i pipe:0 -map 0:v? -map 0:a? "
+    "-protocol_whitelist pipe -probesize 262144 -analyzeduration 1000000 -f mpegts -i pipe:0 "     \
+    "-map 0:v? -map 0:a? "
 #define PUSH_IN "ffmpeg" PUSH_IN_ARGS "-c copy "
     parse_ok("rtmp://h/live/key", RELAY_FF_OUTPUT, &u);
     assert_int_equal(relay_ff_push_argv(&a, &u, NULL), 0);
