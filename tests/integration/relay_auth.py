@@ -321,7 +321,31 @@ def run_config(build, tmp):
         rc, out, err = steward(build, ["--config", os.path.join(d, "missing.yaml")])
         assert rc == 2 and "missing.yaml: No such file" in err, (rc, err)
 
+    def print_ffmpeg():
+        ff = write(os.path.join(d, "ff", "relay.yaml"), """inputs:
+  gate:
+    kind: ffmpeg
+    url: "rtsp://admin:%s@10.0.0.9/s1"
+    rtsp_transport: udp
+    outputs:
+      - {type: push, url: "rtmp://live.example/app/k?key=%s"}
+      - type: push
+        url: "srt://push.example:9000?passphrase=%s"
+""" % (SECRET, SECRET, SECRET))
+        os.chmod(ff, 0o600)
+        rc, out, err = steward(build, ["--config", ff, "--print-config"])
+        assert rc == 0 and err == "", (rc, err)
+        assert SECRET not in out, out
+        assert 'url: "rtsp://admin:***@10.0.0.9/s1"' in out and "rtsp_transport: udp" in out, out
+        assert out.count("      - type: push\n") == 2 and "key=***" in out, out
+        bad = write(os.path.join(d, "ff2", "relay.yaml"),
+                    "inputs:\n  g:\n    kind: ffmpeg\n    url: rtsp://h/s\n"
+                    "    outputs: [{type: push, id: 3, url: rtmp://x/a}]\n")
+        rc, out, err = steward(build, ["--config", bad, "--print-config"])
+        assert rc == 2 and ":2: g: input g: an output's id is given by the relay" in err, (rc, err)
+
     check("auth_config_print", print_config)
+    check("auth_config_print_ffmpeg", print_ffmpeg)
     check("auth_config_errors", bad_files)
 
     relay = Relay(build, ["--config", conf, "--state", state])
