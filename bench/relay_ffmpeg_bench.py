@@ -193,10 +193,10 @@ class RelaySide:
         self.inputs = []
 
     def _start_relay(self):
-        out = os.path.join(ms._logdir(), "relay-stdout.log")
+        # A new log file for each relay: the address line is this one's.
         self.child = ms.Child("steward relay", [self.steward, "relay", "--listen", "127.0.0.1:0",
-                               "--state", "none", "--no-default-input", "--max-inputs", "64"],
-                              log_path=out)
+                               "--state", "none", "--no-default-input", "--max-inputs", "64"])
+        out = self.child.log_path
         # The relay prints "steward relay: serving http://127.0.0.1:PORT/"
         # on stdout, which goes to its log with stderr.
         m = ms.wait_until(lambda: re.search(r"serving http://127\.0\.0\.1:(\d+)/",
@@ -325,7 +325,12 @@ def run_count(side_cls, args, cam, nginx, n):
         side.prepare()
         cam.start()
         side.start(n, cam.url, urls)
-        ms.ffprobe_stream(urls[-1], seconds=1, timeout=120)
+        try:
+            ms.ffprobe_stream(urls[-1], seconds=1, timeout=120)
+        except ms.ServerError as e:
+            raise RuntimeError("steady state: the last stream never played (%s); side: %s; "
+                               "last stream: %s" % (str(e).splitlines()[0], side.check() or
+                                                    "running", side.describe(n - 1)))
         time.sleep(args.warmup)
         why = side.check()
         if why:

@@ -7,13 +7,13 @@
 # As root it installs with apt-get; otherwise it names what is missing and fails.
 set -eu
 
-want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev libevent-dev libjpeg62-turbo-dev libjansson-dev libcurl4-openssl-dev"
+want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev libevent-dev libjpeg62-turbo-dev libjansson-dev libcurl4-openssl-dev libfyaml-dev libsodium-dev libssl-dev"
 # The real media servers the relay's integration tests start: nginx-rtmp,
 # gst-rtsp-server through python3-gi (H.264 via x264enc, AAC via avenc_aac).
 media="nginx libnginx-mod-rtmp python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav"
 case "${1:-run}" in
     run) ;;
-    test) want="$want valgrind python3 bc curl git ffmpeg chromium $media" ;;
+    test) want="$want valgrind python3 bc curl git ffmpeg chromium openssl $media" ;;
     asan) want="$want clang libclang-rt-14-dev" ;;
     bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc python3 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good" ;;
     *) echo "usage: scripts/deps.sh run|test|asan|bench" >&2; exit 2 ;;

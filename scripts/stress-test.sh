@@ -16,7 +16,7 @@ runs=${2:-50}
 here=$(cd "$(dirname "$0")/.." && pwd)
 logs=${STRESS_LOGS:-stress-logs}
 mkdir -p "$logs"
-suites=${*:-"unit leaks real relay_basic relay_api relay_mjpeg relay_load relay_ffmpeg"}
+suites=${*:-"unit leaks real relay_basic relay_api relay_mjpeg relay_load relay_attack relay_auth relay_ffmpeg media_servers_test"}
 
 # The load: one busy loop per core, ended by pid whatever happens.
 hogs=""

@@ -58,7 +58,7 @@ if [ "$unit_only" != --unit-only ]; then
     # The relay over HTTP under the checker: "ok   relay/NAME" or "FAIL relay/NAME".
     # XDG_STATE_HOME points into $out so that runs without --state never
     # read or write the user's own relay state file.
-    for t in relay_basic relay_api relay_mjpeg relay_load relay_attack relay_ffmpeg; do
+    for t in relay_basic relay_api relay_mjpeg relay_load relay_attack relay_auth relay_ffmpeg; do
         XDG_STATE_HOME="$out/state" timeout 900 python3 "$here/integration/$t.py" "$build" \
             >"$out/$t.log" 2>&1
         cat "$out/$t.log"
@@ -90,6 +90,15 @@ if [ "$unit_only" != --unit-only ]; then
     if ! grep -q '^ok   ui/\|^FAIL ui/' "$out/ui.log"; then
         failed=$((failed + 1))
         echo "FAIL ui: tests/browser/ui_test.mjs did not run"
+    fi
+    # The same UI behind users and TLS (tests/browser/ui_auth_test.mjs).
+    timeout 300 node "$here/browser/ui_auth_test.mjs" "$build" >"$out/ui_auth.log" 2>&1
+    cat "$out/ui_auth.log"
+    passed=$((passed + $(grep -c '^ok   ui/' "$out/ui_auth.log")))
+    failed=$((failed + $(grep -c '^FAIL ui/' "$out/ui_auth.log")))
+    if ! grep -q '^ok   ui/\|^FAIL ui/' "$out/ui_auth.log"; then
+        failed=$((failed + 1))
+        echo "FAIL ui: tests/browser/ui_auth_test.mjs did not run"
     fi
     for s in "$here"/cli/*.sh; do
         [ -f "$s" ] || continue

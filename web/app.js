@@ -1,8 +1,11 @@
 // steward relay web UI. Plain DOM, no framework: the inputs table follows
 // the relay's Server-Sent Events (/api/events) and re-reads an input from the
 // REST API when one of its events arrives; a slow full refresh of
-// /api/inputs keeps the counters current and repairs anything missed while
-// the event stream was down. The resource charts (uPlot) poll
+// /api/inputs keeps the counters (and the ffmpeg jobs' and push outputs'
+// states, which have no events) current and repairs anything missed while
+// the event stream was down. Under each input: what its source says (an
+// ffmpeg input's stream and jobs, a camera's last error), its outputs, and
+// for an ffmpeg input a form to push it elsewhere. The resource charts (uPlot) poll
 // /system-resources every 2 s. Data from the relay reaches the page through
 // textContent only, never as HTML.
 'use strict';
@@ -17,7 +20,7 @@ const live = document.getElementById('live');
 const form = document.getElementById('add-form');
 const formMsg = document.getElementById('form-msg');
 
-// name -> {input, row, outRow, cells, list, preview, timer}
+// name -> {input, row, outRow, cells, details, list, pushForm, preview, timer}
 const inputs = new Map();
 // Bumped whenever a row is added or removed, so that a full refresh whose
 // answer is older than such a change does not undo it.
@@ -70,6 +73,15 @@ function fmtBytes(v) {
   return (i === 0 ? v.toFixed(0) : v.toFixed(v < 10 ? 1 : 0)) + ' ' + units[i];
 }
 
+function fmtKbps(v) {
+  if (v == null || !(v > 0)) return '';
+  return v >= 10000 ? (v / 1000).toFixed(1) + ' Mb/s' : Math.round(v) + ' kb/s';
+}
+
+function plural(n, word) {
+  return n + ' ' + word + (n === 1 ? '' : 's');
+}
+
 function fmtAge(iso) {
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
   if (s < 60) return s + ' s';
@@ -84,6 +96,14 @@ function clock(t) {
 
 function streamUrl(name) {
   return '/stream/' + encodeURIComponent(name);
+}
+
+function tsUrl(name) {
+  return '/stream/' + encodeURIComponent(name) + '.ts';
+}
+
+function inputPath(name) {
+  return '/api/inputs/' + encodeURIComponent(name);
 }
 
 function snapshotUrl(name) {
@@ -173,11 +193,13 @@ function addRow(input) {
   };
   const row = el('tr', { class: 'input' }, ...Object.values(cells));
   row.dataset.name = input.name;
+  const details = el('div', { class: 'details' });
   const list = el('ul', { class: 'outputs-list' });
-  const outRow = el('tr', { class: 'outputs' }, el('td'), el('td', { colspan: '9' }, list));
+  const under = el('td', { colspan: '9' }, details, list);
+  const outRow = el('tr', { class: 'outputs' }, el('td'), under);
   outRow.dataset.name = input.name;
-  const entry = { input, row, outRow, cells, list, preview: null, mode: 'off', timer: null,
-    snapTimer: null };
+  const entry = { input, row, outRow, cells, details, list, under, pushForm: null,
+    preview: null, mode: 'off', timer: null, snapTimer: null };
   cells.actions.append(el('button', {
     type: 'button',
     class: 'danger',
@@ -195,11 +217,141 @@ function addRow(input) {
   return entry;
 }
 
+function badge(state, extra) {
+  const s = String(state || 'unknown');
+  return el('span', { class: 'state state-' + s + (extra ? ' ' + extra : '') }, s);
+}
+
 function setState(entry, state) {
   entry.input.state = state;
   const s = entry.cells.state;
   s.textContent = '';
-  s.append(el('span', { class: 'state state-' + state }, state));
+  s.append(badge(state));
+}
+
+// "h264 (High) · 1280×720 · 25 fps · 2.1 Mb/s · aac 48000 Hz 2 ch", from
+// what ffmpeg said about the camera's streams.
+function mediaText(m) {
+  if (!m) return '';
+  const parts = [];
+  if (m.video_codec) {
+    parts.push(m.video_codec + (m.video_profile ? ' (' + m.video_profile + ')' : ''));
+  }
+  if (m.width > 0 && m.height > 0) parts.push(m.width + '\u00d7' + m.height);
+  if (m.fps > 0) parts.push((Math.round(m.fps * 100) / 100) + ' fps');
+  if (m.bitrate_kbps > 0) parts.push(fmtKbps(m.bitrate_kbps));
+  if (m.audio_codec) {
+    let a = m.audio_codec;
+    if (m.sample_rate > 0) a += ' ' + m.sample_rate + ' Hz';
+    if (m.channels > 0) a += ' ' + m.channels + ' ch';
+    parts.push(a);
+  }
+  return parts.join(' \u00b7 ');
+}
+
+// One ffmpeg job (ingest, decoder or push): its state, child, restarts,
+// how the last child ended and its last words (redacted by the relay).
+function jobParts(job) {
+  const parts = [];
+  if (job.pid > 0) parts.push(el('span', { class: 'pid' }, 'pid ' + job.pid));
+  parts.push(el('span', { class: 'restarts' }, plural(job.restarts || 0, 'restart')));
+  if (job.last_exit) parts.push(el('span', { class: 'last-exit' }, 'last exit: ' + job.last_exit));
+  if (job.last_error) {
+    parts.push(el('span', { class: 'last-error', title: job.last_error }, job.last_error));
+  }
+  return parts;
+}
+
+function jobLine(label, job) {
+  const line = el('div', { class: 'job job-' + label });
+  if (!job) return line;
+  line.append(el('span', { class: 'label' }, label), badge(job.state, 'small'), ...jobParts(job));
+  return line;
+}
+
+// What an input's source says, under its row: an ffmpeg input's streams,
+// its ingest and decoder jobs and its .ts link; a camera's last error and
+// counters. Nothing for a test pattern.
+function renderDetails(entry) {
+  const i = entry.input;
+  const d = entry.details;
+  d.textContent = '';
+  if (i.kind === 'ffmpeg') {
+    const ff = i.ffmpeg || {};
+    const media = mediaText(ff.media);
+    const opts = [];
+    if (i.rtsp_transport === 'udp') opts.push('rtsp over udp');
+    if (i.loop) opts.push('loop');
+    if (i.timeout) opts.push('timeout ' + i.timeout + ' s');
+    const ts = ff.ts || {};
+    const tsParts = [];
+    if (ts.bytes_in != null) tsParts.push(fmtBytes(ts.bytes_in) + ' in');
+    if (ts.keyframes != null) tsParts.push(plural(ts.keyframes, 'keyframe'));
+    if (ff.speed > 0) tsParts.push('speed ' + ff.speed.toFixed(2) + '\u00d7');
+    if (i.cards) tsParts.push(plural(i.cards, 'card'));
+    d.append(
+      el('div', { class: 'media' },
+        el('span', { class: 'label' }, 'stream'),
+        el('span', { class: 'codec' }, media || 'no stream information yet'),
+        el('a', { class: 'ts-link', href: tsUrl(i.name), target: '_blank',
+          title: 'MPEG-TS with the camera\'s codecs, for ffplay, VLC or ffmpeg' },
+        i.name + '.ts'),
+        el('span', {}, tsParts.join(', ')),
+        el('span', {}, opts.join(', '))),
+      jobLine('ingest', ff.ingest),
+      jobLine('decoder', ff.decoder));
+  } else if (i.kind === 'mjpeg') {
+    const c = i.camera || {};
+    const counters = [plural(c.connects || 0, 'connect'), plural(i.cards || 0, 'card')];
+    if (c.garbage_bytes) counters.push(fmtBytes(c.garbage_bytes) + ' garbage');
+    if (c.bad_parts) counters.push(plural(c.bad_parts, 'bad part'));
+    if (c.oversize) counters.push(c.oversize + ' oversize');
+    if (c.length_mismatch) counters.push(c.length_mismatch + ' length mismatch');
+    d.append(el('div', { class: 'camera' },
+      el('span', { class: 'label' }, 'camera'),
+      el('span', { class: 'counters' }, counters.join(', ')),
+      i.last_error
+        ? el('span', { class: 'last-error', title: i.last_error }, 'last error: ' + i.last_error)
+        : el('span', { class: 'no-error' }, 'no error')));
+  }
+  d.hidden = d.childNodes.length === 0;
+  setPushForm(entry, i.kind === 'ffmpeg');
+}
+
+// The form that adds a push output; only ffmpeg inputs have one. Built once
+// per row, so what is being typed survives the refreshes.
+function setPushForm(entry, on) {
+  if (!on) {
+    if (entry.pushForm) entry.pushForm.remove();
+    entry.pushForm = null;
+    return;
+  }
+  if (entry.pushForm) return;
+  const url = el('input', { name: 'url', size: '40', required: '', maxlength: '2048',
+    placeholder: 'rtmp://server/live/key', 'aria-label': 'push URL' });
+  const msg = el('span', { class: 'msg', role: 'status' });
+  const f = el('form', { class: 'push-form', autocomplete: 'off' },
+    el('span', { class: 'label' }, 'push to'), url,
+    el('button', { type: 'submit', class: 'small' }, 'Add push'), msg);
+  f.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const name = entry.input.name;
+    msg.className = 'msg';
+    msg.textContent = 'adding\u2026';
+    try {
+      const o = await api('POST', inputPath(name) + '/outputs',
+        { type: 'push', url: url.value.trim() });
+      msg.className = 'msg ok';
+      msg.textContent = 'added output #' + o.id;
+      url.value = '';
+    } catch (e) {
+      msg.className = 'msg error';
+      msg.textContent = (e.status ? e.status + ': ' : '') + e.message;
+    }
+    scheduleOutputs(entry);
+  });
+  entry.pushForm = f;
+  entry.under.append(f);
 }
 
 function updateRow(entry, input) {
@@ -220,6 +372,7 @@ function updateRow(entry, input) {
   c.outputs.textContent = i.outputs;
   c.onDemand.textContent = i.on_demand ? 'yes' : 'no';
   c.framesIn.textContent = i.frames_in;
+  renderDetails(entry);
 }
 
 function removeRow(name) {
@@ -242,7 +395,11 @@ function renderOutputs(entry, outputs) {
   list.textContent = '';
   if (outputs.length === 0) list.append(el('li', { class: 'none' }, 'no outputs'));
   for (const o of outputs) {
-    list.append(el('li', {},
+    if (o.type === 'push') {
+      list.append(pushItem(entry, o));
+      continue;
+    }
+    list.append(el('li', { class: 'viewer' },
       el('span', {}, 'output #' + o.id),
       el('span', {}, o.type + ' ' + o.peer),
       el('span', {}, 'for ' + fmtAge(o.started)),
@@ -251,9 +408,35 @@ function renderOutputs(entry, outputs) {
         type: 'button',
         class: 'danger small',
         title: 'close this viewer',
-        onclick: () => deleteOutput(entry, o.id),
+        onclick: () => deleteOutput(entry, o),
       }, 'Close')));
   }
+}
+
+// A push output: its target (password redacted by the relay), its ffmpeg
+// job and what went through it.
+function pushItem(entry, o) {
+  const li = el('li', { class: 'push' },
+    el('span', {}, 'output #' + o.id),
+    el('span', { class: 'push-url', title: o.url }, 'push ' + o.url),
+    badge(o.state, 'small'));
+  const parts = [];
+  if (o.pid > 0) parts.push(el('span', { class: 'pid' }, 'pid ' + o.pid));
+  parts.push(el('span', { class: 'bitrate' }, fmtKbps(o.bitrate_kbps) || '0 kb/s'));
+  parts.push(el('span', { class: 'bytes' }, fmtBytes(o.bytes || 0) + ' sent'));
+  parts.push(el('span', { class: 'restarts' }, plural(o.restarts || 0, 'restart')));
+  if (o.skipped) parts.push(el('span', {}, o.skipped + ' skipped'));
+  if (o.last_exit) parts.push(el('span', { class: 'last-exit' }, 'last exit: ' + o.last_exit));
+  if (o.last_error) {
+    parts.push(el('span', { class: 'last-error', title: o.last_error }, o.last_error));
+  }
+  li.append(...parts, el('button', {
+    type: 'button',
+    class: 'danger small',
+    title: 'stop this push and delete it',
+    onclick: () => deleteOutput(entry, o),
+  }, 'Delete'));
+  return li;
 }
 
 // Re-read one input and its outputs, a little after its last event, so a
@@ -264,8 +447,8 @@ function scheduleOutputs(entry) {
     const name = entry.input.name;
     try {
       const [input, outs] = await Promise.all([
-        api('GET', '/api/inputs/' + encodeURIComponent(name)),
-        api('GET', '/api/inputs/' + encodeURIComponent(name) + '/outputs'),
+        api('GET', inputPath(name)),
+        api('GET', inputPath(name) + '/outputs'),
       ]);
       if (inputs.get(name) !== entry) return;
       updateRow(entry, input);
@@ -332,13 +515,17 @@ async function deleteInput(entry) {
   }
 }
 
-async function deleteOutput(entry, id) {
+async function deleteOutput(entry, o) {
   const name = entry.input.name;
-  if (!window.confirm('Close output #' + id + ' of "' + name + '"?')) return;
+  const id = o.id;
+  const what = o.type === 'push'
+    ? 'Delete push output #' + id + ' of "' + name + '" (' + o.url + ')?'
+    : 'Close output #' + id + ' of "' + name + '"?';
+  if (!window.confirm(what)) return;
   try {
-    await api('DELETE', '/api/inputs/' + encodeURIComponent(name) + '/outputs/' + id);
+    await api('DELETE', inputPath(name) + '/outputs/' + id);
   } catch (e) {
-    if (e.status !== 404) window.alert('Could not close output #' + id + ': ' + e.message);
+    if (e.status !== 404) window.alert('Could not delete output #' + id + ': ' + e.message);
   }
   scheduleOutputs(entry);
 }
@@ -382,7 +569,10 @@ onEvent('input-created', (i) => {
 onEvent('input-deleted', (d) => removeRow(d.name));
 onEvent('input-state', (d) => {
   const entry = inputs.get(d.name);
-  if (entry) setState(entry, d.state);
+  if (!entry) return;
+  setState(entry, d.state);
+  // The source's details (an ffmpeg job, a camera's last error) changed too.
+  if (entry.input.kind !== 'test') scheduleOutputs(entry);
 });
 for (const type of ['output-created', 'output-deleted']) {
   onEvent(type, (d) => {
@@ -393,8 +583,20 @@ for (const type of ['output-created', 'output-deleted']) {
 
 // ---- add-input form -----------------------------------------------------
 
+const URL_HINTS = {
+  mjpeg: 'http://camera/video.mjpg',
+  ffmpeg: 'rtsp://user:password@camera:554/stream',
+};
+
+// Show the fields of the chosen kind only (data-kinds lists the kinds a
+// field belongs to).
 function showKind() {
-  form.className = 'kind-' + form.elements.kind.value;
+  const kind = form.elements.kind.value;
+  form.className = 'kind-' + kind;
+  for (const f of form.querySelectorAll('[data-kinds]')) {
+    f.hidden = !f.dataset.kinds.split(' ').includes(kind);
+  }
+  if (URL_HINTS[kind]) form.elements.url.placeholder = URL_HINTS[kind];
 }
 form.elements.kind.addEventListener('change', showKind);
 showKind();
@@ -405,6 +607,20 @@ form.addEventListener('submit', async (ev) => {
   const body = { name: f.name.value.trim(), kind: f.kind.value, on_demand: f.on_demand.checked };
   if (body.kind === 'mjpeg') {
     body.url = f.url.value.trim();
+  } else if (body.kind === 'ffmpeg') {
+    body.url = f.url.value.trim();
+    // Only what differs from the relay's defaults (tcp, no loop, 10 s).
+    if (f.rtsp_transport.value !== 'tcp') body.rtsp_transport = f.rtsp_transport.value;
+    if (f.loop.checked) body.loop = true;
+    if (f.timeout.value.trim() !== '') {
+      const t = Number(f.timeout.value);
+      if (!Number.isInteger(t)) {
+        formMsg.className = 'msg error';
+        formMsg.textContent = 'timeout must be a whole number of seconds';
+        return;
+      }
+      body.timeout = t;
+    }
   } else {
     const m = /^\s*(\d+)\s*[x\u00d7]\s*(\d+)\s*$/.exec(f.size.value);
     if (!m) {
@@ -500,11 +716,17 @@ async function pollResources() {
     process = { pid: r.pid, uptime_ms: r.uptime_ms };
     updateSummary();
   } catch (e) {
+    if (e.status === 403) {
+      // A user without the admin permission: no charts, no polling.
+      clearInterval(resourcesTimer);
+      return;
+    }
     summary.textContent = 'relay not answering: ' + e.message;
   }
 }
 
+let resourcesTimer = null;
 refreshAll();
 pollResources();
 setInterval(refreshAll, REFRESH_MS);
-setInterval(pollResources, RESOURCES_MS);
+resourcesTimer = setInterval(pollResources, RESOURCES_MS);

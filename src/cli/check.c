@@ -111,6 +111,16 @@ static void copy_file_to(const char *path, FILE *to)
     fclose(f);
 }
 
+static volatile pid_t child_pid;
+
+static void forward_signal(int sig)
+{
+    int saved = errno;
+    if (child_pid > 0)
+        kill(child_pid, sig);
+    errno = saved;
+}
+
 int stw_cli_check(int argc, char **argv)
 {
     int error_exitcode = -1;
@@ -261,6 +271,18 @@ int stw_cli_check(int argc, char **argv)
         fprintf(stderr, "steward check: cannot run '%s': %s\n", argv[i], strerror(rc));
         rmdir(tmpdir);
         return 127;
+    }
+    /* Like timeout(1): a SIGTERM (or HUP, ALRM, USR1, USR2) sent to us is
+     * meant for PROG. Forward it and stay to report; dying of it would
+     * leave PROG running without its checker's report being read. */
+    child_pid = pid;
+    static const int forwarded[] = {SIGTERM, SIGHUP, SIGALRM, SIGUSR1, SIGUSR2};
+    for (size_t k = 0; k < sizeof(forwarded) / sizeof(forwarded[0]); k++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = forward_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(forwarded[k], &sa, NULL);
     }
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)

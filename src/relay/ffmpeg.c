@@ -327,9 +327,7 @@ int relay_ff_url_parse(const char *url, unsigned flags, relay_ff_url *out, char 
     if (rc != 0)
         return rc;
     if (s == RELAY_FF_HLS && !(flags & RELAY_FF_ASSUME_HLS) && !is_playlist(rest)) {
-        say(err, errlen,
-            "%s inputs are HLS playlists: the path should end in .m3u8 "
-            "(or mark the input as HLS)",
+        say(err, errlen, "%s inputs are HLS playlists: the path should end in .m3u8 or .m3u",
             lname);
         return -EINVAL;
     }
@@ -504,8 +502,15 @@ int relay_ff_push_argv(relay_ff_argv *a, const relay_ff_url *u, const relay_ff_p
         return -EPROTONOSUPPORT;
     argv_init(a, o->ffmpeg);
     add_all(a, common_head);
+    /* The relay's TS starts with PAT/PMT and a keyframe (SPS/PPS inline,
+     * ADTS headers on AAC): a second of probing finds every stream, where
+     * ffmpeg's default five would hold back the first frame for them. */
     static const char *const in[] = {"-protocol_whitelist",
                                      "pipe",
+                                     "-probesize",
+                                     "262144",
+                                     "-analyzeduration",
+                                     "1000000",
                                      "-f",
                                      "mpegts",
                                      "-i",

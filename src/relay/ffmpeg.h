@@ -1,8 +1,8 @@
 /*
  * relay/ffmpeg.h — what the relay says to ffmpeg (validated URLs, argv
  * vectors) and what it reads back (stderr lines); private to the relay.
- * Pure functions: nothing here starts a process or keeps state besides
- * what the caller passes in.
+ * Nothing here starts a process, allocates or keeps state besides what the
+ * caller passes in; only URL checks look at the file system (stat).
  *
  * Model
  *   A camera URL is untrusted text from the REST API. relay_ff_url_parse()
@@ -24,10 +24,13 @@
  *   Every ffmpeg the relay runs reads its input through an explicit
  *   -protocol_whitelist for exactly that scheme (so a playlist or redirect
  *   cannot lead it to file:, pipe: or another protocol), never reads the
- *   relay's stdin (-nostdin), and writes its progress as key=value lines on
- *   stderr once a second. Local files are further limited to media
- *   container formats (-format_whitelist): a "file" that is an ffconcat
- *   list or a playlist is refused. The three commands are:
+ *   relay's stdin (-nostdin), and, except the JPEG decoder (-loglevel
+ *   error), writes its progress as '\n'-terminated key=value lines on
+ *   stderr once a second (-progress pipe:2 -stats_period 1). Local files
+ *   are further limited to media container formats (-format_whitelist): a
+ *   "file" that is an ffconcat list or a playlist is refused.
+ *
+ *   The three commands:
  *     ingest  camera -> MPEG-TS on stdout, streams copied as they came
  *             (V4L2 cameras deliver raw or MJPEG video, encoded to H.264);
  *     jpeg    MPEG-TS on stdin -> multipart JPEG (mpjpeg, boundary
@@ -49,7 +52,9 @@
  *   "Audio: aac (LC), 48000 Hz, stereo, ..."). Output stream lines are not
  *   the camera's and are ignored.
  *
- * Ownership
+ * Ownership and threads
+ *   No shared state: any thread may call anything here. One relay_ff_log
+ *   per child, used by the thread that reads that child's stderr.
  *   relay_ff_url and relay_ff_argv live in caller memory (no allocation,
  *   nothing to release). The argv pointers point into the relay_ff_argv
  *   itself and to string literals: use it in place and do not copy it.

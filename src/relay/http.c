@@ -33,11 +33,13 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "config.h"
 #include "http_internal.h"
 #include "push.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
 #include "steward/ledger.h"
+#include "tls.h"
 
 /* A HEAD of a streaming path: the headers its GET starts with, no body. */
 static void head_of_stream(struct evhttp_request *req, const char *type)
@@ -158,6 +160,12 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
     }
 }
 
+void relay_http__route(relay_http *srv, struct evhttp_request *req, const char *path,
+                       enum evhttp_cmd_type cmd)
+{
+    route(srv, req, path, strlen(path), cmd);
+}
+
 /* Admission, policy, then the route of the decoded path (input names are
  * [A-Za-z0-9_-], so "/stream/te%73t" is "/stream/test"). */
 static void on_request(struct evhttp_request *req, void *arg)
@@ -171,6 +179,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (!relay_http__guard(srv, req, cmd))
         return;
+    /* One of our own inputs reading us: it would feed on its own output
+     * as fast as the loop goes. */
+    const char *loop = evhttp_find_header(evhttp_request_get_input_headers(req), RELAY_LOOP_HEADER);
+    if (loop != NULL && strcmp(loop, srv->cfg.instance) == 0) {
+        relay_http__reply_error(req, 508, "an input of this relay points at the relay itself");
+        return;
+    }
     const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     if (raw == NULL || raw[0] != '/') {
         relay_http__reply_error(req, 400, "bad request target");
@@ -182,9 +197,10 @@ static void on_request(struct evhttp_request *req, void *arg)
         relay_http__reply_error(req, 503, "out of memory");
         return;
     }
-    if (relay_http__decode_path(raw, path, &len) == 0)
-        route(srv, req, path, len, cmd);
-    else
+    if (relay_http__decode_path(raw, path, &len) == 0) {
+        if (relay_http__authorize(srv, req, path, cmd))
+            route(srv, req, path, len, cmd);
+    } else
         relay_http__reply_error(req, 400, "bad request target");
     stw_free(path);
 }
@@ -233,6 +249,8 @@ static int setup(relay_http *srv)
     }
     if (relay_http__conn_setup(srv, l) != 0)
         return -ENOMEM;
+    if (relay_http__auth_watch(srv) != 0)
+        return -ENOMEM;
     srv->cancel_ev = event_new(srv->base, stw_scope_cancel_fd(srv->scope), EV_READ, on_cancel, srv);
     if (srv->cancel_ev == NULL || event_add(srv->cancel_ev, NULL) != 0)
         return -ENOMEM;
@@ -246,8 +264,26 @@ static int setup(relay_http *srv)
     return 0;
 }
 
+/* The shutdown log names every child still running before the stages
+ * stop them, so that the report after them can be read against it. */
+static void log_children(relay_http *srv)
+{
+    relay_job_view jv[RELAY_PUSH_MAX + 2];
+    for (unsigned i = 0; i < srv->ninputs; i++) {
+        relay_input *in = srv->inputs[i]->in;
+        unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 2);
+        for (unsigned j = 0; j < n; j++)
+            if (jv[j].pid > 0 || jv[j].restarts > 0)
+                fprintf(stderr,
+                        "shutdown: child of input %s, %s: pid %d, %s for %.1f s, %u restart(s)\n",
+                        in->name, jv[j].job, jv[j].pid, jv[j].state, (double)jv[j].age_ms / 1000.0,
+                        jv[j].restarts);
+    }
+}
+
 static void teardown(relay_http *srv)
 {
+    log_children(srv);
     /* Frees the listener and every connection: viewers and event clients
      * go through their close callbacks, queued frame references through
      * libevent's cleanup callbacks. No event is sent and no timer armed
@@ -257,6 +293,7 @@ static void teardown(relay_http *srv)
         evhttp_free(srv->http);
     srv->http = NULL;
     relay_http__conn_release(srv);
+    relay_http__auth_unwatch(srv);
     for (unsigned i = 0; i < srv->ninputs; i++)
         relay_http__input_unwatch(srv->inputs[i]);
     if (srv->keepalive != NULL)
@@ -284,6 +321,7 @@ static void srv_free(void *arg)
 {
     relay_http *srv = arg;
     stw_fd_close(&srv->listen_fd);
+    relay_tls_free(&srv->tls);
     for (unsigned i = 0; i < srv->ninputs; i++)
         stw_free(srv->inputs[i]);
     stw_free(srv);
@@ -344,6 +382,14 @@ int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *c
             if (relay_push_id(inputs[i]->push[k]) > srv->next_output_id)
                 srv->next_output_id = relay_push_id(inputs[i]->push[k]);
     }
+    if (cfg->file != NULL && cfg->file->tls_cert[0] != '\0') {
+        char err[512];
+        rc = relay_tls_new(cfg->file->tls_cert, cfg->file->tls_key, &srv->tls, err, sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "steward relay: tls: %s\n", err);
+            goto free_srv;
+        }
+    }
     srv->listen_fd =
         stw_fd_track(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0),
                      STW_KIND_SOCKET, "socket:relay-listen");
@@ -364,6 +410,10 @@ int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *c
     rc = stw_scope_defer(scope, srv_free, srv);
     if (rc != 0)
         goto free_srv;
+    /* From here the scope frees srv. */
+    rc = relay_http__auth_setup(srv);
+    if (rc != 0)
+        return rc;
     return stw_scope_spawn(scope, "http-loop", loop_main, srv);
 
 free_srv:

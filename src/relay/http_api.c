@@ -24,6 +24,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "config.h"
 #include "http_internal.h"
 #include "push.h"
 #include "redact.h"
@@ -53,13 +54,19 @@ static void input_json(struct evbuffer *b, http_input *hi)
         relay_camera_stat cs;
         char err[RELAY_ERROR_MAX];
         relay_hub_camera(in->hub, &cs, err);
+        /* The API, its events and so the web UI show camera URLs without
+         * their passwords: only memory and the state file have them. */
+        char shown[RELAY_URL_MAX + 1];
+        relay_redact(in->url, shown, sizeof(shown));
         evbuffer_add_printf(b, ",\"url\":");
-        relay_http__json_str(b, in->url);
+        relay_http__json_str(b, shown);
         evbuffer_add_printf(b, ",\"last_error\":");
-        if (err[0] != '\0')
-            relay_http__json_str(b, err);
-        else
+        if (err[0] != '\0') {
+            relay_redact(err, shown, sizeof(shown));
+            relay_http__json_str(b, shown);
+        } else {
             evbuffer_add_printf(b, "null");
+        }
         evbuffer_add_printf(b,
                             ",\"camera\":{\"connects\":%llu,\"garbage_bytes\":%llu,"
                             "\"bad_parts\":%llu,\"oversize\":%llu,\"length_mismatch\":%llu}",
@@ -101,8 +108,13 @@ static void output_json(struct evbuffer *b, const viewer *v)
     relay_http__json_str(b, v->peer);
     evbuffer_add_printf(b, ",\"started\":");
     relay_http__json_time(b, v->started_ms);
-    evbuffer_add_printf(b, ",\"frames\":%llu,\"dropped\":%llu,\"queued\":%u}",
-                        (unsigned long long)v->frames, (unsigned long long)v->dropped, v->nends);
+    /* A .ts viewer counts chunks as its frames and has no frame queue. */
+    evbuffer_add_printf(b, ",\"format\":\"%s\",\"frames\":%llu,\"dropped\":%llu,\"queued\":%u",
+                        v->ts ? "mpegts" : "mjpeg", (unsigned long long)v->frames,
+                        (unsigned long long)v->dropped, v->nends);
+    if (v->ts)
+        evbuffer_add_printf(b, ",\"bytes\":%llu", (unsigned long long)v->bytes);
+    evbuffer_add(b, "}", 1);
 }
 
 /* Write the state file with the table's inputs, without @skip (may be
@@ -243,6 +255,16 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
         relay_http__reply_error(req, 507, err);
         return;
     }
+    size_t claimed = relay_spec_claim(&spec);
+    for (unsigned i = 0; i < srv->ninputs; i++)
+        claimed += srv->inputs[i]->in->claim;
+    if (claimed > srv->cfg.max_input_bytes) {
+        snprintf(err, sizeof(err),
+                 "the inputs would claim %zu MiB, over --max-input-memory (%zu MiB)", claimed >> 20,
+                 srv->cfg.max_input_bytes >> 20);
+        relay_http__reply_error(req, 507, err);
+        return;
+    }
     spec.created_ms = 0;
     relay_input *in = NULL;
     int rc = relay_input_new(srv->sources, &spec, &in);
@@ -292,6 +314,14 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
 
 static void handle_delete_input(relay_http *srv, struct evhttp_request *req, http_input *hi)
 {
+    if (hi->in->declared) {
+        char msg[RELAY_PATH_MAX + 128];
+        snprintf(msg, sizeof(msg),
+                 "input \"%s\" is declared by the config file %s: remove it there", hi->in->name,
+                 srv->cfg.file != NULL ? srv->cfg.file->path : "");
+        relay_http__reply_error(req, 409, msg);
+        return;
+    }
     /* Saved first, so a delete that cannot be saved changes nothing (the
      * input would come back after a restart). */
     int rc = relay_http__save_state(srv, hi, NULL);

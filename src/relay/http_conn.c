@@ -62,6 +62,7 @@
 
 #include "http_internal.h"
 #include "steward/alloc.h"
+#include "tls.h"
 
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
@@ -257,8 +258,10 @@ static void on_admit(evutil_socket_t fd, short what, void *arg)
 static struct bufferevent *conn_bev(struct event_base *base, void *arg)
 {
     relay_http *srv = arg;
-    /* As evhttp makes its own: it closes the socket itself. */
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    /* As evhttp makes its own: it closes the socket itself. A TLS one
+     * closes it (and frees its SSL) when freed, and evhttp then does not. */
+    struct bufferevent *bev =
+        srv->tls != NULL ? relay_tls_bev(srv->tls, base) : bufferevent_socket_new(base, -1, 0);
     if (bev == NULL)
         return NULL;
     bufferevent_setwatermark(bev, EV_READ, 0, srv->read_cap);

@@ -42,6 +42,38 @@ static void metric_head(struct evbuffer *b, const char *name, const char *type, 
     evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* The supervised children of every input: whether each job has a child,
+ * its restarts and the age of its child. */
+static void job_metrics(relay_http *srv, struct evbuffer *b)
+{
+    static const char *const names[] = {"steward_relay_child_running",
+                                        "steward_relay_child_restarts_total",
+                                        "steward_relay_child_age_seconds"};
+    static const char *const types[] = {"gauge", "counter", "gauge"};
+    static const char *const help[] = {
+        "1 while the job (ingest, decoder, push:ID) has a child process, else 0.",
+        "Children started again after one ended or failed to start.",
+        "Age of the job's current child."};
+    relay_job_view jv[RELAY_PUSH_MAX + 2];
+    for (unsigned k = 0; k < 3; k++) {
+        metric_head(b, names[k], types[k], help[k]);
+        for (unsigned i = 0; i < srv->ninputs; i++) {
+            relay_input *in = srv->inputs[i]->in;
+            unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 2);
+            for (unsigned j = 0; j < n; j++) {
+                evbuffer_add_printf(b, "%s{input=\"%s\",job=\"%s\"} ", names[k], in->name,
+                                    jv[j].job);
+                if (k == 0)
+                    evbuffer_add_printf(b, "%d\n", jv[j].pid > 0);
+                else if (k == 1)
+                    evbuffer_add_printf(b, "%u\n", jv[j].restarts);
+                else
+                    evbuffer_add_printf(b, "%.3f\n", (double)jv[j].age_ms / 1000.0);
+            }
+        }
+    }
+}
+
 void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req)
 {
     struct evbuffer *b = evbuffer_new();
@@ -71,6 +103,7 @@ void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req)
                                 (unsigned long long)val[k]);
         }
     }
+    job_metrics(srv, b);
     metric_head(b, "steward_relay_viewers_all", "gauge", "Streaming viewers of all inputs.");
     evbuffer_add_printf(b, "steward_relay_viewers_all %u\n", srv->nviewers);
     static const struct {
@@ -115,10 +148,42 @@ void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req)
         (unsigned long long)srv->header_timeouts, (unsigned long long)srv->accept_errors,
         (unsigned long long)srv->rejected_host, (unsigned long long)srv->rejected_origin,
         (unsigned long long)srv->state_save_failures, (unsigned long long)srv->sse_missed);
+    metric_head(b, "steward_relay_auth_refused_total", "counter",
+                "Requests refused by authentication: reason=\"credentials\" (a wrong user, "
+                "password or token), \"locked\" (too many failures from the address), "
+                "\"busy\" (the password check queue was full).");
+    evbuffer_add_printf(b,
+                        "steward_relay_auth_refused_total{reason=\"credentials\"} %llu\n"
+                        "steward_relay_auth_refused_total{reason=\"locked\"} %llu\n"
+                        "steward_relay_auth_refused_total{reason=\"busy\"} %llu\n",
+                        (unsigned long long)srv->auth_failed, (unsigned long long)srv->auth_locked,
+                        (unsigned long long)srv->auth_busy);
     stw_report_prometheus(snap, relay_http__write_evbuffer, b);
     stw_snapshot_free(&snap);
     relay_http__reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
     evbuffer_free(b);
+}
+
+void relay_http__jobs_json(relay_http *srv, struct evbuffer *b)
+{
+    relay_job_view jv[RELAY_PUSH_MAX + 2];
+    bool first = true;
+    evbuffer_add(b, "[", 1);
+    for (unsigned i = 0; i < srv->ninputs; i++) {
+        relay_input *in = srv->inputs[i]->in;
+        unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 2);
+        for (unsigned j = 0; j < n; j++, first = false) {
+            evbuffer_add_printf(b, "%s{\"input\":", first ? "" : ",");
+            relay_http__json_str(b, in->name);
+            evbuffer_add_printf(b, ",\"job\":");
+            relay_http__json_str(b, jv[j].job);
+            evbuffer_add_printf(b, ",\"state\":");
+            relay_http__json_str(b, jv[j].state);
+            evbuffer_add_printf(b, ",\"pid\":%d,\"restarts\":%u,\"age_ms\":%lld}", jv[j].pid,
+                                jv[j].restarts, (long long)jv[j].age_ms);
+        }
+    }
+    evbuffer_add(b, "]", 1);
 }
 
 static long rss_kb(void)
@@ -324,7 +389,9 @@ void relay_http__handle_resources(relay_http *srv, struct evhttp_request *req)
         evbuffer_add_printf(b, ",\"age_ms\":%lld}",
                             (long long)((now - threads->records[i].birth_ns) / 1000000));
     }
-    evbuffer_add_printf(b, "],\"ledger\":");
+    evbuffer_add_printf(b, "],\"children\":");
+    relay_http__jobs_json(srv, b);
+    evbuffer_add_printf(b, ",\"ledger\":");
     stw_report_opts ro = {.max_sites = 10, .max_frames = 8, .symbolize = stacks};
     stw_report_json(snap, &ro, relay_http__write_evbuffer, b);
     evbuffer_add_printf(b, "}\n");

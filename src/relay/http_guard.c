@@ -68,7 +68,8 @@ bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_
             return false;
         }
         evhttp_add_header(out, "Access-Control-Allow-Methods", CORS_METHODS);
-        evhttp_add_header(out, "Access-Control-Allow-Headers", "Content-Type");
+        /* Authorization: a listed origin may send a bearer token. */
+        evhttp_add_header(out, "Access-Control-Allow-Headers", "Content-Type, Authorization");
         evhttp_add_header(out, "Access-Control-Max-Age", "600");
         evhttp_add_header(out, "Cache-Control", "no-store");
         evhttp_send_reply(req, 204, "No Content", NULL);
@@ -79,7 +80,7 @@ bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_
     if (!mutating)
         return true;
     const char *site = evhttp_find_header(in, "Sec-Fetch-Site");
-    if (!listed && ((origin != NULL && !relay_http__origin_is_us(origin, host)) ||
+    if (!listed && ((origin != NULL && !relay_http__origin_is_us(origin, host, srv->tls != NULL)) ||
                     (site != NULL && strcasecmp(site, "cross-site") == 0))) {
         srv->rejected_origin++;
         relay_http__reply_error(req, 403, "cross-site request refused (see --cors-origin)");

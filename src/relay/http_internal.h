@@ -20,6 +20,7 @@
  *     http_conn.c     connection caps, the request-head deadline, the bound on
  *                     what a client may buffer, the accept back-off
  *     http_guard.c    request policy: Host, Origin, CORS, Content-Type
+ *     http_auth.c     users: authentication, permissions, failure delays
  *     http_parse.c    parsing of the path, Host, Content-Type and Origin (pure,
  *                     fuzzed by tests/fuzz/fuzz_http_request.c)
  *
@@ -64,6 +65,7 @@ typedef struct viewer viewer;
 typedef struct http_input http_input;
 typedef struct sse_client sse_client;
 typedef struct http_conn http_conn;
+typedef struct relay_auth relay_auth;
 
 struct viewer {
     viewer *prev, *next;
@@ -139,6 +141,9 @@ struct relay_http {
     size_t read_cap; /* bytes a connection may have read but not parsed */
     uint64_t refused_total, refused_client, header_timeouts, accept_errors;
     uint64_t rejected_host, rejected_origin, state_save_failures;
+    relay_auth *auth; /* http_auth.c: NULL without users (anonymous access) */
+    uint64_t auth_failed, auth_locked, auth_busy; /* refused: credentials, locked, busy */
+    struct ssl_ctx_st *tls; /* tls.c: the listener's TLS context, NULL for plain HTTP */
 };
 
 /* ---- connections (http_conn.c) ---- */
@@ -168,6 +173,29 @@ unsigned relay_http__conn_count(relay_http *srv);
  * Origin). Adds the CORS headers an allowed origin gets. Returns true if
  * the router should go on, false once it has answered. */
 bool relay_http__guard(relay_http *srv, struct evhttp_request *req, enum evhttp_cmd_type cmd);
+
+/* ---- users and permissions (http_auth.c) ---- */
+
+/* Make srv->auth for the config file's users (none: stays NULL), owned by
+ * srv->scope, and start its verifier thread there. Before the loop runs.
+ * Returns 0 or a negative errno. */
+int relay_http__auth_setup(relay_http *srv);
+
+/* On the loop: watch the verifier's results (setup), and free that and
+ * every waiting entry (teardown, after evhttp_free). */
+int relay_http__auth_watch(relay_http *srv);
+void relay_http__auth_unwatch(relay_http *srv);
+
+/* Route @req to its handler (http.c), once authorized later. */
+void relay_http__route(relay_http *srv, struct evhttp_request *req, const char *path,
+                       enum evhttp_cmd_type cmd);
+
+/* Check that @req (decoded @path, @cmd) comes from a user with the
+ * permission the path needs. Returns true if the router should go on,
+ * false once it has answered (401, 403, 429, 503) or will (a delayed 401,
+ * or a password being checked: then it routes the request itself). */
+bool relay_http__authorize(relay_http *srv, struct evhttp_request *req, const char *path,
+                           enum evhttp_cmd_type cmd);
 
 /* ---- replies and JSON text (http_reply.c) ---- */
 
@@ -263,6 +291,11 @@ void relay_http__viewer_closed(struct evhttp_connection *conn, void *arg);
  * False when the connection is gone. */
 bool relay_http__viewer_init(relay_http *srv, viewer *v, struct evhttp_request *req);
 
+/* A new viewer of @hi for @req: within the viewer caps, its source
+ * started, initialised (relay_http__viewer_init) but not yet streaming
+ * or linked. NULL once it has answered the error (503). */
+viewer *relay_http__viewer_open(relay_http *srv, struct evhttp_request *req, http_input *hi);
+
 /* GET /stream/{input} and GET /snapshot/{input}.jpg; @hi is borrowed. */
 void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http_input *hi);
 void relay_http__handle_snapshot(struct evhttp_request *req, http_input *hi);
@@ -319,6 +352,10 @@ void relay_http__push_list_json(struct evbuffer *b, http_input *hi, bool first);
 /* ---- maintenance endpoints (http_debug.c) ---- */
 
 void relay_http__handle_healthz(struct evhttp_request *req);
+
+/* Every input's supervised child jobs as a JSON array
+ * ([{"input","job","state","pid","restarts","age_ms"}]) appended to @b. */
+void relay_http__jobs_json(relay_http *srv, struct evbuffer *b);
 void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req);
 void relay_http__handle_resources(relay_http *srv, struct evhttp_request *req);
 void relay_http__handle_cleanup(relay_http *srv, struct evhttp_request *req);

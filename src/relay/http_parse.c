@@ -141,11 +141,13 @@ bool relay_http__host_allowed(const relay_config *cfg, const char *host)
     return false;
 }
 
-/* Origin "http://HOST" names this server when HOST is the request's Host. */
-bool relay_http__origin_is_us(const char *origin, const char *host)
+/* Origin "http://HOST" (https:// over TLS) names this server when HOST is
+ * the request's Host. */
+bool relay_http__origin_is_us(const char *origin, const char *host, bool tls)
 {
-    return host != NULL && strncasecmp(origin, "http://", 7) == 0 &&
-           strcasecmp(origin + 7, host) == 0;
+    const char *scheme = tls ? "https://" : "http://";
+    size_t n = strlen(scheme);
+    return host != NULL && strncasecmp(origin, scheme, n) == 0 && strcasecmp(origin + n, host) == 0;
 }
 
 bool relay_http__is_json_type(const char *t)

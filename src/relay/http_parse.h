@@ -35,8 +35,9 @@ bool relay_http__parse_input_path(const char *rest, const char **name, size_t *n
  * localhost, or one of cfg->allow_host (the port is not compared). */
 bool relay_http__host_allowed(const relay_config *cfg, const char *host);
 
-/* True if @origin is "http://" followed by @host (the request's Host). */
-bool relay_http__origin_is_us(const char *origin, const char *host);
+/* True if @origin is "http://" (or with @tls "https://") followed by @host
+ * (the request's Host). */
+bool relay_http__origin_is_us(const char *origin, const char *host, bool tls);
 
 /* True if the Content-Type value @t is application/json (any parameters). */
 bool relay_http__is_json_type(const char *t);

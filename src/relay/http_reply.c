@@ -99,6 +99,8 @@ static const char *reason_of(int code)
     switch (code) {
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 403:
         return "Forbidden";
     case 408:
@@ -117,12 +119,16 @@ static const char *reason_of(int code)
         return "Payload Too Large";
     case 422:
         return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
         return "Service Unavailable";
     case 507:
         return "Insufficient Storage";
+    case 508:
+        return "Loop Detected";
     default:
         return "Error";
     }

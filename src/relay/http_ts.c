@@ -126,25 +126,14 @@ void relay_http__handle_ts(relay_http *srv, struct evhttp_request *req, http_inp
         relay_http__reply_error(req, 404, "MPEG-TS is served for ffmpeg inputs only");
         return;
     }
-    if (srv->nviewers >= srv->cfg.max_viewers || hi->nviewers >= srv->cfg.max_viewers_input) {
-        relay_http__reply_error(req, 503, "too many viewers");
+    viewer *v = relay_http__viewer_open(srv, req, hi);
+    if (v == NULL)
         return;
-    }
-    int rc = relay_http__input_ensure_running(hi);
-    if (rc != 0) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "cannot start the source: %s", stw_strerror(rc));
-        relay_http__reply_error(req, 503, msg);
-        return;
-    }
-    viewer *v = stw_calloc(1, sizeof(*v));
-    if (v == NULL || !relay_http__viewer_init(srv, v, req) ||
-        relay_ts_reader_new(hi->in->ts, &v->reader) != 0 ||
+    if (relay_ts_reader_new(hi->in->ts, &v->reader) != 0 ||
         (v->rev = event_new(srv->base, relay_ts_reader_fd(v->reader), EV_READ | EV_PERSIST,
                             on_ts_ready, v)) == NULL ||
         (v->cbe = evbuffer_add_cb(v->out, ts_drained, v)) == NULL) {
-        if (v != NULL)
-            relay_http__ts_viewer_release(v);
+        relay_http__ts_viewer_release(v);
         stw_free(v);
         relay_http__reply_error(req, 503, "out of memory");
         /* An on-demand input started for nobody stops after its grace. */

@@ -226,26 +226,34 @@ void relay_http__viewer_link(http_input *hi, viewer *v)
     relay_http__sse_output_event(srv, "output-created", hi->in->name, v->id, NULL);
 }
 
-void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http_input *hi)
+viewer *relay_http__viewer_open(relay_http *srv, struct evhttp_request *req, http_input *hi)
 {
     if (srv->nviewers >= srv->cfg.max_viewers || hi->nviewers >= srv->cfg.max_viewers_input) {
         relay_http__reply_error(req, 503, "too many viewers");
-        return;
+        return NULL;
     }
     int rc = relay_http__input_ensure_running(hi);
     if (rc != 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "cannot start the source: %s", stw_strerror(rc));
         relay_http__reply_error(req, 503, msg);
-        return;
+        return NULL;
     }
     viewer *v = stw_calloc(1, sizeof(*v));
     if (v == NULL || !relay_http__viewer_init(srv, v, req)) {
         stw_free(v);
         relay_http__reply_error(req, 503, "out of memory");
         relay_http__viewers_changed(hi);
-        return;
+        return NULL;
     }
+    return v;
+}
+
+void relay_http__handle_stream(relay_http *srv, struct evhttp_request *req, http_input *hi)
+{
+    viewer *v = relay_http__viewer_open(srv, req, hi);
+    if (v == NULL)
+        return;
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
 

@@ -29,13 +29,10 @@ struct relay_push {
     int64_t created_ms; /* wall clock */
     relay_ff_argv argv;
     relay_child *job;
-    relay_ff_log log; /* push thread only */
-    relay_ts_reader *reader;
-    relay_ts_chunk pending;
-    size_t pending_off;
-    bool has_pending;
+    relay_ff_log log;   /* push thread only */
+    relay_ts_feed feed; /* the child's stdin */
     unsigned spawns;
-    _Atomic uint64_t bytes, skipped;
+    _Atomic uint64_t bytes, skipped, feed_skipped;
     _Atomic int64_t bitrate_bps; /* from ffmpeg's progress, -1 unknown */
 };
 
@@ -66,52 +63,6 @@ static bool push_line(void *ud, const char *line)
     return !progress;
 }
 
-static void drop_pending(relay_push *p)
-{
-    if (p->has_pending)
-        stw_buf_unref(&p->pending.buf);
-    p->has_pending = false;
-    p->pending_off = 0;
-}
-
-/* Move the reader's chunks into the child's stdin without blocking.
- * Returns true when the child took bytes or there is nothing to give it
- * (both count as progress for the watchdog). */
-static bool feed(relay_push *p, int fd)
-{
-    bool moved = false;
-    for (int i = 0; i < 64; i++) {
-        if (!p->has_pending) {
-            size_t n = 0;
-            int rc = relay_ts_read(p->reader, &p->pending, 1, &n);
-            if (rc == -ESPIPE) {
-                uint64_t before = relay_ts_reader_skipped(p->reader);
-                relay_ts_reader_resync(p->reader);
-                atomic_fetch_add(&p->skipped, relay_ts_reader_skipped(p->reader) - before + 1);
-                continue;
-            }
-            if (rc != 0 || n == 0)
-                return true;
-            p->has_pending = true;
-            p->pending_off = 0;
-        }
-        const uint8_t *data = stw_buf_data(p->pending.buf);
-        size_t len = stw_buf_size(p->pending.buf);
-        ssize_t w = write(fd, data + p->pending_off, len - p->pending_off);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                drop_pending(p); /* the child is gone: the tick reaps it */
-            return moved;
-        }
-        moved = true;
-        atomic_fetch_add(&p->bytes, (uint64_t)w);
-        p->pending_off += (size_t)w;
-        if (p->pending_off == len)
-            drop_pending(p);
-    }
-    return moved;
-}
-
 static void push_main(stw_scope *scope, void *arg)
 {
     relay_push *p = arg;
@@ -124,12 +75,13 @@ static void push_main(stw_scope *scope, void *arg)
         if (info.spawns != p->spawns) {
             /* A new child: its stdin starts with PAT/PMT and a keyframe. */
             p->spawns = info.spawns;
-            drop_pending(p);
-            relay_ts_reader_free(&p->reader);
+            atomic_fetch_add(&p->skipped, p->feed.skipped);
+            relay_ts_feed_close(&p->feed);
             relay_ff_log_init(&p->log);
             atomic_store(&p->bitrate_bps, -1);
-            if (relay_ts_reader_new(p->in->ts, &p->reader) != 0)
-                relay_child_stop(p->job), relay_child_resume(p->job);
+            /* Without a reader the child gets nothing and the watchdog
+             * restarts it: the next one tries again. */
+            relay_ts_feed_open(p->in->ts, &p->feed);
         }
         int in_fd = relay_child_stdin_fd(p->job);
         struct pollfd fds[3] = {
@@ -137,31 +89,36 @@ static void push_main(stw_scope *scope, void *arg)
             {.fd = relay_child_stderr_fd(p->job), .events = POLLIN},
             {.fd = -1},
         };
-        if (in_fd >= 0 && p->has_pending)
+        if (in_fd >= 0 && p->feed.has_pending)
             fds[2] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
-        else if (in_fd >= 0 && p->reader != NULL)
-            fds[2] = (struct pollfd){.fd = relay_ts_reader_fd(p->reader), .events = POLLIN};
-        if (in_fd >= 0 && !p->has_pending)
+        else if (in_fd >= 0 && p->feed.reader != NULL)
+            fds[2] = (struct pollfd){.fd = relay_ts_reader_fd(p->feed.reader), .events = POLLIN};
+        if (in_fd >= 0 && !p->feed.has_pending)
             relay_child_progress(p->job, now); /* waiting for the camera is no fault */
         if (poll(fds, 3, wait < 0 || wait > 1000 ? 1000 : wait) < 0 && errno != EINTR)
             break;
         if (fds[1].revents)
             relay_child_read_stderr(p->job);
-        if (fds[2].revents && p->reader != NULL && in_fd >= 0 && feed(p, in_fd))
-            relay_child_progress(p->job, now_ms());
+        if (fds[2].revents && p->feed.reader != NULL && in_fd >= 0) {
+            bool idle;
+            long w = relay_ts_feed_write(&p->feed, in_fd, &idle);
+            if (w > 0)
+                atomic_fetch_add(&p->bytes, (uint64_t)w);
+            atomic_store(&p->feed_skipped, p->feed.skipped);
+            if (w > 0 || idle)
+                relay_child_progress(p->job, now_ms());
+        }
     }
     /* The child is tied to this thread: stop it before the thread ends. */
     relay_child_stop(p->job);
-    drop_pending(p);
-    relay_ts_reader_free(&p->reader);
+    relay_ts_feed_close(&p->feed);
 }
 
 static void push_free(void *arg)
 {
     relay_push *p = arg;
     relay_child_free(&p->job);
-    drop_pending(p);
-    relay_ts_reader_free(&p->reader);
+    relay_ts_feed_close(&p->feed);
     stw_free(p);
 }
 
@@ -247,6 +204,17 @@ uint64_t relay_push_id(const relay_push *p)
     return p->id;
 }
 
+void relay_push_job_view(relay_push *p, relay_job_view *out)
+{
+    relay_child_info i;
+    relay_child_info_get(p->job, &i);
+    snprintf(out->job, sizeof(out->job), "push:%llu", (unsigned long long)p->id);
+    snprintf(out->state, sizeof(out->state), "%s", i.state);
+    out->pid = (int)i.pid;
+    out->restarts = i.restarts;
+    out->age_ms = i.started_ms > 0 ? now_ms() - i.started_ms : 0;
+}
+
 const char *relay_push_url(const relay_push *p)
 {
     return p->url;
@@ -264,9 +232,9 @@ char *relay_push_json(relay_push *p)
         "{s:I, s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:f, s:s?, s:s?, s:I, s:I}", "id",
         (json_int_t)p->id, "type", "push", "url", shown, "state", i.state, "pid", (int)i.pid,
         "restarts", (int)i.restarts, "bytes", (json_int_t)atomic_load(&p->bytes), "skipped",
-        (json_int_t)atomic_load(&p->skipped), "bitrate_kbps", bps < 0 ? 0.0 : (double)bps / 1000.0,
-        "last_exit", i.last_exit[0] ? i.last_exit : NULL, "last_error",
-        i.last_error[0] ? i.last_error : NULL, "age_ms",
+        (json_int_t)(atomic_load(&p->skipped) + atomic_load(&p->feed_skipped)), "bitrate_kbps",
+        bps < 0 ? 0.0 : (double)bps / 1000.0, "last_exit", i.last_exit[0] ? i.last_exit : NULL,
+        "last_error", i.last_error[0] ? i.last_error : NULL, "age_ms",
         (json_int_t)(i.started_ms > 0 ? now - i.started_ms : 0), "created_ms",
         (json_int_t)p->created_ms);
     if (o == NULL)

@@ -56,6 +56,9 @@ void relay_push_stop(relay_push **p, stw_deadline d);
 
 uint64_t relay_push_id(const relay_push *p);
 
+/* The push's job as relay_input_jobs() shows it. Any thread. */
+void relay_push_job_view(relay_push *p, relay_job_view *out);
+
 /* The URL as given, with its password (borrowed): only for the state
  * file, never to be shown. */
 const char *relay_push_url(const relay_push *p);

@@ -40,11 +40,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "auth.h"
+#include "config.h"
 #include "push.h"
 #include "relay.h"
 #include "steward/alloc.h"
@@ -61,8 +64,19 @@ static void usage(FILE *f)
                "watching every resource; SIGINT/SIGTERM shut down in order and report.\n"
                "\n"
                "options:\n"
+               "  --config PATH               read a YAML config file: limits, users, TLS,\n"
+               "                              inputs that always exist (docs/relay-config.md);\n"
+               "                              the options below override it\n"
+               "  --print-config              print the effective configuration (secrets\n"
+               "                              hidden) and exit\n"
+               "  --hash-password             read a password from stdin, print its argon2id\n"
+               "                              hash for a user's password_hash, and exit\n"
+               "  --new-token                 print a new bearer token and its hash for a\n"
+               "                              user's token_hashes, and exit\n"
                "  --listen HOST:PORT          address to serve (default 127.0.0.1:8080;\n"
                "                              port 0 picks a free port, printed at start)\n"
+               "  --insecure-no-auth          serve a non-loopback address without users\n"
+               "                              (anyone who reaches it may do everything)\n"
                "  --no-default-input          do not create the \"test\" pattern input\n"
                "  --max-viewers N             streaming viewers in total (default 1000)\n"
                "  --max-viewers-per-input N   streaming viewers per input (default 100)\n"
@@ -80,6 +94,9 @@ static void usage(FILE *f)
                "  --on-demand-grace-ms N      idle time before an on-demand input's source\n"
                "                              stops (default 10000)\n"
                "  --max-inputs N              inputs at most, 1..64 (default 64)\n"
+               "  --max-input-memory MIB      what all inputs together may claim: 8 bytes a\n"
+               "                              test-pattern pixel, 16 MiB a camera or ffmpeg\n"
+               "                              input (default 1024)\n"
                "  --max-sse-clients N         /api/events clients at most (default 32)\n"
                "  --camera-stall SECONDS      a camera silent this long is reconnected\n"
                "                              (default 5)\n"
@@ -175,81 +192,115 @@ static bool add_name(char list[][RELAY_ALLOW_LEN], unsigned *n, const char *v)
     return true;
 }
 
-/* Parse argv into @cfg. Returns 0, 1 for --help, or -EINVAL. */
+int relay_option_set(relay_config *cfg, const char *a, const char *v)
+{
+    unsigned long n;
+    bool ok = true;
+    if (strcmp(a, "--listen") == 0)
+        ok = parse_listen(v, cfg);
+    else if (strcmp(a, "--max-viewers") == 0 && (ok = parse_uint(v, 0, 100000, &n)))
+        cfg->max_viewers = (unsigned)n;
+    else if (strcmp(a, "--max-viewers-per-input") == 0 && (ok = parse_uint(v, 0, 100000, &n)))
+        cfg->max_viewers_input = (unsigned)n;
+    else if (strcmp(a, "--inflight") == 0 && (ok = parse_uint(v, 1, 8, &n)))
+        cfg->inflight = (unsigned)n;
+    else if (strcmp(a, "--viewer-sndbuf") == 0 && (ok = parse_uint(v, 4096, 64 << 20, &n)))
+        cfg->viewer_sndbuf = (int)n;
+    else if (strcmp(a, "--timeout") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
+        cfg->timeout_s = (int)n;
+    else if (strcmp(a, "--max-header-bytes") == 0 && (ok = parse_uint(v, 256, 1 << 20, &n)))
+        cfg->max_header_bytes = (int)n;
+    else if (strcmp(a, "--max-body-bytes") == 0 && (ok = parse_uint(v, 0, 64 << 20, &n)))
+        cfg->max_body_bytes = (int)n;
+    else if (strcmp(a, "--fps") == 0 && (ok = parse_uint(v, 1, 120, &n)))
+        cfg->fps = (unsigned)n;
+    else if (strcmp(a, "--quality") == 0 && (ok = parse_uint(v, 1, 100, &n)))
+        cfg->quality = (unsigned)n;
+    else if (strcmp(a, "--on-demand-grace-ms") == 0 && (ok = parse_uint(v, 0, 3600000, &n)))
+        cfg->on_demand_grace_ms = (int)n;
+    else if (strcmp(a, "--max-inputs") == 0 && (ok = parse_uint(v, 1, RELAY_INPUTS_MAX, &n)))
+        cfg->max_inputs = (unsigned)n;
+    else if (strcmp(a, "--max-input-memory") == 0 && (ok = parse_uint(v, 16, 1 << 20, &n)))
+        cfg->max_input_bytes = (size_t)n << 20;
+    else if (strcmp(a, "--max-sse-clients") == 0 && (ok = parse_uint(v, 0, 10000, &n)))
+        cfg->max_sse = (unsigned)n;
+    else if (strcmp(a, "--camera-stall") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
+        cfg->camera_stall_s = (int)n;
+    else if (strcmp(a, "--camera-frame-timeout") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
+        cfg->camera_frame_timeout_s = (int)n;
+    else if (strcmp(a, "--header-timeout") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
+        cfg->header_timeout_s = (int)n;
+    else if (strcmp(a, "--max-connections") == 0 && (ok = parse_uint(v, 1, 1000000, &n)))
+        cfg->max_connections = (unsigned)n;
+    else if (strcmp(a, "--max-connections-per-client") == 0 && (ok = parse_uint(v, 1, 1000000, &n)))
+        cfg->max_conn_per_client = (unsigned)n;
+    else if (strcmp(a, "--allow-host") == 0)
+        ok = add_name(cfg->allow_host, &cfg->nallow_host, v);
+    else if (strcmp(a, "--cors-origin") == 0)
+        ok = add_name(cfg->cors_origin, &cfg->ncors_origin, v);
+    else if (strcmp(a, "--state") == 0)
+        ok = set_state_path(cfg, v);
+    else if (strcmp(a, "--size") == 0)
+        ok = sscanf(v, "%ux%u", &cfg->width, &cfg->height) == 2 && cfg->width >= 16 &&
+             cfg->height >= 16 && cfg->width <= 4096 && cfg->height <= 4096;
+    else if (ok)
+        return -ENOENT;
+    return ok ? 0 : -EINVAL;
+}
+
+/* What the command line asks besides serving. */
+enum { RUN_SERVE, RUN_HELP, RUN_PRINT_CONFIG, RUN_HASH_PASSWORD, RUN_NEW_TOKEN };
+
+/* Parse argv into @cfg, over what the config file set: a list option
+ * given here replaces the file's list. Returns a RUN_ value or -EINVAL. */
 static int parse_args(int argc, char **argv, relay_config *cfg)
 {
+    int run = RUN_SERVE;
+    bool allow_reset = false, cors_reset = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        unsigned long n;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
-            return 1;
+            return RUN_HELP;
         if (strcmp(a, "--no-default-input") == 0) {
             cfg->default_input = false;
+            continue;
+        }
+        if (strcmp(a, "--insecure-no-auth") == 0) {
+            cfg->insecure_no_auth = true;
+            continue;
+        }
+        if (strcmp(a, "--print-config") == 0 || strcmp(a, "--hash-password") == 0 ||
+            strcmp(a, "--new-token") == 0) {
+            run = a[2] == 'p' ? RUN_PRINT_CONFIG : a[2] == 'h' ? RUN_HASH_PASSWORD : RUN_NEW_TOKEN;
             continue;
         }
         if (v == NULL) {
             fprintf(stderr, "steward relay: unknown option or missing value: '%s'\n", a);
             return -EINVAL;
         }
-        bool ok = true;
         i++;
-        if (strcmp(a, "--listen") == 0)
-            ok = parse_listen(v, cfg);
-        else if (strcmp(a, "--max-viewers") == 0 && (ok = parse_uint(v, 0, 100000, &n)))
-            cfg->max_viewers = (unsigned)n;
-        else if (strcmp(a, "--max-viewers-per-input") == 0 && (ok = parse_uint(v, 0, 100000, &n)))
-            cfg->max_viewers_input = (unsigned)n;
-        else if (strcmp(a, "--inflight") == 0 && (ok = parse_uint(v, 1, 8, &n)))
-            cfg->inflight = (unsigned)n;
-        else if (strcmp(a, "--viewer-sndbuf") == 0 && (ok = parse_uint(v, 4096, 64 << 20, &n)))
-            cfg->viewer_sndbuf = (int)n;
-        else if (strcmp(a, "--timeout") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
-            cfg->timeout_s = (int)n;
-        else if (strcmp(a, "--max-header-bytes") == 0 && (ok = parse_uint(v, 256, 1 << 20, &n)))
-            cfg->max_header_bytes = (int)n;
-        else if (strcmp(a, "--max-body-bytes") == 0 && (ok = parse_uint(v, 0, 64 << 20, &n)))
-            cfg->max_body_bytes = (int)n;
-        else if (strcmp(a, "--fps") == 0 && (ok = parse_uint(v, 1, 120, &n)))
-            cfg->fps = (unsigned)n;
-        else if (strcmp(a, "--quality") == 0 && (ok = parse_uint(v, 1, 100, &n)))
-            cfg->quality = (unsigned)n;
-        else if (strcmp(a, "--on-demand-grace-ms") == 0 && (ok = parse_uint(v, 0, 3600000, &n)))
-            cfg->on_demand_grace_ms = (int)n;
-        else if (strcmp(a, "--max-inputs") == 0 && (ok = parse_uint(v, 1, RELAY_INPUTS_MAX, &n)))
-            cfg->max_inputs = (unsigned)n;
-        else if (strcmp(a, "--max-sse-clients") == 0 && (ok = parse_uint(v, 0, 10000, &n)))
-            cfg->max_sse = (unsigned)n;
-        else if (strcmp(a, "--camera-stall") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
-            cfg->camera_stall_s = (int)n;
-        else if (strcmp(a, "--camera-frame-timeout") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
-            cfg->camera_frame_timeout_s = (int)n;
-        else if (strcmp(a, "--header-timeout") == 0 && (ok = parse_uint(v, 1, 3600, &n)))
-            cfg->header_timeout_s = (int)n;
-        else if (strcmp(a, "--max-connections") == 0 && (ok = parse_uint(v, 1, 1000000, &n)))
-            cfg->max_connections = (unsigned)n;
-        else if (strcmp(a, "--max-connections-per-client") == 0 &&
-                 (ok = parse_uint(v, 1, 1000000, &n)))
-            cfg->max_conn_per_client = (unsigned)n;
-        else if (strcmp(a, "--allow-host") == 0)
-            ok = add_name(cfg->allow_host, &cfg->nallow_host, v);
-        else if (strcmp(a, "--cors-origin") == 0)
-            ok = add_name(cfg->cors_origin, &cfg->ncors_origin, v);
-        else if (strcmp(a, "--state") == 0)
-            ok = set_state_path(cfg, v);
-        else if (strcmp(a, "--size") == 0)
-            ok = sscanf(v, "%ux%u", &cfg->width, &cfg->height) == 2 && cfg->width >= 16 &&
-                 cfg->height >= 16 && cfg->width <= 4096 && cfg->height <= 4096;
-        else if (ok) {
+        if (strcmp(a, "--config") == 0)
+            continue; /* read before the other options */
+        if (strcmp(a, "--allow-host") == 0 && !allow_reset) {
+            cfg->nallow_host = 0;
+            allow_reset = true;
+        }
+        if (strcmp(a, "--cors-origin") == 0 && !cors_reset) {
+            cfg->ncors_origin = 0;
+            cors_reset = true;
+        }
+        int rc = relay_option_set(cfg, a, v);
+        if (rc == -ENOENT) {
             fprintf(stderr, "steward relay: unknown option '%s'\n", a);
             return -EINVAL;
         }
-        if (!ok) {
+        if (rc != 0) {
             fprintf(stderr, "steward relay: bad value for %s: '%s'\n", a, v);
             return -EINVAL;
         }
     }
-    return 0;
+    return run;
 }
 
 bool relay_name_valid(const char *name, size_t len)
@@ -291,6 +342,13 @@ static void input_free(void *arg)
     stw_free(in);
 }
 
+size_t relay_spec_claim(const relay_spec *spec)
+{
+    if (strcmp(spec->kind, "test") == 0)
+        return (size_t)spec->width * spec->height * 8;
+    return (size_t)16 << 20;
+}
+
 int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **out)
 {
     if (!relay_name_valid(spec->name, strlen(spec->name)) || spec->kind == NULL ||
@@ -319,6 +377,8 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     in->fps = spec->fps;
     in->quality = spec->quality;
     in->on_demand = spec->on_demand;
+    in->declared = spec->declared;
+    in->claim = relay_spec_claim(spec);
     in->created_ms = spec->created_ms;
     if (in->created_ms == 0) {
         struct timespec ts;
@@ -455,10 +515,18 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
     unsigned n = 0;
     char err[256] = "";
     int rc = -ENOENT;
+    const relay_file *file = cfg->file;
+    unsigned declared = file != NULL ? file->ninputs : 0;
+    if (declared > cfg->max_inputs) {
+        fprintf(stderr, "steward relay: config %s declares %u inputs, more than --max-inputs %u\n",
+                file->path, declared, cfg->max_inputs);
+        return -EINVAL;
+    }
     if (cfg->state_path[0] != '\0')
         relay_state_clean_temps(cfg->state_path);
     if (cfg->state_path[0] != '\0')
-        rc = relay_state_load(cfg->state_path, cfg, specs, cfg->max_inputs, &n, err, sizeof(err));
+        rc = relay_state_load(cfg->state_path, cfg, specs, cfg->max_inputs - declared, &n, err,
+                              sizeof(err));
     if (rc == -EINVAL) {
         keep_corrupt_state(cfg->state_path, err);
     } else if (rc != 0 && rc != -ENOENT) {
@@ -468,7 +536,7 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
     }
     if (rc != 0) {
         n = 0;
-        if (cfg->default_input) {
+        if (cfg->default_input && declared == 0) {
             specs[0] = (relay_spec){.name = "test",
                                     .kind = "test",
                                     .width = cfg->width,
@@ -479,12 +547,24 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
         }
     }
     *ninputs = 0;
-    for (unsigned i = 0; i < n; i++) {
-        rc = relay_input_new(sources, &specs[i], &inputs[*ninputs]);
+    for (unsigned i = 0; i < declared + n; i++) {
+        const relay_spec *spec = i < declared ? &file->inputs[i] : &specs[i - declared];
+        bool dup = false;
+        for (unsigned j = 0; j < declared && i >= declared; j++)
+            dup = dup || strcmp(file->inputs[j].name, spec->name) == 0;
+        if (dup) {
+            /* The file wins; the entry leaves the state file at its next save. */
+            fprintf(stderr,
+                    "steward relay: input %s of the state file is declared by the config file "
+                    "%s: using the config's\n",
+                    spec->name, file->path);
+            continue;
+        }
+        rc = relay_input_new(sources, spec, &inputs[*ninputs]);
         if (rc != 0)
             return rc;
         relay_input *in = inputs[(*ninputs)++];
-        relay_input_start_pushes(in, &specs[i]);
+        relay_input_start_pushes(in, spec);
         /* Push outputs keep an on-demand input running, as viewers do. */
         if (in->on_demand && in->npush == 0)
             continue;
@@ -501,8 +581,9 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
 static void print_address(const relay_config *cfg, int port)
 {
     bool v6 = strchr(cfg->host, ':') != NULL;
-    printf("steward relay: serving http://%s%s%s:%d/\n", v6 ? "[" : "", cfg->host, v6 ? "]" : "",
-           port);
+    bool tls = cfg->file != NULL && cfg->file->tls_cert[0] != '\0';
+    printf("steward relay: serving %s://%s%s%s:%d/\n", tls ? "https" : "http", v6 ? "[" : "",
+           cfg->host, v6 ? "]" : "", port);
     fflush(stdout);
 }
 
@@ -523,6 +604,7 @@ int stw_relay_main(int argc, char **argv)
                         .fps = 25,
                         .quality = 80,
                         .max_inputs = RELAY_INPUTS_MAX,
+                        .max_input_bytes = (size_t)1024 << 20,
                         .max_sse = 32,
                         .on_demand_grace_ms = 10000,
                         .camera_stall_s = 5,
@@ -531,11 +613,38 @@ int stw_relay_main(int argc, char **argv)
                         .max_connections = 1100,
                         .max_conn_per_client = 128};
     default_state_path(&cfg);
-    int rc = parse_args(argc, argv, &cfg);
-    if (rc != 0) {
-        usage(rc > 0 ? stdout : stderr);
-        return rc > 0 ? 0 : EXIT_USAGE;
+    /* Large, and borrowed by cfg until exit. */
+    static relay_file file;
+    const char *config = relay_config_path(argc, argv);
+    int rc = 0;
+    if (config != NULL) {
+        char err[768];
+        rc = relay_config_load(config, &cfg, &file, err, sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "steward relay: config: %s\n", err);
+            return EXIT_USAGE;
+        }
     }
+    int run = parse_args(argc, argv, &cfg);
+    if (run < 0 || run == RUN_HELP) {
+        usage(run == RUN_HELP ? stdout : stderr);
+        return run == RUN_HELP ? 0 : EXIT_USAGE;
+    }
+    if (run == RUN_PRINT_CONFIG) {
+        relay_config_print(stdout, &cfg);
+        return 0;
+    }
+    if (run == RUN_HASH_PASSWORD)
+        return relay_auth_hash_password(stdin, stdout) == 0 ? 0 : 1;
+    if (run == RUN_NEW_TOKEN)
+        return relay_auth_new_token(stdout) == 0 ? 0 : 1;
+    rc = relay_auth_check_listen(&cfg);
+    if (rc != 0)
+        return EXIT_USAGE;
+    uint64_t id = 0;
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+        id = (uint64_t)stw_now_ns() ^ ((uint64_t)getpid() << 32);
+    snprintf(cfg.instance, sizeof(cfg.instance), "%016llx", (unsigned long long)id);
 
     /* A viewer that hangs up with frames unread makes the next write fail
      * with EPIPE; by default that signal would end the whole relay. Set

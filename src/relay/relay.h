@@ -90,7 +90,23 @@ typedef struct relay_config {
     unsigned nallow_host;
     char cors_origin[RELAY_ALLOW_MAX][RELAY_ALLOW_LEN];
     unsigned ncors_origin;
+    /* What this relay's own requests to cameras carry in RELAY_LOOP_HEADER
+     * (random per run), so that an input pointed at the relay itself is
+     * refused instead of feeding on its own output. */
+    char instance[24];
+    size_t max_input_bytes; /* what all inputs together may claim (relay_spec_claim) */
+    /* What the config file declares (config.h): users, TLS, inputs.
+     * Borrowed, lives until the relay exits; NULL without --config. */
+    const struct relay_file *file;
+    bool insecure_no_auth; /* serve a non-loopback address without users */
 } relay_config;
+
+#define RELAY_LOOP_HEADER "X-Steward-Relay"
+
+/* Set the option @opt ("--max-viewers"...) from the text @value, checked as
+ * on the command line. Returns 0, -EINVAL for a bad value, -ENOENT for an
+ * option that takes no value or does not exist. */
+int relay_option_set(relay_config *cfg, const char *opt, const char *value);
 
 /* ---- hub ---- */
 
@@ -196,6 +212,7 @@ typedef struct relay_spec {
     relay_push_spec push[RELAY_PUSH_MAX];
     bool on_demand;
     int64_t created_ms; /* wall clock, ms since the epoch; 0: now */
+    bool declared;      /* by the config file: not deletable, not in the state file */
 } relay_spec;
 
 struct relay_ts;
@@ -220,6 +237,8 @@ typedef struct relay_input {
     unsigned npush;
     bool on_demand;     /* stop the source when the last viewer left */
     int64_t created_ms; /* wall clock, ms since the epoch */
+    bool declared;      /* by the config file: not deletable, not in the state file */
+    size_t claim;       /* relay_spec_claim() of its spec */
     relay_hub *hub;     /* owned */
     stw_scope *owner;   /* "input:NAME", child of the sources scope, owns this */
     /* The running source's scope (child of owner), NULL while stopped. The
@@ -229,6 +248,13 @@ typedef struct relay_input {
     pthread_mutex_t lock; /* guards pool */
     stw_pool *pool;       /* a handle on the source's pool, or NULL */
 } relay_input;
+
+/* The memory an input of @spec may come to hold at most, by its kind: a
+ * test pattern its canvas, encoder and frames (8 bytes a pixel); a camera
+ * its parser and frames (2 x 8 MiB); an ffmpeg input its MPEG-TS
+ * retention and its decoder's frames (2 x 8 MiB). Creating an input that
+ * would take the sum over cfg.max_input_bytes is refused. */
+size_t relay_spec_claim(const relay_spec *spec);
 
 /* True if @name is a valid input name (1..31 of [A-Za-z0-9_-]). */
 bool relay_name_valid(const char *name, size_t len);
@@ -330,6 +356,20 @@ void relay_ffmpeg_input_release(relay_input *in);
  * an ffmpeg input keeps its decoder running that long. Any thread; a
  * no-op for other kinds. */
 void relay_input_want_jpeg(relay_input *in);
+
+/* One supervised child job of an input, as /metrics, /system-resources
+ * and the shutdown log show it. */
+typedef struct relay_job_view {
+    char job[48];   /* "ingest", "decoder", "push:ID" */
+    char state[16]; /* relay/child.h's states */
+    int pid;        /* 0: no child now */
+    unsigned restarts;
+    int64_t age_ms; /* of the current child, 0 without one */
+} relay_job_view;
+
+/* The jobs of @in (none for the kinds without children) into @out (at
+ * most @max). Returns how many. The loop thread (it owns the pushes). */
+unsigned relay_input_jobs(relay_input *in, relay_job_view *out, unsigned max);
 
 /* What an ffmpeg input's jobs and stream look like now, as the text of a
  * JSON object (transfer full: stw_free it), passwords redacted:

@@ -48,9 +48,11 @@
 
 #include <jansson.h>
 
+#include "card.h"
 #include "child.h"
 #include "ffmpeg.h"
 #include "mjpeg.h"
+#include "push.h"
 #include "redact.h"
 #include "relay.h"
 #include "steward/alloc.h"
@@ -77,16 +79,18 @@ typedef struct src_ff {
     relay_input *in;
     struct relay_ffin *f;
     relay_ff_argv ingest_argv, decoder_argv;
-    relay_ts_reader *feed; /* the decoder's stdin source */
-    relay_ts_chunk pending;
-    size_t pending_off;
-    bool has_pending;
+    relay_ts_feed feed; /* the decoder's stdin */
     relay_mjpeg *parser;
     unsigned ingest_spawns, decoder_spawns;
     bool decoder_on;
     int64_t last_want_ms;
     uint64_t seq;
     char state[RELAY_STATE_MAX];
+    /* The NO SIGNAL card MJPEG viewers see while the camera is away, at
+     * the size of the last decoded frame. */
+    relay_card card;
+    unsigned frame_w, frame_h;
+    int64_t last_frame_ns, last_card_ms, away_since_ms;
     uint8_t buf[READ_CHUNK];
 } src_ff;
 
@@ -103,6 +107,9 @@ static bool ingest_line(void *ud, const char *line)
     uint64_t blocks = f->ilog.progress.blocks;
     int64_t size = f->ilog.progress.total_size;
     bool progress = relay_ff_log_line(&f->ilog, line, strlen(line));
+    /* What -stats_period says at start is no diagnostic. */
+    if (strncmp(line, "ffmpeg stats and -progress period", 33) == 0)
+        return false;
     pthread_mutex_lock(&f->lock);
     f->media = f->ilog.input;
     f->progress = f->ilog.progress;
@@ -197,24 +204,19 @@ void relay_input_want_jpeg(relay_input *in)
 
 /* ---- the decoder ---- */
 
-static void drop_pending(src_ff *s)
-{
-    if (s->has_pending)
-        stw_buf_unref(&s->pending.buf);
-    s->has_pending = false;
-    s->pending_off = 0;
-}
-
 static void decoder_detach(src_ff *s)
 {
-    drop_pending(s);
-    relay_ts_reader_free(&s->feed);
+    relay_ts_feed_close(&s->feed);
     relay_mjpeg_free(&s->parser);
 }
 
 static int on_jpeg(void *ud, stw_buf *jpeg)
 {
     src_ff *s = ud;
+    unsigned w, h;
+    if (relay_jpeg_size(stw_buf_data(jpeg), stw_buf_size(jpeg), &w, &h))
+        s->frame_w = w, s->frame_h = h;
+    s->last_frame_ns = stw_now_ns();
     stw_frame_meta meta = {
         .seq = s->seq++, .captured_ns = stw_now_ns(), .format = STW_FOURCC('M', 'J', 'P', 'G')};
     stw_frame *fr = NULL;
@@ -250,7 +252,7 @@ static void decoder_respawned(src_ff *s)
 {
     decoder_detach(s);
     relay_ff_log_init(&s->f->dlog);
-    if (relay_ts_reader_new(s->in->ts, &s->feed) != 0 ||
+    if (relay_ts_feed_open(s->in->ts, &s->feed) != 0 ||
         relay_mjpeg_new(RELAY_FF_JPEG_BOUNDARY, MAX_JPEG, &s->parser) != 0) {
         /* Without them the child gets nothing and the watchdog restarts
          * it: the next try allocates again. */
@@ -258,40 +260,31 @@ static void decoder_respawned(src_ff *s)
     }
 }
 
-/* Feed the decoder's stdin from its reader without blocking. */
-static void decoder_write(src_ff *s, int fd)
-{
-    for (int i = 0; i < 64; i++) {
-        if (!s->has_pending) {
-            size_t n = 0;
-            int rc = relay_ts_read(s->feed, &s->pending, 1, &n);
-            if (rc == -ESPIPE) {
-                /* The decoder fell behind what the stream keeps: it only
-                 * needs recent frames, so skip ahead. */
-                relay_ts_reader_resync(s->feed);
-                continue;
-            }
-            if (rc != 0 || n == 0)
-                return;
-            s->has_pending = true;
-            s->pending_off = 0;
-        }
-        const uint8_t *data = stw_buf_data(s->pending.buf);
-        size_t len = stw_buf_size(s->pending.buf);
-        ssize_t w = write(fd, data + s->pending_off, len - s->pending_off);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                drop_pending(s); /* the child is gone: the tick reaps it */
-            return;
-        }
-        s->pending_off += (size_t)w;
-        if (s->pending_off < len)
-            return;
-        drop_pending(s);
-    }
-}
-
 /* ---- the thread ---- */
+
+/* While the camera is away (no ingest child delivering for 3 s) and
+ * someone watches JPEG, show the NO SIGNAL card, refreshed each second. */
+static void maybe_card(src_ff *s, int64_t now)
+{
+    if (strcmp(s->state, "running") == 0) {
+        s->away_since_ms = 0;
+        return;
+    }
+    if (s->away_since_ms == 0)
+        s->away_since_ms = now;
+    if (!s->decoder_on || now - s->away_since_ms < 3000 || now - s->last_card_ms < 1000)
+        return;
+    s->last_card_ms = now;
+    relay_child_info info;
+    relay_child_info_get(s->f->ingest, &info);
+    const char *why = info.last_error[0] ? info.last_error : info.last_exit;
+    /* The card has room for one line: ffmpeg's last says most. */
+    const char *last = strrchr(why, '|');
+    char line[64];
+    snprintf(line, sizeof(line), "%.60s", last != NULL ? last + 2 : why);
+    relay_card_publish(&s->card, s->in->hub, s->in->name, s->frame_w, s->frame_h, s->last_frame_ns,
+                       line, s->seq++);
+}
 
 /* The ingest job's state is the input's. */
 static void follow_state(src_ff *s)
@@ -308,6 +301,12 @@ static void follow_state(src_ff *s)
         s->ingest_spawns = info.spawns;
         relay_ts_reset(s->in->ts);
         relay_ff_log_init(&s->f->ilog);
+        /* A running decoder would meet a new stream mid-flight: start it
+         * afresh on the new one. */
+        if (s->decoder_on) {
+            relay_child_stop(s->f->decoder);
+            relay_child_resume(s->f->decoder);
+        }
     }
     if (strcmp(st, s->state) != 0) {
         snprintf(s->state, sizeof(s->state), "%s", st);
@@ -355,6 +354,7 @@ static void source_main(stw_scope *scope, void *arg)
         int wait = relay_child_tick(f->ingest, now);
         follow_state(s);
         decoder_manage(s, now);
+        maybe_card(s, now);
         if (s->decoder_on) {
             int dw = relay_child_tick(f->decoder, now);
             relay_child_info di;
@@ -381,10 +381,11 @@ static void source_main(stw_scope *scope, void *arg)
                 (struct pollfd){.fd = relay_child_stdout_fd(f->decoder), .events = POLLIN};
             p[P_DEC_ERR] =
                 (struct pollfd){.fd = relay_child_stderr_fd(f->decoder), .events = POLLIN};
-            if (in_fd >= 0 && s->has_pending)
+            if (in_fd >= 0 && s->feed.has_pending)
                 p[P_DEC_IN] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
-            else if (in_fd >= 0 && s->feed != NULL)
-                p[P_FEED] = (struct pollfd){.fd = relay_ts_reader_fd(s->feed), .events = POLLIN};
+            else if (in_fd >= 0 && s->feed.reader != NULL)
+                p[P_FEED] =
+                    (struct pollfd){.fd = relay_ts_reader_fd(s->feed.reader), .events = POLLIN};
         }
         if (poll(p, P_N, wait) < 0 && errno != EINTR)
             break;
@@ -396,8 +397,10 @@ static void source_main(stw_scope *scope, void *arg)
             read_decoder(s, p[P_DEC_OUT].fd);
         if (p[P_DEC_ERR].revents)
             relay_child_read_stderr(f->decoder);
-        if ((p[P_DEC_IN].revents || p[P_FEED].revents) && s->feed != NULL)
-            decoder_write(s, relay_child_stdin_fd(f->decoder));
+        bool idle;
+        /* A write error means the decoder is gone: its tick reaps it. */
+        if ((p[P_DEC_IN].revents || p[P_FEED].revents) && s->feed.reader != NULL)
+            relay_ts_feed_write(&s->feed, relay_child_stdin_fd(f->decoder), &idle);
     }
     /* The children are tied to this thread: stop them before it ends. */
     relay_child_stop(f->decoder);
@@ -408,6 +411,7 @@ static void source_main(stw_scope *scope, void *arg)
 static void src_free(void *arg)
 {
     src_ff *s = arg;
+    relay_card_release(&s->card);
     decoder_detach(s);
     stw_free(s);
 }
@@ -453,6 +457,29 @@ int relay_source_ffmpeg_start(relay_input *in, const relay_config *cfg)
 }
 
 /* ---- what the API shows ---- */
+
+static void job_view(relay_child *c, const char *name, relay_job_view *out)
+{
+    relay_child_info i;
+    relay_child_info_get(c, &i);
+    snprintf(out->job, sizeof(out->job), "%s", name);
+    snprintf(out->state, sizeof(out->state), "%s", i.state);
+    out->pid = (int)i.pid;
+    out->restarts = i.restarts;
+    out->age_ms = i.started_ms > 0 ? now_ms() - i.started_ms : 0;
+}
+
+unsigned relay_input_jobs(relay_input *in, relay_job_view *out, unsigned max)
+{
+    unsigned n = 0;
+    if (in->ffin != NULL && n < max)
+        job_view(in->ffin->ingest, "ingest", &out[n++]);
+    if (in->ffin != NULL && n < max)
+        job_view(in->ffin->decoder, "decoder", &out[n++]);
+    for (unsigned i = 0; i < in->npush && n < max; i++)
+        relay_push_job_view(in->push[i], &out[n++]);
+    return n;
+}
 
 static json_t *job_json(relay_child *c)
 {

@@ -36,7 +36,6 @@
  *   The source state is owned by the input scope and freed by its cleanup
  *   after the thread returned. The URL is copied at start.
  */
-#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -45,8 +44,9 @@
 #include <strings.h>
 #include <time.h>
 
-#include "canvas.h"
+#include "card.h"
 #include "mjpeg.h"
+#include "redact.h"
 #include "relay.h"
 #include "steward/alloc.h"
 
@@ -56,13 +56,11 @@
 #define BACKOFF_MAX_MS 10000
 #define MAX_REDIRECTS 5L
 #define LEARN_LIMIT (64u << 10) /* body bytes that must name the boundary */
-#define CARD_W 640              /* the card before the camera's first frame */
-#define CARD_H 480
-#define CARD_MAX 4096
 
 typedef struct src_mjpeg {
     relay_input *in;
     char url[RELAY_URL_MAX + 1];
+    struct curl_slist *headers; /* RELAY_LOOP_HEADER with our instance */
     int stall_s, frame_timeout_s;
     relay_mjpeg *parser; /* per connection: the boundary may change */
     char content_type[256];
@@ -76,8 +74,7 @@ typedef struct src_mjpeg {
     relay_camera_stat stat;
     relay_mjpeg_stats parsed;  /* the current parser's, already in stat */
     unsigned frame_w, frame_h; /* of the camera's last frame, 0 before */
-    relay_canvas card;
-    relay_jpeg *jpeg;
+    relay_card card;
     char why[CURL_ERROR_SIZE]; /* why the last connection ended */
 } src_mjpeg;
 
@@ -97,7 +94,7 @@ void relay_source_mjpeg_global_cleanup(void)
         curl_global_cleanup();
 }
 
-static void publish(src_mjpeg *s, stw_buf *jpeg, unsigned w, unsigned h, bool card)
+static void publish(src_mjpeg *s, stw_buf *jpeg, unsigned w, unsigned h)
 {
     stw_frame_meta meta = {.seq = s->seq++,
                            .captured_ns = stw_now_ns(),
@@ -107,103 +104,16 @@ static void publish(src_mjpeg *s, stw_buf *jpeg, unsigned w, unsigned h, bool ca
     stw_frame *f = NULL;
     if (stw_frame_new(jpeg, &meta, &f) != 0)
         relay_hub_count_dropped(s->in->hub, 1);
-    else if (card)
-        relay_hub_publish_card(s->in->hub, f);
     else
         relay_hub_publish(s->in->hub, f);
 }
 
-/* Width and height from a JPEG's start-of-frame marker; false if it has
- * none before its image data. */
-static bool jpeg_size(const uint8_t *d, size_t n, unsigned *w, unsigned *h)
-{
-    size_t i = 2;
-    while (i + 9 <= n) {
-        if (d[i] != 0xFF)
-            return false;
-        uint8_t m = d[i + 1];
-        if (m == 0xFF) {
-            i++; /* fill byte */
-            continue;
-        }
-        size_t len = (size_t)d[i + 2] << 8 | d[i + 3];
-        /* SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC). */
-        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
-            *h = (unsigned)d[i + 5] << 8 | d[i + 6];
-            *w = (unsigned)d[i + 7] << 8 | d[i + 8];
-            return *w > 0 && *h > 0;
-        }
-        if (m == 0xDA || len < 2)
-            return false;
-        i += 2 + len;
-    }
-    return false;
-}
-
-/* Centre @text on row @y of the card. */
-static void card_line(relay_canvas *c, int y, int scale, const char *text)
-{
-    relay_canvas_text(c, ((int)c->w - relay_canvas_text_width(text, scale)) / 2, y, scale, text);
-}
-
-/* The card has the camera's last frame size, so a viewer's layout does
- * not jump when the camera goes away. */
-static int card_resize(src_mjpeg *s)
-{
-    unsigned w = s->frame_w, h = s->frame_h;
-    if (w == 0 || h == 0 || w > CARD_MAX || h > CARD_MAX)
-        w = CARD_W, h = CARD_H;
-    if (s->jpeg != NULL && s->card.w == w && s->card.h == h)
-        return 0;
-    relay_jpeg_free(&s->jpeg);
-    relay_canvas_release(&s->card);
-    int rc = relay_canvas_init(&s->card, w, h);
-    if (rc == 0)
-        rc = relay_jpeg_new(w, h, 80, &s->jpeg);
-    return rc;
-}
-
 /* The "NO SIGNAL" card: the input's name, how long the camera has been
- * away and why. */
+ * away and why, at the camera's last frame size. */
 static void publish_card(src_mjpeg *s)
 {
-    if (card_resize(s) != 0)
-        return;
-    relay_canvas *c = &s->card;
-    relay_canvas_fill(c, 0, 0, (int)c->w, (int)c->h, 24, 24, 32);
-    const char *title = "NO SIGNAL";
-    /* The title fills about 3/4 of the width, up to the 640x480 look. */
-    int big = (int)c->w * 3 / 4 / relay_canvas_text_width(title, 1);
-    big = big < 1 ? 1 : big > 8 ? 8 : big;
-    int small = big * 3 / 8 > 0 ? big * 3 / 8 : 1;
-    int y = (int)c->h / 3;
-    card_line(c, y, big, title);
-    y += 12 * big;
-    char line[96];
-    snprintf(line, sizeof(line), "%s", s->in->name);
-    card_line(c, y, small, line);
-    y += 12 * small;
-    if (s->last_frame_ns > 0) {
-        long away = (long)((stw_now_ns() - s->last_frame_ns) / 1000000000);
-        snprintf(line, sizeof(line), "LAST FRAME %ld S AGO", away);
-        card_line(c, y, small, line);
-        y += 12 * small;
-    }
-    /* The font has capitals only. */
-    size_t i;
-    for (i = 0; i + 1 < sizeof(line) && s->why[i] != '\0'; i++)
-        line[i] = (char)toupper((unsigned char)s->why[i]);
-    line[i] = '\0';
-    card_line(c, y, small, line);
-    stw_buf *b = NULL, *view = NULL;
-    if (stw_buf_new((size_t)c->w * c->h / 2 + 16384, &b) != 0)
-        return;
-    long len = relay_jpeg_encode(s->jpeg, c, stw_buf_data(b), stw_buf_size(b));
-    if (len > 0 && stw_buf_view(b, 0, (size_t)len, &view) == 0) {
-        publish(s, view, c->w, c->h, true);
-        stw_buf_unref(&view);
-    }
-    stw_buf_unref(&b);
+    relay_card_publish(&s->card, s->in->hub, s->in->name, s->frame_w, s->frame_h, s->last_frame_ns,
+                       s->why, s->seq++);
 }
 
 static int on_frame(void *ud, stw_buf *frame)
@@ -212,12 +122,12 @@ static int on_frame(void *ud, stw_buf *frame)
     s->got++;
     s->last_frame_ns = stw_now_ns();
     unsigned w, h;
-    if (jpeg_size(stw_buf_data(frame), stw_buf_size(frame), &w, &h))
+    if (relay_jpeg_size(stw_buf_data(frame), stw_buf_size(frame), &w, &h))
         s->frame_w = w, s->frame_h = h;
     else
         w = h = 0;
     /* Publishing sets the state to running. */
-    publish(s, frame, w, h, false);
+    publish(s, frame, w, h);
     stw_buf_unref(&frame);
     return 0;
 }
@@ -432,6 +342,7 @@ static int pull_once(stw_scope *scope, src_mjpeg *s)
      * camera asks for. */
     curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_ANY);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "steward-relay/" STW_VERSION_STRING);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -498,8 +409,10 @@ static void source_main(stw_scope *scope, void *arg)
             break;
         if (s->got > 0)
             backoff_ms = BACKOFF_MIN_MS;
-        fprintf(stderr, "steward relay: input %s: %s; retrying in %d ms\n", s->in->name,
-                s->why[0] ? s->why : "disconnected", backoff_ms);
+        char why[sizeof(s->why)];
+        relay_redact(s->why[0] ? s->why : "disconnected", why, sizeof(why));
+        fprintf(stderr, "steward relay: input %s: %s; retrying in %d ms\n", s->in->name, why,
+                backoff_ms);
         relay_input_set_state(s->in, s->refused ? "error" : "no-signal");
         /* Show the card at once and keep its clock moving while we wait. */
         stw_deadline retry = stw_deadline_in_ms(backoff_ms);
@@ -517,8 +430,8 @@ static void source_main(stw_scope *scope, void *arg)
 static void src_free(void *arg)
 {
     src_mjpeg *s = arg;
-    relay_jpeg_free(&s->jpeg);
-    relay_canvas_release(&s->card);
+    curl_slist_free_all(s->headers);
+    relay_card_release(&s->card);
     stw_free(s);
 }
 
@@ -538,7 +451,10 @@ int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg)
     memcpy(s->url, in->url, ulen + 1);
     s->stall_s = cfg->camera_stall_s > 0 ? cfg->camera_stall_s : 5;
     s->frame_timeout_s = cfg->camera_frame_timeout_s > 0 ? cfg->camera_frame_timeout_s : 10;
-    int rc = card_resize(s);
+    char loop[64];
+    snprintf(loop, sizeof(loop), RELAY_LOOP_HEADER ": %s", cfg->instance);
+    s->headers = curl_slist_append(NULL, loop);
+    int rc = s->headers != NULL ? relay_card_prepare(&s->card, 0, 0) : -ENOMEM;
     if (rc != 0)
         goto free_card;
     rc = stw_scope_defer(in->scope, src_free, s);
@@ -551,8 +467,8 @@ int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg)
     return stw_scope_spawn(in->scope, tname, source_main, s);
 
 free_card:
-    relay_jpeg_free(&s->jpeg);
-    relay_canvas_release(&s->card);
+    curl_slist_free_all(s->headers);
+    relay_card_release(&s->card);
     stw_free(s);
     return rc;
 }

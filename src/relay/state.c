@@ -352,6 +352,8 @@ int relay_state_save(const char *path, relay_input *const *inputs, unsigned n)
         return -ENOMEM;
     json_t *arr = json_object_get(root, "inputs");
     for (unsigned i = 0; i < n; i++) {
+        if (inputs[i]->declared)
+            continue; /* the config file has it */
         json_t *o = relay_spec_json(inputs[i]);
         if (o == NULL || json_array_append_new(arr, o) != 0) {
             json_decref(root);
@@ -383,7 +385,11 @@ int relay_state_save(const char *path, relay_input *const *inputs, unsigned n)
         rc = fd;
         goto free_text;
     }
-    rc = write_all(fd, text, strlen(text));
+    /* Camera passwords are in it: owner only, whatever the umask (mkostemp
+     * makes 0600 today; this keeps it so). */
+    rc = fchmod(fd, 0600) != 0 ? -errno : 0;
+    if (rc == 0)
+        rc = write_all(fd, text, strlen(text));
     if (rc == 0)
         rc = write_all(fd, "\n", 1);
     if (rc == 0 && fsync(fd) != 0)

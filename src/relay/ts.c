@@ -80,6 +80,7 @@ struct relay_ts_reader {
     uint64_t epoch;
     uint64_t next_seq; /* next chunk to hand out, once positioned */
     bool positioned;   /* false: waiting for a keyframe */
+    bool behind;       /* fell behind: -ESPIPE until resynced */
     bool need_psi;
     uint64_t skipped;
 };
@@ -653,6 +654,7 @@ uint64_t relay_ts_reader_skipped(const relay_ts_reader *r)
 void relay_ts_reader_resync(relay_ts_reader *r)
 {
     r->positioned = false;
+    r->behind = false;
 }
 
 int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n)
@@ -676,6 +678,7 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
         /* A new reader, or the source restarted since the last read. */
         r->epoch = ts->epoch;
         r->positioned = false;
+        r->behind = false;
         r->need_psi = true;
     }
     uint64_t oldest = ts->count > 0 ? ts->ring[ts->head].seq : ts->next_seq;
@@ -686,12 +689,20 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
             if (r->need_psi) {
                 out[got++] = (relay_ts_chunk){stw_buf_ref(ts->psi), 0, RELAY_TS_PSI};
                 r->need_psi = false;
+            } else if (r->next_seq != 0) {
+                r->skipped += ts->key_seq - r->next_seq; /* jumped to the keyframe */
             }
             r->next_seq = ts->key_seq;
             r->positioned = true;
         }
-    } else if (r->next_seq < oldest) {
-        r->skipped += oldest - r->next_seq;
+    } else if (r->behind || r->next_seq < oldest) {
+        /* What was dropped unread counts now; the rest of the jump to a
+         * keyframe counts when the resynced reader gets there. */
+        if (r->next_seq < oldest) {
+            r->skipped += oldest - r->next_seq;
+            r->next_seq = oldest;
+        }
+        r->behind = true;
         rc = -ESPIPE;
     }
     if (r->positioned && rc == 0) {
@@ -710,4 +721,65 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
     if (more)
         signal_reader(r);
     return rc;
+}
+
+/* ---- feeding a pipe ---- */
+
+int relay_ts_feed_open(relay_ts *ts, relay_ts_feed *f)
+{
+    *f = (relay_ts_feed){0};
+    return relay_ts_reader_new(ts, &f->reader);
+}
+
+static void feed_drop(relay_ts_feed *f)
+{
+    if (f->has_pending)
+        stw_buf_unref(&f->pending.buf);
+    f->has_pending = false;
+    f->off = 0;
+}
+
+void relay_ts_feed_close(relay_ts_feed *f)
+{
+    feed_drop(f);
+    relay_ts_reader_free(&f->reader);
+}
+
+long relay_ts_feed_write(relay_ts_feed *f, int fd, bool *idle)
+{
+    long written = 0;
+    *idle = false;
+    /* A fast reader must not keep its thread from its other work. */
+    while (written < (1L << 20)) {
+        if (!f->has_pending) {
+            size_t n = 0;
+            int rc = f->reader != NULL ? relay_ts_read(f->reader, &f->pending, 1, &n) : 0;
+            f->skipped = f->reader != NULL ? relay_ts_reader_skipped(f->reader) : f->skipped;
+            if (rc == -ESPIPE) {
+                relay_ts_reader_resync(f->reader);
+                continue;
+            }
+            if (rc != 0 || n == 0) {
+                *idle = true;
+                return written;
+            }
+            f->has_pending = true;
+            f->off = 0;
+        }
+        const uint8_t *data = stw_buf_data(f->pending.buf);
+        size_t len = stw_buf_size(f->pending.buf);
+        ssize_t w = write(fd, data + f->off, len - f->off);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return written;
+            int err = -errno;
+            feed_drop(f);
+            return err;
+        }
+        written += w;
+        f->off += (size_t)w;
+        if (f->off == len)
+            feed_drop(f);
+    }
+    return written;
 }

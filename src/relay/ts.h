@@ -7,12 +7,14 @@
  *   in whatever pieces the pipe delivers (relay_ts_write). The writer side
  *   finds the 188-byte packets (in sync, every 188th byte must be 0x47;
  *   once it is not, bytes are dropped and counted as garbage until three
- *   sync bytes 188 apart are found), follows PAT -> PMT -> stream PIDs and types,
- *   keeps a copy of the latest PAT and PMT, and finds keyframe starts on the
- *   video PID: a random_access_indicator in the adaptation field or, for a
- *   stream that has never set one, a PES start whose first packet carries an
- *   H.264 IDR/SPS or H.265 IRAP/VPS NAL unit. A stream without video takes a
- *   keyframe at an audio PES start at most once a second.
+ *   sync bytes 188 apart are found), follows PAT -> PMT -> stream PIDs and
+ *   types, keeps a copy of the latest PAT and PMT, and finds keyframe
+ *   starts on the video PID: a random_access_indicator in the adaptation
+ *   field or, for a stream that has never set one, a PES start whose first
+ *   packet carries an H.264 IDR/SPS or H.265 IRAP/VPS NAL unit. A stream
+ *   without video takes a keyframe at an audio PES start at most once a
+ *   second. Only the first program of the PAT is followed, and only PAT and
+ *   PMT sections that fit in one packet.
  *
  *   Complete packets are published as chunks: refcounted stw_bufs of at most
  *   RELAY_TS_CHUNK_MAX bytes, never splitting a packet, each with a sequence
@@ -107,9 +109,10 @@ void relay_ts_free(relay_ts **ts);
 /* Writer: take @len bytes (borrowed) of the source's output. Whole packets
  * are published before it returns; a partial packet waits for the next
  * call. Returns 0, or -ENOMEM when a chunk could not be stored (it is
- * dropped and counted; the stream stays usable, readers will see -ESPIPE
- * or resume at the next keyframe) or the PAT/PMT copy could not be made
- * (the next repetition of the PMT tries again). */
+ * counted in dropped_chunks and, since retained chunks never have a gap,
+ * everything retained is dropped with it: positioned readers get -ESPIPE,
+ * new ones wait for the next keyframe; the stream stays usable) or when
+ * the PAT/PMT copy could not be made (the next PMT repetition retries). */
 int relay_ts_write(relay_ts *ts, const void *data, size_t len);
 
 /* Writer: the source restarted (new child, new continuity). Forget the
@@ -129,9 +132,10 @@ int relay_ts_reader_new(relay_ts *ts, relay_ts_reader **out);
  * NULL. */
 void relay_ts_reader_free(relay_ts_reader **r);
 
-/* The reader's eventfd (borrowed, non-blocking): readable while
- * relay_ts_read has something to hand out. relay_ts_read drains it; the
- * caller only polls it. */
+/* The reader's eventfd (borrowed, non-blocking): readable once chunks were
+ * published since the last relay_ts_read, or when that read left some
+ * behind. relay_ts_read drains it; the caller only polls it. A wake-up may
+ * find nothing to hand out (a reader still waiting for a keyframe). */
 int relay_ts_reader_fd(const relay_ts_reader *r);
 
 /*
@@ -139,7 +143,8 @@ int relay_ts_reader_fd(const relay_ts_reader *r);
  * reference the caller owns (transfer full) and must unref. *@n == 0 means
  * nothing yet (wait for the eventfd). If more remain after @max, the
  * eventfd stays readable. Returns 0, or -ESPIPE when the reader fell behind
- * what is retained (*@n == 0; call relay_ts_reader_resync or free it).
+ * what is retained (*@n == 0, and again on every read until
+ * relay_ts_reader_resync; or free the reader).
  */
 int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n);
 
@@ -147,8 +152,37 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
  * last retained one if it lies ahead, else the next published). */
 void relay_ts_reader_resync(relay_ts_reader *r);
 
-/* Chunks this reader missed so far by falling behind (before each resync). */
+/* Chunks this reader missed so far by falling behind: the ones dropped
+ * before it read them, and, once resynced, the ones it jumped over to
+ * reach a keyframe. */
 uint64_t relay_ts_reader_skipped(const relay_ts_reader *r);
+
+/* A reader that feeds a pipe (a child's stdin) without blocking: the
+ * chunk being written is kept between calls, and a reader that fell
+ * behind skips to the next keyframe (what it skipped is counted). Used by
+ * one thread. */
+typedef struct relay_ts_feed {
+    relay_ts_reader *reader; /* owned; NULL while closed */
+    relay_ts_chunk pending;  /* valid while has_pending */
+    size_t off;              /* bytes of pending already written */
+    bool has_pending;
+    uint64_t skipped; /* relay_ts_reader_skipped() of the reader, as of the last read */
+} relay_ts_feed;
+
+/* Open @f (caller memory, any content) on @ts (borrowed, must outlive the
+ * feed): a new reader, so the pipe starts with PAT/PMT and a keyframe.
+ * Returns 0 or the error of relay_ts_reader_new (then @f is closed). */
+int relay_ts_feed_open(relay_ts *ts, relay_ts_feed *f);
+
+/* Drop the pending chunk and free the reader. Accepts a closed feed. */
+void relay_ts_feed_close(relay_ts_feed *f);
+
+/* Write what the reader has to @fd (non-blocking) until it would block.
+ * Returns the bytes written (>= 0), or a negative errno when @fd failed
+ * (the pending chunk is dropped: the child is gone). *@idle is set when
+ * nothing is left to write (wait on the reader's eventfd; otherwise wait
+ * for @fd to be writable). */
+long relay_ts_feed_write(relay_ts_feed *f, int fd, bool *idle);
 
 /* Name of a PMT stream_type ("h264", "hevc", "aac", ...) or NULL. */
 const char *relay_ts_codec_name(unsigned stream_type);

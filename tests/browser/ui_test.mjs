@@ -5,9 +5,11 @@
 // Prints "ok   ui/NAME" or "FAIL ui/NAME: reason" per check and exits
 // non-zero if any failed. Saves a full-page screenshot to tests/out/ui.png.
 // The relay and the browser it starts are stopped (the relay by its pid)
-// on the way out, whatever happened.
-import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+// on the way out, whatever happened. The ffmpeg cases make a 3 s H.264 file
+// with ffmpeg (from PATH) in a temporary directory, removed at the end.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,6 +100,39 @@ async function inputNames(base) {
   return (await getJSON(base, '/api/inputs')).body.inputs.map((i) => i.name);
 }
 
+// A 3 s 160x120 H.264 MP4 (a keyframe every 10 frames) in @dir.
+function makeMovie(dir) {
+  const file = path.join(dir, 'file.mp4');
+  const r = spawnSync('ffmpeg', ['-nostdin', '-loglevel', 'error', '-y', '-f', 'lavfi',
+    '-i', 'testsrc=size=160x120:rate=10', '-t', '3', '-c:v', 'libx264', '-pix_fmt', 'yuv420p',
+    '-g', '10', file], { encoding: 'utf8', timeout: 30000 });
+  if (r.status !== 0) throw new Error('ffmpeg could not make the test file: ' + (r.stderr || r.error));
+  return file;
+}
+
+// The first @n bytes of GET @url (then the request is aborted).
+async function firstBytes(url, n) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), 10000);
+  try {
+    const r = await fetch(url, { signal: ctl.signal });
+    if (r.status !== 200) throw new Error(url + ': status ' + r.status);
+    const reader = r.body.getReader();
+    const chunks = [];
+    let got = 0;
+    while (got < n) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      got += value.length;
+    }
+    ctl.abort();
+    return { type: r.headers.get('content-type'), bytes: Buffer.concat(chunks) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function main() {
   const build = process.argv[2];
   if (!build) {
@@ -106,6 +141,7 @@ async function main() {
   }
   const outDir = path.join(root, 'tests', 'out');
   mkdirSync(outDir, { recursive: true });
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'steward-ui-'));
   const relay = startRelay(build);
   let browser = null;
   try {
@@ -355,7 +391,146 @@ async function main() {
       // The preview shows the relay's NO SIGNAL card.
       await until(() => r.locator('img.preview').evaluate((e) => e.complete && e.naturalWidth > 0),
         5000, 'the NO SIGNAL card in the preview');
+      // Under the row: why the camera is away, and the cards shown meanwhile.
+      const cam = page.locator('tr.outputs[data-name="camera"] .details .camera');
+      const apiErr = await until(async () => (await getJSON(base, '/api/inputs/camera')).body
+        .last_error, 8000, 'a last_error in the API');
+      await until(async () => (await cam.locator('.last-error').count()) === 1 &&
+        (await cam.locator('.last-error').innerText()).includes(apiErr), 8000,
+      'the last error under the row');
+      await until(async () => /[1-9]\d* cards?/.test(await cam.innerText()), 8000,
+        'the cards counted under the row');
       await page.selectOption('#add-form [name=kind]', 'test');
+    });
+
+    await check('add-ffmpeg-error', async () => {
+      await page.selectOption('#add-form [name=kind]', 'ffmpeg');
+      for (const f of ['url', 'rtsp_transport', 'timeout', 'loop']) {
+        assert(await page.locator('#add-form [name=' + f + ']').isVisible(), 'no ' + f + ' field');
+      }
+      assert(!(await page.locator('#add-form [name=size]').isVisible()), 'size shown for ffmpeg');
+      await page.fill('#add-form [name=name]', 'ff-bad');
+      await page.fill('#add-form [name=url]', 'ftp://127.0.0.1/cam');
+      await page.click('#add-form button[type=submit]');
+      await until(async () => (await page.locator('#form-msg').innerText()).startsWith('422'),
+        5000, 'a 422 for an ftp URL');
+      const msg = await page.locator('#form-msg').innerText();
+      assert(msg.includes('url'), 'message ' + msg);
+      // A file that does not exist is refused too, with the server's words.
+      await page.fill('#add-form [name=url]', path.join(tmp, 'missing.mp4'));
+      await page.click('#add-form button[type=submit]');
+      await until(async () => (await page.locator('#form-msg').innerText()) !== msg, 5000,
+        'a second error');
+      const msg2 = await page.locator('#form-msg').innerText();
+      assert(/^4\d\d: /.test(msg2), 'message ' + msg2);
+      assert(msg2.includes('missing.mp4'), 'message ' + msg2);
+      assert(!(await inputNames(base)).includes('ff-bad'), 'created although refused');
+    });
+
+    await check('add-ffmpeg', async () => {
+      const movie = makeMovie(tmp);
+      await page.selectOption('#add-form [name=kind]', 'ffmpeg');
+      await page.fill('#add-form [name=name]', 'movie');
+      await page.fill('#add-form [name=url]', movie);
+      await page.check('#add-form [name=loop]');
+      await page.click('#add-form button[type=submit]');
+      const r = row('movie');
+      await r.waitFor({ timeout: 5000 });
+      const api = (await getJSON(base, '/api/inputs/movie')).body;
+      assert(api.kind === 'ffmpeg' && api.loop === true, 'API says ' + JSON.stringify(api));
+      assert((await r.locator('td.url').innerText()) === movie, 'url cell');
+      await until(async () => (await r.locator('.state').innerText()).toLowerCase() === 'running',
+        15000, 'state running');
+      const details = page.locator('tr.outputs[data-name="movie"] .details');
+      await until(async () => {
+        const t = await details.locator('.codec').innerText();
+        return t.includes('h264') && t.includes('160\u00d7120');
+      }, 15000, 'codec h264 and 160x120 under the row');
+      const ingest = details.locator('.job-ingest');
+      await until(async () => (await ingest.locator('.state').innerText()).toLowerCase() ===
+        'running', 10000, 'the ingest job running');
+      const pid = (await getJSON(base, '/api/inputs/movie')).body.ffmpeg.ingest.pid;
+      await until(async () => (await ingest.innerText()).includes('pid ' + pid), 10000,
+        'the ingest pid ' + pid);
+      assert(await details.locator('.job-decoder .state').count() === 1, 'no decoder state');
+      assert((await details.innerText()).includes('loop'), 'loop not shown');
+      // The .ts link serves MPEG-TS (sync byte 0x47 every 188 bytes).
+      const href = await details.locator('a.ts-link').getAttribute('href');
+      assert(href === '/stream/movie.ts', 'ts link ' + href);
+      const ts = await firstBytes(base + href, 188 * 4);
+      assert(ts.bytes.length >= 188 * 2 && ts.bytes[0] === 0x47 && ts.bytes[188] === 0x47,
+        'not MPEG-TS: ' + ts.type + ' ' + ts.bytes.subarray(0, 8).toString('hex'));
+      // The preview decodes to JPEG on demand: a 160-wide picture that moves.
+      const img = r.locator('img.preview');
+      await until(() => img.evaluate((e) => e.complete && e.naturalWidth === 160), 15000,
+        'a 160-wide preview');
+      await until(async () => (await getJSON(base, '/api/inputs/movie')).body.ffmpeg.decoder
+        .state === 'running', 10000, 'the decoder running');
+    });
+
+    const pushItems = page.locator('tr.outputs[data-name="movie"] li.push');
+    const pushForm = page.locator('tr.outputs[data-name="movie"] form.push-form');
+    const pushIds = async () => (await getJSON(base, '/api/inputs/movie/outputs')).body.outputs
+      .filter((o) => o.type === 'push').map((o) => o.id);
+
+    await check('push-error', async () => {
+      assert((await page.locator('tr.outputs[data-name="test"] form.push-form').count()) === 0,
+        'a push form under a test input');
+      await pushForm.locator('[name=url]').fill('http://127.0.0.1:1/x');
+      await pushForm.locator('button[type=submit]').click();
+      await until(async () => (await pushForm.locator('.msg.error').count()) === 1, 5000,
+        'an error');
+      const msg = await pushForm.locator('.msg').innerText();
+      assert(msg.startsWith('422: ') && msg.includes('rtmp://'), 'message ' + msg);
+      assert((await pushIds()).length === 0, 'a push was created');
+    });
+
+    await check('push-output', async () => {
+      await pushForm.locator('[name=url]').fill('rtmp://127.0.0.1:1/live/x');
+      await pushForm.locator('button[type=submit]').click();
+      const ids = await until(async () => {
+        const l = await pushIds();
+        return l.length === 1 ? l : null;
+      }, 5000, 'the push in the API');
+      const item = pushItems.filter({ hasText: 'output #' + ids[0] });
+      await item.waitFor({ timeout: 5000 });
+      assert((await item.innerText()).includes('rtmp://127.0.0.1:1/live/x'), 'url not shown');
+      const state = (await item.locator('.state').innerText()).toLowerCase();
+      assert(['starting', 'running', 'backoff'].includes(state), 'state ' + state);
+      assert((await pushForm.locator('.msg').innerText()).includes('added output #' + ids[0]),
+        'form message');
+      // Nothing listens on port 1: ffmpeg fails, says why, and is restarted.
+      await until(async () => /[1-9]\d* restarts?/.test(await item.innerText()) &&
+        (await item.locator('.last-error').count()) === 1, 20000, 'a restart and its reason');
+      const why = await item.locator('.last-error').innerText();
+      assert(/refused|failed|error/i.test(why), 'last error ' + why);
+      assert((await row('movie').locator('td.num').nth(1).innerText()) !== '0',
+        'the outputs column does not count the push');
+
+      const before = dialogs.length;
+      onDialog = (d) => d.dismiss();
+      await item.locator('button', { hasText: 'Delete' }).click();
+      await until(() => dialogs.length > before, 3000, 'a confirmation');
+      assert(dialogs[dialogs.length - 1].includes('push output #' + ids[0]),
+        'dialog says ' + dialogs[dialogs.length - 1]);
+      await sleep(500);
+      assert((await pushIds()).length === 1, 'deleted although cancelled');
+      onDialog = (d) => d.accept();
+      await item.locator('button', { hasText: 'Delete' }).click();
+      await until(async () => (await pushIds()).length === 0, 5000, 'the API to drop it');
+      await item.waitFor({ state: 'detached', timeout: 5000 });
+      onDialog = (d) => d.dismiss();
+    });
+
+    await check('push-redacted', async () => {
+      // Left running for the screenshot: its password is never shown.
+      await pushForm.locator('[name=url]').fill('rtmp://user:s3cr3t@127.0.0.1:1/live/y');
+      await pushForm.locator('button[type=submit]').click();
+      await pushItems.first().waitFor({ timeout: 5000 });
+      await until(async () => (await pushItems.first().innerText()).includes(
+        'rtmp://user:***@127.0.0.1:1/live/y'), 5000, 'the redacted URL');
+      await sleep(300);
+      assert(!(await page.content()).includes('s3cr3t'), 'the password is in the page');
     });
 
     await check('charts', async () => {
@@ -407,6 +582,7 @@ async function main() {
       relay.proc.kill('SIGKILL');
       await relay.exited;
     }
+    rmSync(tmp, { recursive: true, force: true });
   }
   return failed === 0 && passed > 0 ? 0 : 1;
 }

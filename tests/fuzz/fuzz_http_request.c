@@ -68,7 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     (void)relay_http__host_allowed(&cfg, host);
-    (void)relay_http__origin_is_us(third, host);
+    (void)relay_http__origin_is_us(third, host, false);
+    (void)relay_http__origin_is_us(third, host, true);
     (void)relay_http__is_json_type(third);
     free(dec);
     free(path);

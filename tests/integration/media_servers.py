@@ -24,12 +24,22 @@ Context managers (each yields a handle; see its class for the attributes):
 Functions:
 
   mp4_file(tmpdir, seconds, with_audio)   a generated H.264 (+AAC) MP4 -> path
-  ffprobe_stream(src, seconds=2)          codec, size and frames read in N s
+  ffprobe_stream(src, seconds=2)          codec, size and video frames in N s
   decode_errors(path)                     ffmpeg's decoding errors, [] if none
+  redact(url)                             the URL with its password as ***
   children_of(pid)                        every descendant, with its state
+  proc_info(pid)                          one process: state, ppid, comm, argv
   orphans(marker)                         processes carrying a marker string
   new_marker()                            a unique marker string
-  wait_for_none(fn, timeout)              poll fn() until it returns nothing
+  wait_until(pred, timeout), wait_for_none(fn, timeout)   polling
+  Child(name, argv), stop_all(children)   any other process, run the same way
+
+Every handle has .pid, .alive(), .tail() (last log lines) and .stop();
+the camera and nginx also .kill() (SIGKILL), .pause()/.resume()
+(SIGSTOP/SIGCONT: hung with connections open) and .start() again on the
+same port. STEWARD_MEDIA_KEEP_LOGS=1 keeps the servers' logs (the path is
+printed on stderr); STEWARD_MEDIA_START_TIMEOUT (s, default 20) bounds
+each start.
 
 Every child runs in its own process group (start_new_session) with
 PR_SET_PDEATHSIG=SIGKILL, so a test process killed outright takes its
@@ -128,6 +138,7 @@ def _stop_all():
 
 
 atexit.register(_stop_all)
+_install_sigterm()  # from the start: temporary directories go too
 
 
 def tail_file(path, n=15):
@@ -991,50 +1002,52 @@ def _input_opts(src, rtsp_transport):
     return a
 
 
+_VIDEO_RE = re.compile(r"Stream #0:(\d+)[^:\n]*: Video: (\w+)[^,\n]*, (\w+)[^\n]*?, (\d+)x(\d+)")
+_AUDIO_RE = re.compile(r"Stream #0:(\d+)[^:\n]*: Audio: (\w+)")
+
+
 def ffprobe_stream(src, seconds=2, timeout=30, rtsp_transport="tcp", analyzeduration=1.5):
-    """Read @src (URL or path) for @seconds of media (None: all of a file)
-    with `ffprobe -count_frames`. Returns a dict:
+    """Read @src (URL or path) and decode its first video stream for
+    @seconds of its timestamps (None: all of a file), with `ffmpeg -map
+    0:v:0 -t SECONDS -f null` (video only, so an audio stream that leads
+    the video, as RTSP's may before RTCP has synchronised them, cannot
+    shorten the count). Returns a dict:
       codec, width, height, pix_fmt, frames (video frames decoded),
       fps (frames / seconds), audio_codec (None without audio),
-      audio_frames, streams (ffprobe's list), elapsed (wall seconds).
-    Raises ServerError with ffprobe's stderr if it fails, finds no video
-    stream or does not finish within @timeout s."""
-    argv = [FFPROBE, "-hide_banner", "-v", "error"] + _input_opts(src, rtsp_transport)
-    argv += ["-analyzeduration", str(int(analyzeduration * 1e6)), "-count_frames"]
+      streams (the input's stream lines), elapsed (wall seconds), stderr.
+    Raises ServerError with ffmpeg's last lines if it fails, finds no
+    video stream or does not finish within @timeout s."""
+    argv = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-v", "info"]
+    argv += _input_opts(src, rtsp_transport)
+    argv += ["-analyzeduration", str(int(analyzeduration * 1e6)), "-i", src, "-map", "0:v:0"]
     if seconds is not None:
-        argv += ["-read_intervals", "%%+%g" % seconds]
-    argv += ["-show_entries",
-             "stream=index,codec_type,codec_name,width,height,pix_fmt,nb_read_frames,"
-             "sample_rate,channels",
-             "-of", "json", src]
+        argv += ["-t", "%g" % seconds]
+    argv += ["-f", "null", "-progress", "pipe:1", "-"]
     t0 = time.monotonic()
     rc, out, err = _run_bounded("ffprobe", argv, timeout)
     elapsed = time.monotonic() - t0
-    where = "ffprobe %s" % redact(src)
+    where = "probe %s" % redact(src)
+    tail = "\n".join(err.splitlines()[-12:])
     if rc is None:
-        raise ServerError("%s: no answer in %d s; stderr:\n%s" % (where, timeout, err[-1500:]))
+        raise ServerError("%s: no answer in %d s; stderr:\n%s" % (where, timeout, tail))
     if rc != 0:
-        raise ServerError("%s: exit %d; stderr:\n%s" % (where, rc, err[-1500:]))
-    try:
-        streams = json.loads(out).get("streams", [])
-    except ValueError:
-        raise ServerError("%s: unreadable output %r" % (where, out[:300]))
-    video = [s for s in streams if s.get("codec_type") == "video"]
-    audio = [s for s in streams if s.get("codec_type") == "audio"]
-    if not video:
-        raise ServerError("%s: no video stream in %r; stderr:\n%s" % (where, streams, err[-800:]))
-    v = video[0]
-    frames = int(v.get("nb_read_frames") or 0)
+        raise ServerError("%s: exit %d; stderr:\n%s" % (where, rc, tail))
+    head = err.split("\nOutput #0", 1)[0]  # the input's streams, not the output's
+    v = _VIDEO_RE.search(head)
+    a = _AUDIO_RE.search(head)
+    if not v:
+        raise ServerError("%s: no video stream; stderr:\n%s" % (where, tail))
+    m = re.findall(r"^frame=(\d+)", out, re.M)
+    frames = int(m[-1]) if m else 0
     return {
-        "codec": v.get("codec_name"),
-        "width": v.get("width"),
-        "height": v.get("height"),
-        "pix_fmt": v.get("pix_fmt"),
+        "codec": v.group(2),
+        "width": int(v.group(4)),
+        "height": int(v.group(5)),
+        "pix_fmt": v.group(3),
         "frames": frames,
         "fps": frames / seconds if seconds else None,
-        "audio_codec": audio[0].get("codec_name") if audio else None,
-        "audio_frames": int(audio[0].get("nb_read_frames") or 0) if audio else 0,
-        "streams": streams,
+        "audio_codec": a.group(2) if a else None,
+        "streams": [l.strip() for l in head.splitlines() if "Stream #0:" in l and "->" not in l],
         "elapsed": elapsed,
         "stderr": err,
     }

@@ -561,12 +561,64 @@ def run_state(build):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_self(build):
+    """An input pointed at the relay's own stream, and inputs too big for the budget."""
+    relay = Relay(build, ["--state", "none", "--size", "64x48", "--fps", "25",
+                          "--max-input-memory", "200"])
+    try:
+        def post(body):
+            c = relay.conn()
+            try:
+                c.request("POST", "/api/inputs", body=json.dumps(body),
+                          headers={"Content-Type": "application/json"})
+                r = c.getresponse()
+                return r.status, json.loads(r.read() or b"null")
+            finally:
+                c.close()
+
+        def self_loop():
+            url = "http://127.0.0.1:%d/stream/test" % relay.port
+            st, body = post({"name": "loop", "kind": "mjpeg", "url": url})
+            assert st == 201, (st, body)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                _, _, raw_body = relay.get("/api/inputs/loop")
+                got = json.loads(raw_body)
+                if got.get("last_error") and "508" in got["last_error"]:
+                    break
+                time.sleep(0.2)
+            assert "508" in (got.get("last_error") or ""), got
+            assert got["state"] == "error" and got["frames_in"] == 0, got
+            c0 = cpu_s(relay.pid)
+            time.sleep(2)
+            # Refused at once and retried with backoff: no spinning.
+            assert cpu_s(relay.pid) - c0 < 0.5, cpu_s(relay.pid) - c0
+
+        def budget():
+            # 200 MiB: a 4096x4096 pattern claims 128 MiB, the test input
+            # almost nothing, a camera 16 MiB.
+            st, body = post({"name": "big1", "kind": "test", "width": 4096, "height": 4096,
+                             "on_demand": True})
+            assert st == 201, (st, body)
+            st, body = post({"name": "big2", "kind": "test", "width": 4096, "height": 4096,
+                             "on_demand": True})
+            assert st == 507 and "--max-input-memory" in body["error"], (st, body)
+            st, body = post({"name": "cam2", "kind": "mjpeg", "url": "http://127.0.0.1:9/x"})
+            assert st == 201, (st, body)
+
+        check("input_self_loop", self_loop)
+        check("input_memory_budget", budget)
+    finally:
+        relay.kill()
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: relay_attack.py BUILD_DIR", file=sys.stderr)
         return 2
     only = os.environ.get("RELAY_ATTACK_ONLY")
-    for suite in (run_floods, run_caps, run_fd_limit, run_stalled_sse, run_protocol, run_state):
+    for suite in (run_floods, run_caps, run_fd_limit, run_stalled_sse, run_protocol, run_state,
+                  run_self):
         if only and only not in suite.__name__:
             continue
         try:

@@ -35,6 +35,8 @@ static void sh(const char *fmt, ...)
         fail_msg("command failed (%d): %s", rc, cmd);
 }
 
+/* @name in the test directory; the result lives until the fourth call
+ * after this one (copy it to keep it longer). */
 static char *path_of(const char *name)
 {
     static char p[4][256];
@@ -79,8 +81,12 @@ static void append(run *r, const uint8_t *d, size_t n)
 static void run_argv(const char *const *argv, const uint8_t *in, size_t in_len, int ms, run *r)
 {
     stw_proc *p = NULL;
-    stw_proc_opts o = {
-        .argv = argv, .pipe_stdin = in != NULL, .pipe_stdout = true, .pipe_stderr = true};
+    stw_proc_opts o = {.argv = argv,
+                       .pipe_stdin = in != NULL,
+                       .pipe_stdout = true,
+                       .pipe_stderr = true,
+                       /* A failing test must not leave a server or camera behind. */
+                       .die_with_parent = true};
     assert_int_equal(stw_proc_spawn(&o, &p), 0);
     int64_t t0 = stw_now_ns();
     stw_deadline d = stw_deadline_in_ms(ms);
@@ -300,6 +306,36 @@ static void test_url_refused(void **state)
 
 /* ---- argv ------------------------------------------------------------ */
 
+/* No input or output whitelist names a protocol that reads local files,
+ * pipes or inline data, except "file" for local files and cameras. */
+static void test_whitelists(void **state)
+{
+    (void)state;
+    static const char *const local[] = {"file",    "pipe",  "fd",    "data", "concat", "concatf",
+                                        "subfile", "cache", "async", "tee",  "http"};
+    for (int s = RELAY_FF_RTSP; s <= RELAY_FF_V4L2; s++) {
+        for (int out = 0; out < 2; out++) {
+            const char *w = relay_ff_protocols((relay_ff_scheme)s, out);
+            if (w == NULL) {
+                assert_true(out && s >= RELAY_FF_HLS);
+                continue;
+            }
+            char list[128];
+            snprintf(list, sizeof(list), ",%s,", w);
+            for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+                char item[32];
+                snprintf(item, sizeof(item), ",%s,", local[i]);
+                bool allowed = (s == RELAY_FF_FILE || s == RELAY_FF_V4L2)
+                                   ? strcmp(local[i], "file") == 0
+                                   : (s == RELAY_FF_HLS && strcmp(local[i], "http") == 0);
+                if ((strstr(list, item) != NULL) != allowed)
+                    fail_msg("%s (%s): whitelist %s and %s", relay_ff_scheme_name(s),
+                             out ? "output" : "input", w, local[i]);
+            }
+        }
+    }
+}
+
 static void parse_ok(const char *url, unsigned flags, relay_ff_url *u)
 {
     char err[256];
@@ -377,17 +413,20 @@ static void test_argv(void **state)
 
     assert_int_equal(
         relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.fps = 2, .max_width = 320, .quality = 7}), 0);
-    assert_string_equal(joined(&a), "ffmpeg -hide_banner -nostdin -loglevel error -nostats "
-                                    "-protocol_whitelist pipe -f mpegts -i pipe:0 -an -sn -dn "
-                                    "-vf fps=2,scale=w=min(320\\,iw):h=-2 -q:v 7 -f mpjpeg "
-                                    "-flush_packets 1 pipe:1");
+    assert_string_equal(joined(&a),
+                        "ffmpeg -hide_banner -nostdin -loglevel error -nostats "
+                        "-protocol_whitelist pipe -probesize 32768 -analyzeduration 200000 "
+                        "-f mpegts -i pipe:0 -an -sn -dn "
+                        "-vf fps=2,scale=w=min(320\\,iw):h=-2 -q:v 7 -f mpjpeg "
+                        "-flush_packets 1 pipe:1");
     assert_int_equal(relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.fps = 31}), -EINVAL);
     assert_int_equal(relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.max_width = 8}), -EINVAL);
     assert_int_equal(relay_ff_jpeg_argv(&a, &(relay_ff_jpeg_opts){.quality = 1}), -EINVAL);
 
 #define PUSH_IN_ARGS                                                                               \
     " -hide_banner -nostdin -loglevel info -nostats -progress pipe:2 -stats_period 1 "             \
-    "-protocol_whitelist pipe -f mpegts -i pipe:0 -map 0:v? -map 0:a? "
+    "-protocol_whitelist pipe -probesize 262144 -analyzeduration 1000000 -f mpegts -i pipe:0 "     \
+    "-map 0:v? -map 0:a? "
 #define PUSH_IN "ffmpeg" PUSH_IN_ARGS "-c copy "
     parse_ok("rtmp://h/live/key", RELAY_FF_OUTPUT, &u);
     assert_int_equal(relay_ff_push_argv(&a, &u, NULL), 0);
@@ -509,7 +548,10 @@ static stw_proc *http_server(int *port)
         "s.serve_forever()\n";
     stw_proc *p = NULL;
     const char *argv[] = {"python3", "-c", script, dir, NULL};
-    assert_int_equal(stw_proc_spawn(&(stw_proc_opts){.argv = argv, .pipe_stdout = true}, &p), 0);
+    assert_int_equal(
+        stw_proc_spawn(&(stw_proc_opts){.argv = argv, .pipe_stdout = true, .die_with_parent = true},
+                       &p),
+        0);
     char line[32] = {0};
     size_t n = 0;
     stw_deadline d = stw_deadline_in_ms(10000);
@@ -755,8 +797,11 @@ static void push_to_receiver(const char *url, const char *const *recv_argv,
                              const char *progress_file)
 {
     stw_proc *rcv = NULL;
-    assert_int_equal(stw_proc_spawn(&(stw_proc_opts){.argv = recv_argv, .pipe_stderr = true}, &rcv),
-                     0);
+    assert_int_equal(
+        stw_proc_spawn(
+            &(stw_proc_opts){.argv = recv_argv, .pipe_stderr = true, .die_with_parent = true},
+            &rcv),
+        0);
     usleep(1000 * 1000); /* let it listen */
     relay_ff_url u;
     parse_ok(url, RELAY_FF_OUTPUT, &u);
@@ -808,7 +853,8 @@ static void test_push_real(void **state)
     (void)state;
     char url[128], listen_url[160];
 #define RECV_TAIL "-map", "0:v", "-c", "copy", "-progress", progress, "-f", "null", "-", NULL
-    char *progress = path_of("recv-progress.txt");
+    char progress[256];
+    snprintf(progress, sizeof(progress), "%s", path_of("recv-progress.txt"));
     int port = free_port(SOCK_STREAM);
     snprintf(url, sizeof(url), "rtmp://127.0.0.1:%d/live/key", port);
     const char *rtmp_recv[] = {"ffmpeg", "-nostdin", "-v", "error",  "-listen",
@@ -827,6 +873,111 @@ static void test_push_real(void **state)
                                "listen", "-i",       url,  RECV_TAIL};
     push_to_receiver(url, rtsp_recv, progress);
 #undef RECV_TAIL
+}
+
+/* ---- live ingest from an ffmpeg "camera" -------------------------------- */
+
+/* Pull @url while @camera (started @listen_ms earlier) serves or sends the stream; the
+ * ingest's MPEG-TS goes through the fan-out, and what a viewer arriving at
+ * the end gets must decode cleanly. */
+static void ingest_live(const char *url, const char *const *camera, int listen_ms)
+{
+    stw_proc *cam = NULL;
+    assert_int_equal(
+        stw_proc_spawn(
+            &(stw_proc_opts){.argv = camera, .pipe_stderr = true, .die_with_parent = true}, &cam),
+        0);
+    usleep((useconds_t)listen_ms * 1000); /* until a listening camera listens */
+    relay_ff_url u;
+    parse_ok(url, 0, &u);
+    relay_ff_argv a;
+    assert_int_equal(relay_ff_ingest_argv(&a, &u, &(relay_ff_ingest_opts){.timeout_ms = 2000}), 0);
+    relay_ts *ts = NULL;
+    assert_int_equal(relay_ts_new(0, &ts), 0);
+    run *r = calloc(1, sizeof(*r));
+    r->on_out = feed_ts;
+    r->ud = ts;
+    run_argv(a.argv, NULL, 0, 30000, r);
+    int st;
+    if (stw_proc_wait(cam, stw_deadline_in_ms(10000), &st) != 0)
+        stw_proc_stop(cam, 500, &st);
+    stw_proc_free(&cam);
+
+    relay_ts_stats ts_st;
+    relay_ts_get_stats(ts, &ts_st);
+    if (ts_st.keyframes < 3 || ts_st.video_codec == NULL || ts_st.audio_codec == NULL)
+        fail_msg("%s: %llu keyframes, video %s, audio %s\n%s", url,
+                 (unsigned long long)ts_st.keyframes, ts_st.video_codec ? ts_st.video_codec : "-",
+                 ts_st.audio_codec ? ts_st.audio_codec : "-", r->err);
+    assert_string_equal(ts_st.video_codec, "h264");
+    assert_string_equal(ts_st.audio_codec, "aac");
+    assert_int_equal(ts_st.garbage_bytes, 0);
+    relay_ff_log log;
+    relay_ff_log_init(&log);
+    for (char *line = strtok(r->err, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        relay_ff_log_line(&log, line, strlen(line));
+    assert_string_equal(log.input.video_codec, "h264");
+    assert_int_equal(log.input.width, 320);
+    assert_int_equal(log.input.height, 240);
+    assert_string_equal(log.input.audio_codec, "aac");
+    assert_true(log.progress.blocks >= 2);
+    run_free(r);
+
+    relay_ts_reader *rd = NULL;
+    assert_int_equal(relay_ts_reader_new(ts, &rd), 0);
+    relay_ts_chunk c[256];
+    size_t n = 0;
+    assert_int_equal(relay_ts_read(rd, c, 256, &n), 0);
+    assert_true(n >= 2 && n < 256);
+    assert_int_equal(c[0].flags, RELAY_TS_PSI);
+    assert_true(c[1].flags & RELAY_TS_KEY);
+    FILE *f = fopen(path_of("live.ts"), "wb");
+    for (size_t i = 0; i < n; i++) {
+        fwrite(stw_buf_data(c[i].buf), 1, stw_buf_size(c[i].buf), f);
+        stw_buf_unref(&c[i].buf);
+    }
+    fclose(f);
+    relay_ts_reader_free(&rd);
+    relay_ts_free(&ts);
+    sh("ffmpeg -nostdin -v error -i %s -f null - 2>%s", path_of("live.ts"), path_of("live.err"));
+    struct stat es;
+    assert_int_equal(stat(path_of("live.err"), &es), 0);
+    if (es.st_size != 0) {
+        sh("cat %s >&2", path_of("live.err"));
+        fail_msg("%s: the last GOP does not decode cleanly", url);
+    }
+}
+
+static void test_ingest_live_real(void **state)
+{
+    (void)state;
+    char url[128], cam_url[160], cmd[512];
+    char src[256];
+    snprintf(src, sizeof(src), "%s", path_of("av.ts"));
+
+    int port = free_port(SOCK_STREAM);
+    snprintf(url, sizeof(url), "rtmp://127.0.0.1:%d/live/cam", port);
+    const char *rtmp_cam[] = {"ffmpeg", "-nostdin", "-v",  "error",   "-re", "-i", src, "-c",
+                              "copy",   "-f",       "flv", "-listen", "1",   url,  NULL};
+    ingest_live(url, rtmp_cam, 1000);
+
+    port = free_port(SOCK_DGRAM);
+    snprintf(url, sizeof(url), "srt://127.0.0.1:%d", port);
+    snprintf(cam_url, sizeof(cam_url), "srt://127.0.0.1:%d?mode=listener", port);
+    const char *srt_cam[] = {"ffmpeg", "-nostdin", "-v", "error",  "-re",   "-i", src,
+                             "-c",     "copy",     "-f", "mpegts", cam_url, NULL};
+    ingest_live(url, srt_cam, 1000);
+
+    /* UDP has no connection: the camera starts sending once the ingest
+     * listens, and the ingest ends by its time-out after the last packet. */
+    port = free_port(SOCK_DGRAM);
+    snprintf(url, sizeof(url), "udp://127.0.0.1:%d", port);
+    snprintf(cmd, sizeof(cmd),
+             "sleep 1; exec ffmpeg -nostdin -v error -re -i %s -c copy -f mpegts "
+             "'udp://127.0.0.1:%d?pkt_size=1316'",
+             src, port);
+    const char *udp_cam[] = {"sh", "-c", cmd, NULL};
+    ingest_live(url, udp_cam, 0);
 }
 
 /* ffmpeg honours the output whitelist where the push argv puts it: with
@@ -1029,10 +1180,12 @@ int main(void)
         STW_TEST(test_url_accepted),
         STW_TEST(test_url_refused),
         STW_TEST(test_argv),
+        STW_TEST(test_whitelists),
         STW_TEST(test_log_captured),
         STW_TEST(test_timeouts_real),
         STW_TEST(test_hls_whitelist_real),
         STW_TEST(test_ingest_file_to_jpeg),
+        STW_TEST(test_ingest_live_real),
         STW_TEST(test_push_real),
         STW_TEST(test_push_whitelist_enforced),
     };
