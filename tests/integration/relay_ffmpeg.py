@@ -20,22 +20,28 @@ SRT and HLS, generated MP4 files), the real binary under `steward check`.
   ffmpeg_push_late_target push target down at start: backoff, then running
   ffmpeg_ingest_killed    the ingest SIGKILLed from outside: restarted, never
                           two ingest children at a sampled moment
-  ffmpeg_hung_camera      camera SIGSTOPped: the watchdog restarts the ingest
+  ffmpeg_hung_camera      camera SIGSTOPped: ffmpeg's I/O time-out or the
+                          watchdog ends the ingest, which comes back
+  ffmpeg_hung_ffmpeg      the ingest ffmpeg SIGSTOPped: the watchdog kills it
   ffmpeg_silent_url       a TCP port that accepts and says nothing
   ffmpeg_passwords        camera credentials redacted in the API and stderr
   ffmpeg_shutdown_busy    (same relay) SIGTERM: exit 0, 0 leaks, no child left
   ffmpeg_missing_binary   PATH without ffmpeg: state "error", clear message
+  ffmpeg_stalled_progress an "ffmpeg" that prints -progress blocks but no
+                          output: the watchdog still fires
   ffmpeg_relay_sigkill    the relay SIGKILLed: no ffmpeg of it left after 2 s
   ffmpeg_churn            N create/delete cycles of a looping file input with
                           a push each (N = $STEWARD_FFMPEG_CHURN, default
                           100), plus on-demand .ts viewers coming and going,
-                          under `steward check --trace-children`: never two
+                          under `steward check --trace-children`, beside the
+                          other cases on a relay of its own: never two
                           ingest children, no zombie, fds/threads back to
                           baseline, 0 children, 0 leaks at SIGTERM
   ffmpeg_shutdown_20      10 inputs + 10 pushes running: SIGTERM, every child
                           gone, exit 0, clean report
 
 Usage: relay_ffmpeg.py BUILD_DIR
+STEWARD_FFMPEG_ONLY=name,name,... runs only those cases (with what they need).
 Prints "ok   relay/NAME (S s)" or "FAIL relay/NAME: reason" per case and
 exits non-zero if any failed. Every process it starts is stopped on the
 way out, whatever happened.
