@@ -206,13 +206,9 @@ uint64_t relay_push_id(const relay_push *p)
 
 void relay_push_job_view(relay_push *p, relay_job_view *out)
 {
-    relay_child_info i;
-    relay_child_info_get(p->job, &i);
-    snprintf(out->job, sizeof(out->job), "push:%llu", (unsigned long long)p->id);
-    snprintf(out->state, sizeof(out->state), "%s", i.state);
-    out->pid = (int)i.pid;
-    out->restarts = i.restarts;
-    out->age_ms = i.started_ms > 0 ? now_ms() - i.started_ms : 0;
+    char name[32];
+    snprintf(name, sizeof(name), "push:%llu", (unsigned long long)p->id);
+    relay_job_view_of(p->job, name, out);
 }
 
 const char *relay_push_url(const relay_push *p)

@@ -367,6 +367,9 @@ typedef struct relay_job_view {
     int64_t age_ms; /* of the current child, 0 without one */
 } relay_job_view;
 
+/* The view of job @c (relay/child.h; any thread) named @name (copied). */
+void relay_job_view_of(struct relay_child *c, const char *name, relay_job_view *out);
+
 /* The jobs of @in (none for the kinds without children) into @out (at
  * most @max). Returns how many. The loop thread (it owns the pushes). */
 unsigned relay_input_jobs(relay_input *in, relay_job_view *out, unsigned max);

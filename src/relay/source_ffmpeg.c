@@ -458,7 +458,7 @@ int relay_source_ffmpeg_start(relay_input *in, const relay_config *cfg)
 
 /* ---- what the API shows ---- */
 
-static void job_view(relay_child *c, const char *name, relay_job_view *out)
+void relay_job_view_of(struct relay_child *c, const char *name, relay_job_view *out)
 {
     relay_child_info i;
     relay_child_info_get(c, &i);
@@ -473,9 +473,9 @@ unsigned relay_input_jobs(relay_input *in, relay_job_view *out, unsigned max)
 {
     unsigned n = 0;
     if (in->ffin != NULL && n < max)
-        job_view(in->ffin->ingest, "ingest", &out[n++]);
+        relay_job_view_of(in->ffin->ingest, "ingest", &out[n++]);
     if (in->ffin != NULL && n < max)
-        job_view(in->ffin->decoder, "decoder", &out[n++]);
+        relay_job_view_of(in->ffin->decoder, "decoder", &out[n++]);
     for (unsigned i = 0; i < in->npush && n < max; i++)
         relay_push_job_view(in->push[i], &out[n++]);
     return n;
