@@ -490,12 +490,12 @@ void relay_child_stop(relay_child *c)
     if (c->st == ST_STOPPED)
         return;
     c->spawn_due = false;
-    if (c->proc != NULL && c->o.pipe_stdin && stw_proc_close_stdin(c->proc) == 0) {
+    if (c->proc != NULL && c->o.pipe_stdin && c->o.stdin_eof_ms > 0 &&
+        stw_proc_close_stdin(c->proc) == 0) {
         /* A child reading a pipe (ffmpeg) ends by itself at end of file
          * and writes out what it must (a trailer) instead of being cut
-         * short by SIGTERM; give it up to a second of the grace period. */
-        int wait_ms = c->o.grace_ms < 1000 ? c->o.grace_ms : 1000;
-        stw_proc_wait(c->proc, stw_deadline_in_ms(wait_ms), NULL);
+         * short by SIGTERM. */
+        stw_proc_wait(c->proc, stw_deadline_in_ms(c->o.stdin_eof_ms), NULL);
     }
     if (c->proc != NULL)
         reap_child(c, c->o.grace_ms, "", false);

@@ -106,6 +106,9 @@ typedef struct relay_child_opts {
                                   * (e.g. 30000); 0 = every child */
     int watchdog_ms;             /* no progress for this long: restart it; 0 = off */
     int grace_ms;                /* SIGTERM to SIGKILL, >= 0 (e.g. 3000) */
+    int stdin_eof_ms;            /* with pipe_stdin: relay_child_stop() closes stdin first
+                                  * and gives the child this long to end by itself
+                                  * (finishing what it writes) before SIGTERM; 0 = none */
     bool pipe_stdin;             /* the owner writes the child's stdin */
     bool pipe_stdout;            /* the owner reads the child's stdout */
     bool quiet;                  /* no lines in the relay's log (tests) */

@@ -149,6 +149,9 @@ int relay_push_start(relay_input *in, uint64_t id, const char *url, relay_push *
                           .healthy_ms = 30000,
                           .watchdog_ms = WATCHDOG_MS,
                           .grace_ms = GRACE_MS,
+                          /* A live push has nothing to finish but its last
+                           * packets; the HTTP loop waits for this stop. */
+                          .stdin_eof_ms = 250,
                           .pipe_stdin = true,
                           .on_line = push_line,
                           .ud = p};
