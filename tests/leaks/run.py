@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,21 @@ def describe(g):
     return f'{g["count"]} {g["kind"]} {what} at {" < ".join(funcs)} {labels or ""}'.strip()
 
 
+def run_group(argv):
+    """Run @argv in a process group of its own with TIMEOUT; on time-out the
+    whole group is killed, so a hung program under the checker (the
+    launcher's child) is not left running, then TimeoutExpired is raised."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
+
+
 def check_one(build, src, tmp):
     name = os.path.splitext(os.path.basename(src))[0]
     spec = parse_header(src)
@@ -127,13 +143,12 @@ def check_one(build, src, tmp):
                        capture_output=True, text=True)
     if r.returncode != 0:
         return f"does not compile:\n{r.stderr}"
-    native = subprocess.run([exe, *spec["args"]], capture_output=True, timeout=TIMEOUT)
+    native = run_group([exe, *spec["args"]])
     js = os.path.join(tmp, name + ".json")
     log = os.path.join(tmp, name + ".log")
     steward = os.path.join(build, "src", "steward")
-    checked = subprocess.run([steward, "check", f"--json={js}", f"--log-file={log}",
-                              *spec["checker_args"], "--", exe, *spec["args"]],
-                             capture_output=True, timeout=TIMEOUT)
+    checked = run_group([steward, "check", f"--json={js}", f"--log-file={log}",
+                         *spec["checker_args"], "--", exe, *spec["args"]])
     problems = []
     if checked.returncode != spec["exit"]:
         problems.append(f"exit status {checked.returncode}, want {spec['exit']}")
