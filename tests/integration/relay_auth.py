@@ -24,6 +24,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from relay_basic import address_line  # noqa: E402
+
 RESULTS = []
 SECRET = "s3cr3t-pw"
 
@@ -53,15 +56,7 @@ class Relay:
              "--listen", listen] + list(extra),
             stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL)
         self.pid = None
-        line = b""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not line.endswith(b"\n"):
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if r:
-                c = os.read(self.proc.stdout.fileno(), 1)
-                if not c:
-                    break
-                line += c
+        line = address_line(self.proc, 30)
         m = re.match(rb"steward relay: serving (https?)://127\.0\.0\.1:(\d+)/\n$", line)
         if not m:
             self.kill()

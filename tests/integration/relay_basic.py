@@ -61,6 +61,22 @@ def rss_kb(pid):
     return -1
 
 
+def address_line(proc, timeout):
+    """The first line @proc writes on stdout ("steward relay: serving ..."),
+    read byte by byte so nothing after it is consumed; b"" or a partial
+    line if none comes within @timeout seconds."""
+    line = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not line.endswith(b"\n"):
+        r, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if r:
+            c = os.read(proc.stdout.fileno(), 1)
+            if not c:
+                break
+            line += c
+    return line
+
+
 class Relay:
     """`steward check --error-exitcode=9 -- steward relay --listen 127.0.0.1:0`."""
 
@@ -73,15 +89,7 @@ class Relay:
             stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL)
         self.port = None
         self.pid = None
-        line = b""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not line.endswith(b"\n"):
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if r:
-                c = os.read(self.proc.stdout.fileno(), 1)
-                if not c:
-                    break
-                line += c
+        line = address_line(self.proc, 20)
         m = re.match(rb"steward relay: serving http://127\.0\.0\.1:(\d+)/\n$", line)
         if not m:
             raise RuntimeError("no address line, got %r; stderr: %s" % (line, self.stderr()[-2000:]))

@@ -62,7 +62,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import media_servers as ms  # noqa: E402
-from relay_basic import is_jpeg, read_parts  # noqa: E402
+from relay_basic import address_line, is_jpeg, read_parts  # noqa: E402
 
 RESULTS = []
 RELAYS = []  # every relay started, killed on the way out whatever happened
@@ -123,15 +123,7 @@ class Relay:
             start_new_session=True)
         self.pid = None
         RELAYS.append(self)
-        line = b""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not line.endswith(b"\n"):
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if r:
-                c = os.read(self.proc.stdout.fileno(), 1)
-                if not c:
-                    break
-                line += c
+        line = address_line(self.proc, 30)
         m = re.match(rb"steward relay: serving http://127\.0\.0\.1:(\d+)/\n$", line)
         if not m:
             self.kill()
