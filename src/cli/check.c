@@ -45,34 +45,6 @@ static void check_usage(FILE *f)
             "  -q, --quiet            print only the summary line\n");
 }
 
-/* Find libsteward-check.so next to this executable (build tree) or in the
- * library directory of an installed layout; STW_CHECK_LIB overrides. */
-static int find_lib(char *out, size_t len)
-{
-    const char *over = getenv("STW_CHECK_LIB");
-    if (over != NULL && access(over, R_OK) == 0) {
-        snprintf(out, len, "%s", over);
-        return 0;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return -errno;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash == NULL)
-        return -ENOENT;
-    *slash = '\0';
-    static const char *const rel[] = {"libsteward-check.so", "../lib/steward/libsteward-check.so",
-                                      "../lib/x86_64-linux-gnu/steward/libsteward-check.so"};
-    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-        int w = snprintf(out, len, "%s/%s", exe, rel[i]);
-        if (w > 0 && (size_t)w < len && access(out, R_OK) == 0)
-            return 0;
-    }
-    return -ENOENT;
-}
-
 /* "USR2", "SIGUSR2" or "12" to a signal number; 0 if it is none. */
 static int signal_number(const char *s)
 {
@@ -231,7 +203,7 @@ int stw_cli_check(int argc, char **argv)
     }
 
     char lib[PATH_MAX];
-    if (find_lib(lib, sizeof(lib)) != 0) {
+    if (stw_cli_find_lib("libsteward-check.so", "STW_CHECK_LIB", lib, sizeof(lib)) != 0) {
         fprintf(stderr, "steward check: cannot find libsteward-check.so (set STW_CHECK_LIB)\n");
         return STW_EXIT_USAGE;
     }

@@ -405,6 +405,6 @@ int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *c
                      relay_input *const *inputs, unsigned ninputs, int *port_out);
 
 /* steward relay [options]: argv[0] is "relay". Returns the exit code. */
-int stw_relay_main(int argc, char **argv);
+__attribute__((visibility("default"))) int stw_relay_main(int argc, char **argv);
 
 #endif
