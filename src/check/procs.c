@@ -383,8 +383,22 @@ struct dirent64_raw {
 
 /* Book every child of this process the ledger does not know and that was
  * born after the checker started. */
+/* True when the process has no child at all, running or zombie: then
+ * there is nothing for reconcile() to find, and a short-lived program is
+ * spared reading the stat of every process on the machine. The raw call:
+ * not the program's, not to be booked; it neither reaps nor waits. */
+static bool no_children(void)
+{
+    siginfo_t si;
+    long rc = syscall(SYS_waitid, P_ALL, 0, &si,
+                      WEXITED | WSTOPPED | WCONTINUED | WNOHANG | WNOWAIT, NULL);
+    return rc < 0 && errno == ECHILD;
+}
+
 static void reconcile(void)
 {
+    if (no_children())
+        return;
     int dfd = (int)syscall(SYS_openat, AT_FDCWD, "/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return;
@@ -424,10 +438,7 @@ __attribute__((constructor(102))) static void procs_ctor(void)
     /* Whether there are any children at all, without reaping or waiting
      * (the raw call: not the program's, not to be booked). */
     int saved = errno;
-    siginfo_t si;
-    long rc = syscall(SYS_waitid, P_ALL, 0, &si,
-                      WEXITED | WSTOPPED | WCONTINUED | WNOHANG | WNOWAIT, NULL);
-    bool none = rc < 0 && errno == ECHILD;
+    bool none = no_children();
     errno = saved;
     if (none)
         return;

@@ -100,35 +100,43 @@ void stw__sort(void *base, size_t n, size_t size, int (*cmp)(const void *, const
 }
 
 /* LSD radix sort of @n elements of @size bytes by the uint64_t at
- * @key_off, 16 bits a pass, skipping digits all keys share: a million
- * blocks sort in milliseconds, where a comparison sort without malloc
- * (heap sort) takes a second. 0 or -ENOMEM. */
+ * @key_off, skipping digits all keys share: a million blocks sort in
+ * milliseconds, where a comparison sort without malloc (heap sort) takes a
+ * second. Digits are 16 bits for large @n and 8 bits below 64 Ki elements,
+ * whose 256 counters stay on the stack: clearing 512 KiB of 16-bit counters
+ * four times cost a short-lived checked program more than its whole run.
+ * 0 or -ENOMEM. */
 int stw__radix_sort(void *base, size_t n, size_t size, size_t key_off)
 {
     if (n < 2)
         return 0;
-    size_t tmp_bytes = n * size, cnt_bytes = 65536 * sizeof(size_t);
+    const bool wide = n >= 65536;
+    const int bits = wide ? 16 : 8;
+    const size_t ndig = (size_t)1 << bits, mask = ndig - 1;
+    size_t tmp_bytes = n * size, cnt_bytes = wide ? ndig * sizeof(size_t) : 0;
+    size_t small_cnt[256];
     char *tmp = stw__pages_alloc(tmp_bytes);
-    size_t *cnt = stw__pages_alloc(cnt_bytes);
+    size_t *cnt = wide ? stw__pages_alloc(cnt_bytes) : small_cnt;
     if (tmp == NULL || cnt == NULL) {
         stw__pages_free(tmp, tmp_bytes);
-        stw__pages_free(cnt, cnt_bytes);
+        if (wide)
+            stw__pages_free(cnt, cnt_bytes);
         return -ENOMEM;
     }
     char *src = base, *dst = tmp;
-    for (int shift = 0; shift < 64; shift += 16) {
-        memset(cnt, 0, cnt_bytes);
+    for (int shift = 0; shift < 64; shift += bits) {
+        memset(cnt, 0, ndig * sizeof(size_t));
         for (size_t i = 0; i < n; i++) {
             uint64_t k;
             memcpy(&k, src + i * size + key_off, sizeof(k));
-            cnt[(k >> shift) & 0xffff]++;
+            cnt[(k >> shift) & mask]++;
         }
         uint64_t first;
         memcpy(&first, src + key_off, sizeof(first));
-        if (cnt[(first >> shift) & 0xffff] == n)
+        if (cnt[(first >> shift) & mask] == n)
             continue;
         size_t sum = 0;
-        for (size_t d = 0; d < 65536; d++) {
+        for (size_t d = 0; d < ndig; d++) {
             size_t c = cnt[d];
             cnt[d] = sum;
             sum += c;
@@ -136,7 +144,7 @@ int stw__radix_sort(void *base, size_t n, size_t size, size_t key_off)
         for (size_t i = 0; i < n; i++) {
             uint64_t k;
             memcpy(&k, src + i * size + key_off, sizeof(k));
-            memcpy(dst + cnt[(k >> shift) & 0xffff]++ * size, src + i * size, size);
+            memcpy(dst + cnt[(k >> shift) & mask]++ * size, src + i * size, size);
         }
         char *t = src;
         src = dst;
@@ -145,6 +153,7 @@ int stw__radix_sort(void *base, size_t n, size_t size, size_t key_off)
     if (src != base)
         memcpy(base, src, n * size);
     stw__pages_free(tmp, tmp_bytes);
-    stw__pages_free(cnt, cnt_bytes);
+    if (wide)
+        stw__pages_free(cnt, cnt_bytes);
     return 0;
 }
