@@ -24,7 +24,8 @@ typedef struct stw__check_opts {
     int depth;               /* frames kept per stack */
     const char *log_path;    /* text report; NULL = stderr */
     const char *json_path;   /* JSON report, may contain %p for the pid */
-    const char *status_path; /* summary line for the launcher */
+    const char *status_path; /* summary lines for the launcher, one per process */
+    bool traced_child;       /* exec'd below PROG under --trace-children */
     const char *supp_path;   /* suppressions file */
     int report_every_s;      /* periodic reports, 0 = off */
     long sample_bytes;       /* heap sampling: one block per this many bytes, 0 = all */

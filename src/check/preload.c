@@ -184,6 +184,10 @@ static void read_options(void)
     stw__copts.quiet = env("STW_CHECK_QUIET") != NULL;
     stw__copts.show_reachable = env("STW_CHECK_SHOW_REACHABLE") != NULL;
     stw__copts.show_inherited = env("STW_CHECK_SHOW_INHERITED") != NULL;
+    /* PROG is the launcher's child; any other checked process is a program
+     * PROG (or its descendants) started under --trace-children. */
+    const char *lp = env("STW_CHECK_LAUNCHER_PID");
+    stw__copts.traced_child = lp != NULL && atol(lp) != (long)getppid();
 }
 
 /* Unless children are to be traced, take the checker out of LD_PRELOAD so

@@ -17,6 +17,13 @@
 #include "../ledger/ledger_internal.h"
 #include "check_internal.h"
 
+/* The checked program as started (argv[0]), for the launcher's summary. */
+static const char *program_name(void)
+{
+    extern char *program_invocation_name;
+    return program_invocation_name != NULL ? program_invocation_name : "?";
+}
+
 #define MAX_RECORDS_SHOWN 10
 #define MAX_GROWTH 20
 
@@ -322,8 +329,23 @@ static void text_growth(stw__out *o, int pid, const report *rp)
     }
 }
 
+/* A program PROG started under --trace-children that leaked nothing says
+ * nothing (a test suite of thousands of clean programs would otherwise
+ * bury the one that leaked); the launcher counts it all the same. */
+static bool nothing_to_say(const report *rp)
+{
+    if (!stw__copts.traced_child || rp->leaks != 0 || stw__heap_bad_frees() != 0)
+        return false;
+    for (int i = 0; i < rp->ngrowth; i++)
+        if (rp->growth[i].growing)
+            return false;
+    return true;
+}
+
 static void write_text(const report *rp, const char *why)
 {
+    if (nothing_to_say(rp))
+        return;
     int fd = stw__check_open_log();
     if (fd < 0)
         return;
@@ -331,7 +353,11 @@ static void write_text(const report *rp, const char *why)
     stw__out o;
     stw__out_init(&o, stw_write_fd, (void *)(intptr_t)fd);
     if (!stw__copts.quiet) {
-        stw__out_printf(&o, "==%d== steward check, report %s\n==%d==\n", pid, why, pid);
+        if (stw__copts.traced_child)
+            stw__out_printf(&o, "==%d== steward check, report %s (%s)\n==%d==\n", pid, why,
+                            program_name(), pid);
+        else
+            stw__out_printf(&o, "==%d== steward check, report %s\n==%d==\n", pid, why, pid);
         for (size_t k = 0; k < rp->ngroups; k++) {
             const group *g = &rp->groups[k];
             if (g->leak || (stw__copts.show_reachable && g->cls == STW__STILL_REACHABLE) ||
@@ -465,16 +491,25 @@ static void write_json(const report *rp, const char *why, bool final)
     close(fd);
 }
 
+/* One line per checked process, appended in a single write (so the lines
+ * of programs exiting together under --trace-children do not mix): the
+ * launcher sums them for its exit status and names the programs that
+ * leaked. The program name is last: it may hold spaces. */
 static void write_status(const report *rp)
 {
     if (stw__copts.status_path == NULL)
         return;
-    int fd = open(stw__copts.status_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open(stw__copts.status_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
-    char line[128];
-    int n = snprintf(line, sizeof(line), "leaks=%lld bad_frees=%ld\n", (long long)rp->leaks,
-                     stw__heap_bad_frees());
+    char line[512];
+    int n = snprintf(line, sizeof(line), "leaks=%lld bad_frees=%ld pid=%d bytes=%lld prog=%s\n",
+                     (long long)rp->leaks, stw__heap_bad_frees(), (int)getpid(),
+                     (long long)rp->leaked_bytes, program_name());
+    if (n >= (int)sizeof(line)) {
+        n = (int)sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
     stw_write_fd((void *)(intptr_t)fd, line, (size_t)n);
     close(fd);
 }

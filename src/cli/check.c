@@ -93,6 +93,47 @@ static void forward_signal(int sig)
     errno = saved;
 }
 
+typedef struct {
+    long programs, leaky; /* processes that reported; those that leaked */
+    long leaks, bad;      /* summed over all of them */
+    bool main_seen;       /* PROG itself reported */
+} status_sum;
+
+/* Sum the status lines the checked processes wrote (one each, see
+ * write_status in src/check/report.c). With LIST, name those that leaked:
+ * under --trace-children the line a test suite's run needs to say which of
+ * its programs to look at. */
+static status_sum read_status(FILE *sf, pid_t main_pid, bool list)
+{
+    status_sum sum = {0};
+    char line[640];
+    while (fgets(line, sizeof(line), sf) != NULL) {
+        long l, b, p;
+        long long bytes;
+        int off = 0;
+        if (sscanf(line, "leaks=%ld bad_frees=%ld pid=%ld bytes=%lld prog=%n", &l, &b, &p, &bytes,
+                   &off) != 4 || off == 0)
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        sum.programs++;
+        sum.leaks += l;
+        sum.bad += b;
+        if (p == (long)main_pid)
+            sum.main_seen = true;
+        if (l > 0 || b > 0) {
+            if (list && sum.leaky < 100)
+                fprintf(stderr,
+                        "steward check: pid %ld %s: %ld leak(s), %lld bytes lost, "
+                        "%ld bad free(s)\n",
+                        p, line + off, l, bytes, b);
+            sum.leaky++;
+        }
+    }
+    if (list && sum.leaky > 100)
+        fprintf(stderr, "steward check: ... and %ld more programs with leaks\n", sum.leaky - 100);
+    return sum;
+}
+
 int stw_cli_check(int argc, char **argv)
 {
     int error_exitcode = -1;
@@ -222,6 +263,9 @@ int stw_cli_check(int argc, char **argv)
     snprintf(status_path, sizeof(status_path), "%s/status", tmpdir);
     snprintf(log_path, sizeof(log_path), "%s/log", tmpdir);
     setenv("STW_CHECK_STATUS", status_path, 1);
+    char self[24];
+    snprintf(self, sizeof(self), "%ld", (long)getpid());
+    setenv("STW_CHECK_LAUNCHER_PID", self, 1);
     setenv("STW_CHECK_LOG", log_file ? log_file : log_path, 1);
 
     /* Like time(1): Ctrl-C goes to PROG (same process group); we stay to
@@ -266,9 +310,21 @@ int stw_cli_check(int argc, char **argv)
     long leaks = -1, bad = 0;
     FILE *sf = fopen(status_path, "r");
     if (sf != NULL) {
-        if (fscanf(sf, "leaks=%ld bad_frees=%ld", &leaks, &bad) != 2)
-            leaks = -1;
+        status_sum sum = read_status(sf, pid, false);
+        if (sum.programs > 1) {
+            rewind(sf);
+            read_status(sf, pid, true);
+        }
         fclose(sf);
+        if (sum.main_seen) {
+            leaks = sum.leaks;
+            bad = sum.bad;
+        }
+        if (sum.programs > 1)
+            fprintf(stderr,
+                    "steward check: %ld programs checked, %ld with leaks or bad frees "
+                    "(%ld leaks, %ld bad frees in all)\n",
+                    sum.programs, sum.leaky, sum.leaks, sum.bad);
     }
     unlink(status_path);
     unlink(log_path);

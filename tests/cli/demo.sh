@@ -3,7 +3,7 @@
 set -eu
 out=$("$STEWARD" demo)
 echo "$out"
-echo "$out" | grep -q "demo_make_session .*main.c:[0-9]"
+echo "$out" | grep -q "demo_make_session .*demo.c:[0-9]"
 echo "$out" | grep -q '"pipe:demo"'
 echo "$out" | grep -q "demo: 0 resource(s) leaked"
 "$STEWARD" demo --json | python3 -c '
