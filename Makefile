@@ -73,6 +73,7 @@ bench: build
 	@scripts/deps.sh bench
 	@bench/run.sh $(BUILD)
 	@bench/check_bench.sh $(BUILD)
+	@bench/check_startup.sh $(BUILD)
 	@bench/relay_bench.sh $(BUILD)
 	@python3 bench/relay_ffmpeg_bench.py --build $(BUILD) --counts 1,10,50
 
