@@ -19,8 +19,10 @@
  *   SIGKILL), so grandchildren the child started go down with it. While
  *   the child has exited but is not yet reaped its pid, and therefore its
  *   group id, cannot be reused, and stw_proc_stop() uses that window to
- *   SIGKILL any stragglers left in the group before reaping. The child is
- *   always reaped: no zombie outlives its stw_proc.
+ *   SIGKILL any stragglers left in the group before reaping, then waits
+ *   (up to 200 ms) until none of them is alive, so whatever they held is
+ *   free when stw_proc_stop() returns. The child is always reaped: no
+ *   zombie outlives its stw_proc.
  *
  *   Waiting uses a pidfd and poll() where the kernel has pidfd_open(), and
  *   otherwise polls waitid(WNOHANG) with short sleeps.

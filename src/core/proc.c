@@ -1,6 +1,7 @@
 #include "steward/proc.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -533,6 +534,62 @@ static int wait_exit(stw_proc *p, stw_deadline d)
     }
 }
 
+/* True while a process of group @pgid is alive. kill(-pgid, 0) alone
+ * cannot say: a straggler that died is a zombie of init's until init reaps
+ * it, which some inits (containers' in particular) do only every few
+ * seconds, and a zombie holds nothing. So when the group is not empty,
+ * look for a member that is not a zombie in /proc. */
+static bool group_alive(pid_t pgid)
+{
+    if (kill(-pgid, 0) != 0)
+        return false;
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return true;
+    bool alive = false;
+    struct dirent *e;
+    while (!alive && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[sizeof("/proc//stat") + sizeof(e->d_name)], buf[512];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        /* "pid (comm) S ppid pgrp ...": comm may hold anything, even ')'. */
+        const char *rp = strrchr(buf, ')');
+        char state;
+        long ppid, pgrp;
+        if (rp != NULL && sscanf(rp + 1, " %c %ld %ld", &state, &ppid, &pgrp) == 3 &&
+            pgrp == (long)pgid && state != 'Z' && state != 'X')
+            alive = true;
+    }
+    closedir(d);
+    return alive;
+}
+
+/* A SIGKILLed straggler of the group has been sent the signal, not yet
+ * died of it: on a busy machine it can go on holding what it inherited (a
+ * lock, a listening port, a camera's only session) for milliseconds, and a
+ * supervisor restarting at once would meet it. Wait until no member is
+ * alive, up to STRAGGLER_WAIT_MS (a process in uninterruptible sleep can
+ * outlast any wait; this bounds the caller's). */
+#define STRAGGLER_WAIT_MS 200
+
+static void wait_group_gone(pid_t pgid)
+{
+    stw_deadline d = stw_deadline_in_ms(STRAGGLER_WAIT_MS);
+    while (group_alive(pgid) && stw_now_ns() < d) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Reap a child wait_exit() saw exit; waitpid does not block then. */
 static int reap(stw_proc *p)
 {
@@ -590,6 +647,7 @@ int stw_proc_stop(stw_proc *p, int grace_ms, int *status)
              * down whatever it left behind before the id can be reused. */
             kill(-pgid, SIGKILL);
             rc = reap(p);
+            wait_group_gone(pgid);
         } else {
             mark_reaped(p, 0, true);
         }
