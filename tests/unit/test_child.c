@@ -32,12 +32,18 @@ static int64_t now_ms(void)
  * scripts run close the lock's descriptor (9>&-), so that only the shell,
  * the job's own child, holds it.
  */
-static char lock_path[64], mark_path[64];
+static char lock_path[96], mark_path[96];
 
+/* Fresh paths for every test: a test that fails midway leaves its child
+ * running with the lock, and must not fail the tests after it too. */
 static void make_paths(void)
 {
-    snprintf(lock_path, sizeof(lock_path), "/tmp/steward-test-child-%d.lock", (int)getpid());
-    snprintf(mark_path, sizeof(mark_path), "/tmp/steward-test-child-%d.mark", (int)getpid());
+    static int seq;
+    seq++;
+    snprintf(lock_path, sizeof(lock_path), "/tmp/steward-test-child-%d-%d.lock", (int)getpid(),
+             seq);
+    snprintf(mark_path, sizeof(mark_path), "/tmp/steward-test-child-%d-%d.mark", (int)getpid(),
+             seq);
     unlink(mark_path);
 }
 
@@ -291,7 +297,7 @@ static void test_child_restarts_with_backoff(void **state)
 {
     (void)state;
     make_paths();
-    char script[256];
+    char script[512];
     locked_script(script, sizeof(script), "echo starting >&2; exit 1");
     relay_child *c;
     relay_child_opts o = fast_opts();
@@ -324,7 +330,7 @@ static void test_child_backoff_resets_when_healthy(void **state)
 {
     (void)state;
     make_paths();
-    char script[256];
+    char script[512];
     locked_script(script, sizeof(script), "sleep 0.08 9>&-; exit 1");
     relay_child *c;
     relay_child_opts o = fast_opts();
@@ -349,7 +355,7 @@ static void test_child_watchdog(void **state)
 {
     (void)state;
     make_paths();
-    char script[256];
+    char script[512];
     locked_script(script, sizeof(script), "echo connecting >&2; sleep 60 9>&-");
     relay_child *c;
     relay_child_opts o = fast_opts();
@@ -372,7 +378,10 @@ static void test_child_watchdog(void **state)
     /* A child that ignores SIGTERM gets SIGKILL after the grace period,
      * and the owner's loop never blocks for it. */
     locked_script(script, sizeof(script), "trap '' TERM; sleep 60 9>&-");
-    o.watchdog_ms = 300; /* time for the shell to set its trap */
+    /* Time for the shell to set its trap, even on a loaded machine (where
+     * starting sh can take longer than 300 ms): a shell that is still
+     * starting dies of the SIGTERM, and the next try is 10 s away. */
+    o.watchdog_ms = 2000;
     o.grace_ms = 1000;
     o.backoff_min_ms = 10000;
     o.backoff_max_ms = 10000;
@@ -384,7 +393,7 @@ static void test_child_watchdog(void **state)
     assert_true(r.longest_tick_ms < 500);
     relay_child_info_get(c, &info);
     assert_string_equal(info.state, "backoff");
-    assert_string_equal(info.last_exit, "killed by SIGKILL (watchdog: no progress for 300 ms)");
+    assert_string_equal(info.last_exit, "killed by SIGKILL (watchdog: no progress for 2000 ms)");
     assert_true(pid_dead(r.pids[0]));
     relay_child_free(&c);
     assert_false(duplicate_seen());
@@ -415,7 +424,7 @@ static void test_child_killed_from_outside(void **state)
 {
     (void)state;
     make_paths();
-    char script[256];
+    char script[512];
     locked_script(script, sizeof(script), "sleep 60 9>&-");
     relay_child *c;
     relay_child_opts o = fast_opts();
@@ -524,7 +533,7 @@ static void test_child_never_two(void **state)
 {
     (void)state;
     make_paths();
-    char script[256];
+    char script[512];
     locked_script(script, sizeof(script),
                   "case $(($$ % 3)) in 0) exit 2;; 1) sleep 60 9>&-;; 2) sleep 0.01 9>&-;; esac");
     relay_child *c;
