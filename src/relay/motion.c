@@ -28,6 +28,9 @@
 #include "motion.h"
 #include "steward/alloc.h"
 
+/* How many deviations a pixel must change by, on top of the threshold. */
+#define DEV_WEIGHT 3
+
 struct relay_motion_det {
     unsigned threshold, start_frames, end_frames;
     double min_area;
@@ -41,8 +44,12 @@ struct relay_motion_det {
     uint8_t *gray;    /* the decoded frame */
     uint8_t *mask;    /* changed pixels */
     uint32_t *bg;     /* background, 8.8 fixed point (in 32 bits for the update) */
+    uint32_t *dev;    /* mean absolute deviation from it, 8.8 fixed point */
+    uint32_t *stack;  /* the flood fill's, one entry a pixel */
     size_t cap;       /* pixels the buffers hold */
     unsigned w, h;    /* of the background, 0 before the first frame */
+    unsigned warmup;  /* frames left to learn the background before events */
+    unsigned warmup_frames;
     /* hysteresis */
     bool active;
     unsigned run, quiet;
@@ -168,6 +175,7 @@ int relay_motion_det_new(const relay_motion_spec *spec, relay_motion_det **out)
     d->min_area = spec->min_area;
     d->start_frames = spec->start_frames;
     d->end_frames = spec->end_after * spec->fps;
+    d->warmup_frames = (unsigned)(spec->fps * RELAY_MOTION_WARMUP_S);
     double alpha = 1.0 - exp(-1.0 / (spec->fps * RELAY_MOTION_TAU_S));
     d->alpha = (unsigned)(alpha * 65536.0 + 0.5);
     if (d->alpha < 1)
@@ -196,6 +204,8 @@ void relay_motion_det_free(relay_motion_det **dp)
     stw_free(d->gray);
     stw_free(d->mask);
     stw_free(d->bg);
+    stw_free(d->dev);
+    stw_free(d->stack);
     stw_free(d);
     *dp = NULL;
 }
@@ -206,19 +216,26 @@ static int reserve(relay_motion_det *d, size_t n)
     if (n <= d->cap)
         return 0;
     uint8_t *g = stw_malloc(n), *m = stw_malloc(n);
-    uint32_t *bg = stw_malloc(n * sizeof(*bg));
-    if (g == NULL || m == NULL || bg == NULL) {
+    uint32_t *bg = stw_malloc(n * sizeof(*bg)), *dev = stw_malloc(n * sizeof(*dev));
+    uint32_t *stack = stw_malloc(n * sizeof(*stack));
+    if (g == NULL || m == NULL || bg == NULL || dev == NULL || stack == NULL) {
         stw_free(g);
         stw_free(m);
         stw_free(bg);
+        stw_free(dev);
+        stw_free(stack);
         return -ENOMEM;
     }
     stw_free(d->gray);
     stw_free(d->mask);
     stw_free(d->bg);
+    stw_free(d->dev);
+    stw_free(d->stack);
     d->gray = g;
     d->mask = m;
     d->bg = bg;
+    d->dev = dev;
+    d->stack = stack;
     d->cap = n;
     d->w = d->h = 0; /* the background is gone */
     return 0;
@@ -243,10 +260,13 @@ static void box_union(relay_motion_box *a, const relay_motion_box *b)
 static void set_background(relay_motion_det *d, const uint8_t *gray, unsigned w, unsigned h)
 {
     size_t n = (size_t)w * h;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         d->bg[i] = (uint32_t)gray[i] << 8;
+        d->dev[i] = 0;
+    }
     d->w = w;
     d->h = h;
+    d->warmup = d->warmup_frames;
 }
 
 int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigned w, unsigned h,
@@ -279,15 +299,17 @@ int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigne
     int thr = (int)d->threshold;
     for (size_t i = 0; i < n; i++) {
         int diff = (int)g[i] - (int)(d->bg[i] >> 8);
-        m[i] = diff > thr || diff < -thr;
+        /* A pixel that always flickers (a clock overlay, leaves, water)
+         * has a large deviation and must change by more to count. */
+        int t = thr + (int)((d->dev[i] * DEV_WEIGHT) >> 8);
+        m[i] = diff > t || diff < -t;
     }
-    /* Keep a changed pixel only with at least two changed neighbours:
-     * sensor noise and JPEG ringing come as isolated pixels. */
-    size_t changed = 0;
-    unsigned x0 = w, y0 = h, x1 = 0, y1 = 0;
+    /* Keep a changed pixel (bit 0) only with at least two changed
+     * neighbours (bit 1): sensor noise and JPEG ringing come as isolated
+     * pixels. */
     for (unsigned y = 0; y < h; y++) {
         for (unsigned x = 0; x < w; x++) {
-            if (!m[(size_t)y * w + x])
+            if (!(m[(size_t)y * w + x] & 1))
                 continue;
             unsigned nb = 0;
             for (int dy = -1; dy <= 1; dy++) {
@@ -300,14 +322,57 @@ int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigne
                         nb += m[(size_t)yy * w + (size_t)xx] & 1;
                 }
             }
-            if (nb < 2)
-                continue;
-            changed++;
-            x0 = x < x0 ? x : x0;
-            y0 = y < y0 ? y : y0;
-            x1 = x > x1 ? x : x1;
-            y1 = y > y1 ? y : y1;
+            if (nb >= 2)
+                m[(size_t)y * w + x] |= 2;
         }
+    }
+    /* Then only regions (8-connected) of at least a quarter of min_area
+     * count: specks (a digit of a clock overlay, a flicker) do not widen
+     * the box of what really moves. */
+    size_t min_blob = (size_t)((double)n * d->min_area / 400.0);
+    if (min_blob < 3)
+        min_blob = 3;
+    size_t changed = 0;
+    unsigned x0 = w, y0 = h, x1 = 0, y1 = 0;
+    for (size_t start = 0; start < n; start++) {
+        if ((m[start] & 6) != 2)
+            continue;
+        size_t top = 0, size = 0;
+        unsigned bx0 = w, by0 = h, bx1 = 0, by1 = 0;
+        d->stack[top++] = (uint32_t)start;
+        m[start] |= 4;
+        while (top > 0) {
+            uint32_t i = d->stack[--top];
+            unsigned x = i % w, y = i / w;
+            size++;
+            bx0 = x < bx0 ? x : bx0;
+            by0 = y < by0 ? y : by0;
+            bx1 = x > bx1 ? x : bx1;
+            by1 = y > by1 ? y : by1;
+            for (int dy = -1; dy <= 1; dy++) {
+                int yy = (int)y + dy;
+                if (yy < 0 || yy >= (int)h)
+                    continue;
+                for (int dx = -1; dx <= 1; dx++) {
+                    int xx = (int)x + dx;
+                    if (xx < 0 || xx >= (int)w)
+                        continue;
+                    size_t j = (size_t)yy * w + (size_t)xx;
+                    /* Each pixel is pushed once (bit 2), so n entries suffice. */
+                    if ((m[j] & 6) == 2) {
+                        m[j] |= 4;
+                        d->stack[top++] = (uint32_t)j;
+                    }
+                }
+            }
+        }
+        if (size < min_blob)
+            continue;
+        changed += size;
+        x0 = bx0 < x0 ? bx0 : x0;
+        y0 = by0 < y0 ? by0 : y0;
+        x1 = bx1 > x1 ? bx1 : x1;
+        y1 = by1 > y1 ? by1 : y1;
     }
     double score = 100.0 * (double)changed / (double)n;
     if (score > RELAY_MOTION_SCENE_PCT) {
@@ -321,7 +386,10 @@ int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigne
         for (size_t i = 0; i < n; i++) {
             int64_t cur = (int64_t)g[i] << 8;
             int64_t bg = d->bg[i];
+            int64_t ad = cur > bg ? cur - bg : bg - cur;
+            int64_t dev = d->dev[i];
             d->bg[i] = (uint32_t)(bg + ((cur - bg) * (int64_t)a) / 65536);
+            d->dev[i] = (uint32_t)(dev + ((ad - dev) * (int64_t)a) / 65536);
         }
     }
     out->score = score;
@@ -339,6 +407,11 @@ int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigne
     }
 
     bool moving = d->active ? score >= d->min_area / 2 : score >= d->min_area;
+    if (d->warmup > 0) {
+        /* Still learning what is normal here. */
+        d->warmup--;
+        moving = false;
+    }
     if (!d->active) {
         d->run = moving ? d->run + 1 : 0;
         if (d->run >= d->start_frames) {

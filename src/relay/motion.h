@@ -9,12 +9,15 @@
  *   with libjpeg(-turbo) straight to grayscale at 1/2, 1/4 or 1/8 of its
  *   size (libjpeg skips most of the IDCT work at reduced scale), compares
  *   it with a running background (an exponential moving average per
- *   pixel, time constant RELAY_MOTION_TAU_S), and marks a pixel changed
- *   when it differs from the background by more than the threshold. A
- *   changed pixel with fewer than two changed neighbours is noise and is
- *   dropped. The score is the changed share of the picture in percent; the
- *   box bounds the changed pixels, in the coordinates of the full-size
- *   source picture.
+ *   pixel, time constant RELAY_MOTION_TAU_S, and the pixel's mean absolute
+ *   deviation from it over the same time), and marks a pixel changed when
+ *   it differs from the background by more than the threshold plus three
+ *   deviations: a pixel that always flickers (a clock overlay, leaves,
+ *   water) must change by more to count. A changed pixel with fewer than
+ *   two changed neighbours is noise and is dropped, and so is a connected
+ *   region smaller than a quarter of min_area. The score is the share of
+ *   the picture the remaining regions cover, in percent; the box bounds
+ *   them, in the coordinates of the full-size source picture.
  *
  *   Hysteresis keeps events from flapping: motion starts after
  *   start_frames analysed frames in a row score at least min_area, and
@@ -59,6 +62,7 @@
 #include "steward/common.h"
 
 #define RELAY_MOTION_TAU_S 4.0    /* the background's time constant, seconds */
+#define RELAY_MOTION_WARMUP_S 3   /* learning after a (re)set, without events */
 #define RELAY_MOTION_SCENE_PCT 70 /* a change this large resets the background */
 #define RELAY_MOTION_MAX_SIDE 8192 /* a larger picture is refused */
 
