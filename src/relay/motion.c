@@ -286,9 +286,10 @@ int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigne
     out->height = src_h;
     out->scaled_w = w;
     out->scaled_h = h;
+    bool resized = d->w != w || d->h != h || d->src_w != src_w || d->src_h != src_h;
     d->src_w = src_w;
     d->src_h = src_h;
-    if (d->w != w || d->h != h) {
+    if (resized) {
         set_background(d, d->gray, w, h);
         out->reset = true;
         out->active = d->active;

@@ -25,7 +25,8 @@
  *   min_area. A change of more than RELAY_MOTION_SCENE_PCT percent at once
  *   (lights switched, a camera's day/night switch, a reconnect) resets the
  *   background instead of counting as motion; so does a change of picture
- *   size. The first frame only sets the background.
+ *   size. After a (re)set the detector learns for RELAY_MOTION_WARMUP_S
+ *   seconds (of frames at its rate) before it raises any event.
  *
  *   The processor (motion_proc.c) runs one detector per input on a thread
  *   of its own, at a capped rate: it takes the hub's latest frame (the hub
