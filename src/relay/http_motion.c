@@ -49,6 +49,13 @@ void relay_http__motion_json(struct evbuffer *b, relay_input *in)
                         s->start_frames, s->end_after, v.running ? "true" : "false",
                         v.active ? "true" : "false", v.score);
     box_json(b, &v.box);
+    evbuffer_add_printf(b, ",\"ignore\":[");
+    for (unsigned i = 0; i < s->nignore; i++) {
+        if (i > 0)
+            evbuffer_add(b, ",", 1);
+        box_json(b, &s->ignore[i]);
+    }
+    evbuffer_add_printf(b, "]");
     evbuffer_add_printf(b, ",\"width\":%u,\"height\":%u,\"since\":", v.width, v.height);
     if (v.since_ms != 0)
         relay_http__json_time(b, v.since_ms);
@@ -102,6 +109,12 @@ void relay_http__motion_flush(http_input *hi)
 
 static bool spec_equal(const relay_motion_spec *a, const relay_motion_spec *b)
 {
+    if (a->nignore != b->nignore)
+        return false;
+    for (unsigned i = 0; i < a->nignore; i++)
+        if (a->ignore[i].x != b->ignore[i].x || a->ignore[i].y != b->ignore[i].y ||
+            a->ignore[i].w != b->ignore[i].w || a->ignore[i].h != b->ignore[i].h)
+            return false;
     return a->enabled == b->enabled && a->fps == b->fps && a->threshold == b->threshold &&
            a->min_area == b->min_area && a->start_frames == b->start_frames &&
            a->end_after == b->end_after;

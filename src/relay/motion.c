@@ -34,6 +34,8 @@
 struct relay_motion_det {
     unsigned threshold, start_frames, end_frames;
     double min_area;
+    unsigned nignore;
+    relay_motion_box ignore[RELAY_MOTION_IGNORE_MAX];
     unsigned alpha; /* of 65536 */
     /* libjpeg */
     struct jpeg_decompress_struct cinfo;
@@ -49,6 +51,7 @@ struct relay_motion_det {
     size_t cap;       /* pixels the buffers hold */
     unsigned w, h;    /* of the background, 0 before the first frame */
     unsigned warmup;  /* frames left to learn the background before events */
+    unsigned seen;    /* frames since the background was (re)set */
     unsigned warmup_frames;
     /* hysteresis */
     bool active;
@@ -71,7 +74,8 @@ int relay_motion_spec_parse(const void *o, relay_motion_spec *out, char *err, si
                                         "start_frames", "end_after", "active",    "score",
                                         "box",          "width",     "height",    "last_event",
                                         "last_event_time", "since", "frames_analysed",
-                                        "frames_dropped", "decode_errors", "running"};
+                                        "frames_dropped", "decode_errors", "running",
+                                        "ignore", "starts", "ends"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)
@@ -131,15 +135,62 @@ int relay_motion_spec_parse(const void *o, relay_motion_spec *out, char *err, si
         }
         s.min_area = v;
     }
+    json_t *ig = json_object_get(obj, "ignore");
+    if (ig != NULL) {
+        if (!json_is_array(ig) || json_array_size(ig) > RELAY_MOTION_IGNORE_MAX) {
+            snprintf(err, errlen, "motion.ignore must be an array of at most %d rectangles",
+                     RELAY_MOTION_IGNORE_MAX);
+            return 400;
+        }
+        s.nignore = 0;
+        size_t i;
+        json_t *r;
+        json_array_foreach(ig, i, r)
+        {
+            static const char *const k[] = {"x", "y", "w", "h"};
+            unsigned v[4];
+            for (int j = 0; j < 4; j++) {
+                json_t *n = json_object_get(r, k[j]);
+                if (!json_is_integer(n)) {
+                    snprintf(err, errlen,
+                             "motion.ignore[%zu] must be {\"x\",\"y\",\"w\",\"h\"} integers", i);
+                    return 400;
+                }
+                json_int_t x = json_integer_value(n);
+                if (x < (j < 2 ? 0 : 1) || x > RELAY_MOTION_MAX_SIDE) {
+                    snprintf(err, errlen, "motion.ignore[%zu].%s must be in %d..%d", i, k[j],
+                             j < 2 ? 0 : 1, RELAY_MOTION_MAX_SIDE);
+                    return 422;
+                }
+                v[j] = (unsigned)x;
+            }
+            if (json_object_size(r) != 4) {
+                snprintf(err, errlen, "motion.ignore[%zu] has fields besides x, y, w, h", i);
+                return 422;
+            }
+            s.ignore[s.nignore++] = (relay_motion_box){v[0], v[1], v[2], v[3]};
+        }
+    }
     *out = s;
     return 0;
 }
 
 void *relay_motion_spec_json(const relay_motion_spec *s)
 {
-    return json_pack("{s:b, s:i, s:i, s:f, s:i, s:i}", "enabled", s->enabled, "fps", (int)s->fps,
-                     "threshold", (int)s->threshold, "min_area", s->min_area, "start_frames",
-                     (int)s->start_frames, "end_after", (int)s->end_after);
+    json_t *ig = json_array();
+    for (unsigned i = 0; ig != NULL && i < s->nignore; i++) {
+        const relay_motion_box *b = &s->ignore[i];
+        if (json_array_append_new(ig, json_pack("{s:i, s:i, s:i, s:i}", "x", (int)b->x, "y",
+                                                (int)b->y, "w", (int)b->w, "h", (int)b->h))) {
+            json_decref(ig);
+            return NULL;
+        }
+    }
+    /* "o" takes the array over, also when packing fails. */
+    return json_pack("{s:b, s:i, s:i, s:f, s:i, s:i, s:o}", "enabled", s->enabled, "fps",
+                     (int)s->fps, "threshold", (int)s->threshold, "min_area", s->min_area,
+                     "start_frames", (int)s->start_frames, "end_after", (int)s->end_after, "ignore",
+                     ig);
 }
 
 /* ---- the detector ---- */
@@ -173,6 +224,8 @@ int relay_motion_det_new(const relay_motion_spec *spec, relay_motion_det **out)
         return -ENOMEM;
     d->threshold = spec->threshold;
     d->min_area = spec->min_area;
+    d->nignore = spec->nignore < RELAY_MOTION_IGNORE_MAX ? spec->nignore : RELAY_MOTION_IGNORE_MAX;
+    memcpy(d->ignore, spec->ignore, sizeof(d->ignore));
     d->start_frames = spec->start_frames;
     d->end_frames = spec->end_after * spec->fps;
     d->warmup_frames = (unsigned)(spec->fps * RELAY_MOTION_WARMUP_S);
@@ -267,6 +320,7 @@ static void set_background(relay_motion_det *d, const uint8_t *gray, unsigned w,
     d->w = w;
     d->h = h;
     d->warmup = d->warmup_frames;
+    d->seen = 0;
 }
 
 int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigned w, unsigned h,
@@ -304,6 +358,18 @@ int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigne
          * has a large deviation and must change by more to count. */
         int t = thr + (int)((d->dev[i] * DEV_WEIGHT) >> 8);
         m[i] = diff > t || diff < -t;
+    }
+    /* Nothing in the ignored rectangles counts: scaled pixel x covers
+     * source pixels [x * src_w / w, (x+1) * src_w / w), so any overlap
+     * leaves it out. */
+    for (unsigned k = 0; k < d->nignore; k++) {
+        const relay_motion_box *b = &d->ignore[k];
+        uint64_t rx0 = (uint64_t)b->x * w / src_w, ry0 = (uint64_t)b->y * h / src_h;
+        uint64_t rx1 = (((uint64_t)b->x + b->w) * w + src_w - 1) / src_w;
+        uint64_t ry1 = (((uint64_t)b->y + b->h) * h + src_h - 1) / src_h;
+        for (uint64_t y = ry0; y < ry1 && y < h; y++)
+            for (uint64_t x = rx0; x < rx1 && x < w; x++)
+                m[y * w + x] = 0;
     }
     /* Keep a changed pixel (bit 0) only with at least two changed
      * neighbours (bit 1): sensor noise and JPEG ringing come as isolated
@@ -383,7 +449,12 @@ int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigne
         changed = 0;
         score = 0;
     } else {
+        /* Right after a (re)set the averages are over the frames seen so
+         * far (1/k), so that they are good by the end of the warm-up. */
         uint32_t a = d->alpha;
+        d->seen++;
+        if (65536u / (d->seen + 1) > a)
+            a = 65536u / (d->seen + 1);
         for (size_t i = 0; i < n; i++) {
             int64_t cur = (int64_t)g[i] << 8;
             int64_t bg = d->bg[i];

@@ -69,6 +69,12 @@
 
 /* ---- configuration (relay_spec and relay_input carry one) ---- */
 
+#define RELAY_MOTION_IGNORE_MAX 8 /* rectangles left out of detection */
+
+typedef struct relay_motion_box {
+    unsigned x, y, w, h; /* source picture pixels; w == 0: no box */
+} relay_motion_box;
+
 typedef struct relay_motion_spec {
     bool enabled;
     unsigned fps;          /* analysed frames per second at most, 1..30 */
@@ -76,6 +82,10 @@ typedef struct relay_motion_spec {
     double min_area;       /* percent of the picture that must change, 0.01..100 */
     unsigned start_frames; /* frames in a row with motion before motion-start, 1..100 */
     unsigned end_after;    /* seconds without motion before motion-end, 1..3600 */
+    /* Parts of the picture (source pixels) where changes do not count: a
+     * timestamp overlay, a tree, a street. */
+    unsigned nignore;
+    relay_motion_box ignore[RELAY_MOTION_IGNORE_MAX];
 } relay_motion_spec;
 
 #define RELAY_MOTION_SPEC_DEFAULT                                                                  \
@@ -99,10 +109,6 @@ void *relay_motion_spec_json(const relay_motion_spec *spec);
 
 /* ---- the detector ---- */
 
-typedef struct relay_motion_box {
-    unsigned x, y, w, h; /* source picture pixels; w == 0: no box */
-} relay_motion_box;
-
 enum { RELAY_MOTION_NONE = 0, RELAY_MOTION_START = 1, RELAY_MOTION_END = 2 };
 
 typedef struct relay_motion_result {
@@ -119,8 +125,8 @@ typedef struct relay_motion_result {
 
 typedef struct relay_motion_det relay_motion_det;
 
-/* A detector for @spec's threshold, min_area and start_frames, with
- * end_frames = end_after x fps (borrowed, copied). *@out is owned by the
+/* A detector for @spec's threshold, min_area, start_frames and ignored
+ * rectangles, with end_frames = end_after x fps (borrowed, copied). *@out is owned by the
  * caller. Returns 0, -EINVAL or -ENOMEM. */
 int relay_motion_det_new(const relay_motion_spec *spec, relay_motion_det **out);
 

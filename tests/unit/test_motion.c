@@ -353,6 +353,44 @@ static void test_sizes_and_scales(void **state)
     relay_motion_det_free(&d);
 }
 
+static void test_ignored_rectangle(void **state)
+{
+    (void)state;
+    scene s;
+    scene_init(&s);
+    relay_motion_spec sp = spec_for(2, 2);
+    /* The top band, as a timestamp overlay would be. */
+    sp.ignore[sp.nignore++] = (relay_motion_box){0, 0, W, 100};
+    relay_motion_det *d = NULL;
+    assert_int_equal(relay_motion_det_new(&sp, &d), 0);
+    relay_motion_result r;
+    for (unsigned i = 0; i < warmup(2); i++) {
+        backdrop(&s);
+        assert_int_equal(feed(d, &s, &r), 0);
+    }
+    /* A block moving inside the band: nothing. */
+    for (int i = 0; i < 10; i++) {
+        backdrop(&s);
+        relay_canvas_fill(&s.c, 20 + i * 50, 10, 80, 80, 255, 255, 255);
+        assert_int_equal(feed(d, &s, &r), 0);
+        assert_int_equal(r.event, RELAY_MOTION_NONE);
+        assert_true(r.score == 0);
+    }
+    /* Half in, half out: the box has only the part outside. */
+    int starts = 0;
+    for (int i = 0; i < 6; i++) {
+        backdrop(&s);
+        relay_canvas_fill(&s.c, 20 + i * 60, 60, 80, 80, 255, 255, 255);
+        assert_int_equal(feed(d, &s, &r), 0);
+        if (r.box.w > 0)
+            assert_true(r.box.y >= 100);
+        starts += r.event == RELAY_MOTION_START;
+    }
+    assert_int_equal(starts, 1);
+    relay_motion_det_free(&d);
+    scene_release(&s);
+}
+
 /* Create a detector and feed it two frames; for the fault sweep. */
 static int det_scenario(void *ud)
 {
@@ -383,6 +421,11 @@ static void test_allocation_failures(void **state)
 
 static bool spec_eq(const relay_motion_spec *a, const relay_motion_spec *b)
 {
+    if (a->nignore != b->nignore)
+        return false;
+    for (unsigned i = 0; i < a->nignore; i++)
+        if (memcmp(&a->ignore[i], &b->ignore[i], sizeof(a->ignore[i])) != 0)
+            return false;
     return a->enabled == b->enabled && a->fps == b->fps && a->threshold == b->threshold &&
            a->min_area == b->min_area && a->start_frames == b->start_frames &&
            a->end_after == b->end_after;
@@ -425,9 +468,20 @@ static void test_options_json(void **state)
     assert_int_equal(parse("{\"min_area\":0}", &sp, err), 422);
     assert_int_equal(parse("{\"min_area\":101}", &sp, err), 422);
     assert_int_equal(parse("{\"fps\":3,\"end_after\":0}", &sp, err), 422);
+    assert_int_equal(parse("{\"ignore\":{}}", &sp, err), 400);
+    assert_int_equal(parse("{\"ignore\":[{\"x\":0,\"y\":0,\"w\":0,\"h\":5}]}", &sp, err), 422);
+    assert_int_equal(parse("{\"ignore\":[{\"x\":0,\"y\":0,\"w\":5}]}", &sp, err), 400);
+    assert_int_equal(parse("{\"ignore\":[{\"x\":0,\"y\":0,\"w\":5,\"h\":5,\"z\":1}]}", &sp, err),
+                     422);
     assert_int_equal(parse("{\"sensitivity\":3}", &sp, err), 422);
     assert_non_null(strstr(err, "sensitivity"));
     assert_true(spec_eq(&sp, &before));
+    assert_int_equal(parse("{\"ignore\":[{\"x\":0,\"y\":0,\"w\":640,\"h\":70},"
+                           "{\"x\":10,\"y\":20,\"w\":30,\"h\":40}]}",
+                           &sp, err),
+                     0);
+    assert_int_equal(sp.nignore, 2);
+    assert_int_equal(sp.ignore[1].h, 40);
     /* What the state file keeps reads back the same. */
     json_t *o = relay_motion_spec_json(&sp);
     assert_non_null(o);
@@ -453,6 +507,7 @@ int main(void)
         STW_TEST(test_scene_change_resets),
         STW_TEST(test_corrupt_jpeg_is_an_error),
         STW_TEST(test_sizes_and_scales),
+        STW_TEST(test_ignored_rectangle),
         STW_TEST(test_allocation_failures),
         STW_TEST(test_options_json),
     };
