@@ -14,8 +14,9 @@ ephemeral port, under `steward check`, driven over HTTP.
                            joins the thread (ledger and /proc); enabling starts it
   motion_state_file        the options are in the state file
   motion_on_demand         motion detection keeps an on-demand source running
-  motion_ffmpeg_input      an ffmpeg input (a looping file) is decoded for the
-                           processor without any viewer and raises motion-start
+  motion_ffmpeg_input      an ffmpeg input (a looping file of a moving square) is
+                           decoded for the processor without any viewer and raises
+                           motion-start with the square's box
   motion_delete_input      deleting an input joins its processor
   motion_shutdown          SIGTERM: clean verdict, 0 leaks from the checker
 
@@ -27,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -58,10 +60,16 @@ def wait_event(ev, kind, name, timeout):
             return found[0]
         if time.monotonic() > deadline:
             raise AssertionError("no %s for %s within %ss: %r" % (kind, name, timeout, ev.buf[-800:]))
+        # Read what comes next (Events.wait_for would return at once on an
+        # event of another input already read).
+        ev.s.settimeout(0.5)
         try:
-            ev.wait_for("event: %s" % kind, timeout=0.5)
-        except AssertionError:
-            pass
+            chunk = ev.s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            raise AssertionError("event stream closed")
+        ev.buf += chunk
 
 
 def motion(relay, name):
@@ -85,15 +93,20 @@ def run(build):
         ev = Events(relay.port)
         keep.append(ev)
         ev.wait_for("steward relay events")
-        # Both patterns start together, so their warm-ups overlap.
+        # Both patterns start together, so their warm-ups overlap. The
+        # pattern's clock and counter (the top 68 rows) are left out, as a
+        # camera's timestamp overlay would be.
+        band = [{"x": 0, "y": 0, "w": 320, "h": 72}]
         st, doc, _ = call(relay, "POST", "/api/inputs",
                           {"name": "ball", "kind": "test", "width": 320, "height": 240, "fps": 25,
-                           "motion": {"enabled": True}})
+                           "motion": {"enabled": True, "ignore": band}})
         assert st == 201, (st, doc)
         assert doc["motion"]["enabled"] is True and doc["motion"]["fps"] == 2, doc
+        assert doc["motion"]["ignore"] == band, doc
         st, doc, _ = call(relay, "POST", "/api/inputs",
                           {"name": "still", "kind": "test", "width": 320, "height": 240,
-                           "fps": 25, "pattern": "still", "motion": {"enabled": True, "fps": 4}})
+                           "fps": 25, "pattern": "still",
+                           "motion": {"enabled": True, "fps": 4, "ignore": band}})
         assert st == 201, (st, doc)
         assert doc["pattern"] == "still", doc
 
@@ -211,16 +224,26 @@ def run(build):
             if shutil.which("ffmpeg") is None:
                 raise AssertionError("ffmpeg is not installed")
             clip = os.path.join(tmp, "clip.mp4")
+            # A white 60 x 60 square crossing a black picture at 80 px/s,
+            # its top at row 80; H.264, looped by the relay's ffmpeg.
             subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-                            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "2",
-                            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                            "-g", "25", clip], check=True, timeout=60)
+                            "-f", "lavfi", "-i", "color=c=black:s=320x240:r=25",
+                            "-f", "lavfi", "-i", "color=c=white:s=60x60:r=25",
+                            "-filter_complex", "[0][1]overlay=x='mod(t*80,260)':y=80:shortest=1",
+                            "-t", "6", "-c:v", "libx264", "-preset", "ultrafast",
+                            "-pix_fmt", "yuv420p", "-g", "25", clip], check=True, timeout=60)
             st, doc, _ = call(relay, "POST", "/api/inputs",
                               {"name": "ff", "kind": "ffmpeg", "url": clip, "loop": True,
                                "motion": {"enabled": True}})
             assert st == 201, (st, doc)
-            d = wait_event(ev, "motion-start", "ff", 20)
+            try:
+                d = wait_event(ev, "motion-start", "ff", 20)
+            except AssertionError:
+                raise AssertionError("no motion-start: %r" % call(relay, "GET", "/api/inputs/ff")[1])
             assert d["width"] == 320 and d["box"] is not None, d
+            b = d["box"]
+            assert abs(b["y"] - 80) <= 8 and abs(b["h"] - 60) <= 12 and 0 < b["w"] <= 110, d
+            print("     ffmpeg input: motion-start box %r" % b, flush=True)
             st, doc, _ = call(relay, "GET", "/api/inputs/ff")
             assert doc["viewers"] == 0, doc
             assert doc["ffmpeg"]["decoder"]["state"] == "running", doc["ffmpeg"]["decoder"]
