@@ -383,7 +383,9 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     in->fps = spec->fps;
     in->quality = spec->quality;
     in->still = spec->still;
-    in->motion_spec = spec->motion;
+    /* A spec made in code without motion options (all zero) gets the
+     * defaults, so that the state file never holds what its loader refuses. */
+    in->motion_spec = spec->motion.fps != 0 ? spec->motion : RELAY_MOTION_SPEC_DEFAULT;
     in->on_demand = spec->on_demand;
     in->declared = spec->declared;
     in->claim = relay_spec_claim(spec);
@@ -554,7 +556,8 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
                                     .width = cfg->width,
                                     .height = cfg->height,
                                     .fps = cfg->fps,
-                                    .quality = cfg->quality};
+                                    .quality = cfg->quality,
+                                    .motion = RELAY_MOTION_SPEC_DEFAULT};
             n = 1;
         }
     }
