@@ -139,9 +139,10 @@ static int apply(http_input *hi)
     relay_input *in = hi->in;
     relay_motion_stop(in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
     int rc = in->motion_spec.enabled ? relay_motion_start(in) : 0;
-    /* An on-demand input runs while something consumes it. */
+    /* An on-demand input runs while something consumes it. A source that
+     * cannot start says so in its state; the processor waits for it. */
     if (rc == 0 && in->motion_spec.enabled && in->on_demand)
-        rc = relay_http__input_ensure_running(hi);
+        relay_http__input_ensure_running(hi);
     else
         relay_http__viewers_changed(hi);
     relay_http__motion_flush(hi);

@@ -536,11 +536,11 @@ int relay_motion_det_feed_jpeg(relay_motion_det *d, const uint8_t *data, size_t 
     if (len < 4 || len > (size_t)1 << 30)
         return -EBADMSG;
     struct jpeg_decompress_struct *c = &d->cinfo;
-    volatile int rc = 0;
     d->warnings = 0;
     if (setjmp(d->jmp) != 0) {
+        /* libjpeg gave up (error_exit): the decompressor is reusable. */
         jpeg_abort_decompress(c);
-        return rc != 0 ? rc : -EBADMSG;
+        return -EBADMSG;
     }
     jpeg_mem_src(c, data, (unsigned long)len);
     if (jpeg_read_header(c, TRUE) != JPEG_HEADER_OK) {

@@ -17,6 +17,8 @@ ephemeral port, under `steward check`, driven over HTTP.
   motion_ffmpeg_input      an ffmpeg input (a looping file of a moving square) is
                            decoded for the processor without any viewer and raises
                            motion-start with the square's box
+  motion_corrupt_jpegs     a camera whose parts look whole but do not decode: decode
+                           errors counted (API, /metrics), nothing else happens
   motion_delete_input      deleting an input joins its processor
   motion_shutdown          SIGTERM: clean verdict, 0 leaks from the checker
 
@@ -37,6 +39,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay_basic import Relay, check, main_for, metric  # noqa: E402
 from relay_api import Events, call, settle, stop, tasks  # noqa: E402
+from fake_camera import FakeCamera  # noqa: E402
 
 
 def events_of(ev, kind, name):
@@ -252,6 +255,33 @@ def run(build):
             assert st == 200, st
             assert "mot-ff" not in motion_threads(relay), motion_threads(relay)
 
+        def motion_corrupt_jpegs():
+            # Parts that pass the stream parser (SOI ... EOI) but do not
+            # decode: counted, skipped, nothing else happens.
+            cam = FakeCamera().start()
+            keep.append(cam)
+            st, doc, _ = call(relay, "POST", "/api/inputs",
+                              {"name": "bad", "kind": "mjpeg", "url": cam.url("/corrupt"),
+                               "motion": {"enabled": True, "fps": 10}})
+            assert st == 201, (st, doc)
+            deadline = time.monotonic() + 10
+            while True:
+                m = motion(relay, "bad")
+                if m["decode_errors"] >= 5 and m["frames_analysed"] >= 2:
+                    break
+                assert time.monotonic() < deadline, m
+                time.sleep(0.2)
+            assert m["running"] is True and m["width"] == 32, m
+            _, _, body = relay.get("/metrics")
+            assert metric(body.decode(), "steward_relay_motion_decode_errors_total",
+                          '{input="bad"}') >= 5
+            print("     corrupt camera: %d analysed, %d decode errors"
+                  % (m["frames_analysed"], m["decode_errors"]), flush=True)
+            st, _, _ = call(relay, "DELETE", "/api/inputs/bad")
+            assert st == 200, st
+            cam.stop()
+            keep.remove(cam)
+
         def motion_delete_input():
             st, _, _ = call(relay, "DELETE", "/api/inputs/still")
             assert st == 200, st
@@ -270,12 +300,16 @@ def run(build):
                          ("motion_state_file", motion_state_file),
                          ("motion_on_demand", motion_on_demand),
                          ("motion_ffmpeg_input", motion_ffmpeg_input),
+                         ("motion_corrupt_jpegs", motion_corrupt_jpegs),
                          ("motion_delete_input", motion_delete_input),
                          ("motion_shutdown", motion_shutdown)]:
             check(name, fn)
     finally:
         for k in keep:
-            k.close()
+            if isinstance(k, FakeCamera):
+                k.stop()
+            else:
+                k.close()
         relay.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
