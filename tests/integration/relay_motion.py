@@ -21,6 +21,8 @@ ephemeral port, under `steward check`, driven over HTTP.
                            errors counted (API, /metrics), nothing else happens
   motion_delete_input      deleting an input joins its processor
   motion_shutdown          SIGTERM: clean verdict, 0 leaks from the checker
+  motion_restart           the options come back from the state file, the processor
+                           runs again
 
 Usage: relay_motion.py BUILD_DIR
 Prints "ok   relay/NAME" or "FAIL relay/NAME: reason" per test case. Every
@@ -292,6 +294,19 @@ def run(build):
             keep.remove(ev)
             stop(relay)
 
+        def motion_restart():
+            # The options come back from the state file and the processor
+            # runs again.
+            again = Relay(build, ["--state", state, "--no-default-input"])
+            try:
+                m = motion(again, "ball")
+                assert m["enabled"] is True and m["threshold"] == 30, m
+                assert m["running"] is True, m
+                assert motion_threads(again) == ["mot-ball"], motion_threads(again)
+                stop(again)
+            finally:
+                again.kill()
+
         for name, fn in [("motion_start_event", motion_start_event),
                          ("motion_rate_capped", motion_rate_capped),
                          ("motion_still_pattern", motion_still_pattern),
@@ -302,7 +317,8 @@ def run(build):
                          ("motion_ffmpeg_input", motion_ffmpeg_input),
                          ("motion_corrupt_jpegs", motion_corrupt_jpegs),
                          ("motion_delete_input", motion_delete_input),
-                         ("motion_shutdown", motion_shutdown)]:
+                         ("motion_shutdown", motion_shutdown),
+                         ("motion_restart", motion_restart)]:
             check(name, fn)
     finally:
         for k in keep:
