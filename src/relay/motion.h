@@ -212,7 +212,7 @@ bool relay_motion_running(struct relay_input *in);
  * how many. */
 unsigned relay_motion_take_events(struct relay_input *in, relay_motion_event *out, unsigned max);
 
-/* @in's motion state now. Any thread. */
+/* @in's motion state now. Any thread, while the input exists. */
 void relay_motion_view_get(struct relay_input *in, relay_motion_view *out);
 
 /*
@@ -220,8 +220,15 @@ void relay_motion_view_get(struct relay_input *in, relay_motion_view *out);
  * with its own pre- and post-roll): true while @in has motion. *@since_ms
  * (may be NULL) gets the wall clock of the motion-start, *@starts (may be
  * NULL) the number of motion-starts so far, so that a caller polling less
- * often than events come still sees a short motion it missed. Any thread;
- * cheap (one mutex).
+ * often than events come still sees a short motion it missed. Any thread,
+ * while the input exists (a recorder of the input, whose scope is under
+ * the input's owner scope, always is); cheap (one mutex). False while
+ * detection is off.
+ *
+ * A recorder's "motion" mode would poll this at its own pace (e.g. per
+ * MPEG-TS chunk or every 100 ms): record from (since_ms - pre-roll, out of
+ * its own bounded ring) while it is true or @starts moved since the last
+ * poll, and for its post-roll after it turned false.
  */
 bool relay_motion_active(struct relay_input *in, int64_t *since_ms, uint64_t *starts);
 
