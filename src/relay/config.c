@@ -375,10 +375,9 @@ fail:
 static int input(walk *w, const relay_config *cfg, relay_spec *out, struct fy_node *key,
                  const char *name, struct fy_node *map)
 {
-    static const char *const known[] = {"kind",    "url",     "width",     "height",
-                                        "fps",     "quality", "on_demand", "rtsp_transport",
-                                        "loop",    "timeout", "outputs",   "pattern",
-                                        "motion"};
+    static const char *const known[] = {
+        "kind",           "url",  "width",   "height",  "fps",     "quality", "on_demand",
+        "rtsp_transport", "loop", "timeout", "outputs", "pattern", "motion"};
     if (!fy_node_is_mapping(map))
         return fail(w, key, name, "an input must be a mapping (kind, url, ...)");
     json_t *obj = json_object();

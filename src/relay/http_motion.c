@@ -100,9 +100,8 @@ void relay_http__motion_flush(http_input *hi)
             relay_http__json_str(b, ev[i].reason);
         }
         evbuffer_add_printf(b, "}");
-        relay_http__sse_broadcast(srv,
-                                  ev[i].type == RELAY_MOTION_START ? "motion-start" : "motion-end",
-                                  b);
+        relay_http__sse_broadcast(
+            srv, ev[i].type == RELAY_MOTION_START ? "motion-start" : "motion-end", b);
         evbuffer_free(b);
     }
 }

@@ -62,8 +62,8 @@ struct relay_hub {
     char last_error[RELAY_ERROR_MAX]; /* guarded by lock */
     _Atomic uint64_t frames_in, cards, frames_out, dropped;
     _Atomic int viewers;
-    bool latest_card;                   /* guarded by lock: latest is a card */
-    int watchers[RELAY_HUB_WATCHERS];   /* guarded by lock: eventfds, -1 free */
+    bool latest_card;                 /* guarded by lock: latest is a card */
+    int watchers[RELAY_HUB_WATCHERS]; /* guarded by lock: eventfds, -1 free */
 };
 
 int relay_hub_new(const char *name, relay_hub **out)

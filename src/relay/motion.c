@@ -43,15 +43,15 @@ struct relay_motion_det {
     jmp_buf jmp;
     unsigned warnings;
     /* pixels */
-    uint8_t *gray;    /* the decoded frame */
-    uint8_t *mask;    /* changed pixels */
-    uint32_t *bg;     /* background, 8.8 fixed point (in 32 bits for the update) */
-    uint32_t *dev;    /* mean absolute deviation from it, 8.8 fixed point */
-    uint32_t *stack;  /* the flood fill's, one entry a pixel */
-    size_t cap;       /* pixels the buffers hold */
-    unsigned w, h;    /* of the background, 0 before the first frame */
-    unsigned warmup;  /* frames left to learn the background before events */
-    unsigned seen;    /* frames since the background was (re)set */
+    uint8_t *gray;   /* the decoded frame */
+    uint8_t *mask;   /* changed pixels */
+    uint32_t *bg;    /* background, 8.8 fixed point (in 32 bits for the update) */
+    uint32_t *dev;   /* mean absolute deviation from it, 8.8 fixed point */
+    uint32_t *stack; /* the flood fill's, one entry a pixel */
+    size_t cap;      /* pixels the buffers hold */
+    unsigned w, h;   /* of the background, 0 before the first frame */
+    unsigned warmup; /* frames left to learn the background before events */
+    unsigned seen;   /* frames since the background was (re)set */
     unsigned warmup_frames;
     /* hysteresis */
     bool active;
@@ -70,12 +70,13 @@ int relay_motion_spec_parse(const void *o, relay_motion_spec *out, char *err, si
         snprintf(err, errlen, "motion must be an object");
         return 400;
     }
-    static const char *const known[] = {"enabled",      "fps",       "threshold", "min_area",
-                                        "start_frames", "end_after", "active",    "score",
-                                        "box",          "width",     "height",    "last_event",
-                                        "last_event_time", "since", "frames_analysed",
-                                        "frames_dropped", "decode_errors", "running",
-                                        "ignore", "starts", "ends"};
+    static const char *const known[] = {"enabled",         "fps",           "threshold",
+                                        "min_area",        "start_frames",  "end_after",
+                                        "active",          "score",         "box",
+                                        "width",           "height",        "last_event",
+                                        "last_event_time", "since",         "frames_analysed",
+                                        "frames_dropped",  "decode_errors", "running",
+                                        "ignore",          "starts",        "ends"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)

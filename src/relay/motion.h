@@ -62,9 +62,9 @@
 
 #include "steward/common.h"
 
-#define RELAY_MOTION_TAU_S 4.0    /* the background's time constant, seconds */
-#define RELAY_MOTION_WARMUP_S 3   /* learning after a (re)set, without events */
-#define RELAY_MOTION_SCENE_PCT 70 /* a change this large resets the background */
+#define RELAY_MOTION_TAU_S 4.0     /* the background's time constant, seconds */
+#define RELAY_MOTION_WARMUP_S 3    /* learning after a (re)set, without events */
+#define RELAY_MOTION_SCENE_PCT 70  /* a change this large resets the background */
 #define RELAY_MOTION_MAX_SIDE 8192 /* a larger picture is refused */
 
 /* ---- configuration (relay_spec and relay_input carry one) ---- */
@@ -112,14 +112,14 @@ void *relay_motion_spec_json(const relay_motion_spec *spec);
 enum { RELAY_MOTION_NONE = 0, RELAY_MOTION_START = 1, RELAY_MOTION_END = 2 };
 
 typedef struct relay_motion_result {
-    int event;          /* RELAY_MOTION_NONE, _START or _END, raised by this frame */
-    bool active;        /* motion now (after this frame) */
-    bool reset;         /* the background was (re)set: first frame, new size, scene change */
-    double score;       /* changed share of this frame, percent */
-    relay_motion_box box;      /* of this frame's changed pixels */
-    double peak;        /* _END: the event's highest score */
-    relay_motion_box span;     /* _END: the union of the event's boxes */
-    unsigned width, height;    /* the source picture */
+    int event;              /* RELAY_MOTION_NONE, _START or _END, raised by this frame */
+    bool active;            /* motion now (after this frame) */
+    bool reset;             /* the background was (re)set: first frame, new size, scene change */
+    double score;           /* changed share of this frame, percent */
+    relay_motion_box box;   /* of this frame's changed pixels */
+    double peak;            /* _END: the event's highest score */
+    relay_motion_box span;  /* _END: the union of the event's boxes */
+    unsigned width, height; /* the source picture */
     unsigned scaled_w, scaled_h; /* what was analysed */
 } relay_motion_result;
 

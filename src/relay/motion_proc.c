@@ -225,8 +225,7 @@ static void motion_main(stw_scope *scope, void *arg)
             cut(r, "no-frames");
             last_frame = now;
         }
-        if (stw_scope_wait_fd(scope, r->efd, POLLIN, now + WANT_EVERY_MS * 1000000ll) ==
-            -ECANCELED)
+        if (stw_scope_wait_fd(scope, r->efd, POLLIN, now + WANT_EVERY_MS * 1000000ll) == -ECANCELED)
             break;
     }
     cut(r, "stopped");

@@ -1,6 +1,7 @@
 /*
  * src/relay/source_test.c — the built-in test pattern: a bouncing ball
- * (none with "pattern": "still"), a UTC clock and a frame counter, JPEG-encoded and published to a hub.
+ * (none with "pattern": "still"), a UTC clock and a frame counter,
+ * JPEG-encoded and published to a hub.
  *
  * Model
  *   One thread per test input draws into an RGB canvas it owns, encodes it

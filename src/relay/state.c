@@ -165,9 +165,9 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
     if (!json_is_object(obj))
         return fail(err, errlen, 400, "%s", "the body must be a JSON object");
     static const char *const known[] = {
-        "name",      "kind",    "url",        "width",          "height", "fps",     "quality",
-        "on_demand", "created", "created_ms", "rtsp_transport", "loop",   "timeout", "outputs",
-        "pattern",   "motion"};
+        "name",    "kind",      "url",     "width",      "height",         "fps",
+        "quality", "on_demand", "created", "created_ms", "rtsp_transport", "loop",
+        "timeout", "outputs",   "pattern", "motion"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)

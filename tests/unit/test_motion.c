@@ -327,8 +327,8 @@ static void test_sizes_and_scales(void **state)
     assert_int_equal(relay_motion_det_new(&sp, &d), 0);
     static const struct {
         unsigned w, h, sw, sh;
-    } cases[] = {{1920, 1080, 240, 135}, {320, 240, 160, 120}, {160, 120, 160, 120},
-                 {1280, 720, 320, 180}};
+    } cases[] = {
+        {1920, 1080, 240, 135}, {320, 240, 160, 120}, {160, 120, 160, 120}, {1280, 720, 320, 180}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         relay_canvas c;
         relay_jpeg *e = NULL;
@@ -500,16 +500,11 @@ int main(void)
 {
     json_set_alloc_funcs(stw_malloc, stw_free);
     const struct CMUnitTest tests[] = {
-        STW_TEST(test_still_scene_no_event),
-        STW_TEST(test_moving_block_starts_and_ends),
-        STW_TEST(test_no_flapping),
-        STW_TEST(test_small_flicker_and_noise_no_event),
-        STW_TEST(test_scene_change_resets),
-        STW_TEST(test_corrupt_jpeg_is_an_error),
-        STW_TEST(test_sizes_and_scales),
-        STW_TEST(test_ignored_rectangle),
-        STW_TEST(test_allocation_failures),
-        STW_TEST(test_options_json),
+        STW_TEST(test_still_scene_no_event), STW_TEST(test_moving_block_starts_and_ends),
+        STW_TEST(test_no_flapping),          STW_TEST(test_small_flicker_and_noise_no_event),
+        STW_TEST(test_scene_change_resets),  STW_TEST(test_corrupt_jpeg_is_an_error),
+        STW_TEST(test_sizes_and_scales),     STW_TEST(test_ignored_rectangle),
+        STW_TEST(test_allocation_failures),  STW_TEST(test_options_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
