@@ -23,6 +23,8 @@ ephemeral port, under `steward check`, driven over HTTP.
   motion_shutdown          SIGTERM: clean verdict, 0 leaks from the checker
   motion_restart           the options come back from the state file, the processor
                            runs again
+  motion_config_file       motion options of an input the YAML config declares
+                           (decimals, a list of rectangles); the API may not change them
 
 Usage: relay_motion.py BUILD_DIR
 Prints "ok   relay/NAME" or "FAIL relay/NAME: reason" per test case. Every
@@ -307,6 +309,29 @@ def run(build):
             finally:
                 again.kill()
 
+        def motion_config_file():
+            # Declared in YAML: a decimal min_area and a list of rectangles;
+            # changed only there.
+            conf = os.path.join(tmp, "relay.yaml")
+            with open(conf, "w") as f:
+                f.write("inputs:\n  yard:\n    kind: test\n    width: 160\n    height: 120\n"
+                        "    pattern: still\n    motion:\n      enabled: true\n"
+                        "      min_area: 0.75\n      ignore:\n"
+                        "        - {x: 0, y: 0, w: 160, h: 40}\n")
+            os.chmod(conf, 0o600)
+            other = Relay(build, ["--config", conf, "--state", "none"])
+            try:
+                m = motion(other, "yard")
+                assert m["enabled"] is True and m["running"] is True, m
+                assert m["min_area"] == 0.75, m
+                assert m["ignore"] == [{"x": 0, "y": 0, "w": 160, "h": 40}], m
+                st, doc, _ = call(other, "PATCH", "/api/inputs/yard/motion", {"enabled": False})
+                assert st == 409 and "config file" in doc["error"], (st, doc)
+                assert motion(other, "yard")["running"] is True
+                stop(other)
+            finally:
+                other.kill()
+
         for name, fn in [("motion_start_event", motion_start_event),
                          ("motion_rate_capped", motion_rate_capped),
                          ("motion_still_pattern", motion_still_pattern),
@@ -318,7 +343,8 @@ def run(build):
                          ("motion_corrupt_jpegs", motion_corrupt_jpegs),
                          ("motion_delete_input", motion_delete_input),
                          ("motion_shutdown", motion_shutdown),
-                         ("motion_restart", motion_restart)]:
+                         ("motion_restart", motion_restart),
+                         ("motion_config_file", motion_config_file)]:
             check(name, fn)
     finally:
         for k in keep:
