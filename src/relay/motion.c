@@ -453,7 +453,8 @@ int relay_motion_det_feed_gray(relay_motion_det *d, const uint8_t *gray, unsigne
         /* Right after a (re)set the averages are over the frames seen so
          * far (1/k), so that they are good by the end of the warm-up. */
         uint32_t a = d->alpha;
-        d->seen++;
+        if (d->seen < 65536)
+            d->seen++;
         if (65536u / (d->seen + 1) > a)
             a = 65536u / (d->seen + 1);
         for (size_t i = 0; i < n; i++) {
