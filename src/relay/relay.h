@@ -17,9 +17,10 @@
  *   input has an owner scope "input:NAME" under "sources" whose cleanup
  *   frees the input and its hub; the running source lives in a child scope
  *   of it ("source", in->scope), so a source can be stopped and started
- *   again (on-demand inputs) while the hub and its viewers stay. Closing
- *   the owner scope stops the source, joins its thread and frees
- *   everything.
+ *   again (on-demand inputs) while the hub and its viewers stay; so does
+ *   its motion processor while it runs ("motion", motion.h). Closing the
+ *   owner scope stops the source and the processor, joins their threads
+ *   and frees everything.
  *
  *   Inputs are created and deleted at run time through the REST API. The
  *   input table belongs to the HTTP loop thread: after relay_http_start()
