@@ -200,7 +200,12 @@ function addRow(input) {
   outRow.dataset.name = input.name;
   const entry = { input, row, outRow, cells, details, list, under, pushForm: null,
     preview: null, mode: 'off', timer: null, snapTimer: null };
-  cells.actions.append(el('button', {
+  entry.motionButton = el('button', {
+    type: 'button',
+    class: 'motion-toggle',
+    onclick: () => toggleMotion(entry),
+  }, 'Motion');
+  cells.actions.append(entry.motionButton, el('button', {
     type: 'button',
     class: 'danger',
     title: 'delete this input and all its outputs',
@@ -227,6 +232,46 @@ function setState(entry, state) {
   const s = entry.cells.state;
   s.textContent = '';
   s.append(badge(state));
+  renderMotion(entry);
+}
+
+// Motion detection, beside the state: "motion" while something moves,
+// "quiet" while the processor watches and nothing does.
+function renderMotion(entry) {
+  const m = entry.input.motion;
+  const on = !!(m && m.enabled);
+  if (entry.motionButton) {
+    entry.motionButton.textContent = on ? 'Motion off' : 'Motion on';
+    entry.motionButton.title = on ? 'stop motion detection on this input'
+      : 'detect motion on this input (events on /api/events)';
+  }
+  const cell = entry.cells.state;
+  let b = cell.querySelector('.motion');
+  if (!on) {
+    if (b) b.remove();
+    return;
+  }
+  if (!b) {
+    b = el('span');
+    cell.append(b);
+  }
+  b.className = 'motion' + (m.active ? ' motion-active' : '');
+  b.textContent = m.active ? 'motion' : 'quiet';
+  b.title = m.active && m.box
+    ? 'motion: ' + m.score.toFixed(2) + ' % of the picture, at ' + m.box.x + ',' + m.box.y +
+      ' ' + m.box.w + '\u00d7' + m.box.h
+    : 'motion detection at ' + m.fps + ' fps: nothing moves';
+}
+
+async function toggleMotion(entry) {
+  const name = entry.input.name;
+  const on = !(entry.input.motion && entry.input.motion.enabled);
+  try {
+    entry.input.motion = await api('PATCH', inputPath(name) + '/motion', { enabled: on });
+    renderMotion(entry);
+  } catch (e) {
+    window.alert('Could not change motion detection of "' + name + '": ' + e.message);
+  }
 }
 
 // "h264 (High) · 1280×720 · 25 fps · 2.1 Mb/s · aac 48000 Hz 2 ch", from
@@ -574,6 +619,17 @@ onEvent('input-state', (d) => {
   // The source's details (an ffmpeg job, a camera's last error) changed too.
   if (entry.input.kind !== 'test') scheduleOutputs(entry);
 });
+for (const type of ['motion-start', 'motion-end']) {
+  onEvent(type, (d) => {
+    const entry = inputs.get(d.input);
+    if (!entry || !entry.input.motion) return;
+    const m = entry.input.motion;
+    m.active = type === 'motion-start';
+    m.score = d.score;
+    m.box = m.active ? d.box : null;
+    renderMotion(entry);
+  });
+}
 for (const type of ['output-created', 'output-deleted']) {
   onEvent(type, (d) => {
     const entry = inputs.get(d.input);

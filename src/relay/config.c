@@ -329,6 +329,15 @@ static json_t *scalar_json(struct fy_node *v)
         if (errno == 0 && *end == '\0')
             return json_integer(n);
     }
+    /* Plain decimals ("0.5") are numbers too: motion's min_area. */
+    if (is_plain(v) && s[0] != '\0' && strspn(s, "-0123456789.") == strlen(s) &&
+        strchr(s, '.') != NULL) {
+        char *end;
+        errno = 0;
+        double d = strtod(s, &end);
+        if (errno == 0 && *end == '\0')
+            return json_real(d);
+    }
     return json_string(s);
 }
 
@@ -366,9 +375,9 @@ fail:
 static int input(walk *w, const relay_config *cfg, relay_spec *out, struct fy_node *key,
                  const char *name, struct fy_node *map)
 {
-    static const char *const known[] = {"kind", "url",     "width",     "height",
-                                        "fps",  "quality", "on_demand", "rtsp_transport",
-                                        "loop", "timeout", "outputs"};
+    static const char *const known[] = {
+        "kind",           "url",  "width",   "height",  "fps",     "quality", "on_demand",
+        "rtsp_transport", "loop", "timeout", "outputs", "pattern", "motion"};
     if (!fy_node_is_mapping(map))
         return fail(w, key, name, "an input must be a mapping (kind, url, ...)");
     json_t *obj = json_object();
@@ -389,7 +398,7 @@ static int input(walk *w, const relay_config *cfg, relay_spec *out, struct fy_no
         if (!ok)
             rc = fail(w, k, field != NULL ? field : name,
                       "input %s: unknown key (kind, url, width, height, fps, quality, "
-                      "on_demand, rtsp_transport, loop, timeout, outputs)",
+                      "pattern, on_demand, rtsp_transport, loop, timeout, outputs, motion)",
                       name);
         else if (v == NULL)
             rc = fail(w, k, field, "input %s: not a value the API takes", name);
@@ -715,7 +724,19 @@ void relay_config_print(FILE *f, const relay_config *cfg)
         } else if (strcmp(s->kind, "test") == 0) {
             fprintf(f, "    width: %u\n    height: %u\n    fps: %u\n    quality: %u\n", s->width,
                     s->height, s->fps, s->quality);
+            fprintf(f, "    pattern: %s\n", s->still ? "still" : "ball");
         }
         fprintf(f, "    on_demand: %s\n", s->on_demand ? "true" : "false");
+        const relay_motion_spec *m = &s->motion;
+        fprintf(f,
+                "    motion:\n      enabled: %s\n      fps: %u\n      threshold: %u\n"
+                "      min_area: %g\n      start_frames: %u\n      end_after: %u\n",
+                m->enabled ? "true" : "false", m->fps, m->threshold, m->min_area, m->start_frames,
+                m->end_after);
+        if (m->nignore > 0)
+            fprintf(f, "      ignore:\n");
+        for (unsigned k = 0; k < m->nignore; k++)
+            fprintf(f, "        - {x: %u, y: %u, w: %u, h: %u}\n", m->ignore[k].x, m->ignore[k].y,
+                    m->ignore[k].w, m->ignore[k].h);
     }
 }

@@ -87,9 +87,14 @@ static void input_json(struct evbuffer *b, http_input *hi)
             stw_free(ff);
         }
     } else {
-        evbuffer_add_printf(b, ",\"width\":%u,\"height\":%u,\"fps\":%u,\"quality\":%u", in->width,
-                            in->height, in->fps, in->quality);
+        evbuffer_add_printf(b,
+                            ",\"width\":%u,\"height\":%u,\"fps\":%u,\"quality\":%u,"
+                            "\"pattern\":\"%s\"",
+                            in->width, in->height, in->fps, in->quality,
+                            in->still ? "still" : "ball");
     }
+    evbuffer_add_printf(b, ",\"motion\":");
+    relay_http__motion_json(b, in);
     evbuffer_add_printf(b,
                         ",\"on_demand\":%s,\"viewers\":%u,\"outputs\":%u,\"seq\":%llu,"
                         "\"frames_in\":%llu,\"cards\":%llu,\"frames_out\":%llu,\"dropped\":%llu,"
@@ -278,7 +283,9 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
             spec.push[i].id = ++srv->next_output_id;
         relay_input_start_pushes(in, &spec);
     }
-    if (rc == 0 && (!in->on_demand || in->npush > 0))
+    if (rc == 0 && in->motion_spec.enabled)
+        rc = relay_motion_start(in);
+    if (rc == 0 && (!in->on_demand || relay_input_consumed(in)))
         rc = relay_input_start(in, &srv->cfg);
     if (rc != 0) {
         if (hi != NULL)
@@ -437,6 +444,10 @@ void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const 
             handle_delete_input(srv, req, hi);
         else
             relay_http__reply_405(req, "GET, HEAD, DELETE");
+        return;
+    }
+    if (sub == 3) {
+        relay_http__handle_motion(srv, req, hi, cmd);
         return;
     }
     if (sub == 1) {

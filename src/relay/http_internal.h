@@ -14,6 +14,7 @@
  *     http_ts.c       MPEG-TS viewers (GET /stream/{input}.ts) of ffmpeg inputs
  *     http_api.c      the input table and the inputs/outputs REST API
  *     http_push.c     push outputs through the REST API
+ *     http_motion.c   motion detection: its options, state, events, metrics
  *     http_debug.c    /healthz, /metrics, /system-resources,
  *                     /cleanup-resources, /debug/threads
  *     http_assets.c   the web UI's embedded files
@@ -334,6 +335,21 @@ void relay_http__reply_unsaved(struct evhttp_request *req, int rc);
 /* The request's JSON body (a new json_t *, transfer full), or NULL once it
  * has answered the error (not JSON, too large, duplicate keys). */
 json_t *relay_http__read_body(relay_http *srv, struct evhttp_request *req);
+
+/* ---- motion detection (http_motion.c) ---- */
+
+/* Append @in's "motion" object (options and state) to @b. */
+void relay_http__motion_json(struct evbuffer *b, relay_input *in);
+
+/* GET, PUT or PATCH /api/inputs/{name}/motion. */
+void relay_http__handle_motion(relay_http *srv, struct evhttp_request *req, http_input *hi,
+                               enum evhttp_cmd_type cmd);
+
+/* Send @hi's queued motion events to the event clients. */
+void relay_http__motion_flush(http_input *hi);
+
+/* The motion metrics of every input with motion detection. */
+void relay_http__motion_metrics(relay_http *srv, struct evbuffer *b);
 
 /* ---- push outputs (http_push.c) ---- */
 

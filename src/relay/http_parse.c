@@ -54,9 +54,10 @@ int relay_http__decode_path(const char *raw, char *out, size_t *len)
     return 0;
 }
 
-/* Parse "/api/inputs/NAME[/outputs[/ID]]" after the prefix: *@name and
- * *@nlen get NAME; *@sub is 0 (the input), 1 (its outputs) or 2 (one
- * output, *@id). Returns false for anything else. */
+/* Parse "/api/inputs/NAME[/outputs[/ID]|/motion]" after the prefix:
+ * *@name and *@nlen get NAME; *@sub is 0 (the input), 1 (its outputs), 2
+ * (one output, *@id) or 3 (its motion detection). Returns false for
+ * anything else. */
 bool relay_http__parse_input_path(const char *rest, const char **name, size_t *nlen, int *sub,
                                   uint64_t *id)
 {
@@ -66,6 +67,10 @@ bool relay_http__parse_input_path(const char *rest, const char **name, size_t *n
     *sub = 0;
     if (slash == NULL)
         return *nlen > 0;
+    if (strcmp(slash, "/motion") == 0) {
+        *sub = 3;
+        return *nlen > 0;
+    }
     if (strncmp(slash, "/outputs", 8) != 0)
         return false;
     const char *tail = slash + 8;

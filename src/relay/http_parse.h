@@ -25,9 +25,10 @@
  * -EINVAL for a bad escape or an encoded NUL (@out is then undefined). */
 int relay_http__decode_path(const char *raw, char *out, size_t *len);
 
-/* Parse "NAME[/outputs[/ID]]" (what follows "/api/inputs/"): *@name and
- * *@nlen get NAME (pointing into @rest); *@sub is 0 (the input), 1 (its
- * outputs) or 2 (one output, *@id). Returns false for anything else. */
+/* Parse "NAME[/outputs[/ID]|/motion]" (what follows "/api/inputs/"):
+ * *@name and *@nlen get NAME (pointing into @rest); *@sub is 0 (the
+ * input), 1 (its outputs), 2 (one output, *@id) or 3 (its motion
+ * detection). Returns false for anything else. */
 bool relay_http__parse_input_path(const char *rest, const char **name, size_t *nlen, int *sub,
                                   uint64_t *id);
 

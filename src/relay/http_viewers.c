@@ -119,7 +119,7 @@ void relay_http__viewers_changed(http_input *hi)
     relay_http *srv = hi->srv;
     if (srv->closing || !hi->in->on_demand)
         return;
-    if (hi->nviewers > 0 || hi->in->npush > 0) {
+    if (hi->nviewers > 0 || relay_input_consumed(hi->in)) {
         evtimer_del(hi->grace);
     } else if (hi->in->scope != NULL) {
         struct timeval tv = {.tv_sec = srv->cfg.on_demand_grace_ms / 1000,
@@ -304,6 +304,7 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
             evbuffer_free(b);
         }
     }
+    relay_http__motion_flush(hi);
     uint64_t seq;
     stw_frame *f = relay_hub_latest(hi->in->hub, &seq);
     if (f == NULL)
@@ -322,7 +323,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     http_input *hi = arg;
-    if (hi->nviewers == 0 && hi->in->npush == 0)
+    if (hi->nviewers == 0 && !relay_input_consumed(hi->in))
         relay_input_stop(hi->in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
 }
 

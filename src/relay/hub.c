@@ -28,6 +28,12 @@
  *   by the input, freed by the input scope's cleanup after the source
  *   thread has returned and after the HTTP loop (closed earlier) stopped.
  *
+ *   Other consumers of frames on their own threads (the motion processor)
+ *   register an eventfd of theirs with relay_hub_watch(): every publish
+ *   from the source (not a card) makes it readable, and they take the
+ *   latest frame when they are ready for one, so they too skip rather
+ *   than queue.
+ *
  * Threads
  *   A mutex guards the latest frame and its sequence number; the counters
  *   are atomics so /metrics reads them without taking it.
@@ -56,6 +62,8 @@ struct relay_hub {
     char last_error[RELAY_ERROR_MAX]; /* guarded by lock */
     _Atomic uint64_t frames_in, cards, frames_out, dropped;
     _Atomic int viewers;
+    bool latest_card;                 /* guarded by lock: latest is a card */
+    int watchers[RELAY_HUB_WATCHERS]; /* guarded by lock: eventfds, -1 free */
 };
 
 int relay_hub_new(const char *name, relay_hub **out)
@@ -70,6 +78,8 @@ int relay_hub_new(const char *name, relay_hub **out)
     }
     h->name = name;
     h->efd = fd;
+    for (unsigned i = 0; i < RELAY_HUB_WATCHERS; i++)
+        h->watchers[i] = -1;
     snprintf(h->state, sizeof(h->state), "idle");
     pthread_mutex_init(&h->lock, NULL);
     *out = h;
@@ -93,17 +103,25 @@ static void publish(relay_hub *h, stw_frame *f, bool delivering)
     pthread_mutex_lock(&h->lock);
     stw_frame *old = h->latest;
     h->latest = f;
+    h->latest_card = !delivering;
     h->seq++;
     if (delivering && strcmp(h->state, "running") != 0) {
         snprintf(h->state, sizeof(h->state), "running");
         h->state_changed = true;
     }
+    uint64_t one = 1;
+    /* Under the lock, so that a watcher removed is never written to again
+     * (its fd number may be reused at once). */
+    for (unsigned i = 0; delivering && i < RELAY_HUB_WATCHERS; i++)
+        if (h->watchers[i] >= 0) {
+            ssize_t w = write(h->watchers[i], &one, sizeof(one));
+            (void)w;
+        }
     pthread_mutex_unlock(&h->lock);
     /* The old frame may be the last reference to a pool buffer: returning
      * it to the pool takes the pool's lock, which needs no hub lock. */
     stw_frame_unref(&old);
     atomic_fetch_add(delivering ? &h->frames_in : &h->cards, 1);
-    uint64_t one = 1;
     /* EAGAIN means the counter is saturated: the fd is readable anyway. */
     ssize_t n = write(h->efd, &one, sizeof(one));
     (void)n;
@@ -156,12 +174,49 @@ void relay_hub_state(relay_hub *h, char *out)
 
 stw_frame *relay_hub_latest(relay_hub *h, uint64_t *seq)
 {
+    return relay_hub_latest_source(h, seq, NULL);
+}
+
+stw_frame *relay_hub_latest_source(relay_hub *h, uint64_t *seq, bool *card)
+{
     pthread_mutex_lock(&h->lock);
     stw_frame *f = h->latest != NULL ? stw_frame_ref(h->latest) : NULL;
     if (seq != NULL)
         *seq = h->seq;
+    if (card != NULL)
+        *card = h->latest_card;
     pthread_mutex_unlock(&h->lock);
     return f;
+}
+
+int relay_hub_watch(relay_hub *h, int fd)
+{
+    int rc = -ENOSPC;
+    pthread_mutex_lock(&h->lock);
+    for (unsigned i = 0; i < RELAY_HUB_WATCHERS; i++)
+        if (h->watchers[i] < 0) {
+            h->watchers[i] = fd;
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+void relay_hub_unwatch(relay_hub *h, int fd)
+{
+    pthread_mutex_lock(&h->lock);
+    for (unsigned i = 0; i < RELAY_HUB_WATCHERS; i++)
+        if (h->watchers[i] == fd)
+            h->watchers[i] = -1;
+    pthread_mutex_unlock(&h->lock);
+}
+
+void relay_hub_poke(relay_hub *h)
+{
+    uint64_t one = 1;
+    ssize_t n = write(h->efd, &one, sizeof(one));
+    (void)n;
 }
 
 int relay_hub_notify_fd(const relay_hub *h)

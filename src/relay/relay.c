@@ -337,9 +337,15 @@ static void input_free(void *arg)
     relay_input *in = arg;
     relay_ffmpeg_input_release(in);
     stw_pool_unref(&in->pool);
+    relay_motion_free(&in->motion);
     relay_hub_free(&in->hub);
     pthread_mutex_destroy(&in->lock);
     stw_free(in);
+}
+
+bool relay_input_consumed(const relay_input *in)
+{
+    return in->npush > 0 || in->motion_spec.enabled;
 }
 
 size_t relay_spec_claim(const relay_spec *spec)
@@ -376,6 +382,10 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     in->height = spec->height;
     in->fps = spec->fps;
     in->quality = spec->quality;
+    in->still = spec->still;
+    /* A spec made in code without motion options (all zero) gets the
+     * defaults, so that the state file never holds what its loader refuses. */
+    in->motion_spec = spec->motion.fps != 0 ? spec->motion : RELAY_MOTION_SPEC_DEFAULT;
     in->on_demand = spec->on_demand;
     in->declared = spec->declared;
     in->claim = relay_spec_claim(spec);
@@ -390,6 +400,9 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     rc = relay_hub_new(in->name, &in->hub);
     if (rc != 0)
         goto free_input;
+    rc = relay_motion_new(&in->motion);
+    if (rc != 0)
+        goto free_hub;
     if (strcmp(in->kind, "ffmpeg") == 0 && (rc = relay_ffmpeg_input_init(in)) != 0)
         goto free_hub;
     rc = stw_scope_defer(owner, input_free, in);
@@ -400,6 +413,7 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
 
 free_hub:
     relay_ffmpeg_input_release(in);
+    relay_motion_free(&in->motion);
     relay_hub_free(&in->hub);
 free_input:
     pthread_mutex_destroy(&in->lock);
@@ -542,7 +556,8 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
                                     .width = cfg->width,
                                     .height = cfg->height,
                                     .fps = cfg->fps,
-                                    .quality = cfg->quality};
+                                    .quality = cfg->quality,
+                                    .motion = RELAY_MOTION_SPEC_DEFAULT};
             n = 1;
         }
     }
@@ -565,8 +580,12 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
             return rc;
         relay_input *in = inputs[(*ninputs)++];
         relay_input_start_pushes(in, spec);
-        /* Push outputs keep an on-demand input running, as viewers do. */
-        if (in->on_demand && in->npush == 0)
+        if (in->motion_spec.enabled && (rc = relay_motion_start(in)) != 0)
+            fprintf(stderr, "steward relay: input %s: cannot start motion detection: %s\n",
+                    in->name, stw_strerror(rc));
+        /* Push outputs and motion detection keep an on-demand input
+         * running, as viewers do. */
+        if (in->on_demand && !relay_input_consumed(in))
             continue;
         /* One input whose source cannot start must not keep the others
          * down: it stays configured, in state "error", and says why. */

@@ -17,9 +17,10 @@
  *   input has an owner scope "input:NAME" under "sources" whose cleanup
  *   frees the input and its hub; the running source lives in a child scope
  *   of it ("source", in->scope), so a source can be stopped and started
- *   again (on-demand inputs) while the hub and its viewers stay. Closing
- *   the owner scope stops the source, joins its thread and frees
- *   everything.
+ *   again (on-demand inputs) while the hub and its viewers stay; so does
+ *   its motion processor while it runs ("motion", motion.h). Closing the
+ *   owner scope stops the source and the processor, joins their threads
+ *   and frees everything.
  *
  *   Inputs are created and deleted at run time through the REST API. The
  *   input table belongs to the HTTP loop thread: after relay_http_start()
@@ -49,6 +50,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "motion.h"
 #include "steward/frame.h"
 #include "steward/pool.h"
 #include "steward/scope.h"
@@ -142,6 +144,23 @@ void relay_hub_publish_card(relay_hub *h, stw_frame *f);
  * first publish; *@seq (may be NULL) gets its sequence number. */
 stw_frame *relay_hub_latest(relay_hub *h, uint64_t *seq);
 
+/* As relay_hub_latest; *@card (may be NULL) gets whether the frame is a
+ * card the relay made (relay_hub_publish_card), not the source's. */
+stw_frame *relay_hub_latest_source(relay_hub *h, uint64_t *seq, bool *card);
+
+#define RELAY_HUB_WATCHERS 4
+
+/* Make the eventfd @fd (borrowed) readable on every publish by the source
+ * until relay_hub_unwatch(); after that returns the hub never writes to
+ * it again. Returns 0 or -ENOSPC (RELAY_HUB_WATCHERS already). Any
+ * thread. */
+int relay_hub_watch(relay_hub *h, int fd);
+void relay_hub_unwatch(relay_hub *h, int fd);
+
+/* Wake the loop (the notify fd) without a frame or a state change: it
+ * looks for what else the input has to tell (motion events). */
+void relay_hub_poke(relay_hub *h);
+
 /* The eventfd (borrowed): readable after a publish until drained. */
 int relay_hub_notify_fd(const relay_hub *h);
 
@@ -207,7 +226,9 @@ typedef struct relay_spec {
     const char *kind; /* "test", "mjpeg" or "ffmpeg" (static strings) */
     char url[RELAY_URL_MAX + 1];
     unsigned width, height, fps, quality; /* test only */
+    bool still;                           /* test only: no moving ball ("pattern":"still") */
     relay_ff_spec ff;                     /* ffmpeg only */
+    relay_motion_spec motion;             /* the motion processor's options */
     unsigned npush;                       /* ffmpeg only: push outputs */
     relay_push_spec push[RELAY_PUSH_MAX];
     bool on_demand;
@@ -223,7 +244,12 @@ typedef struct relay_input {
     const char *kind;            /* "test", "mjpeg" or "ffmpeg" */
     char url[RELAY_URL_MAX + 1]; /* mjpeg: http(s) URL; ffmpeg: see ffmpeg.h; test: "" */
     unsigned width, height, fps, quality;
+    bool still;
     relay_ff_spec ff;
+    /* The motion processor (motion.h): its options (the loop thread's),
+     * and its state, owned by the input and freed with it. */
+    relay_motion_spec motion_spec;
+    relay_motion *motion;
     /* ffmpeg inputs (NULL for the others), owned by the input and freed
      * with it, so that .ts viewers and push outputs keep their readers
      * while an on-demand source stops and starts: the MPEG-TS stream, and
@@ -285,6 +311,10 @@ void relay_input_stop(relay_input *in, stw_deadline d);
  * input and its hub are freed. Sets *@in to NULL. Only when nothing else
  * refers to the input any more. */
 void relay_input_free(relay_input **in, stw_deadline d);
+
+/* True if something besides viewers keeps @in's source running: push
+ * outputs, motion detection. The loop thread. */
+bool relay_input_consumed(const relay_input *in);
 
 /* Thread-safe: set @in's state and post the change to the loop, which
  * tells the Server-Sent Events clients ("input-state"). */

@@ -1,6 +1,7 @@
 /*
- * src/relay/source_test.c — the built-in test pattern: a bouncing ball,
- * a UTC clock and a frame counter, JPEG-encoded and published to a hub.
+ * src/relay/source_test.c — the built-in test pattern: a bouncing ball
+ * (none with "pattern": "still"), a UTC clock and a frame counter,
+ * JPEG-encoded and published to a hub.
  *
  * Model
  *   One thread per test input draws into an RGB canvas it owns, encodes it
@@ -42,9 +43,10 @@ typedef struct src_test {
     stw_pool *pool;
 } src_test;
 
-/* Frame @n: colour bars, the ball where the bounce puts it at @n, the
- * wall clock (UTC, so no time zone file is read) and the counter. */
-static void draw(relay_canvas *c, uint64_t n)
+/* Frame @n: colour bars, the ball where the bounce puts it at @n (unless
+ * @still: a picture without motion, for motion detection), the wall clock
+ * (UTC, so no time zone file is read) and the counter. */
+static void draw(relay_canvas *c, uint64_t n, bool still)
 {
     static const uint8_t bars[8][3] = {{192, 192, 192}, {192, 192, 0}, {0, 192, 192}, {0, 192, 0},
                                        {192, 0, 192},   {192, 0, 0},   {0, 0, 192},   {16, 16, 16}};
@@ -58,7 +60,7 @@ static void draw(relay_canvas *c, uint64_t n)
     int py = span_y > 0 ? (int)((n * 5) % (uint64_t)(2 * span_y)) : 0;
     int cx = r + (px < span_x ? px : 2 * span_x - px);
     int cy = r + (py < span_y ? py : 2 * span_y - py);
-    for (int dy = -r; dy <= r; dy++)
+    for (int dy = -r; dy <= r && !still; dy++)
         for (int dx = -r; dx <= r; dx++)
             if (dx * dx + dy * dy <= r * r)
                 relay_canvas_fill(c, cx + dx, cy + dy, 1, 1, 255, 96, 0);
@@ -86,7 +88,7 @@ static int make_frame(src_test *s, uint64_t n)
     int rc = stw_pool_get(s->pool, STW_DEADLINE_NOW, &b);
     if (rc != 0)
         return rc;
-    draw(&s->canvas, n);
+    draw(&s->canvas, n, s->in->still);
     long len = relay_jpeg_encode(s->jpeg, &s->canvas, stw_buf_data(b), stw_buf_size(b));
     if (len < 0) {
         rc = (int)len;

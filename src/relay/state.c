@@ -165,8 +165,9 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
     if (!json_is_object(obj))
         return fail(err, errlen, 400, "%s", "the body must be a JSON object");
     static const char *const known[] = {
-        "name",      "kind",    "url",        "width",          "height", "fps",     "quality",
-        "on_demand", "created", "created_ms", "rtsp_transport", "loop",   "timeout", "outputs"};
+        "name",    "kind",      "url",     "width",      "height",         "fps",
+        "quality", "on_demand", "created", "created_ms", "rtsp_transport", "loop",
+        "timeout", "outputs",   "pattern", "motion"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)
@@ -240,7 +241,7 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
     if (frc != 0)
         return frc;
 
-    static const char *const pattern[] = {"width", "height", "fps", "quality"};
+    static const char *const pattern[] = {"width", "height", "fps", "quality", "pattern"};
     for (size_t i = 0; !test && i < sizeof(pattern) / sizeof(pattern[0]); i++)
         if (json_object_get(obj, pattern[i]) != NULL)
             return fail(err, errlen, 422, "%s is only for test inputs", pattern[i]);
@@ -256,6 +257,17 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
     if (rc == 0)
         rc = get_uint(obj, "quality", 1, 100, &out->quality, err, errlen);
     if (rc != 0)
+        return rc;
+    json_t *pat = json_object_get(obj, "pattern");
+    if (pat != NULL && !json_is_string(pat))
+        return fail(err, errlen, 400, "%s", "pattern must be a string");
+    if (pat != NULL && strcmp(json_string_value(pat), "ball") != 0 &&
+        strcmp(json_string_value(pat), "still") != 0)
+        return fail(err, errlen, 422, "%s", "pattern must be \"ball\" or \"still\"");
+    out->still = pat != NULL && strcmp(json_string_value(pat), "still") == 0;
+    out->motion = RELAY_MOTION_SPEC_DEFAULT;
+    json_t *mo = json_object_get(obj, "motion");
+    if (mo != NULL && (rc = relay_motion_spec_parse(mo, &out->motion, err, errlen)) != 0)
         return rc;
 
     json_t *od = json_object_get(obj, "on_demand");
@@ -299,7 +311,10 @@ void *relay_spec_json(const relay_input *in)
         bad |= json_object_set_new(o, "height", json_integer(in->height));
         bad |= json_object_set_new(o, "fps", json_integer(in->fps));
         bad |= json_object_set_new(o, "quality", json_integer(in->quality));
+        bad |= json_object_set_new(o, "pattern", json_string(in->still ? "still" : "ball"));
     }
+    json_t *mo = relay_motion_spec_json(&in->motion_spec);
+    bad |= mo == NULL || json_object_set_new(o, "motion", mo) != 0;
     bad |= json_object_set_new(o, "on_demand", json_boolean(in->on_demand));
     bad |= json_object_set_new(o, "created_ms", json_integer(in->created_ms));
     if (bad != 0) {

@@ -225,6 +225,20 @@ async function main() {
       assert(!a.equals(b), 'two screenshots 1 s apart are identical');
     });
 
+    await check('motion-toggle', async () => {
+      const r = row('test');
+      await r.locator('button', { hasText: 'Motion on' }).click();
+      await r.locator('.motion').waitFor({ timeout: 5000 });
+      await until(async () => (await r.locator('.motion').innerText()).toLowerCase() === 'motion',
+        15000, 'the moving ball seen as motion');
+      const m = (await getJSON(base, '/api/inputs/test/motion')).body;
+      assert(m.active === true && m.box !== null, 'the API says ' + JSON.stringify(m));
+      await r.locator('button', { hasText: 'Motion off' }).click();
+      await r.locator('.motion').waitFor({ state: 'detached', timeout: 5000 });
+      const off = (await getJSON(base, '/api/inputs/test/motion')).body;
+      assert(off.enabled === false && off.running === false, 'still on: ' + JSON.stringify(off));
+    });
+
     await check('outputs-listed', async () => {
       const items = page.locator('tr.outputs[data-name="test"] li');
       await until(async () => /output #\d+/.test((await items.allInnerTexts()).join()), 5000,

@@ -24,6 +24,9 @@ Paths:
   /lf          multipart with bare LF line endings
   /badlength   every other part announces a wrong Content-Length
   /frozen      two frames, then a line break every 0.2 s and no frame
+  /corrupt     20 fps of parts that look whole (SOI ... EOI, right length)
+               where every other one is a real JPEG and the others have
+               garbage for their data or are cut short
 Every open connection is counted, in all and per path?query (a query
 string only names a connection), so a test can see that the relay closed
 its side.
@@ -174,6 +177,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.write(b"\r\n")
                     self.wfile.flush()
                     time.sleep(0.2)
+            elif path == "/corrupt":
+                self.send_multipart_head()
+                n = 0
+                while not cam.stopping.is_set():
+                    jpeg = FRAMES[n % len(FRAMES)]
+                    if n % 4 == 1:
+                        jpeg = jpeg[:20] + os.urandom(len(jpeg) - 22).replace(b"--", b"-_") + jpeg[-2:]
+                    elif n % 4 == 3:
+                        jpeg = jpeg[: len(jpeg) // 2] + b"\xff\xd9"
+                    self.part(jpeg)
+                    n += 1
+                    time.sleep(0.05)
             elif path == "/text":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
