@@ -7,7 +7,7 @@
 # As root it installs with apt-get; otherwise it names what is missing and fails.
 set -eu
 
-want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev libevent-dev libjpeg62-turbo-dev libjansson-dev libcurl4-openssl-dev libfyaml-dev libsodium-dev libssl-dev"
+want="meson ninja-build gcc pkg-config scdoc libsystemd-dev libunwind-dev libdw-dev libcmocka-dev libevent-dev libjpeg62-turbo-dev libjansson-dev libcurl4-openssl-dev libfyaml-dev libsodium-dev libssl-dev"
 # The real media servers the relay's integration tests start: nginx-rtmp,
 # gst-rtsp-server through python3-gi (H.264 via x264enc, AAC via avenc_aac).
 media="nginx libnginx-mod-rtmp python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav"

@@ -63,7 +63,11 @@ static int find_lib(char *out, size_t len)
     if (slash == NULL)
         return -ENOENT;
     *slash = '\0';
-    static const char *const rel[] = {"libsteward-check.so", "../lib/steward/libsteward-check.so",
+    static const char *const rel[] = {"libsteward-check.so",
+#ifdef STW_CHECK_LIB_REL
+                                      STW_CHECK_LIB_REL, /* where meson install puts it */
+#endif
+                                      "../lib/steward/libsteward-check.so",
                                       "../lib/x86_64-linux-gnu/steward/libsteward-check.so"};
     for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
         int w = snprintf(out, len, "%s/%s", exe, rel[i]);
