@@ -261,7 +261,7 @@ static int setup(relay_http *srv)
     for (unsigned i = 0; i < srv->ninputs; i++)
         if (relay_http__input_watch(srv->inputs[i]) != 0)
             return -ENOMEM;
-    return 0;
+    return relay_http__service_setup(srv);
 }
 
 /* The shutdown log names every child still running before the stages
@@ -294,6 +294,7 @@ static void teardown(relay_http *srv)
     srv->http = NULL;
     relay_http__conn_release(srv);
     relay_http__auth_unwatch(srv);
+    relay_http__service_teardown(srv);
     for (unsigned i = 0; i < srv->ninputs; i++)
         relay_http__input_unwatch(srv->inputs[i]);
     if (srv->keepalive != NULL)

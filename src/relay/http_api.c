@@ -465,3 +465,8 @@ void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const 
     else
         relay_http__reply_405(req, "GET, HEAD, DELETE");
 }
+
+void relay_http__input_json(struct evbuffer *b, http_input *hi)
+{
+    input_json(b, hi);
+}

@@ -49,6 +49,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "log.h"
 #include "steward/frame.h"
 #include "steward/pool.h"
 #include "steward/scope.h"
@@ -99,6 +100,7 @@ typedef struct relay_config {
      * Borrowed, lives until the relay exits; NULL without --config. */
     const struct relay_file *file;
     bool insecure_no_auth; /* serve a non-loopback address without users */
+    relay_log_opts log;    /* --log-*: read at start, not on reload */
 } relay_config;
 
 #define RELAY_LOOP_HEADER "X-Steward-Relay"
@@ -107,6 +109,12 @@ typedef struct relay_config {
  * on the command line. Returns 0, -EINVAL for a bad value, -ENOENT for an
  * option that takes no value or does not exist. */
 int relay_option_set(relay_config *cfg, const char *opt, const char *value);
+
+/* What the relay would start with now (SIGHUP): the defaults, the
+ * --config file read again into @file (caller's storage), the command line
+ * over it. Returns 0, or a negative errno with the reason in @err. */
+struct relay_file;
+int relay_config_reread(relay_config *cfg, struct relay_file *file, char *err, size_t errlen);
 
 /* ---- hub ---- */
 
