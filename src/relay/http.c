@@ -33,6 +33,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "log.h"
 #include "config.h"
 #include "http_internal.h"
 #include "push.h"
@@ -314,7 +315,7 @@ static void loop_main(stw_scope *scope, void *arg)
     if (rc == 0)
         event_base_dispatch(srv->base);
     else
-        fprintf(stderr, "steward relay: http: %s\n", stw_strerror(rc));
+        relay_log(RELAY_LOG_ERROR, "http", NULL, "%s", stw_strerror(rc));
     teardown(srv);
 }
 
@@ -387,7 +388,7 @@ int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *c
         char err[512];
         rc = relay_tls_new(cfg->file->tls_cert, cfg->file->tls_key, &srv->tls, err, sizeof(err));
         if (rc != 0) {
-            fprintf(stderr, "steward relay: tls: %s\n", err);
+            relay_log(RELAY_LOG_ERROR, "tls", NULL, "%s", err);
             goto free_srv;
         }
     }

@@ -24,6 +24,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "log.h"
 #include "config.h"
 #include "http_internal.h"
 #include "push.h"
@@ -134,8 +135,8 @@ int relay_http__save_state(relay_http *srv, const http_input *skip, relay_input 
     int rc = relay_state_save(srv->cfg.state_path, list, n);
     if (rc != 0) {
         srv->state_save_failures++;
-        fprintf(stderr, "steward relay: cannot save state file %s: %s\n", srv->cfg.state_path,
-                stw_strerror(rc));
+        relay_log(RELAY_LOG_ERROR, "state", NULL, "cannot save state file %s: %s",
+                  srv->cfg.state_path, stw_strerror(rc));
     }
     return rc;
 }

@@ -304,8 +304,12 @@ static uint64_t hash_of(const char *component, const char *input, const char *te
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     const char *parts[3] = {component, input != NULL ? input : "", text};
     for (int p = 0; p < 3; p++) {
-        for (const char *s = parts[p]; *s != '\0'; s++)
+        for (const char *s = parts[p]; *s != '\0'; s++) {
+            /* "retrying in 1600 ms" and "... 3200 ms" are one error. */
+            if (*s >= '0' && *s <= '9')
+                continue;
             h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        }
         h = (h ^ 0xff) * 1099511628211ULL;
     }
     return h != 0 ? h : 1;

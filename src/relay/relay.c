@@ -522,8 +522,8 @@ void relay_input_start_pushes(relay_input *in, const relay_spec *spec)
         if (rc == 0)
             in->npush++;
         else
-            fprintf(stderr, "steward relay: input %s: cannot start push output %llu: %s\n",
-                    in->name, (unsigned long long)spec->push[i].id, stw_strerror(rc));
+            relay_log(RELAY_LOG_ERROR, "push", in->name, "cannot start push output %llu: %s",
+                      (unsigned long long)spec->push[i].id, stw_strerror(rc));
     }
 }
 
@@ -533,10 +533,9 @@ void relay_input_stop(relay_input *in, stw_deadline d)
         return;
     stw_scope_report rep;
     if (stw_scope_close(in->scope, d, &rep) == -ETIMEDOUT)
-        fprintf(stderr,
-                "steward relay: input %s: %d source thread(s) did not stop in time "
-                "(first: %s); they finish on their own\n",
-                in->name, rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
+        relay_log(RELAY_LOG_WARNING, "input", in->name,
+                  "%d source thread(s) did not stop in time (first: %s); they finish on their own",
+                  rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
     stw_scope_free(&in->scope);
     relay_input_set_pool(in, NULL);
     relay_input_set_state(in, "idle");
@@ -552,10 +551,10 @@ void relay_input_free(relay_input **inp, stw_deadline d)
     stw_scope_report rep;
     /* The owner's cleanup frees @in: nothing of it is touched after. */
     if (stw_scope_close(owner, d, &rep) == -ETIMEDOUT)
-        fprintf(stderr,
-                "steward relay: a deleted input's %d source thread(s) did not stop in time "
-                "(first: %s); it is freed when they return\n",
-                rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
+        relay_log(RELAY_LOG_WARNING, "input", NULL,
+                  "a deleted input's %d source thread(s) did not stop in time (first: %s); it is "
+                  "freed when they return",
+                  rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
     stw_scope_free(&owner);
 }
 
@@ -570,15 +569,14 @@ static void keep_corrupt_state(const char *path, const char *why)
     strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
     snprintf(aside, sizeof(aside), "%s.corrupt-%s", path, stamp);
     if (rename(path, aside) == 0)
-        fprintf(stderr,
-                "steward relay: state file %s is corrupt (%s); kept as %s, starting with the "
-                "default input\n",
-                path, why, aside);
+        relay_log(RELAY_LOG_ERROR, "state", NULL,
+                  "state file %s is corrupt (%s); kept as %s, starting with the default input",
+                  path, why, aside);
     else
-        fprintf(stderr,
-                "steward relay: state file %s is corrupt (%s) and cannot be renamed aside "
-                "(%s); starting with the default input\n",
-                path, why, strerror(errno));
+        relay_log(RELAY_LOG_ERROR, "state", NULL,
+                  "state file %s is corrupt (%s) and cannot be renamed aside (%s); starting with "
+                  "the default input",
+                  path, why, strerror(errno));
 }
 
 /* Create (and start, unless on demand) the inputs the relay begins with:
@@ -630,10 +628,10 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
             dup = dup || strcmp(file->inputs[j].name, spec->name) == 0;
         if (dup) {
             /* The file wins; the entry leaves the state file at its next save. */
-            fprintf(stderr,
-                    "steward relay: input %s of the state file is declared by the config file "
-                    "%s: using the config's\n",
-                    spec->name, file->path);
+            relay_log(RELAY_LOG_WARNING, "state", spec->name,
+                      "input of the state file is declared by the config file %s: using the "
+                      "config's",
+                      file->path);
             continue;
         }
         rc = relay_input_new(sources, spec, &inputs[*ninputs]);
@@ -648,8 +646,8 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
          * down: it stays configured, in state "error", and says why. */
         rc = relay_input_start(in, cfg);
         if (rc != 0)
-            fprintf(stderr, "steward relay: input %s: cannot start its source: %s\n", in->name,
-                    stw_strerror(rc));
+            relay_log(RELAY_LOG_ERROR, "input", in->name, "cannot start its source: %s",
+                      stw_strerror(rc));
     }
     return 0;
 }

@@ -48,6 +48,7 @@
 
 #include <jansson.h>
 
+#include "log.h"
 #include "card.h"
 #include "child.h"
 #include "ffmpeg.h"
@@ -442,7 +443,7 @@ int relay_source_ffmpeg_start(relay_input *in, const relay_config *cfg)
     if (rc != 0) {
         char shown[sizeof(err)];
         relay_redact(err, shown, sizeof(shown));
-        fprintf(stderr, "steward relay: input %s: %s\n", in->name, shown);
+        relay_log(RELAY_LOG_ERROR, "ffmpeg", in->name, "%s", shown);
         stw_free(s);
         return rc;
     }

@@ -44,6 +44,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "log.h"
 #include "card.h"
 #include "mjpeg.h"
 #include "redact.h"
@@ -411,8 +412,8 @@ static void source_main(stw_scope *scope, void *arg)
             backoff_ms = BACKOFF_MIN_MS;
         char why[sizeof(s->why)];
         relay_redact(s->why[0] ? s->why : "disconnected", why, sizeof(why));
-        fprintf(stderr, "steward relay: input %s: %s; retrying in %d ms\n", s->in->name, why,
-                backoff_ms);
+        relay_log(RELAY_LOG_WARNING, "mjpeg", s->in->name, "%s; retrying in %d ms", why,
+                  backoff_ms);
         relay_input_set_state(s->in, s->refused ? "error" : "no-signal");
         /* Show the card at once and keep its clock moving while we wait. */
         stw_deadline retry = stw_deadline_in_ms(backoff_ms);
