@@ -42,18 +42,21 @@ if command -v systemd-analyze >/dev/null 2>&1; then
     [ -z "$out" ] || { echo "systemd-analyze verify: $out"; exit 1; }
 fi
 
-# Every library the binary and the preload library load comes from a
-# package the control file depends on (libsteward is the package's own).
+# Every library the binary and the preload library link against directly
+# comes from a package the control file depends on (libsteward is the
+# package's own).
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
 for bin in "$root/usr/bin/steward" "$root/usr/lib/x86_64-linux-gnu/steward/libsteward-check.so"; do
-    for lib in $(ldd "$bin" | awk '$3 ~ /^\// {print $3}'); do
-        case "$lib" in "$root"/*) continue ;; esac
-        pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1) ||
-            pkg=$(dpkg -S "$lib" 2>/dev/null | head -1 | cut -d: -f1) || true
-        [ -n "$pkg" ] || pkg=$(dpkg -S "$lib" | head -1 | cut -d: -f1)
-        echo "$depends" | grep -q "\\b$pkg\\b" ||
-            { echo "$(basename "$bin") loads $lib from $pkg, not in Depends"; exit 1; }
+    for so in $(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+        case "$so" in libsteward.so*) continue ;; esac
+        lib=$(ldd "$bin" | awk -v so="$so" '$1 == so {print $3}')
+        [ -n "$lib" ] || { echo "$(basename "$bin"): $so not found"; exit 1; }
+        pkg=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null || true)
+        pkg=$(echo "$pkg" | head -1 | cut -d: -f1)
+        [ -n "$pkg" ] || { echo "no package owns $lib"; exit 1; }
+        echo "$depends" | tr ',' '\n' | grep -q "^ *$pkg\( \|$\)" ||
+            { echo "$(basename "$bin") needs $so from $pkg, not in Depends"; exit 1; }
     done
 done
 
