@@ -156,6 +156,9 @@ struct relay_http {
 int relay_http__service_setup(relay_http *srv);
 void relay_http__service_teardown(relay_http *srv);
 
+/* The service's metrics (reloads, uptime) into @b, Prometheus text. */
+void relay_http__service_metrics(relay_http *srv, struct evbuffer *b);
+
 /* Send STATUS= now if it changed (or always with @force). */
 void relay_http__service_status(relay_http *srv, bool force);
 

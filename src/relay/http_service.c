@@ -172,3 +172,18 @@ void relay_http__service_teardown(relay_http *srv)
     stw_free(s);
     srv->svc = NULL;
 }
+
+void relay_http__service_metrics(relay_http *srv, struct evbuffer *b)
+{
+    evbuffer_add_printf(b,
+                        "# HELP steward_relay_reloads_total Config reloads (SIGHUP): "
+                        "result=\"applied\" or \"refused\" (the running config stayed).\n"
+                        "# TYPE steward_relay_reloads_total counter\n"
+                        "steward_relay_reloads_total{result=\"applied\"} %llu\n"
+                        "steward_relay_reloads_total{result=\"refused\"} %llu\n"
+                        "# HELP steward_relay_uptime_seconds Time since the relay started.\n"
+                        "# TYPE steward_relay_uptime_seconds gauge\n"
+                        "steward_relay_uptime_seconds %.3f\n",
+                        (unsigned long long)srv->reloads, (unsigned long long)srv->reload_failures,
+                        (double)(stw_now_ns() - srv->started_ns) / 1e9);
+}

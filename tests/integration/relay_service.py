@@ -125,17 +125,18 @@ def run_notify(build):
     conns = []
     try:
         def ready():
-            t, m = n.wait_for(lambda m: "READY=1" in m, 20, "READY=1")
+            t, m = n.wait_for(lambda m: "READY=1" in m, 20, "READY=1", 0)
             # Sent from the loop: the listener is bound and serving.
             assert relay.get("/healthz")[0] == 200
             assert re.search(r"STATUS=1 input \(\d running\), 0 viewers", m), m
 
         def status():
+            start = n.count()
             c, r = open_input_stream(relay, "test")
             conns.append(c)
             read_parts(r, 1)
             n.wait_for(lambda m: re.search(r"STATUS=1 input \(1 running\), 1 viewer,", m), 5,
-                       "STATUS with 1 viewer")
+                       "STATUS with 1 viewer", start)
 
         def watchdog_rate():
             start = n.count()
@@ -159,6 +160,24 @@ def run_notify(build):
                 os.kill(relay.pid, signal.SIGCONT)
             n.wait_for(lambda m: m == "WATCHDOG=1", 2, "a ping after SIGCONT")
 
+        def dashboard_metrics_exist():
+            # Every metric the Grafana dashboard and the scrape config's
+            # alerts name is one /metrics declares (its # TYPE line).
+            docs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs")
+            with open(os.path.join(docs, "grafana-steward-relay.json")) as f:
+                dash = json.load(f)
+            exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+            assert len(exprs) >= 15 and all(p["targets"] for p in dash["panels"]), len(exprs)
+            with open(os.path.join(docs, "prometheus.yml")) as f:
+                exprs.append(f.read())
+            named = set(re.findall(r"\b(steward_[a-z_]+)\b", "\n".join(exprs)))
+            st, _, body = relay.get("/metrics")
+            assert st == 200
+            have = set(re.findall(r"^# TYPE (\S+) ", body.decode(), re.M))
+            missing = sorted(named - have)
+            assert not missing, "named but not in /metrics: %s" % missing
+            print("     %d metrics named by the dashboard, all in /metrics" % len(named), flush=True)
+
         def stopping():
             for c in conns:
                 c.close()
@@ -171,6 +190,7 @@ def run_notify(build):
         for name, fn in [("service_ready", ready), ("service_status", status),
                          ("service_watchdog_rate", watchdog_rate),
                          ("service_stopped_loop_no_pings", stopped_loop_no_pings),
+                         ("dashboard_metrics_exist", dashboard_metrics_exist),
                          ("service_stopping", stopping)]:
             check(name, fn)
     finally:
@@ -220,7 +240,7 @@ def run_reload(build):
                                            "--log-format=json", "--log-repeat-interval=0"]))
     conns = []
     try:
-        n.wait_for(lambda m: "READY=1" in m, 20, "READY=1")
+        n.wait_for(lambda m: "READY=1" in m, 20, "READY=1", 0)
         c, r = relay.conn(), None
         c.request("POST", "/api/inputs", body=json.dumps({"name": "api1", "kind": "test", "width": 32,
                                                           "height": 32, "fps": 5}),
