@@ -180,11 +180,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (!relay_http__guard(srv, req, cmd))
         return;
-    /* One of our own inputs reading us: it would feed on its own output
-     * as fast as the loop goes. */
+    /* One of our own inputs reading us, directly or through other relays
+     * (chain.h): it would feed on its own output. */
     const char *loop = evhttp_find_header(evhttp_request_get_input_headers(req), RELAY_LOOP_HEADER);
-    if (loop != NULL && strcmp(loop, srv->cfg.instance) == 0) {
-        relay_http__reply_error(req, 508, "an input of this relay points at the relay itself");
+    if (relay_via_has(loop, srv->cfg.instance)) {
+        relay_http__reply_error(req, 508,
+                                "an input of this relay points at the relay itself, directly or "
+                                "through other relays");
         return;
     }
     const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));

@@ -91,6 +91,7 @@ struct viewer {
     struct relay_ts_reader *reader;
     struct event *rev;
     uint64_t bytes;
+    char via[RELAY_VIA_MAX]; /* chain.h: the relays its request came through */
 };
 
 struct http_input {
@@ -147,6 +148,14 @@ struct relay_http {
     struct relay_http_service *svc; /* http_service.c: notify, watchdog, signals */
     uint64_t reloads, reload_failures; /* http_reload.c */
 };
+
+/* ---- loop detection across relays (http_chain.c, chain.h) ---- */
+
+/* Keep what @req's X-Steward-Relay says in @v (viewer_init). */
+void relay_http__via_capture(viewer *v, struct evhttp_request *req);
+
+/* Recompute @hi's input's downstream list from its viewers. */
+void relay_http__via_update(http_input *hi);
 
 /* ---- the service manager and the operator's signals (http_service.c) ---- */
 

@@ -49,6 +49,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "chain.h"
 #include "log.h"
 #include "steward/frame.h"
 #include "steward/pool.h"
@@ -253,8 +254,9 @@ typedef struct relay_input {
      * source start functions defer their cleanups on it and spawn into it;
      * it changes only on the loop thread, while no source runs. */
     stw_scope *scope;
-    pthread_mutex_t lock; /* guards pool */
+    pthread_mutex_t lock; /* guards pool and via */
     stw_pool *pool;       /* a handle on the source's pool, or NULL */
+    char via[RELAY_VIA_MAX]; /* chain.h: the relays downstream, for its pulls */
 } relay_input;
 
 /* The memory an input of @spec may come to hold at most, by its kind: a
