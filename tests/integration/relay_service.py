@@ -442,12 +442,115 @@ def run_journal(build):
     check("log_journal_prefixes", journal)
 
 
+def syscall_groups():
+    """{"@group": set of names and "@subgroups"} from systemd-analyze."""
+    out = subprocess.run(["systemd-analyze", "syscall-filter"], capture_output=True, text=True,
+                         check=True).stdout
+    groups, cur = {}, None
+    for line in out.splitlines():
+        if line.startswith("@"):
+            cur = groups.setdefault(line.strip(), set())
+        elif cur is not None and line.strip() and not line.strip().startswith("#"):
+            cur.add(line.strip())
+    return groups
+
+
+def expand(groups, name, seen=None):
+    seen = set() if seen is None else seen
+    if name in seen:
+        return set()
+    seen.add(name)
+    out = set()
+    for item in groups.get(name, ()):
+        out |= expand(groups, item, seen) if item.startswith("@") else {item}
+    return out
+
+
+def run_syscalls(build):
+    """Every system call the relay and its ffmpeg children make while
+    serving (test pattern, an ffmpeg file input with MJPEG and .ts viewers,
+    a snapshot, a reload, SIGTERM) is allowed by the unit's
+    SystemCallFilter=, which would kill the relay with SIGSYS otherwise."""
+    def syscalls_allowed():
+        import shutil
+        if not shutil.which("strace") or not shutil.which("systemd-analyze"):
+            print("skip relay/unit_syscall_filter: strace or systemd-analyze missing", flush=True)
+            return
+        here = os.path.dirname(os.path.abspath(__file__))
+        unit = os.path.join(here, "..", "..", "packaging", "steward-relay.service.in")
+        with open(unit) as f:
+            filt = [l.split("=", 1)[1].split() for l in f if l.startswith("SystemCallFilter=")]
+        assert filt, "the unit has no SystemCallFilter="
+        groups = syscall_groups()
+        allowed = expand(groups, "@default")
+        for word in sum(filt, []):
+            allowed |= expand(groups, word) if word.startswith("@") else {word}
+        d = tempfile.mkdtemp()
+        clip = os.path.join(d, "clip.mp4")
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                        "testsrc=size=160x120:rate=10", "-t", "1", "-c:v", "libx264", "-pix_fmt",
+                        "yuv420p", "-y", clip], check=True)
+        cfg = os.path.join(d, "relay.yaml")
+        write(cfg, "inputs:\n  test: {kind: test, width: 64, height: 48}\n"
+                   "  clip: {kind: ffmpeg, url: \"%s\", loop: true}\n" % clip)
+        trace = os.path.join(d, "trace")
+        steward = os.path.join(build, "src", "steward")
+        p = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, steward, "relay",
+                              "--listen=127.0.0.1:0", "--state=none", "--config", cfg],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            m = re.match(rb"steward relay: serving http://127\.0\.0\.1:(\d+)/", address_line(p, 30))
+            assert m, "no address line"
+            port = int(m.group(1))
+            import http.client
+            for path, n in (("/stream/test", 3), ("/stream/clip", 2)):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c.request("GET", path)
+                r = c.getresponse()
+                assert r.status == 200, (path, r.status)
+                read_parts(r, n, timeout=30)
+                c.close()
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            c.request("GET", "/stream/clip.ts")
+            r = c.getresponse()
+            assert r.status == 200 and len(r.read1(65536)) > 0
+            c.close()
+            for path in ("/snapshot/test.jpg", "/metrics", "/system-resources"):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c.request("GET", path)
+                assert c.getresponse().status == 200, path
+                c.close()
+            # The strace'd process is strace: signal the relay it runs.
+            with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                relay_pid = int(f.read().split()[0])
+            os.kill(relay_pid, signal.SIGHUP)
+            time.sleep(0.5)
+            os.kill(relay_pid, signal.SIGTERM)
+            p.wait(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        used = set()
+        with open(trace) as f:
+            for line in f:
+                m = re.match(r"^\d+\s+(?:<\.\.\. )?([a-z_0-9]+)[( ]", line)
+                if m and m.group(1) not in ("exit", "resumed"):
+                    used.add(m.group(1))
+        assert len(used) > 40, sorted(used)
+        missing = sorted(used - allowed)
+        assert not missing, "system calls outside SystemCallFilter=: %s" % missing
+        print("     %d distinct system calls, all allowed" % len(used), flush=True)
+
+    check("unit_syscall_filter", syscalls_allowed)
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: relay_service.py BUILD_DIR", file=sys.stderr)
         return 2
     only = os.environ.get("STEWARD_SERVICE_ONLY")
-    for suite in (run_notify, run_reload, run_log_file, run_journal):
+    for suite in (run_notify, run_reload, run_log_file, run_journal, run_syscalls):
         if only and suite.__name__ not in only.split(","):
             continue
         try:
