@@ -12,7 +12,9 @@ feeding on itself; both shut down clean.
 import json
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -88,6 +90,39 @@ def run(build):
                        "the edge stops pulling after its grace period")
             wait_until(lambda: get_input(edge, "cam")["state"] == "idle", 3, "edge input idle")
 
+        def ts_through_edge():
+            # The edge's ffmpeg input pulls the origin's MPEG-TS as it came.
+            d = tempfile.mkdtemp()
+            clip = os.path.join(d, "clip.mp4")
+            subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                            "testsrc=size=160x120:rate=10", "-t", "2", "-c:v", "libx264",
+                            "-pix_fmt", "yuv420p", "-g", "10", "-y", clip], check=True)
+            st, body = post(origin, {"name": "clip", "kind": "ffmpeg", "url": clip, "loop": True})
+            assert st == 201, body
+            st, body = post(edge, {"name": "tscam", "kind": "ffmpeg", "on_demand": True,
+                                   "url": "http://127.0.0.1:%d/stream/clip.ts" % port})
+            assert st == 201, body
+            c = edge.conn(timeout=30)
+            c.request("GET", "/stream/tscam.ts")
+            r = c.getresponse()
+            assert r.status == 200 and r.getheader("Content-Type") == "video/mp2t"
+            data = b""
+            end = time.monotonic() + 30
+            while len(data) < 188 * 200 and time.monotonic() < end:
+                data += r.read1(65536)
+            r.close()
+            c.close()
+            assert len(data) >= 188 * 200, "only %d bytes" % len(data)
+            assert all(data[i] == 0x47 for i in range(0, 188 * 200, 188)), "not MPEG-TS packets"
+            end = time.monotonic() + 15
+            now = None
+            while time.monotonic() < end:
+                now = (get_input(origin, "clip")["viewers"], get_input(edge, "tscam")["state"])
+                if now == (0, "idle"):
+                    break
+                time.sleep(0.2)
+            assert now == (0, "idle"), "edge still pulling the .ts: origin viewers, edge state %r" % (now,)
+
         def origin_restart_recovers():
             nonlocal origin
             c = edge.conn(timeout=20)
@@ -137,6 +172,7 @@ def run(build):
         for name, fn in [("edge_idle_until_watched", idle_until_watched),
                          ("edge_view_through", view_through_edge),
                          ("edge_stops_pulling", edge_stops_pulling),
+                         ("edge_ts_through", ts_through_edge),
                          ("edge_origin_restart_recovers", origin_restart_recovers),
                          ("edge_ring_refused", ring_refused),
                          ("edge_both_clean", both_clean)]:
