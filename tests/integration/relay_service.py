@@ -337,6 +337,70 @@ def run_reload(build):
         n.close()
 
 
+def new_token(build):
+    out = subprocess.run([os.path.join(build, "src", "steward"), "relay", "--new-token"],
+                         capture_output=True, text=True, check=True).stdout
+    token = re.search(r"^token: (\S+)$", out, re.M).group(1)
+    digest = re.search(r'token_hashes: \["(\S+)"\]', out).group(1)
+    return token, digest
+
+
+def run_reload_users(build):
+    """Users replaced by a reload: the old token stops working, the new one
+    works, at once; removing every user is refused."""
+    d = tempfile.mkdtemp()
+    cfg = os.path.join(d, "relay.yaml")
+    t1, h1 = new_token(build)
+    t2, h2 = new_token(build)
+
+    def users(h):
+        return "users:\n  wall:\n    token_hashes: [\"%s\"]\n    permissions: [read]\n" % h
+    write(cfg, users(h1))
+    relay = Relay(build, ["--config", cfg, "--state=none", "--size=64x48"])
+
+    def status(token):
+        return relay.get("/api/inputs", headers={"Authorization": "Bearer " + token}
+                         if token else {})[0]
+
+    def hup_and_wait(what):
+        before = relay.stderr().count("reload:")
+        os.kill(relay.pid, signal.SIGHUP)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            err = relay.stderr()
+            if err.count("reload:") >= before + 2 and ("applied" in err.split("SIGHUP")[-1] or
+                                                       "refused" in err.split("SIGHUP")[-1]):
+                return err.split("SIGHUP")[-1]
+            time.sleep(0.05)
+        raise AssertionError("no reload outcome for %s: %s" % (what, relay.stderr()[-1000:]))
+
+    try:
+        def users_replaced():
+            assert status(None) == 401 and status(t1) == 200 and status(t2) == 401
+            write(cfg, users(h2))
+            tail = hup_and_wait("new token")
+            assert "applied" in tail, tail
+            assert status(t1) == 401 and status(t2) == 200, (status(t1), status(t2))
+
+        def removing_users_refused():
+            write(cfg, "inputs:\n  x: {kind: test, width: 32, height: 32}\n")
+            tail = hup_and_wait("no users")
+            assert "removing all users needs a restart" in tail, tail
+            assert status(None) == 401 and status(t2) == 200
+            assert "x" not in [i["name"] for i in json.loads(
+                relay.get("/api/inputs", headers={"Authorization": "Bearer " + t2})[2])["inputs"]]
+
+        def shutdown():
+            stop_clean(relay)
+
+        for name, fn in [("reload_users_replaced", users_replaced),
+                         ("reload_removing_users_refused", removing_users_refused),
+                         ("reload_users_shutdown", shutdown)]:
+            check(name, fn)
+    finally:
+        relay.kill()
+
+
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (error|warning|notice|info|debug) "
                        r"[a-z_-]+( input=[A-Za-z0-9_-]+)?: .+$")
 
@@ -550,7 +614,8 @@ def main():
         print("usage: relay_service.py BUILD_DIR", file=sys.stderr)
         return 2
     only = os.environ.get("STEWARD_SERVICE_ONLY")
-    for suite in (run_notify, run_reload, run_log_file, run_journal, run_syscalls):
+    for suite in (run_notify, run_reload, run_reload_users, run_log_file, run_journal,
+                  run_syscalls):
         if only and suite.__name__ not in only.split(","):
             continue
         try:
