@@ -119,8 +119,8 @@ static void log_line(relay_child *c, int64_t now, const char *fmt, ...)
     va_end(ap);
     relay_redact(raw, msg, sizeof(msg));
     if (c->log_suppressed > 0)
-        relay_log(RELAY_LOG_WARNING, "ffmpeg", NULL, "%s: %s (%u similar lines suppressed)",
-                  c->job, msg, c->log_suppressed);
+        relay_log(RELAY_LOG_WARNING, "ffmpeg", NULL, "%s: %s (%u similar lines suppressed)", c->job,
+                  msg, c->log_suppressed);
     else
         relay_log(RELAY_LOG_WARNING, "ffmpeg", NULL, "%s: %s", c->job, msg);
     c->log_suppressed = 0;

@@ -144,8 +144,8 @@ struct relay_http {
     uint64_t rejected_host, rejected_origin, state_save_failures;
     relay_auth *auth; /* http_auth.c: NULL without users (anonymous access) */
     uint64_t auth_failed, auth_locked, auth_busy; /* refused: credentials, locked, busy */
-    struct ssl_ctx_st *tls; /* tls.c: the listener's TLS context, NULL for plain HTTP */
-    struct relay_http_service *svc; /* http_service.c: notify, watchdog, signals */
+    struct ssl_ctx_st *tls;            /* tls.c: the listener's TLS context, NULL for plain HTTP */
+    struct relay_http_service *svc;    /* http_service.c: notify, watchdog, signals */
     uint64_t reloads, reload_failures; /* http_reload.c */
 };
 

@@ -47,9 +47,8 @@ static bool same_spec(const relay_input *in, const relay_spec *sp)
     if (strcmp(in->kind, sp->kind) != 0 || strcmp(in->url, sp->url) != 0 ||
         in->on_demand != sp->on_demand || in->npush != sp->npush)
         return false;
-    if (strcmp(in->kind, "test") == 0 &&
-        (in->width != sp->width || in->height != sp->height || in->fps != sp->fps ||
-         in->quality != sp->quality))
+    if (strcmp(in->kind, "test") == 0 && (in->width != sp->width || in->height != sp->height ||
+                                          in->fps != sp->fps || in->quality != sp->quality))
         return false;
     if (strcmp(in->kind, "ffmpeg") == 0 &&
         (in->ff.rtsp_udp != sp->ff.rtsp_udp || in->ff.loop != sp->ff.loop ||
@@ -183,7 +182,8 @@ static void apply_limits(relay_http *srv, const relay_config *n)
         relay_log(RELAY_LOG_WARNING, "reload", NULL,
                   "the state file path changed: needs a restart; still using %s", c->state_path);
     if (n->file != NULL && cf != NULL &&
-        (strcmp(cf->tls_cert, n->file->tls_cert) != 0 || strcmp(cf->tls_key, n->file->tls_key) != 0))
+        (strcmp(cf->tls_cert, n->file->tls_cert) != 0 ||
+         strcmp(cf->tls_key, n->file->tls_key) != 0))
         relay_log(RELAY_LOG_WARNING, "reload", NULL, "TLS files changed: needs a restart");
     relay_config keep = *c;
     *c = *n;

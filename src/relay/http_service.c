@@ -47,10 +47,9 @@ static void status_line(relay_http *srv, char *out, size_t len)
         relay_hub_state(srv->inputs[i]->in->hub, st);
         running += strcmp(st, "running") == 0;
     }
-    snprintf(out, len, "STATUS=%u input%s (%u running), %u viewer%s, %u connection%s",
-             srv->ninputs, srv->ninputs == 1 ? "" : "s", running, srv->nviewers,
-             srv->nviewers == 1 ? "" : "s", relay_http__conn_count(srv),
-             relay_http__conn_count(srv) == 1 ? "" : "s");
+    snprintf(out, len, "STATUS=%u input%s (%u running), %u viewer%s, %u connection%s", srv->ninputs,
+             srv->ninputs == 1 ? "" : "s", running, srv->nviewers, srv->nviewers == 1 ? "" : "s",
+             relay_http__conn_count(srv), relay_http__conn_count(srv) == 1 ? "" : "s");
 }
 
 void relay_http__service_status(relay_http *srv, bool force)

@@ -25,8 +25,8 @@ enum { SHAPE_TEXT, SHAPE_JOURNAL, SHAPE_JSON };
 #define LINE_MAX_BYTES 2048
 
 typedef struct repeat_slot {
-    uint64_t hash;      /* 0: free */
-    int64_t window_ns;  /* when the line last went out */
+    uint64_t hash;     /* 0: free */
+    int64_t window_ns; /* when the line last went out */
     unsigned suppressed;
     int level;
     char component[16];
@@ -43,7 +43,7 @@ static struct {
     repeat_slot rep[REPEAT_SLOTS];
 } L = {.lock = PTHREAD_MUTEX_INITIALIZER, .o = RELAY_LOG_OPTS_DEFAULT, .fd = 2};
 
-static const char *const level_names[8] = {"emerg",  "alert",  "crit", "error",
+static const char *const level_names[8] = {"emerg",   "alert",  "crit", "error",
                                            "warning", "notice", "info", "debug"};
 
 static bool parse_num(const char *s, unsigned long max, unsigned long *out)
@@ -62,7 +62,8 @@ int relay_log_option(relay_log_opts *o, const char *opt, const char *v)
     unsigned long n;
     if (strcmp(opt, "--log-level") == 0) {
         for (int i = RELAY_LOG_ERROR; i <= RELAY_LOG_DEBUG; i++)
-            if (strcmp(v, level_names[i]) == 0 || (strcmp(v, "warn") == 0 && i == RELAY_LOG_WARNING)) {
+            if (strcmp(v, level_names[i]) == 0 ||
+                (strcmp(v, "warn") == 0 && i == RELAY_LOG_WARNING)) {
                 o->level = i;
                 return 0;
             }

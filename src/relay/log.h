@@ -49,16 +49,18 @@ enum {
 #define RELAY_LOG_PATH_MAX 4096
 
 typedef struct relay_log_opts {
-    int level;                      /* RELAY_LOG_*: the most verbose shown */
-    bool json;                      /* --log-format=json */
-    char file[RELAY_LOG_PATH_MAX];  /* "" : stderr */
-    unsigned long long max_bytes;   /* rotate at this size; 0: never */
-    unsigned keep;                  /* rotated files kept */
-    unsigned repeat_s;              /* rate-limit window of identical errors */
+    int level;                     /* RELAY_LOG_*: the most verbose shown */
+    bool json;                     /* --log-format=json */
+    char file[RELAY_LOG_PATH_MAX]; /* "" : stderr */
+    unsigned long long max_bytes;  /* rotate at this size; 0: never */
+    unsigned keep;                 /* rotated files kept */
+    unsigned repeat_s;             /* rate-limit window of identical errors */
 } relay_log_opts;
 
 #define RELAY_LOG_OPTS_DEFAULT                                                                     \
-    {.level = RELAY_LOG_INFO, .max_bytes = 10 << 20, .keep = 5, .repeat_s = 60}
+    {                                                                                              \
+        .level = RELAY_LOG_INFO, .max_bytes = 10 << 20, .keep = 5, .repeat_s = 60                  \
+    }
 
 /* Set the option @opt ("--log-level", "--log-format", "--log-file",
  * "--log-max-size", "--log-keep", "--log-repeat-interval") of @o from

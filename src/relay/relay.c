@@ -270,7 +270,15 @@ enum { RUN_SERVE, RUN_HELP, RUN_PRINT_CONFIG, RUN_HASH_PASSWORD, RUN_NEW_TOKEN }
 
 /* The options without a value have their own codes; every option with one
  * goes to relay_option_set() under its name (code OPT_VALUE). */
-enum { OPT_VALUE = 0x100, OPT_CONFIG, OPT_NO_DEFAULT, OPT_INSECURE, OPT_PRINT, OPT_HASH, OPT_TOKEN };
+enum {
+    OPT_VALUE = 0x100,
+    OPT_CONFIG,
+    OPT_NO_DEFAULT,
+    OPT_INSECURE,
+    OPT_PRINT,
+    OPT_HASH,
+    OPT_TOKEN
+};
 
 static const struct option long_opts[] = {
     {"help", no_argument, NULL, 'h'},
@@ -664,28 +672,28 @@ static void print_address(const relay_config *cfg, int port)
 static void config_defaults(relay_config *cfg)
 {
     *cfg = (relay_config){.host = "127.0.0.1",
-                         .port = 8080,
-                         .default_input = true,
-                         .max_viewers = 1000,
-                         .max_viewers_input = 100,
-                         .inflight = 2,
-                         .viewer_sndbuf = 128 * 1024,
-                         .timeout_s = 30,
-                         .max_header_bytes = 8192,
-                         .max_body_bytes = 65536,
-                         .width = 640,
-                         .height = 480,
-                         .fps = 25,
-                         .quality = 80,
-                         .max_inputs = RELAY_INPUTS_MAX,
-                         .max_input_bytes = (size_t)1024 << 20,
-                         .max_sse = 32,
-                         .on_demand_grace_ms = 10000,
-                         .camera_stall_s = 5,
-                         .camera_frame_timeout_s = 10,
-                         .header_timeout_s = 10,
-                         .max_connections = 1100,
-                         .max_conn_per_client = 128};
+                          .port = 8080,
+                          .default_input = true,
+                          .max_viewers = 1000,
+                          .max_viewers_input = 100,
+                          .inflight = 2,
+                          .viewer_sndbuf = 128 * 1024,
+                          .timeout_s = 30,
+                          .max_header_bytes = 8192,
+                          .max_body_bytes = 65536,
+                          .width = 640,
+                          .height = 480,
+                          .fps = 25,
+                          .quality = 80,
+                          .max_inputs = RELAY_INPUTS_MAX,
+                          .max_input_bytes = (size_t)1024 << 20,
+                          .max_sse = 32,
+                          .on_demand_grace_ms = 10000,
+                          .camera_stall_s = 5,
+                          .camera_frame_timeout_s = 10,
+                          .header_timeout_s = 10,
+                          .max_connections = 1100,
+                          .max_conn_per_client = 128};
     cfg->log = (relay_log_opts)RELAY_LOG_OPTS_DEFAULT;
     default_state_path(cfg);
 }

@@ -254,8 +254,8 @@ typedef struct relay_input {
      * source start functions defer their cleanups on it and spawn into it;
      * it changes only on the loop thread, while no source runs. */
     stw_scope *scope;
-    pthread_mutex_t lock; /* guards pool and via */
-    stw_pool *pool;       /* a handle on the source's pool, or NULL */
+    pthread_mutex_t lock;    /* guards pool and via */
+    stw_pool *pool;          /* a handle on the source's pool, or NULL */
     char via[RELAY_VIA_MAX]; /* chain.h: the relays downstream, for its pulls */
 } relay_input;
 

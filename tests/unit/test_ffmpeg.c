@@ -394,10 +394,9 @@ static void test_argv(void **state)
     relay_ff_ingest_opts ho = {.timeout_ms = 5000, .http_headers = "X-Steward-Relay: ab\r\n"};
     parse_ok("http://origin/stream/door.ts", 0, &u);
     assert_int_equal(relay_ff_ingest_argv(&a, &u, &ho), 0);
-    assert_string_equal(joined(&a), HEAD
-                        "-rw_timeout 5000000 -headers X-Steward-Relay: ab\r\n "
-                        "-protocol_whitelist http,https,tcp,tls,crypto,hls "
-                        "-i http://origin/stream/door.ts" TAIL);
+    assert_string_equal(joined(&a), HEAD "-rw_timeout 5000000 -headers X-Steward-Relay: ab\r\n "
+                                         "-protocol_whitelist http,https,tcp,tls,crypto,hls "
+                                         "-i http://origin/stream/door.ts" TAIL);
     parse_ok("rtmp://h/app/key", 0, &u);
     assert_int_equal(relay_ff_ingest_argv(&a, &u, &ho), 0);
     assert_null(strstr(joined(&a), "-headers"));
