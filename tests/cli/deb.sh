@@ -1,6 +1,7 @@
 # The Debian package: built from this tree (scripts/build-deb.sh, as `make
-# deb`), unpacked into a throwaway root (dpkg-deb -x: no container, the
-# host's dpkg database untouched), then checked: the files and conffile,
+# deb`), installed into a throwaway root by dpkg (--root, unpacked with a
+# database of its own: no container, the host's dpkg database untouched),
+# then checked: the files and conffile,
 # the maintainer scripts systemd needs, the unit (systemd-analyze verify),
 # Depends naming the package of every library the binary loads, and the
 # unpacked steward run from there: --version, check, and the relay serving
@@ -18,8 +19,22 @@ command -v dpkg-buildpackage >/dev/null || { echo "dpkg-buildpackage missing (sc
 deb=$("$src/scripts/build-deb.sh" "$tmp/out" | tail -1)
 [ -f "$deb" ] || { echo "no package built"; exit 1; }
 echo "built $(basename "$deb"), $(du -k "$deb" | cut -f1) KiB"
+# dpkg itself installs it into the throwaway root, with a package database
+# of its own there; --unpack stops before the maintainer scripts, which
+# would talk to the host's systemd (they are checked below).
 root="$tmp/root"
-dpkg-deb -x "$deb" "$root"
+mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
+: >"$root/var/lib/dpkg/status"
+dpkg --root="$root" --force-depends --force-not-root --unpack "$deb" >"$tmp/dpkg.log" 2>&1 ||
+    { cat "$tmp/dpkg.log"; exit 1; }
+dpkg --root="$root" -s steward | grep -q '^Status: install ok unpacked' ||
+    { dpkg --root="$root" -s steward; exit 1; }
+dpkg --root="$root" -s steward | grep -Eq '^ /etc/steward/relay.yaml ([0-9a-f]+|newconffile)$' ||
+    { echo "dpkg did not record the conffile"; exit 1; }
+dpkg --root="$root" -L steward | grep -qx /usr/bin/steward || { echo "dpkg -L lacks the binary"; exit 1; }
+# Unpacked, a new conffile waits as .dpkg-new; configuring puts it in place.
+[ -f "$root/etc/steward/relay.yaml.dpkg-new" ] || { echo "no conffile unpacked"; exit 1; }
+mv "$root/etc/steward/relay.yaml.dpkg-new" "$root/etc/steward/relay.yaml"
 dpkg-deb -e "$deb" "$root/DEBIAN"
 
 for f in usr/bin/steward usr/lib/x86_64-linux-gnu/steward/libsteward-check.so \
