@@ -4,8 +4,9 @@
 # then checked: the files and conffile,
 # the maintainer scripts systemd needs, the unit (systemd-analyze verify),
 # Depends naming the package of every library the binary loads, and the
-# unpacked steward run from there: --version, check, and the relay serving
-# /healthz with the packaged config and exiting 0 on SIGTERM.
+# unpacked steward run from there: --version, check, the relay serving
+# /healthz with the packaged config and exiting 0 on SIGTERM, and the unit's
+# ExecStart/ExecReload run as systemd would (tests/cli/unit_emulate.py).
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
@@ -96,4 +97,7 @@ kill -TERM "$relay"
 wait "$relay" || { echo "relay exit $?"; tail -20 "$tmp/relay.err"; exit 1; }
 relay=
 grep -q "shutdown: clean: exit code 0" "$tmp/relay.err" || { tail -20 "$tmp/relay.err"; exit 1; }
+# The unit itself, as systemd would run it (its ExecStart and ExecReload,
+# the notify socket, a 1 s watchdog so the test is short).
+python3 "$src/tests/cli/unit_emulate.py" "$unit" "$root" --watchdog-sec 1
 echo "deb: ok"
