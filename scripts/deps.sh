@@ -14,7 +14,7 @@ want="meson ninja-build gcc pkg-config scdoc libsystemd-dev libunwind-dev libdw-
 media="nginx libnginx-mod-rtmp python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav"
 case "${1:-run}" in
     run) ;;
-    test) want="$want valgrind python3 bc curl git ffmpeg chromium openssl debhelper dpkg-dev $media" ;;
+    test) want="$want valgrind python3 bc curl git ffmpeg chromium openssl debhelper dpkg-dev strace systemd $media" ;;
     deb) want="$want debhelper dpkg-dev" ;;
     asan) want="$want clang libclang-rt-14-dev" ;;
     bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc python3 ffmpeg gstreamer1.0-tools $media" ;;
