@@ -1,6 +1,8 @@
 # The two commands of the README:
 #   make run    install what is missing, build, run the relay (Ctrl-C stops it)
 #   make test   install what is missing, build, run every test
+#   make install [PREFIX=/usr/local] [DESTDIR=]   install the build (meson install)
+#   make deb    the Debian package, in build-deb/
 # Other targets: build (release, in build/), debug (build-debug/),
 # asan (AddressSanitizer + UBSan unit tests, build-asan/, and 10 s of each
 # fuzzer), fuzz and fuzz-http (20 s of the MJPEG parser's and of the HTTP
@@ -9,8 +11,10 @@
 
 BUILD ?= build
 MESON_OPTS ?=
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: all run test build debug asan asan-build fuzz fuzz-http bench format clean deps \
+.PHONY: all run test build install deb debug asan asan-build fuzz fuzz-http bench format clean deps \
 	deps-test stress-test
 
 all: build
@@ -37,6 +41,18 @@ build: deps $(WEB_DEPS)
 run: build
 	@$(BUILD)/src/steward --version
 	@$(BUILD)/src/steward relay
+
+# The binary, libsteward, the checker's preload library, man pages, the
+# systemd unit, the unit's config file, the docs (docs/service.md).
+install: build
+	@[ "$$(meson introspect $(BUILD) --buildoptions | python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"][0])')" = "$(PREFIX)" ] || \
+		meson configure $(BUILD) -Dprefix=$(PREFIX)
+	@meson install -C $(BUILD) --quiet $(if $(DESTDIR),--destdir $(DESTDIR))
+
+# The Debian package (debian/, debhelper with meson) in build-deb/.
+deb: deps $(WEB_DEPS)
+	@scripts/deps.sh deb
+	@scripts/build-deb.sh build-deb
 
 test: deps-test build
 	@tests/run.sh $(BUILD)

@@ -4,19 +4,21 @@
 #   scripts/deps.sh test   that plus what the test suite needs
 #   scripts/deps.sh asan   that plus clang and its sanitizer runtimes
 #   scripts/deps.sh bench  that plus the peers the benchmarks compare with
+#   scripts/deps.sh deb    that plus what building the Debian package needs
 # As root it installs with apt-get; otherwise it names what is missing and fails.
 set -eu
 
-want="meson ninja-build gcc pkg-config libunwind-dev libdw-dev libcmocka-dev libevent-dev libjpeg62-turbo-dev libjansson-dev libcurl4-openssl-dev libfyaml-dev libsodium-dev libssl-dev"
+want="meson ninja-build gcc pkg-config scdoc libsystemd-dev libunwind-dev libdw-dev libcmocka-dev libevent-dev libjpeg62-turbo-dev libjansson-dev libcurl4-openssl-dev libfyaml-dev libsodium-dev libssl-dev"
 # The real media servers the relay's integration tests start: nginx-rtmp,
 # gst-rtsp-server through python3-gi (H.264 via x264enc, AAC via avenc_aac).
 media="nginx libnginx-mod-rtmp python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav"
 case "${1:-run}" in
     run) ;;
-    test) want="$want valgrind python3 bc curl git ffmpeg chromium openssl $media" ;;
+    test) want="$want valgrind python3 bc curl git ffmpeg chromium openssl debhelper dpkg-dev strace systemd $media" ;;
+    deb) want="$want debhelper dpkg-dev" ;;
     asan) want="$want clang libclang-rt-14-dev" ;;
     bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc python3 ffmpeg gstreamer1.0-tools $media" ;;
-    *) echo "usage: scripts/deps.sh run|test|asan|bench" >&2; exit 2 ;;
+    *) echo "usage: scripts/deps.sh run|test|asan|bench|deb" >&2; exit 2 ;;
 esac
 
 missing=""

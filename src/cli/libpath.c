@@ -28,7 +28,11 @@ int stw_cli_find_lib(const char *name, const char *env, char *out, size_t len)
     if (slash == NULL)
         return -ENOENT;
     *slash = '\0';
-    static const char *const dirs[] = {"", "../lib/steward/", "../lib/x86_64-linux-gnu/steward/"};
+    static const char *const dirs[] = {"",
+#ifdef STW_LIB_REL_DIR
+                                       STW_LIB_REL_DIR, /* where meson install puts them */
+#endif
+                                       "../lib/steward/", "../lib/x86_64-linux-gnu/steward/"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         int w = snprintf(out, len, "%s/%s%s", exe, dirs[i], name);
         if (w > 0 && (size_t)w < len && access(out, R_OK) == 0)

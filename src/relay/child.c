@@ -1,3 +1,4 @@
+#include "log.h"
 #include "child.h"
 
 #include <errno.h>
@@ -118,10 +119,10 @@ static void log_line(relay_child *c, int64_t now, const char *fmt, ...)
     va_end(ap);
     relay_redact(raw, msg, sizeof(msg));
     if (c->log_suppressed > 0)
-        fprintf(stderr, "steward relay: %s: %s (%u similar lines suppressed)\n", c->job, msg,
-                c->log_suppressed);
+        relay_log(RELAY_LOG_WARNING, "ffmpeg", NULL, "%s: %s (%u similar lines suppressed)", c->job,
+                  msg, c->log_suppressed);
     else
-        fprintf(stderr, "steward relay: %s: %s\n", c->job, msg);
+        relay_log(RELAY_LOG_WARNING, "ffmpeg", NULL, "%s: %s", c->job, msg);
     c->log_suppressed = 0;
 }
 

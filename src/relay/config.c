@@ -532,9 +532,12 @@ static void diag_quiet(struct fy_diag *diag, void *user, const char *buf, size_t
 const char *relay_config_path(int argc, char **argv)
 {
     const char *path = NULL;
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--config") == 0)
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
     return path;
 }
 

@@ -6,9 +6,10 @@
  *   A YAML file (docs/relay-config.md) declares what an operator wants to
  *   exist whatever happens through the API: the listen address and limits
  *   (the command-line options, which override it), users with their
- *   permissions, TLS, and inputs. It is read once, before the relay starts,
- *   with libfyaml: every key is checked, an unknown key is an error, and
- *   every error names the file, the line and the key.
+ *   permissions, TLS, and inputs. It is read before the relay starts, and
+ *   again on SIGHUP (http_reload.c applies it), with libfyaml: every key is
+ *   checked, an unknown key is an error, and every error names the file,
+ *   the line and the key.
  *
  *   Scalars that are options are checked by relay_option_set(), exactly as
  *   on the command line; inputs go through relay_spec_parse(), exactly as

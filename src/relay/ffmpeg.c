@@ -153,6 +153,13 @@ static bool is_playlist(const char *rest)
            (n >= 4 && strncasecmp(rest + n - 4, ".m3u", 4) == 0);
 }
 
+/* MPEG-TS over HTTP, such as another relay's /stream/NAME.ts. */
+static bool is_ts_stream(const char *rest)
+{
+    size_t n = strcspn(rest, "?#");
+    return n >= 3 && strncasecmp(rest + n - 3, ".ts", 3) == 0;
+}
+
 static int check_file(const char *path, char *err, size_t errlen)
 {
     static const char *const system_dirs[] = {"/proc/", "/sys/", "/dev/"};
@@ -326,8 +333,11 @@ int relay_ff_url_parse(const char *url, unsigned flags, relay_ff_url *out, char 
     int rc = check_authority(lname, rest, s == RELAY_FF_SRT || s == RELAY_FF_UDP, err, errlen);
     if (rc != 0)
         return rc;
-    if (s == RELAY_FF_HLS && !(flags & RELAY_FF_ASSUME_HLS) && !is_playlist(rest)) {
-        say(err, errlen, "%s inputs are HLS playlists: the path should end in .m3u8 or .m3u",
+    if (s == RELAY_FF_HLS && !(flags & RELAY_FF_ASSUME_HLS) && !is_playlist(rest) &&
+        !is_ts_stream(rest)) {
+        say(err, errlen,
+            "%s inputs are HLS playlists or MPEG-TS streams: the path should end in .m3u8, "
+            ".m3u or .ts (e.g. another relay's /stream/NAME.ts)",
             lname);
         return -EINVAL;
     }
@@ -425,6 +435,10 @@ int relay_ff_ingest_argv(relay_ff_argv *a, const relay_ff_url *u, const relay_ff
         if (o->timeout_ms > 0) {
             add(a, "-rw_timeout");
             addf(a, "%lld", us);
+        }
+        if (u->scheme == RELAY_FF_HLS && o->http_headers != NULL) {
+            add(a, "-headers");
+            addf(a, "%s", o->http_headers);
         }
         break;
     case RELAY_FF_FILE:

@@ -130,6 +130,7 @@ typedef struct relay_ff_ingest_opts {
     bool rtsp_udp;      /* RTSP over UDP instead of interleaved TCP */
     int timeout_ms;     /* network I/O time-out; 0 = ffmpeg's default */
     bool loop;          /* files: start over at the end (-stream_loop -1) */
+    const char *http_headers; /* http(s): extra request headers ("Name: value\r\n"...), or NULL */
 } relay_ff_ingest_opts;
 
 /* argv to pull @u (parsed) as MPEG-TS on stdout. @o may be NULL (defaults).

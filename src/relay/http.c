@@ -33,6 +33,7 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "log.h"
 #include "config.h"
 #include "http_internal.h"
 #include "push.h"
@@ -179,11 +180,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (!relay_http__guard(srv, req, cmd))
         return;
-    /* One of our own inputs reading us: it would feed on its own output
-     * as fast as the loop goes. */
+    /* One of our own inputs reading us, directly or through other relays
+     * (chain.h): it would feed on its own output. */
     const char *loop = evhttp_find_header(evhttp_request_get_input_headers(req), RELAY_LOOP_HEADER);
-    if (loop != NULL && strcmp(loop, srv->cfg.instance) == 0) {
-        relay_http__reply_error(req, 508, "an input of this relay points at the relay itself");
+    if (relay_via_has(loop, srv->cfg.instance)) {
+        relay_http__reply_error(req, 508,
+                                "an input of this relay points at the relay itself, directly or "
+                                "through other relays");
         return;
     }
     const char *raw = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
@@ -261,7 +264,7 @@ static int setup(relay_http *srv)
     for (unsigned i = 0; i < srv->ninputs; i++)
         if (relay_http__input_watch(srv->inputs[i]) != 0)
             return -ENOMEM;
-    return 0;
+    return relay_http__service_setup(srv);
 }
 
 /* The shutdown log names every child still running before the stages
@@ -294,6 +297,7 @@ static void teardown(relay_http *srv)
     srv->http = NULL;
     relay_http__conn_release(srv);
     relay_http__auth_unwatch(srv);
+    relay_http__service_teardown(srv);
     for (unsigned i = 0; i < srv->ninputs; i++)
         relay_http__input_unwatch(srv->inputs[i]);
     if (srv->keepalive != NULL)
@@ -313,7 +317,7 @@ static void loop_main(stw_scope *scope, void *arg)
     if (rc == 0)
         event_base_dispatch(srv->base);
     else
-        fprintf(stderr, "steward relay: http: %s\n", stw_strerror(rc));
+        relay_log(RELAY_LOG_ERROR, "http", NULL, "%s", stw_strerror(rc));
     teardown(srv);
 }
 
@@ -386,7 +390,7 @@ int relay_http_start(stw_scope *scope, stw_scope *sources, const relay_config *c
         char err[512];
         rc = relay_tls_new(cfg->file->tls_cert, cfg->file->tls_key, &srv->tls, err, sizeof(err));
         if (rc != 0) {
-            fprintf(stderr, "steward relay: tls: %s\n", err);
+            relay_log(RELAY_LOG_ERROR, "tls", NULL, "%s", err);
             goto free_srv;
         }
     }

@@ -24,6 +24,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "log.h"
 #include "config.h"
 #include "http_internal.h"
 #include "push.h"
@@ -139,8 +140,8 @@ int relay_http__save_state(relay_http *srv, const http_input *skip, relay_input 
     int rc = relay_state_save(srv->cfg.state_path, list, n);
     if (rc != 0) {
         srv->state_save_failures++;
-        fprintf(stderr, "steward relay: cannot save state file %s: %s\n", srv->cfg.state_path,
-                stw_strerror(rc));
+        relay_log(RELAY_LOG_ERROR, "state", NULL, "cannot save state file %s: %s",
+                  srv->cfg.state_path, stw_strerror(rc));
     }
     return rc;
 }
@@ -475,4 +476,9 @@ void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const 
         handle_output(req, hi, v, cmd == EVHTTP_REQ_DELETE);
     else
         relay_http__reply_405(req, "GET, HEAD, DELETE");
+}
+
+void relay_http__input_json(struct evbuffer *b, http_input *hi)
+{
+    input_json(b, hi);
 }

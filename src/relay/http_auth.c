@@ -605,3 +605,31 @@ bool relay_http__authorize(relay_http *srv, struct evhttp_request *req, const ch
     job->p = p;
     return false;
 }
+
+void relay_http__auth_reload(relay_http *srv, const relay_file *nf)
+{
+    /* The storage relay_main lent the config: the one a->file points at. */
+    relay_file *cur = (relay_file *)srv->cfg.file;
+    relay_auth *a = srv->auth;
+    if (cur == NULL || cur == nf)
+        return;
+    if (a != NULL)
+        pthread_mutex_lock(&a->lock);
+    memcpy(cur->users, nf->users, sizeof(cur->users));
+    cur->nusers = nf->nusers;
+    if (a != NULL) {
+        /* A check in flight was for a user that may be gone or another
+         * now: it fails, and the client asks again. */
+        for (unsigned i = 0; i < AUTH_QUEUE; i++)
+            if (a->jobs[i].state != JOB_FREE)
+                a->jobs[i].user = -1;
+        sodium_memzero(a->cache, sizeof(a->cache));
+        memset(a->cached, 0, sizeof(a->cached));
+        memset(a->cache_next, 0, sizeof(a->cache_next));
+        a->decoy = NULL;
+        for (unsigned i = 0; i < cur->nusers && a->decoy == NULL; i++)
+            if (cur->users[i].password_hash[0] != '\0')
+                a->decoy = cur->users[i].password_hash;
+        pthread_mutex_unlock(&a->lock);
+    }
+}

@@ -60,6 +60,7 @@
 
 #include <event2/listener.h>
 
+#include "log.h"
 #include "http_internal.h"
 #include "steward/alloc.h"
 #include "tls.h"
@@ -297,7 +298,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
         return;
     srv->accept_errors++;
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
-        fprintf(stderr, "steward relay: accept: %s\n", strerror(err));
+        relay_log(RELAY_LOG_ERROR, "http", NULL, "accept: %s", strerror(err));
         return;
     }
     evconnlistener_disable(l);
@@ -305,9 +306,9 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     evtimer_add(srv->accept_resume, &tv);
     int64_t now = stw_now_ns();
     if (now - srv->accept_logged_ns >= 1000000000LL) {
-        fprintf(stderr,
-                "steward relay: accept: %s; not accepting for %d ms (%llu such pauses so far)\n",
-                strerror(err), ACCEPT_PAUSE_MS, (unsigned long long)srv->accept_errors);
+        relay_log(RELAY_LOG_ERROR, "http", NULL,
+                  "accept: %s; not accepting for %d ms (%llu such pauses so far)", strerror(err),
+                  ACCEPT_PAUSE_MS, (unsigned long long)srv->accept_errors);
         srv->accept_logged_ns = now;
     }
 }

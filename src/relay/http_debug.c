@@ -105,6 +105,7 @@ void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req)
     }
     job_metrics(srv, b);
     relay_http__motion_metrics(srv, b);
+    relay_http__service_metrics(srv, b);
     metric_head(b, "steward_relay_viewers_all", "gauge", "Streaming viewers of all inputs.");
     evbuffer_add_printf(b, "steward_relay_viewers_all %u\n", srv->nviewers);
     static const struct {

@@ -92,6 +92,7 @@ struct viewer {
     struct relay_ts_reader *reader;
     struct event *rev;
     uint64_t bytes;
+    char via[RELAY_VIA_MAX]; /* chain.h: the relays its request came through */
 };
 
 struct http_input {
@@ -144,8 +145,43 @@ struct relay_http {
     uint64_t rejected_host, rejected_origin, state_save_failures;
     relay_auth *auth; /* http_auth.c: NULL without users (anonymous access) */
     uint64_t auth_failed, auth_locked, auth_busy; /* refused: credentials, locked, busy */
-    struct ssl_ctx_st *tls; /* tls.c: the listener's TLS context, NULL for plain HTTP */
+    struct ssl_ctx_st *tls;            /* tls.c: the listener's TLS context, NULL for plain HTTP */
+    struct relay_http_service *svc;    /* http_service.c: notify, watchdog, signals */
+    uint64_t reloads, reload_failures; /* http_reload.c */
 };
+
+/* ---- loop detection across relays (http_chain.c, chain.h) ---- */
+
+/* Keep what @req's X-Steward-Relay says in @v (viewer_init). */
+void relay_http__via_capture(viewer *v, struct evhttp_request *req);
+
+/* Recompute @hi's input's downstream list from its viewers. */
+void relay_http__via_update(http_input *hi);
+
+/* ---- the service manager and the operator's signals (http_service.c) ---- */
+
+/* On the loop, in setup: READY=1 on the first turn, the status and
+ * watchdog timers, the SIGHUP/SIGUSR1 signalfd. 0 or a negative errno;
+ * on failure what was made is freed by relay_http__service_teardown(). */
+int relay_http__service_setup(relay_http *srv);
+void relay_http__service_teardown(relay_http *srv);
+
+/* The service's metrics (reloads, uptime) into @b, Prometheus text. */
+void relay_http__service_metrics(relay_http *srv, struct evbuffer *b);
+
+/* Send STATUS= now if it changed (or always with @force). */
+void relay_http__service_status(relay_http *srv, bool force);
+
+/* @hi as the API shows it (GET /api/inputs/NAME), into @b (http_api.c). */
+void relay_http__input_json(struct evbuffer *b, http_input *hi);
+
+/* SIGHUP: re-read the config file and apply it (http_reload.c). */
+void relay_http__reload(relay_http *srv);
+
+/* Users of a re-read config file (@file, borrowed, same users-or-none as
+ * before) replace the current ones: caches cleared, checks in flight
+ * fail (http_auth.c). */
+void relay_http__auth_reload(relay_http *srv, const struct relay_file *file);
 
 /* ---- connections (http_conn.c) ---- */
 

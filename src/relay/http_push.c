@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "http_internal.h"
 #include "push.h"
 #include "steward/alloc.h"
@@ -102,8 +103,8 @@ void relay_http__handle_create_push(relay_http *srv, struct evhttp_request *req,
     }
     rc = relay_http__input_ensure_running(hi);
     if (rc != 0)
-        fprintf(stderr, "steward relay: input %s: cannot start its source for a push: %s\n",
-                in->name, stw_strerror(rc));
+        relay_log(RELAY_LOG_ERROR, "push", in->name, "cannot start its source for a push: %s",
+                  stw_strerror(rc));
     relay_http__sse_output_event(srv, "output-created", in->name, id, NULL);
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {

@@ -140,6 +140,7 @@ static void viewer_unlink(viewer *v, const char *reason)
     if (v->next != NULL)
         v->next->prev = v->prev;
     v->prev = v->next = NULL;
+    relay_http__via_update(hi);
     hi->nviewers--;
     srv->nviewers--;
     if (!v->ts)
@@ -206,6 +207,7 @@ bool relay_http__viewer_init(relay_http *srv, viewer *v, struct evhttp_request *
     evhttp_connection_get_peer(conn, &addr, &port);
     snprintf(v->peer, sizeof(v->peer), strchr(addr != NULL ? addr : "", ':') ? "[%s]:%u" : "%s:%u",
              addr != NULL ? addr : "?", (unsigned)port);
+    relay_http__via_capture(v, req);
     return true;
 }
 
@@ -219,6 +221,7 @@ void relay_http__viewer_link(http_input *hi, viewer *v)
     hi->viewers = v;
     hi->nviewers++;
     srv->nviewers++;
+    relay_http__via_update(hi);
     /* The hub counts the viewers that want JPEG: an ffmpeg input decodes
      * only for them. */
     if (!v->ts)

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "log.h"
 #include "child.h"
 #include "ffmpeg.h"
 #include "push.h"
@@ -197,8 +198,8 @@ void relay_push_stop(relay_push **pp, stw_deadline d)
     stw_scope_report rep;
     /* The scope's cleanup frees @p: nothing of it is touched after. */
     if (stw_scope_close(scope, d, &rep) == -ETIMEDOUT)
-        fprintf(stderr, "steward relay: a push thread did not stop in time; it is freed when it "
-                        "returns\n");
+        relay_log(RELAY_LOG_WARNING, "push", NULL,
+                  "a push thread did not stop in time; it is freed when it returns");
     stw_scope_free(&scope);
 }
 

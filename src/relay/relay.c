@@ -34,6 +34,7 @@
  *   meaningful.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,8 +49,10 @@
 
 #include "auth.h"
 #include "config.h"
+#include "log.h"
 #include "push.h"
 #include "relay.h"
+#include "service.h"
 #include "steward/alloc.h"
 #include "steward/ledger.h"
 #include "steward/shutdown.h"
@@ -113,7 +116,19 @@ static void usage(FILE *f)
                "                              addresses and localhost are always accepted)\n"
                "  --cors-origin ORIGIN        allow cross-site requests from ORIGIN, e.g.\n"
                "                              https://nvr.example (repeatable, up to 8; none\n"
-               "                              by default)\n");
+               "                              by default)\n"
+               "  --log-level LEVEL           error, warning, notice, info (default) or debug\n"
+               "  --log-format FORMAT         text (default; syslog priority prefixes when\n"
+               "                              stderr is the journal) or json (one object a line)\n"
+               "  --log-file PATH             log to PATH instead of stderr; SIGUSR1 reopens it\n"
+               "  --log-max-size BYTES        rotate the log file at this size, k/M suffixes\n"
+               "                              (default 10M; 0: never)\n"
+               "  --log-keep N                rotated log files kept: PATH.1.. (default 5)\n"
+               "  --log-repeat-interval S     identical errors within S seconds are counted,\n"
+               "                              not repeated (default 60; 0: log them all)\n"
+               "\n"
+               "Every option taking a value accepts --opt VALUE and --opt=VALUE. SIGHUP\n"
+               "re-reads the --config file; SIGUSR1 reopens the log file.\n");
 }
 
 static bool parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
@@ -243,6 +258,8 @@ int relay_option_set(relay_config *cfg, const char *a, const char *v)
     else if (strcmp(a, "--size") == 0)
         ok = sscanf(v, "%ux%u", &cfg->width, &cfg->height) == 2 && cfg->width >= 16 &&
              cfg->height >= 16 && cfg->width <= 4096 && cfg->height <= 4096;
+    else if (strncmp(a, "--log-", 6) == 0)
+        return relay_log_option(&cfg->log, a, v);
     else if (ok)
         return -ENOENT;
     return ok ? 0 : -EINVAL;
@@ -251,54 +268,121 @@ int relay_option_set(relay_config *cfg, const char *a, const char *v)
 /* What the command line asks besides serving. */
 enum { RUN_SERVE, RUN_HELP, RUN_PRINT_CONFIG, RUN_HASH_PASSWORD, RUN_NEW_TOKEN };
 
+/* The options without a value have their own codes; every option with one
+ * goes to relay_option_set() under its name (code OPT_VALUE). */
+enum {
+    OPT_VALUE = 0x100,
+    OPT_CONFIG,
+    OPT_NO_DEFAULT,
+    OPT_INSECURE,
+    OPT_PRINT,
+    OPT_HASH,
+    OPT_TOKEN
+};
+
+static const struct option long_opts[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"no-default-input", no_argument, NULL, OPT_NO_DEFAULT},
+    {"insecure-no-auth", no_argument, NULL, OPT_INSECURE},
+    {"print-config", no_argument, NULL, OPT_PRINT},
+    {"hash-password", no_argument, NULL, OPT_HASH},
+    {"new-token", no_argument, NULL, OPT_TOKEN},
+    {"listen", required_argument, NULL, OPT_VALUE},
+    {"max-viewers", required_argument, NULL, OPT_VALUE},
+    {"max-viewers-per-input", required_argument, NULL, OPT_VALUE},
+    {"inflight", required_argument, NULL, OPT_VALUE},
+    {"viewer-sndbuf", required_argument, NULL, OPT_VALUE},
+    {"timeout", required_argument, NULL, OPT_VALUE},
+    {"max-header-bytes", required_argument, NULL, OPT_VALUE},
+    {"max-body-bytes", required_argument, NULL, OPT_VALUE},
+    {"fps", required_argument, NULL, OPT_VALUE},
+    {"quality", required_argument, NULL, OPT_VALUE},
+    {"size", required_argument, NULL, OPT_VALUE},
+    {"on-demand-grace-ms", required_argument, NULL, OPT_VALUE},
+    {"max-inputs", required_argument, NULL, OPT_VALUE},
+    {"max-input-memory", required_argument, NULL, OPT_VALUE},
+    {"max-sse-clients", required_argument, NULL, OPT_VALUE},
+    {"camera-stall", required_argument, NULL, OPT_VALUE},
+    {"camera-frame-timeout", required_argument, NULL, OPT_VALUE},
+    {"header-timeout", required_argument, NULL, OPT_VALUE},
+    {"max-connections", required_argument, NULL, OPT_VALUE},
+    {"max-connections-per-client", required_argument, NULL, OPT_VALUE},
+    {"allow-host", required_argument, NULL, OPT_VALUE},
+    {"cors-origin", required_argument, NULL, OPT_VALUE},
+    {"state", required_argument, NULL, OPT_VALUE},
+    {"log-level", required_argument, NULL, OPT_VALUE},
+    {"log-format", required_argument, NULL, OPT_VALUE},
+    {"log-file", required_argument, NULL, OPT_VALUE},
+    {"log-max-size", required_argument, NULL, OPT_VALUE},
+    {"log-keep", required_argument, NULL, OPT_VALUE},
+    {"log-repeat-interval", required_argument, NULL, OPT_VALUE},
+    {NULL, 0, NULL, 0},
+};
+
 /* Parse argv into @cfg, over what the config file set: a list option
- * given here replaces the file's list. Returns a RUN_ value or -EINVAL. */
+ * given here replaces the file's list. Returns a RUN_ value or -EINVAL.
+ * Runs again on SIGHUP (relay_config_reread), so it resets getopt. */
 static int parse_args(int argc, char **argv, relay_config *cfg)
 {
     int run = RUN_SERVE;
     bool allow_reset = false, cors_reset = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+    opterr = 0;
+    optind = 0;
+    int c, idx = -1;
+    /* "+": stop at the first operand (there are none: an error below);
+     * ":": a missing value comes back as ':'. */
+    while ((c = getopt_long(argc, argv, "+:h", long_opts, &idx)) != -1) {
+        const char *bad = argv[optind - 1];
+        switch (c) {
+        case 'h':
             return RUN_HELP;
-        if (strcmp(a, "--no-default-input") == 0) {
+        case OPT_CONFIG:
+            break; /* read before the other options */
+        case OPT_NO_DEFAULT:
             cfg->default_input = false;
-            continue;
-        }
-        if (strcmp(a, "--insecure-no-auth") == 0) {
+            break;
+        case OPT_INSECURE:
             cfg->insecure_no_auth = true;
-            continue;
+            break;
+        case OPT_PRINT:
+            run = RUN_PRINT_CONFIG;
+            break;
+        case OPT_HASH:
+            run = RUN_HASH_PASSWORD;
+            break;
+        case OPT_TOKEN:
+            run = RUN_NEW_TOKEN;
+            break;
+        case OPT_VALUE: {
+            char a[64];
+            snprintf(a, sizeof(a), "--%s", long_opts[idx].name);
+            if (strcmp(a, "--allow-host") == 0 && !allow_reset) {
+                cfg->nallow_host = 0;
+                allow_reset = true;
+            }
+            if (strcmp(a, "--cors-origin") == 0 && !cors_reset) {
+                cfg->ncors_origin = 0;
+                cors_reset = true;
+            }
+            if (relay_option_set(cfg, a, optarg) != 0) {
+                fprintf(stderr, "steward relay: bad value for %s: '%s'\n", a, optarg);
+                return -EINVAL;
+            }
+            break;
         }
-        if (strcmp(a, "--print-config") == 0 || strcmp(a, "--hash-password") == 0 ||
-            strcmp(a, "--new-token") == 0) {
-            run = a[2] == 'p' ? RUN_PRINT_CONFIG : a[2] == 'h' ? RUN_HASH_PASSWORD : RUN_NEW_TOKEN;
-            continue;
-        }
-        if (v == NULL) {
-            fprintf(stderr, "steward relay: unknown option or missing value: '%s'\n", a);
+        case ':':
+            fprintf(stderr, "steward relay: missing value for '%s'\n", bad);
+            return -EINVAL;
+        default:
+            fprintf(stderr, "steward relay: unknown option '%s'\n", bad);
             return -EINVAL;
         }
-        i++;
-        if (strcmp(a, "--config") == 0)
-            continue; /* read before the other options */
-        if (strcmp(a, "--allow-host") == 0 && !allow_reset) {
-            cfg->nallow_host = 0;
-            allow_reset = true;
-        }
-        if (strcmp(a, "--cors-origin") == 0 && !cors_reset) {
-            cfg->ncors_origin = 0;
-            cors_reset = true;
-        }
-        int rc = relay_option_set(cfg, a, v);
-        if (rc == -ENOENT) {
-            fprintf(stderr, "steward relay: unknown option '%s'\n", a);
-            return -EINVAL;
-        }
-        if (rc != 0) {
-            fprintf(stderr, "steward relay: bad value for %s: '%s'\n", a, v);
-            return -EINVAL;
-        }
+        idx = -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "steward relay: unexpected argument '%s'\n", argv[optind]);
+        return -EINVAL;
     }
     return run;
 }
@@ -460,8 +544,8 @@ void relay_input_start_pushes(relay_input *in, const relay_spec *spec)
         if (rc == 0)
             in->npush++;
         else
-            fprintf(stderr, "steward relay: input %s: cannot start push output %llu: %s\n",
-                    in->name, (unsigned long long)spec->push[i].id, stw_strerror(rc));
+            relay_log(RELAY_LOG_ERROR, "push", in->name, "cannot start push output %llu: %s",
+                      (unsigned long long)spec->push[i].id, stw_strerror(rc));
     }
 }
 
@@ -471,10 +555,9 @@ void relay_input_stop(relay_input *in, stw_deadline d)
         return;
     stw_scope_report rep;
     if (stw_scope_close(in->scope, d, &rep) == -ETIMEDOUT)
-        fprintf(stderr,
-                "steward relay: input %s: %d source thread(s) did not stop in time "
-                "(first: %s); they finish on their own\n",
-                in->name, rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
+        relay_log(RELAY_LOG_WARNING, "input", in->name,
+                  "%d source thread(s) did not stop in time (first: %s); they finish on their own",
+                  rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
     stw_scope_free(&in->scope);
     relay_input_set_pool(in, NULL);
     relay_input_set_state(in, "idle");
@@ -490,10 +573,10 @@ void relay_input_free(relay_input **inp, stw_deadline d)
     stw_scope_report rep;
     /* The owner's cleanup frees @in: nothing of it is touched after. */
     if (stw_scope_close(owner, d, &rep) == -ETIMEDOUT)
-        fprintf(stderr,
-                "steward relay: a deleted input's %d source thread(s) did not stop in time "
-                "(first: %s); it is freed when they return\n",
-                rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
+        relay_log(RELAY_LOG_WARNING, "input", NULL,
+                  "a deleted input's %d source thread(s) did not stop in time (first: %s); it is "
+                  "freed when they return",
+                  rep.missed, rep.listed > 0 ? rep.stragglers[0].thread : "?");
     stw_scope_free(&owner);
 }
 
@@ -508,15 +591,14 @@ static void keep_corrupt_state(const char *path, const char *why)
     strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
     snprintf(aside, sizeof(aside), "%s.corrupt-%s", path, stamp);
     if (rename(path, aside) == 0)
-        fprintf(stderr,
-                "steward relay: state file %s is corrupt (%s); kept as %s, starting with the "
-                "default input\n",
-                path, why, aside);
+        relay_log(RELAY_LOG_ERROR, "state", NULL,
+                  "state file %s is corrupt (%s); kept as %s, starting with the default input",
+                  path, why, aside);
     else
-        fprintf(stderr,
-                "steward relay: state file %s is corrupt (%s) and cannot be renamed aside "
-                "(%s); starting with the default input\n",
-                path, why, strerror(errno));
+        relay_log(RELAY_LOG_ERROR, "state", NULL,
+                  "state file %s is corrupt (%s) and cannot be renamed aside (%s); starting with "
+                  "the default input",
+                  path, why, strerror(errno));
 }
 
 /* Create (and start, unless on demand) the inputs the relay begins with:
@@ -569,10 +651,10 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
             dup = dup || strcmp(file->inputs[j].name, spec->name) == 0;
         if (dup) {
             /* The file wins; the entry leaves the state file at its next save. */
-            fprintf(stderr,
-                    "steward relay: input %s of the state file is declared by the config file "
-                    "%s: using the config's\n",
-                    spec->name, file->path);
+            relay_log(RELAY_LOG_WARNING, "state", spec->name,
+                      "input of the state file is declared by the config file %s: using the "
+                      "config's",
+                      file->path);
             continue;
         }
         rc = relay_input_new(sources, spec, &inputs[*ninputs]);
@@ -591,8 +673,8 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
          * down: it stays configured, in state "error", and says why. */
         rc = relay_input_start(in, cfg);
         if (rc != 0)
-            fprintf(stderr, "steward relay: input %s: cannot start its source: %s\n", in->name,
-                    stw_strerror(rc));
+            relay_log(RELAY_LOG_ERROR, "input", in->name, "cannot start its source: %s",
+                      stw_strerror(rc));
     }
     return 0;
 }
@@ -606,32 +688,63 @@ static void print_address(const relay_config *cfg, int port)
     fflush(stdout);
 }
 
+static void config_defaults(relay_config *cfg)
+{
+    *cfg = (relay_config){.host = "127.0.0.1",
+                          .port = 8080,
+                          .default_input = true,
+                          .max_viewers = 1000,
+                          .max_viewers_input = 100,
+                          .inflight = 2,
+                          .viewer_sndbuf = 128 * 1024,
+                          .timeout_s = 30,
+                          .max_header_bytes = 8192,
+                          .max_body_bytes = 65536,
+                          .width = 640,
+                          .height = 480,
+                          .fps = 25,
+                          .quality = 80,
+                          .max_inputs = RELAY_INPUTS_MAX,
+                          .max_input_bytes = (size_t)1024 << 20,
+                          .max_sse = 32,
+                          .on_demand_grace_ms = 10000,
+                          .camera_stall_s = 5,
+                          .camera_frame_timeout_s = 10,
+                          .header_timeout_s = 10,
+                          .max_connections = 1100,
+                          .max_conn_per_client = 128};
+    cfg->log = (relay_log_opts)RELAY_LOG_OPTS_DEFAULT;
+    default_state_path(cfg);
+}
+
+/* The command line, kept for relay_config_reread(). */
+static int saved_argc;
+static char **saved_argv;
+
+int relay_config_reread(relay_config *cfg, relay_file *file, char *err, size_t errlen)
+{
+    const char *config = relay_config_path(saved_argc, saved_argv);
+    if (config == NULL) {
+        snprintf(err, errlen, "the relay was started without --config: nothing to re-read");
+        return -ENOENT;
+    }
+    config_defaults(cfg);
+    int rc = relay_config_load(config, cfg, file, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (parse_args(saved_argc, saved_argv, cfg) < 0) {
+        snprintf(err, errlen, "the command line no longer applies over the file");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int stw_relay_main(int argc, char **argv)
 {
-    relay_config cfg = {.host = "127.0.0.1",
-                        .port = 8080,
-                        .default_input = true,
-                        .max_viewers = 1000,
-                        .max_viewers_input = 100,
-                        .inflight = 2,
-                        .viewer_sndbuf = 128 * 1024,
-                        .timeout_s = 30,
-                        .max_header_bytes = 8192,
-                        .max_body_bytes = 65536,
-                        .width = 640,
-                        .height = 480,
-                        .fps = 25,
-                        .quality = 80,
-                        .max_inputs = RELAY_INPUTS_MAX,
-                        .max_input_bytes = (size_t)1024 << 20,
-                        .max_sse = 32,
-                        .on_demand_grace_ms = 10000,
-                        .camera_stall_s = 5,
-                        .camera_frame_timeout_s = 10,
-                        .header_timeout_s = 10,
-                        .max_connections = 1100,
-                        .max_conn_per_client = 128};
-    default_state_path(&cfg);
+    relay_config cfg;
+    config_defaults(&cfg);
+    saved_argc = argc;
+    saved_argv = argv;
     /* Large, and borrowed by cfg until exit. */
     static relay_file file;
     const char *config = relay_config_path(argc, argv);
@@ -673,8 +786,19 @@ int stw_relay_main(int argc, char **argv)
     /* Before any thread exists: the signals must be blocked in all of them. */
     stw_shutdown *sd = NULL;
     rc = stw_shutdown_new(&sd);
+    if (rc == 0)
+        rc = relay_service_block_signals();
     if (rc != 0) {
         fprintf(stderr, "steward relay: %s\n", stw_strerror(rc));
+        stw_shutdown_free(&sd);
+        return 1;
+    }
+    /* Before the baseline: the log file lives until after the verdict. */
+    rc = relay_log_setup(&cfg.log);
+    if (rc != 0) {
+        fprintf(stderr, "steward relay: cannot open log file %s: %s\n", cfg.log.file,
+                stw_strerror(rc));
+        stw_shutdown_free(&sd);
         return 1;
     }
     event_set_mem_functions(stw_malloc, stw_realloc, stw_free);
@@ -718,13 +842,16 @@ int stw_relay_main(int argc, char **argv)
     print_address(&cfg, port);
 
     int sig = stw_shutdown_wait(sd, STW_DEADLINE_NEVER);
-    fprintf(stderr, "steward relay: %s, shutting down\n",
-            sig > 0 ? strsignal(sig) : "shutdown requested");
+    relay_service_notifyf("STOPPING=1\nSTATUS=shutting down (%s)",
+                          sig > 0 ? strsignal(sig) : "shutdown requested");
+    relay_log(RELAY_LOG_NOTICE, "relay", NULL, "%s, shutting down",
+              sig > 0 ? strsignal(sig) : "shutdown requested");
     int code = stw_shutdown_run(sd, baseline, STDERR_FILENO);
     stw_scope_free(&root);
     stw_snapshot_free(&baseline);
     stw_shutdown_free(&sd);
     libevent_global_shutdown();
+    relay_log_close();
     return code;
 
 free_baseline:
@@ -732,5 +859,6 @@ free_baseline:
 free_shutdown:
     stw_shutdown_free(&sd);
     libevent_global_shutdown();
+    relay_log_close();
     return 1;
 }

@@ -50,6 +50,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "chain.h"
+#include "log.h"
 #include "motion.h"
 #include "steward/frame.h"
 #include "steward/pool.h"
@@ -101,6 +103,7 @@ typedef struct relay_config {
      * Borrowed, lives until the relay exits; NULL without --config. */
     const struct relay_file *file;
     bool insecure_no_auth; /* serve a non-loopback address without users */
+    relay_log_opts log;    /* --log-*: read at start, not on reload */
 } relay_config;
 
 #define RELAY_LOOP_HEADER "X-Steward-Relay"
@@ -109,6 +112,12 @@ typedef struct relay_config {
  * on the command line. Returns 0, -EINVAL for a bad value, -ENOENT for an
  * option that takes no value or does not exist. */
 int relay_option_set(relay_config *cfg, const char *opt, const char *value);
+
+/* What the relay would start with now (SIGHUP): the defaults, the
+ * --config file read again into @file (caller's storage), the command line
+ * over it. Returns 0, or a negative errno with the reason in @err. */
+struct relay_file;
+int relay_config_reread(relay_config *cfg, struct relay_file *file, char *err, size_t errlen);
 
 /* ---- hub ---- */
 
@@ -271,8 +280,9 @@ typedef struct relay_input {
      * source start functions defer their cleanups on it and spawn into it;
      * it changes only on the loop thread, while no source runs. */
     stw_scope *scope;
-    pthread_mutex_t lock; /* guards pool */
-    stw_pool *pool;       /* a handle on the source's pool, or NULL */
+    pthread_mutex_t lock;    /* guards pool and via */
+    stw_pool *pool;          /* a handle on the source's pool, or NULL */
+    char via[RELAY_VIA_MAX]; /* chain.h: the relays downstream, for its pulls */
 } relay_input;
 
 /* The memory an input of @spec may come to hold at most, by its kind: a

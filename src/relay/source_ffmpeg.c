@@ -48,6 +48,7 @@
 
 #include <jansson.h>
 
+#include "log.h"
 #include "card.h"
 #include "child.h"
 #include "ffmpeg.h"
@@ -418,7 +419,6 @@ static void src_free(void *arg)
 
 int relay_source_ffmpeg_start(relay_input *in, const relay_config *cfg)
 {
-    (void)cfg;
     if (in->ffin == NULL || in->ts == NULL)
         return -EINVAL;
     src_ff *s = stw_calloc(1, sizeof(*s));
@@ -430,9 +430,15 @@ int relay_source_ffmpeg_start(relay_input *in, const relay_config *cfg)
     relay_ff_url url;
     int rc = relay_ff_url_parse(in->url, 0, &url, err, sizeof(err));
     if (rc == 0) {
+        /* Pulls over HTTP (another relay's .ts) say who asks (chain.h),
+         * with the downstream relays known when the source starts. */
+        char loop[RELAY_VIA_MAX + 64];
+        relay_via_header(in, cfg->instance, loop, sizeof(loop) - 2);
+        strcat(loop, "\r\n");
         relay_ff_ingest_opts io = {.rtsp_udp = in->ff.rtsp_udp,
                                    .timeout_ms = (int)in->ff.timeout_s * 1000,
-                                   .loop = in->ff.loop};
+                                   .loop = in->ff.loop,
+                                   .http_headers = loop};
         rc = relay_ff_ingest_argv(&s->ingest_argv, &url, &io);
     }
     if (rc == 0) {
@@ -442,7 +448,7 @@ int relay_source_ffmpeg_start(relay_input *in, const relay_config *cfg)
     if (rc != 0) {
         char shown[sizeof(err)];
         relay_redact(err, shown, sizeof(shown));
-        fprintf(stderr, "steward relay: input %s: %s\n", in->name, shown);
+        relay_log(RELAY_LOG_ERROR, "ffmpeg", in->name, "%s", shown);
         stw_free(s);
         return rc;
     }

@@ -44,6 +44,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "log.h"
 #include "card.h"
 #include "mjpeg.h"
 #include "redact.h"
@@ -60,7 +61,8 @@
 typedef struct src_mjpeg {
     relay_input *in;
     char url[RELAY_URL_MAX + 1];
-    struct curl_slist *headers; /* RELAY_LOOP_HEADER with our instance */
+    struct curl_slist *headers; /* RELAY_LOOP_HEADER with our instance and via list */
+    char instance[24];
     int stall_s, frame_timeout_s;
     relay_mjpeg *parser; /* per connection: the boundary may change */
     char content_type[256];
@@ -342,6 +344,14 @@ static int pull_once(stw_scope *scope, src_mjpeg *s)
      * camera asks for. */
     curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_ANY);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "steward-relay/" STW_VERSION_STRING);
+    /* Who watches this input now goes with every connect (chain.h). */
+    char loop[RELAY_VIA_MAX + 64];
+    relay_via_header(s->in, s->instance, loop, sizeof(loop));
+    struct curl_slist *h = curl_slist_append(NULL, loop);
+    if (h != NULL) {
+        curl_slist_free_all(s->headers);
+        s->headers = h;
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
@@ -411,8 +421,8 @@ static void source_main(stw_scope *scope, void *arg)
             backoff_ms = BACKOFF_MIN_MS;
         char why[sizeof(s->why)];
         relay_redact(s->why[0] ? s->why : "disconnected", why, sizeof(why));
-        fprintf(stderr, "steward relay: input %s: %s; retrying in %d ms\n", s->in->name, why,
-                backoff_ms);
+        relay_log(RELAY_LOG_WARNING, "mjpeg", s->in->name, "%s; retrying in %d ms", why,
+                  backoff_ms);
         relay_input_set_state(s->in, s->refused ? "error" : "no-signal");
         /* Show the card at once and keep its clock moving while we wait. */
         stw_deadline retry = stw_deadline_in_ms(backoff_ms);
@@ -453,6 +463,7 @@ int relay_source_mjpeg_start(relay_input *in, const relay_config *cfg)
     s->frame_timeout_s = cfg->camera_frame_timeout_s > 0 ? cfg->camera_frame_timeout_s : 10;
     char loop[64];
     snprintf(loop, sizeof(loop), RELAY_LOOP_HEADER ": %s", cfg->instance);
+    snprintf(s->instance, sizeof(s->instance), "%s", cfg->instance);
     s->headers = curl_slist_append(NULL, loop);
     int rc = s->headers != NULL ? relay_card_prepare(&s->card, 0, 0) : -ENOMEM;
     if (rc != 0)

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "canvas.h"
 #include "relay.h"
 #include "steward/alloc.h"
@@ -123,8 +124,9 @@ static void source_main(stw_scope *scope, void *arg)
         if (rc != 0) {
             relay_hub_count_dropped(s->in->hub, 1);
             if (rc == -ENOSPC && !overflow_logged++)
-                fprintf(stderr, "steward relay: input %s: a frame did not fit in %zu bytes\n",
-                        s->in->name, (size_t)s->canvas.w * s->canvas.h / 2 + 16384);
+                relay_log(RELAY_LOG_WARNING, "test", s->in->name,
+                          "a frame did not fit in %zu bytes",
+                          (size_t)s->canvas.w * s->canvas.h / 2 + 16384);
         }
         next += period;
         int64_t now = stw_now_ns();

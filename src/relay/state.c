@@ -32,6 +32,7 @@
 
 #include <jansson.h>
 
+#include "log.h"
 #include "ffmpeg.h"
 #include "push.h"
 #include "redact.h"
@@ -423,7 +424,7 @@ int relay_state_save(const char *path, relay_input *const *inputs, unsigned n)
         /* The new file is in place: failing now must not make the caller
          * undo a change that the file already has. */
         if (fsync(dfd) != 0)
-            fprintf(stderr, "steward relay: fsync of %s: %s\n", dir, strerror(errno));
+            relay_log(RELAY_LOG_ERROR, "state", NULL, "fsync of %s: %s", dir, strerror(errno));
         stw_fd_close(&dfd);
     }
 free_text:
@@ -522,8 +523,8 @@ int relay_state_clean_temps(const char *path)
             strncmp(e->d_name + blen, ".tmp", 4) != 0)
             continue;
         if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
-            fprintf(stderr, "steward relay: removed %s/%s, left by an interrupted save\n", dir,
-                    e->d_name);
+            relay_log(RELAY_LOG_NOTICE, "state", NULL, "removed %s/%s, left by an interrupted save",
+                      dir, e->d_name);
             removed++;
         }
     }

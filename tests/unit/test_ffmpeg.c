@@ -212,6 +212,9 @@ static void test_url_accepted(void **state)
     accept_url("HTTPS://cdn.example/a/PLAYLIST.M3U8", 0, RELAY_FF_HLS,
                "https://cdn.example/a/PLAYLIST.M3U8");
     accept_url("https://cdn.example/live.m3u", 0, RELAY_FF_HLS, "https://cdn.example/live.m3u");
+    /* Another relay's MPEG-TS (an edge pulling its origin). */
+    accept_url("http://origin:8080/stream/door.ts", 0, RELAY_FF_HLS,
+               "http://origin:8080/stream/door.ts");
     accept_url("http://cdn.example/hls/live", RELAY_FF_ASSUME_HLS, RELAY_FF_HLS,
                "http://cdn.example/hls/live");
     accept_url("udp://239.0.0.1:1234", 0, RELAY_FF_UDP, "udp://239.0.0.1:1234");
@@ -387,6 +390,16 @@ static void test_argv(void **state)
     assert_string_equal(joined(&a), HEAD
                         "-rw_timeout 5000000 -protocol_whitelist http,https,tcp,tls,crypto,hls "
                         "-i https://h/x.m3u8" TAIL);
+    /* The loop-detection header goes with http(s) pulls only. */
+    relay_ff_ingest_opts ho = {.timeout_ms = 5000, .http_headers = "X-Steward-Relay: ab\r\n"};
+    parse_ok("http://origin/stream/door.ts", 0, &u);
+    assert_int_equal(relay_ff_ingest_argv(&a, &u, &ho), 0);
+    assert_string_equal(joined(&a), HEAD "-rw_timeout 5000000 -headers X-Steward-Relay: ab\r\n "
+                                         "-protocol_whitelist http,https,tcp,tls,crypto,hls "
+                                         "-i http://origin/stream/door.ts" TAIL);
+    parse_ok("rtmp://h/app/key", 0, &u);
+    assert_int_equal(relay_ff_ingest_argv(&a, &u, &ho), 0);
+    assert_null(strstr(joined(&a), "-headers"));
     parse_ok("udp://239.1.1.1:5000", 0, &u);
     assert_int_equal(relay_ff_ingest_argv(&a, &u, &o), 0);
     assert_string_equal(joined(&a), HEAD "-timeout 5000000 -protocol_whitelist udp,rtp "
