@@ -82,10 +82,19 @@ static void viewer_push(viewer *v, stw_frame *f, uint64_t seq)
     }
     stw_buf *ref = stw_buf_ref(stw_frame_buf(f));
     size_t size = stw_buf_size(ref);
+    /* Another relay (its request named itself) learns with every frame
+     * which relays the frames came through: a ring of relays closed after
+     * it connected shows up there (RELAY_CHAIN_HEADER). */
+    bool to_relay = v->via[0] != '\0';
+    char chain[RELAY_CHAIN_MAX] = "";
+    if (to_relay)
+        relay_hub_chain(hub, chain);
     if (evbuffer_add_printf(part,
                             "--" BOUNDARY "\r\nContent-Type: image/jpeg\r\n"
-                            "Content-Length: %zu\r\n\r\n",
-                            size) < 0 ||
+                            "Content-Length: %zu\r\n%s%s%s%s%s\r\n",
+                            size, to_relay ? RELAY_CHAIN_HEADER ": " : "",
+                            to_relay ? srv->cfg.instance : "", to_relay && chain[0] ? "," : "",
+                            chain, to_relay ? "\r\n" : "") < 0 ||
         evbuffer_add_reference(part, stw_buf_data(ref), size, stw_buf_unref_cb, ref) != 0) {
         stw_buf_unref(&ref);
         evbuffer_free(part);
@@ -231,6 +240,11 @@ void relay_http__viewer_link(http_input *hi, viewer *v)
 
 viewer *relay_http__viewer_open(relay_http *srv, struct evhttp_request *req, http_input *hi)
 {
+    char chain[RELAY_CHAIN_MAX];
+    relay_hub_chain(hi->in->hub, chain);
+    char mine[RELAY_CHAIN_MAX + sizeof(srv->cfg.instance) + 1];
+    snprintf(mine, sizeof(mine), "%s%s%s", srv->cfg.instance, chain[0] ? "," : "", chain);
+    evhttp_add_header(evhttp_request_get_output_headers(req), RELAY_CHAIN_HEADER, mine);
     if (srv->nviewers >= srv->cfg.max_viewers || hi->nviewers >= srv->cfg.max_viewers_input) {
         relay_http__reply_error(req, 503, "too many viewers");
         return NULL;

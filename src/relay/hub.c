@@ -60,6 +60,7 @@ struct relay_hub {
     int efd;
     relay_camera_stat camera;         /* guarded by lock */
     char last_error[RELAY_ERROR_MAX]; /* guarded by lock */
+    char chain[RELAY_CHAIN_MAX];      /* guarded by lock */
     _Atomic uint64_t frames_in, cards, frames_out, dropped;
     _Atomic int viewers;
     bool latest_card;                 /* guarded by lock: latest is a card */
@@ -266,6 +267,29 @@ void relay_hub_set_camera(relay_hub *h, const relay_camera_stat *st, const char 
     h->camera = *st;
     if (last_error != NULL)
         snprintf(h->last_error, sizeof(h->last_error), "%s", last_error);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void relay_hub_set_chain(relay_hub *h, const char *chain)
+{
+    size_t n = strlen(chain);
+    if (n >= RELAY_CHAIN_MAX) {
+        /* Keep whole ids: the nearest relays are the ones a loop is most
+         * likely to close through. */
+        n = RELAY_CHAIN_MAX - 1;
+        while (n > 0 && chain[n] != ',')
+            n--;
+    }
+    pthread_mutex_lock(&h->lock);
+    memcpy(h->chain, chain, n);
+    h->chain[n] = '\0';
+    pthread_mutex_unlock(&h->lock);
+}
+
+void relay_hub_chain(relay_hub *h, char *out)
+{
+    pthread_mutex_lock(&h->lock);
+    memcpy(out, h->chain, RELAY_CHAIN_MAX);
     pthread_mutex_unlock(&h->lock);
 }
 

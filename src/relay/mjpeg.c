@@ -40,6 +40,7 @@ struct relay_mjpeg {
     size_t line; /* HEADERS: where the current header line starts */
     long clen;   /* BODY: the part's Content-Length, -1 if none or not trusted */
     relay_mjpeg_stats stats;
+    char chain[MAX_LINE + 1]; /* the last X-Steward-Relay-Chain value */
 };
 
 static void set_boundary(relay_mjpeg *p, const char *b, size_t n)
@@ -233,6 +234,34 @@ static long header_length(const relay_mjpeg *p, size_t off, size_t n)
     return (end != v && *end == '\0' && len >= 0) ? len : -2;
 }
 
+#define CHAIN_HEADER "X-Steward-Relay-Chain:"
+
+/* Keep the value of a chain header line of @n bytes at @off. */
+static void header_chain(relay_mjpeg *p, size_t off, size_t n)
+{
+    size_t hl = sizeof(CHAIN_HEADER) - 1;
+    char h[MAX_LINE + 1];
+    if (n > MAX_LINE || n < hl)
+        return;
+    stw_ring_peek(p->ring, off, h, n);
+    h[n] = '\0';
+    if (strncasecmp(h, CHAIN_HEADER, hl) != 0)
+        return;
+    const char *v = h + hl;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t vn = strlen(v);
+    while (vn > 0 && (v[vn - 1] == ' ' || v[vn - 1] == '\t' || v[vn - 1] == '\r'))
+        vn--;
+    memcpy(p->chain, v, vn);
+    p->chain[vn] = '\0';
+}
+
+const char *relay_mjpeg_chain(const relay_mjpeg *p)
+{
+    return p->chain;
+}
+
 /* The boundary is not known: look for the first line that starts with
  * "--" and take the rest of it as the boundary. Lines before it are
  * garbage. */
@@ -370,6 +399,8 @@ static int step(relay_mjpeg *p, relay_mjpeg_frame_fn fn, void *ud, int *frames)
         long len = header_length(p, p->line, n);
         if (len != -1)
             p->clen = len;
+        else
+            header_chain(p, p->line, n);
         p->line = (size_t)eol + 1;
         p->scan = p->line;
         return 1;

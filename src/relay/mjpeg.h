@@ -75,6 +75,13 @@ void relay_mjpeg_reset(relay_mjpeg *p);
 
 void relay_mjpeg_get_stats(const relay_mjpeg *p, relay_mjpeg_stats *out);
 
+/* The value of the last X-Steward-Relay-Chain part header seen ("" if
+ * none yet): a steward relay names in every part the relays the frames
+ * came through (see RELAY_CHAIN_HEADER in relay.h). Borrowed, lives as
+ * long as @p; a value longer than a header line the parser looks into is
+ * not taken. */
+const char *relay_mjpeg_chain(const relay_mjpeg *p);
+
 /* The boundary in use, without the "--" (borrowed, lives as long as @p),
  * or NULL while it is still to be learned from the body. */
 const char *relay_mjpeg_get_boundary(const relay_mjpeg *p);

@@ -107,6 +107,14 @@ typedef struct relay_config {
 } relay_config;
 
 #define RELAY_LOOP_HEADER "X-Steward-Relay"
+/* The other half of loop detection (chain.h has the first): with every
+ * stream a relay serves, in the response and, for another relay, in every
+ * MJPEG part, its own id and then the chain of the input served
+ * (relay_hub_chain), comma-separated: the relays upstream. A relay whose
+ * MJPEG input finds its own id there receives its own frames back around
+ * a ring (closed after the pulls of the ring were made, which the request
+ * lists cannot see), and drops that pull. */
+#define RELAY_CHAIN_HEADER "X-Steward-Relay-Chain"
 
 /* Set the option @opt ("--max-viewers"...) from the text @value, checked as
  * on the command line. Returns 0, -EINVAL for a bad value, -ENOENT for an
@@ -204,6 +212,15 @@ void relay_hub_set_camera(relay_hub *h, const relay_camera_stat *st, const char 
 
 /* Copy them out: @err gets RELAY_ERROR_MAX bytes. Any thread. */
 void relay_hub_camera(relay_hub *h, relay_camera_stat *st, char *err);
+
+/* The relays this input's frames came through, nearest first: the
+ * RELAY_CHAIN_HEADER of the stream its source reads ("" when the source is
+ * no steward relay). Set by the source thread, read by the loop; any
+ * thread. @chain is copied (cut to RELAY_CHAIN_MAX - 1 bytes at a comma);
+ * @out gets RELAY_CHAIN_MAX bytes. */
+#define RELAY_CHAIN_MAX RELAY_VIA_MAX
+void relay_hub_set_chain(relay_hub *h, const char *chain);
+void relay_hub_chain(relay_hub *h, char *out);
 
 /* Copy the state into @out (RELAY_STATE_MAX bytes). take_state also returns
  * whether it changed since the last take, and clears that (loop only). */

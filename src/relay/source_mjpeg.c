@@ -68,6 +68,7 @@ typedef struct src_mjpeg {
     char content_type[256];
     char reason[64];    /* the status line's reason phrase */
     char location[256]; /* the Location header, of a redirect */
+    char chain[RELAY_CHAIN_MAX]; /* RELAY_CHAIN_HEADER: the relays upstream */
     bool refused;       /* this connection's end is the camera's error */
     uint64_t seq;       /* frames published, cards included */
     uint64_t got;       /* frames from the current connection */
@@ -118,9 +119,40 @@ static void publish_card(src_mjpeg *s)
                        s->why, s->seq++);
 }
 
+/* A loop closed around a ring of relays: say so, and drop the pull. */
+static bool loop_back(src_mjpeg *s)
+{
+    if (!relay_via_has(s->chain, s->instance))
+        return false;
+    snprintf(s->why, sizeof(s->why),
+             "relay loop: this relay's own stream comes back through %.150s", s->chain);
+    s->refused = true;
+    relay_hub_set_chain(s->in->hub, "");
+    return true;
+}
+
+/* The relays the frames came through, as the part headers name them now
+ * (a chain grows after the connection was made when a relay upstream
+ * connects further up). 0, or -ELOOP when our own id is among them. */
+static int follow_chain(src_mjpeg *s)
+{
+    const char *now = relay_mjpeg_chain(s->parser);
+    if (now[0] == '\0' || strcmp(now, s->chain) == 0)
+        return 0;
+    snprintf(s->chain, sizeof(s->chain), "%s", now);
+    if (loop_back(s))
+        return -ELOOP;
+    relay_hub_set_chain(s->in->hub, s->chain);
+    return 0;
+}
+
 static int on_frame(void *ud, stw_buf *frame)
 {
     src_mjpeg *s = ud;
+    if (follow_chain(s) != 0) {
+        stw_buf_unref(&frame);
+        return -ELOOP;
+    }
     s->got++;
     s->last_frame_ns = stw_now_ns();
     unsigned w, h;
@@ -159,6 +191,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
      * 100) starts over. */
     if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         s->content_type[0] = '\0';
+        s->chain[0] = '\0';
         /* "HTTP/1.1 401 Unauthorized\r\n": keep the reason phrase. */
         const char *r = memchr(data, ' ', len);
         r = r != NULL ? memchr(r + 1, ' ', len - (size_t)(r + 1 - data)) : NULL;
@@ -179,6 +212,16 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
             vlen = sizeof(s->content_type) - 1;
         memcpy(s->content_type, v, vlen);
         s->content_type[vlen] = '\0';
+    }
+    size_t cl = sizeof(RELAY_CHAIN_HEADER ":") - 1;
+    if (len > cl && strncasecmp(data, RELAY_CHAIN_HEADER ":", cl) == 0) {
+        const char *v = data + cl;
+        size_t vlen = len - cl;
+        while (vlen > 0 && (*v == ' ' || *v == '\t'))
+            v++, vlen--;
+        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+            vlen--;
+        snprintf(s->chain, sizeof(s->chain), "%.*s", (int)vlen, v);
     }
     if (len > 9 && strncasecmp(data, "Location:", 9) == 0) {
         const char *v = data + 9;
@@ -217,6 +260,10 @@ static bool accept_response(src_mjpeg *s)
         return false;
     }
     memset(&s->parsed, 0, sizeof(s->parsed));
+    /* The relays this stream came through, for whoever pulls it from us. */
+    if (loop_back(s))
+        return false;
+    relay_hub_set_chain(s->in->hub, s->chain);
     return true;
 }
 
@@ -246,7 +293,12 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
             return CURL_WRITEFUNC_ERROR;
         }
     }
-    if (relay_mjpeg_feed(s->parser, data, len, on_frame, s) < 0)
+    int fed = relay_mjpeg_feed(s->parser, data, len, on_frame, s);
+    if (fed == -ELOOP) {
+        report(s, s->why);
+        return CURL_WRITEFUNC_ERROR;
+    }
+    if (fed < 0)
         relay_hub_count_dropped(s->in->hub, 1);
     if (relay_mjpeg_get_boundary(s->parser) == NULL) {
         relay_mjpeg_stats st;

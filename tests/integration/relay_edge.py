@@ -4,12 +4,13 @@ test pattern and an edge whose on-demand mjpeg input pulls the origin's
 /stream/test. The edge pulls only while watched; a viewer of the edge gets
 the origin's frames; the origin killed (SIGKILL) and started again on the
 same port: the edge shows its NO SIGNAL card meanwhile and recovers on its
-own; a ring of inputs across the two relays is refused (508) instead of
-feeding on itself; both shut down clean.
+own; a ring of inputs across the two relays, and one across three relays,
+is refused (508) instead of feeding on itself; all shut down clean.
 
     tests/integration/relay_edge.py BUILD_DIR
 """
 import json
+import re
 import os
 import signal
 import subprocess
@@ -163,6 +164,35 @@ def run(build):
                 return [e for e in errs if "508" in e]
             wait_until(refused, 10, "a 508 somewhere in the ring")
 
+        def ring_of_three():
+            """Three relays, each pulling the next one's input: one pull of
+            the ring is refused, whatever order the links came up in, and
+            the three are never all running."""
+            rs = [Relay(build, ["--state=none", "--no-default-input", "--camera-stall=1"])
+                  for _ in range(3)]
+            try:
+                for i, r in enumerate(rs):
+                    st, body = post(r, {"name": "n%d" % i, "kind": "mjpeg",
+                                        "url": "http://127.0.0.1:%d/stream/n%d"
+                                        % (rs[(i + 1) % 3].port, (i + 1) % 3)})
+                    assert st == 201, body
+                    time.sleep(1.5)
+
+                def refused():
+                    return [i for i, r in enumerate(rs)
+                            if re.search("508|relay loop",
+                                         get_input(r, "n%d" % i).get("last_error") or "")]
+                wait_until(refused, 30, "a 508 somewhere in the ring of three")
+                for _ in range(4):
+                    time.sleep(0.5)
+                    states = [get_input(r, "n%d" % i)["state"] for i, r in enumerate(rs)]
+                    assert states.count("running") < 3, "the ring runs: %r" % states
+                for r in rs:
+                    stop_clean(r)
+            finally:
+                for r in rs:
+                    r.kill()
+
         def both_clean():
             for c in conns:
                 c.close()
@@ -175,6 +205,7 @@ def run(build):
                          ("edge_ts_through", ts_through_edge),
                          ("edge_origin_restart_recovers", origin_restart_recovers),
                          ("edge_ring_refused", ring_refused),
+                         ("edge_ring_of_three", ring_of_three),
                          ("edge_both_clean", both_clean)]:
             check(name, fn)
     finally:

@@ -244,6 +244,44 @@ static void test_callback_error_stops(void **state)
     relay_mjpeg_free(&p);
 }
 
+/* The relay chain part header: the last value seen, whatever the case of
+ * the name and the chunking; parts without it keep the last one. */
+static void test_relay_chain_header(void **state)
+{
+    (void)state;
+    static char stream[20000];
+    size_t len = 0;
+    uint8_t jpeg[MAX_FRAME];
+    size_t jl = make_jpeg(jpeg, 100, 1);
+    add_part(stream, &len, "f", jpeg, jl, true);
+    len += (size_t)sprintf(stream + len,
+                           "--f\r\nContent-Type: image/jpeg\r\nX-Steward-Relay-Chain: a1,b2\r\n"
+                           "Content-Length: %zu\r\n\r\n",
+                           jl);
+    memcpy(stream + len, jpeg, jl);
+    len += jl;
+    len += (size_t)sprintf(stream + len, "\r\n");
+    size_t mid = len;
+    len += (size_t)sprintf(stream + len, "--f\r\nx-steward-relay-chain:   c3 \r\n\r\n");
+    memcpy(stream + len, jpeg, jl);
+    len += jl;
+    len += (size_t)sprintf(stream + len, "\r\n");
+    add_part(stream, &len, "f", jpeg, jl, true);
+    for (size_t chunk = 1; chunk <= 64; chunk *= 4) {
+        relay_mjpeg *p = NULL;
+        assert_int_equal(relay_mjpeg_new("f", MAX_FRAME, &p), 0);
+        assert_string_equal(relay_mjpeg_chain(p), "");
+        sink s = {0};
+        feed_in_chunks(p, stream, mid, chunk, &s);
+        assert_int_equal(s.frames, 2);
+        assert_string_equal(relay_mjpeg_chain(p), "a1,b2");
+        feed_in_chunks(p, stream + mid, len - mid, chunk, &s);
+        assert_int_equal(s.frames, 4);
+        assert_string_equal(relay_mjpeg_chain(p), "c3");
+        relay_mjpeg_free(&p);
+    }
+}
+
 static double cpu_seconds(void)
 {
     struct timespec ts;
@@ -437,6 +475,7 @@ int main(void)
         STW_TEST(test_wrong_content_length),
         STW_TEST(test_learn_boundary),
         STW_TEST(test_fault_sweep),
+        STW_TEST(test_relay_chain_header),
     };
     return cmocka_run_group_tests_name("mjpeg", tests, NULL, NULL);
 }
