@@ -66,6 +66,8 @@
  * without it only loses the main thread's TLS range. */
 extern void _dl_get_tls_static_info(size_t *size, size_t *align) __attribute__((weak));
 
+extern void *__libc_malloc(size_t);
+
 /* Room kept for a thread descriptor (glibc's struct pthread, 2.3 KiB on
  * x86-64 with glibc 2.36) above its address. */
 #define TCB_AREA 4096
@@ -85,6 +87,7 @@ typedef struct blk {
     uint64_t seq;
     uint32_t rec; /* index into the snapshot's records */
     uint8_t state;
+    bool heap; /* a malloc block (not a mapping): it has a glibc chunk header */
 } blk;
 
 enum { MAP_R = 1, MAP_W = 2, MAP_X = 4, MAP_SHARED_ = 8 };
@@ -115,6 +118,9 @@ typedef struct ctx {
      * words are never roots. */
     uintptr_t own_lo, own_hi;
     long own_tid;
+    /* libc's loaded extent: its data holds malloc's own bookkeeping. */
+    uintptr_t libc_lo, libc_span;
+    const stw_snapshot *snap;
 } ctx;
 
 /* Memory is copied out with process_vm_readv before it is scanned: other
@@ -241,6 +247,7 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
         k->hi = k->lo + (r->size ? r->size : 1);
         k->seq = r->seq;
         k->rec = (uint32_t)i;
+        k->heap = r->kind == STW_KIND_HEAP;
         k->state = from_loader(r->site) ? REACHED : UNREACHED;
     }
     if (stw__radix_sort(c->b, c->nb, sizeof(blk), offsetof(blk, lo)) != 0)
@@ -291,6 +298,23 @@ static size_t first_block_after(const ctx *c, uintptr_t a)
     return lo;
 }
 
+static bool read_word(ctx *c, uintptr_t at, uintptr_t *out);
+
+/* True when @w is the address of the glibc chunk that follows block @k.
+ * A block whose size is not a multiple of 16 shares its last bytes with
+ * the next chunk's header, and malloc's own bookkeeping in libc's data
+ * (main_arena.top, last_remainder, the bins) points exactly there: such a
+ * word is the allocator's, not a reference to the block. */
+static bool is_next_chunk(ctx *c, const blk *k, uintptr_t w)
+{
+    if (!k->heap || (w & 15) != 0 || w + 8 < k->hi)
+        return false;
+    uintptr_t size;
+    if (!read_word(c, k->lo - 8, &size) || (size & 2) != 0) /* IS_MMAPPED: no neighbour */
+        return false;
+    return w == k->lo - 16 + (size & ~(uintptr_t)7);
+}
+
 /* The word @w, read at @at, points into a block: reach it. */
 static void mark(ctx *c, uintptr_t w, uintptr_t at)
 {
@@ -299,6 +323,8 @@ static void mark(ctx *c, uintptr_t w, uintptr_t at)
         return;
     blk *k = &c->b[i];
     if (nstale > 0 && is_stale(at, w, k->seq))
+        return;
+    if (at - c->libc_lo < c->libc_span && is_next_chunk(c, k, w))
         return;
     if (!c->leader_pass) {
         if (k->state == UNREACHED) {
@@ -323,6 +349,17 @@ static NO_SANITIZE void scan_direct(ctx *c, uintptr_t lo, uintptr_t hi)
         if (w - c->min < c->span)
             mark(c, w, p);
     }
+}
+
+/* One word of memory that may have gone away meanwhile. */
+static NO_SANITIZE bool read_word(ctx *c, uintptr_t at, uintptr_t *out)
+{
+    if (c->direct) {
+        *out = *(const volatile uintptr_t *)at;
+        return true;
+    }
+    struct iovec local = {out, sizeof(*out)}, remote = {(void *)at, sizeof(*out)};
+    return process_vm_readv(c->pid, &local, 1, &remote, 1, 0) == (ssize_t)sizeof(*out);
 }
 
 static void scan_words(ctx *c, uintptr_t lo, uintptr_t hi)
@@ -716,6 +753,21 @@ static void scan_tls(ctx *c, uintptr_t tcb)
     scan_dtv(c, tcb);
 }
 
+/* True when @tcb is a thread the program still has to join (the ledger
+ * holds its record), or thread records are not kept (--kinds without
+ * thread: then every exited descriptor counts, conservatively). */
+static bool unjoined_thread(const ctx *c, uintptr_t tcb)
+{
+    if (!(stw__copts.kinds & STW_KIND_BIT(STW_KIND_THREAD)))
+        return true;
+    for (size_t i = 0; i < c->snap->nrecords; i++) {
+        const stw_record *r = &c->snap->records[i];
+        if (r->kind == STW_KIND_THREAD && r->id == tcb)
+            return true;
+    }
+    return false;
+}
+
 static void scan_stacks(ctx *c)
 {
     for (size_t i = 0; i < c->nm; i++) {
@@ -732,9 +784,12 @@ static void scan_stacks(ctx *c)
             scan_root(c, m->lo, m->hi);
             continue;
         }
-        /* An exited or cached thread: its descriptor only. */
+        /* An exited thread never joined: its descriptor only (its value
+         * is still there for pthread_join). A joined or detached one's
+         * stack sits in glibc's cache of stacks, and its descriptor keeps
+         * the value it returned, which nobody can get at any more. */
         uintptr_t tcb = find_tcb(m->lo, m->hi);
-        if (tcb != 0) {
+        if (tcb != 0 && unjoined_thread(c, tcb)) {
             scan_root(c, tcb, m->hi - tcb < TCB_AREA ? m->hi : tcb + TCB_AREA);
             scan_dtv(c, tcb);
         }
@@ -767,6 +822,30 @@ static int scan_module(struct dl_phdr_info *info, size_t size, void *ud)
 }
 
 /* ---- roots ---- */
+
+/* libc's extent, found by an address inside it. */
+static int find_libc(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    (void)size;
+    ctx *c = ud;
+    uintptr_t in_libc = (uintptr_t)&__libc_malloc;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    bool mine = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+        mine |= in_libc >= a && in_libc < a + ph->p_memsz;
+        lo = a < lo ? a : lo;
+        hi = a + ph->p_memsz > hi ? a + ph->p_memsz : hi;
+    }
+    if (!mine)
+        return 0;
+    c->libc_lo = lo;
+    c->libc_span = hi - lo;
+    return 1;
+}
 
 static uintptr_t self_text_lo, self_text_hi;
 
@@ -944,6 +1023,8 @@ static __attribute__((noinline)) int classify(const stw_snapshot *s, uint8_t *cl
     if (c == NULL)
         return -ENOMEM;
     c->pid = getpid();
+    c->snap = s;
+    dl_iterate_phdr(find_libc, c);
     if (!stw__checker_thread(&c->own_lo, &c->own_hi, &c->own_tid))
         c->own_lo = c->own_hi = 0, c->own_tid = 0;
     c->chunk = stw__pages_alloc(SCAN_CHUNK);
