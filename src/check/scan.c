@@ -4,7 +4,8 @@
  * lost block pointed to them (Valgrind's definitely/indirectly lost).
  *
  * A block is reachable when an aligned 8-byte word equal to an address
- * inside it (interior pointers count, as in LeakSanitizer) lies in a root
+ * inside it (interior pointers count, as in LeakSanitizer; so does the end of a
+ * `new T[0]` cookie, see find_target) lies in a root
  * or in a reachable block. Roots:
  *   - the writable PT_LOAD segments (data, bss, relro) of every loaded
  *     module except this library, found with dl_iterate_phdr;
@@ -266,24 +267,6 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
     return 0;
 }
 
-/* Index of the block containing @a, or -1. */
-static long find_block(const ctx *c, uintptr_t a)
-{
-    if (a - c->min >= c->span)
-        return -1;
-    size_t lo = 0, hi = c->nb; /* first block with .lo > a */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->b[mid].lo <= a)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == 0 || a >= c->b[lo - 1].hi)
-        return -1;
-    return (long)lo - 1;
-}
-
 /* First block whose end lies above @a. */
 static size_t first_block_after(const ctx *c, uintptr_t a)
 {
@@ -315,10 +298,37 @@ static bool is_next_chunk(ctx *c, const blk *k, uintptr_t w)
     return w == k->lo - 16 + (size & ~(uintptr_t)7);
 }
 
+/* Index of the block @a points into, or of the block @a points just past
+ * when that block is what `new T[0]` allocates for a T with a destructor
+ * (8 bytes holding an element count of 0; the program keeps only the
+ * address after it), as in LeakSanitizer. -1 otherwise. */
+static long find_target(ctx *c, uintptr_t a)
+{
+    if (a - c->min > c->span)
+        return -1;
+    size_t lo = 0, hi = c->nb; /* first block with .lo > a */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->b[mid].lo <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return -1;
+    const blk *k = &c->b[lo - 1];
+    if (a < k->hi)
+        return (long)lo - 1;
+    uintptr_t count;
+    if (a == k->hi && k->heap && k->hi - k->lo == 8 && read_word(c, k->lo, &count) && count == 0)
+        return (long)lo - 1;
+    return -1;
+}
+
 /* The word @w, read at @at, points into a block: reach it. */
 static void mark(ctx *c, uintptr_t w, uintptr_t at)
 {
-    long i = find_block(c, w);
+    long i = find_target(c, w);
     if (i < 0)
         return;
     blk *k = &c->b[i];
@@ -346,7 +356,7 @@ static NO_SANITIZE void scan_direct(ctx *c, uintptr_t lo, uintptr_t hi)
 {
     for (uintptr_t p = lo; p + 8 <= hi; p += 8) {
         uintptr_t w = *(const volatile uintptr_t *)p;
-        if (w - c->min < c->span)
+        if (w - c->min <= c->span)
             mark(c, w, p);
     }
 }
@@ -390,7 +400,7 @@ static void scan_words(ctx *c, uintptr_t lo, uintptr_t hi)
         }
         for (size_t i = 0; i < (size_t)got / 8; i++) {
             uintptr_t w = c->chunk[i];
-            if (w - c->min < c->span)
+            if (w - c->min <= c->span)
                 mark(c, w, lo + i * 8);
         }
         lo += (uintptr_t)got;
