@@ -158,10 +158,25 @@ enum stw__heap_class {
  * calling thread's registers. 0 or -ENOMEM (then everything is
  * "definitely lost"). */
 int stw__scan_classify(const stw_snapshot *s, uint8_t *cls);
+/* Gather what the scan needs from dl_iterate_phdr and libunwind (modules'
+ * data, the calling thread's exit() frame) before the world is stopped: a
+ * parked thread may hold the loader's or libunwind's lock. The next
+ * stw__scan_classify uses it (and gathers it itself when not called). */
+void stw__scan_prepare(void);
 /* Remember which words of the loaded modules' writable data point into no
  * mapping at start (the loader leaves such dangling words behind): the scan
  * ignores them while they keep that value. Called once by the constructor. */
 void stw__scan_note_stale_words(void);
+
+/* ---- stopworld.c ---- */
+/* Park every other thread of the program (not the checker's own, nor one
+ * in a fatal signal's handler) in a handler of stw__stop_signal() until
+ * stw__world_resume. Between the two the caller must not take the loader's,
+ * libunwind's or malloc's locks. Returns how many were parked; threads that
+ * do not answer within a second keep running. */
+int stw__world_stop(void);
+void stw__world_resume(void);
+int stw__stop_signal(void);
 
 /* ---- suppress.c ---- */
 /* Load the default suppressions and the user's file (may be NULL).

@@ -111,6 +111,8 @@ static int build(report *rp)
     rp->skip = rp->cls + n;
     if (stw__scan_classify(s, rp->cls) != 0)
         memset(rp->cls, STW__DEFINITELY_LOST, n);
+    /* The moment is taken: the rest may symbolize (malloc, the loader). */
+    stw__world_resume();
     for (size_t i = 0; i < n; i++) {
         const stw_record *r = &s->records[i];
         rp->state[i] = state_of(r);
@@ -491,12 +493,22 @@ void stw__check_report(bool final, const char *why)
     if (!stw_ledger_guard_enter())
         return;
     pthread_mutex_lock(&report_lock);
-    if (final)
+    if (final) {
         stw__fds_reconcile();
+        /* One moment for the books and the memory they are checked
+         * against: the other threads stay parked from the snapshot to the
+         * end of the scan. */
+        stw__scan_prepare();
+        stw__world_stop();
+    }
     report rp = {0};
     uint64_t kinds = stw__copts.kinds & ~STW_KIND_BIT(stw__kind_internal);
     stw_snapshot_opts so = {.kinds = kinds, .records = true};
-    if (stw_snapshot_new(&so, &rp.snap) == 0 && build(&rp) == 0) {
+    int brc = stw_snapshot_new(&so, &rp.snap);
+    if (brc == 0)
+        brc = build(&rp);
+    stw__world_resume();
+    if (brc == 0) {
         stw__sort(rp.groups, rp.ngroups, sizeof(group), cmp_group);
         write_text(&rp, why);
         if (stw__copts.json_path != NULL)

@@ -236,9 +236,6 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
     c->stk = stw__pages_alloc(c->stk_bytes);
     if (c->b == NULL || c->stk == NULL)
         return -ENOMEM;
-    uintptr_t base = (uintptr_t)getauxval(AT_BASE);
-    if (loader_hi == 0 && base != 0)
-        dl_iterate_phdr(find_loader, &base);
     for (size_t i = 0; i < s->nrecords; i++) {
         const stw_record *r = &s->records[i];
         if (!is_block(r))
@@ -810,10 +807,25 @@ static void scan_stacks(ctx *c)
 
 static char self_marker;
 
-static int scan_module(struct dl_phdr_info *info, size_t size, void *ud)
+/* What the scan needs from dl_iterate_phdr and libunwind, gathered before
+ * the program's threads are stopped (one of them may hold the loader's or
+ * libunwind's lock while parked): the modules' writable data and where the
+ * calling thread's program frames start. */
+typedef struct range {
+    uintptr_t lo, hi;
+} range;
+#define MAX_RANGES 8192
+static struct {
+    bool ready;
+    uintptr_t from; /* exit()'s caller's stack pointer, 0 if none */
+    range *mods;
+    size_t nmods;
+} prep;
+
+static int collect_module(struct dl_phdr_info *info, size_t size, void *ud)
 {
     (void)size;
-    ctx *c = ud;
+    (void)ud;
     uintptr_t me = (uintptr_t)&self_marker;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -821,12 +833,12 @@ static int scan_module(struct dl_phdr_info *info, size_t size, void *ud)
         if (ph->p_type == PT_LOAD && me >= lo && me < lo + ph->p_memsz)
             return 0; /* the checker's own data holds nothing of the program's */
     }
-    for (int i = 0; i < info->dlpi_phnum; i++) {
+    for (int i = 0; i < info->dlpi_phnum && prep.nmods < MAX_RANGES; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
             continue;
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        scan_root(c, lo, lo + ph->p_memsz);
+        prep.mods[prep.nmods++] = (range){lo, lo + ph->p_memsz};
     }
     return 0;
 }
@@ -834,10 +846,12 @@ static int scan_module(struct dl_phdr_info *info, size_t size, void *ud)
 /* ---- roots ---- */
 
 /* libc's extent, found by an address inside it. */
+static uintptr_t libc_lo, libc_span;
+
 static int find_libc(struct dl_phdr_info *info, size_t size, void *ud)
 {
     (void)size;
-    ctx *c = ud;
+    (void)ud;
     uintptr_t in_libc = (uintptr_t)&__libc_malloc;
     uintptr_t lo = UINTPTR_MAX, hi = 0;
     bool mine = false;
@@ -852,8 +866,8 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *ud)
     }
     if (!mine)
         return 0;
-    c->libc_lo = lo;
-    c->libc_span = hi - lo;
+    libc_lo = lo;
+    libc_span = hi - lo;
     return 1;
 }
 
@@ -883,8 +897,6 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *ud)
  * with. Falls back to @sp when the chain cannot be followed. */
 static NO_SANITIZE uintptr_t checker_frames_end(const ctx *c, uintptr_t fp, uintptr_t sp)
 {
-    if (self_text_hi == 0)
-        dl_iterate_phdr(find_self, NULL);
     const map *m = find_map(c, fp);
     if (m == NULL || self_text_hi == 0)
         return sp;
@@ -951,14 +963,15 @@ static __attribute__((noinline)) void scan_roots(ctx *c, const stw_snapshot *s)
     if (atomic_load(&stw__fatal_ctx.tid) != 0)
         scan_words(c, (uintptr_t)stw__fatal_ctx.regs,
                    (uintptr_t)(stw__fatal_ctx.regs + stw__fatal_ctx.nregs));
-    uintptr_t from = exit_caller_sp();
+    uintptr_t from = prep.from;
     if (atomic_load(&stw__fatal_ctx.tid) == syscall(SYS_gettid))
         from = stw__fatal_ctx.sp; /* below it: the handler and the signal frame */
     if (from == 0)
         from = checker_frames_end(c, (uintptr_t)__builtin_frame_address(0), sp);
     find_thread_sps(c, from);
     scan_stacks(c);
-    dl_iterate_phdr(scan_module, c);
+    for (size_t i = 0; i < prep.nmods; i++)
+        scan_root(c, prep.mods[i].lo, prep.mods[i].hi);
     if (main_tcb != 0)
         scan_tls(c, main_tcb);
     uintptr_t self = (uintptr_t)pthread_self();
@@ -1034,7 +1047,10 @@ static __attribute__((noinline)) int classify(const stw_snapshot *s, uint8_t *cl
         return -ENOMEM;
     c->pid = getpid();
     c->snap = s;
-    dl_iterate_phdr(find_libc, c);
+    if (!prep.ready)
+        stw__scan_prepare();
+    c->libc_lo = libc_lo;
+    c->libc_span = libc_span;
     if (!stw__checker_thread(&c->own_lo, &c->own_hi, &c->own_tid))
         c->own_lo = c->own_hi = 0, c->own_tid = 0;
     c->chunk = stw__pages_alloc(SCAN_CHUNK);
@@ -1060,7 +1076,28 @@ static __attribute__((noinline)) int classify(const stw_snapshot *s, uint8_t *cl
     stw__pages_free(c->m, c->m_bytes);
     stw__pages_free(c->chunk, SCAN_CHUNK);
     stw__pages_free(c, sizeof(ctx));
+    prep.ready = false;
     return rc;
+}
+
+void stw__scan_prepare(void)
+{
+    if (prep.mods == NULL) {
+        prep.mods = stw__pages_reserve(MAX_RANGES * sizeof(range));
+        if (prep.mods == NULL)
+            return;
+    }
+    uintptr_t base = (uintptr_t)getauxval(AT_BASE);
+    if (loader_hi == 0 && base != 0)
+        dl_iterate_phdr(find_loader, &base);
+    if (self_text_hi == 0)
+        dl_iterate_phdr(find_self, NULL);
+    if (libc_span == 0)
+        dl_iterate_phdr(find_libc, NULL);
+    prep.nmods = 0;
+    dl_iterate_phdr(collect_module, NULL);
+    prep.from = exit_caller_sp();
+    prep.ready = true;
 }
 
 int stw__scan_classify(const stw_snapshot *s, uint8_t *cls)

@@ -154,6 +154,16 @@ static void fork_release(void)
         shard_unlock(&shards[i]);
 }
 
+void stw__ledger_lock_all(void)
+{
+    fork_prepare();
+}
+
+void stw__ledger_unlock_all(void)
+{
+    fork_release();
+}
+
 void stw__ledger_init(void)
 {
     int st = atomic_load_explicit(&init_state, memory_order_acquire);

@@ -51,6 +51,13 @@ int stw__stack_capture_with(int how, void **pcs, int max, int skip);
  * every capture from now on walks frame pointers only. Async-signal-safe. */
 void stw__stack_forbid_libunwind(void);
 
+/* ---- ledger.c: locks ---- */
+/* Take (release) every lock that guards records: no other thread is inside
+ * an insert or remove while they are held. Used around fork() and by the
+ * checker while it stops the program's threads. */
+void stw__ledger_lock_all(void);
+void stw__ledger_unlock_all(void);
+
 /* ---- ledger.c: sites ---- */
 
 typedef struct stw__site {

@@ -16,6 +16,7 @@ Header of each program (see tests/leaks/README.md):
      * growth: FUNC growing|levelled           (a site the growth analysis must flag)
      * log: TEXT                               (text the checker's log must contain)
      * exit: N                                 (expected exit status, default 0)
+     * repeat: N                               (run under the checker N times, each must pass)
      */
 
 Usage: run.py BUILD_DIR [NAME...]   prints "ok   leaks/NAME" or "FAIL leaks/NAME"
@@ -37,7 +38,8 @@ TIMEOUT = 120
 
 def parse_header(path):
     spec = {"cflags": [], "args": [], "expect": [], "none": False, "exit": 0, "bad_frees": 0,
-            "native": True, "shared": [], "checker_args": [], "growth": [], "log": []}
+            "native": True, "shared": [], "checker_args": [], "growth": [], "log": [],
+            "repeat": 1}
     with open(path) as f:
         text = f.read(8192)
     m = re.search(r"/\*(.*?)\*/", text, re.S)
@@ -51,6 +53,8 @@ def parse_header(path):
             spec["args"] += shlex.split(line[5:])
         elif line.startswith("exit:"):
             spec["exit"] = int(line[5:])
+        elif line.startswith("repeat:"):
+            spec["repeat"] = int(line[7:])
         elif line.startswith("checker-args:"):
             spec["checker_args"] += shlex.split(line[13:])
         elif line.startswith("growth:"):
@@ -144,6 +148,14 @@ def check_one(build, src, tmp):
     if r.returncode != 0:
         return f"does not compile:\n{r.stderr}"
     native = run_group([exe, *spec["args"]])
+    for run in range(spec["repeat"]):
+        err = check_run(build, spec, exe, name, native, tmp)
+        if err:
+            return err if spec["repeat"] == 1 else f"run {run + 1} of {spec['repeat']}: {err}"
+    return ""
+
+
+def check_run(build, spec, exe, name, native, tmp):
     js = os.path.join(tmp, name + ".json")
     log = os.path.join(tmp, name + ".log")
     steward = os.path.join(build, "src", "steward")
