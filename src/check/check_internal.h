@@ -168,6 +168,14 @@ void stw__scan_prepare(void);
  * ignores them while they keep that value. Called once by the constructor. */
 void stw__scan_note_stale_words(void);
 
+/* ---- loader.c ---- */
+/* True while the calling thread is inside dl_iterate_phdr (the loader's
+ * lock held): its stacks are taken by frame pointers only. */
+bool stw__loader_busy(void);
+/* Keep libunwind's caches per thread (no lock ordered against the
+ * loader's). Called once at init. */
+void stw__loader_init(void);
+
 /* ---- stopworld.c ---- */
 /* Park every other thread of the program (not the checker's own, nor one
  * in a fatal signal's handler) in a handler of stw__stop_signal() until

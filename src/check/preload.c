@@ -88,7 +88,7 @@ __attribute__((noinline)) int stw__check_record(int kind, uint64_t id, uint64_t 
      * code built without them (an -O2 build keeps rbp for other uses); one
      * that starts inside libc skipped the user's frame. The DWARF unwinder
      * gets through both. */
-    if (n > 0 && (!stw__stack_fp_clean() || in_nofp(pcs[0])))
+    if (n > 0 && (!stw__stack_fp_clean() || in_nofp(pcs[0])) && !stw__loader_busy())
         n = stw__stack_capture_with(STW__UNWIND_LIBUNWIND, pcs, stw__copts.depth, skip + 1);
     stw_site site = stw__site_intern(kind, pcs, n);
     int rc = stw__ledger_insert(kind, id, size, site, label);
@@ -264,6 +264,7 @@ void stw__check_init(void)
     bool g = stw_ledger_guard_enter();
     read_options();
     stw__kind_internal = stw_kind_register("steward-internal");
+    stw__loader_init();
     dl_iterate_phdr(find_nofp, NULL);
     main_pid = getpid();
     untrace_children();

@@ -17,6 +17,7 @@ Header of each program (see tests/leaks/README.md):
      * log: TEXT                               (text the checker's log must contain)
      * exit: N                                 (expected exit status, default 0)
      * repeat: N                               (run under the checker N times, each must pass)
+     * timeout: S                              (seconds a run may take, default 120)
      */
 
 Usage: run.py BUILD_DIR [NAME...]   prints "ok   leaks/NAME" or "FAIL leaks/NAME"
@@ -39,7 +40,7 @@ TIMEOUT = 120
 def parse_header(path):
     spec = {"cflags": [], "args": [], "expect": [], "none": False, "exit": 0, "bad_frees": 0,
             "native": True, "shared": [], "checker_args": [], "growth": [], "log": [],
-            "repeat": 1}
+            "repeat": 1, "timeout": TIMEOUT}
     with open(path) as f:
         text = f.read(8192)
     m = re.search(r"/\*(.*?)\*/", text, re.S)
@@ -53,6 +54,8 @@ def parse_header(path):
             spec["args"] += shlex.split(line[5:])
         elif line.startswith("exit:"):
             spec["exit"] = int(line[5:])
+        elif line.startswith("timeout:"):
+            spec["timeout"] = int(line[8:])
         elif line.startswith("repeat:"):
             spec["repeat"] = int(line[7:])
         elif line.startswith("checker-args:"):
@@ -116,14 +119,14 @@ def describe(g):
     return f'{g["count"]} {g["kind"]} {what} at {" < ".join(funcs)} {labels or ""}'.strip()
 
 
-def run_group(argv):
-    """Run @argv in a process group of its own with TIMEOUT; on time-out the
+def run_group(argv, timeout=TIMEOUT):
+    """Run @argv in a process group of its own with @timeout; on time-out the
     whole group is killed, so a hung program under the checker (the
     launcher's child) is not left running, then TimeoutExpired is raised."""
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          start_new_session=True)
     try:
-        out, err = p.communicate(timeout=TIMEOUT)
+        out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
@@ -147,7 +150,7 @@ def check_one(build, src, tmp):
                        capture_output=True, text=True)
     if r.returncode != 0:
         return f"does not compile:\n{r.stderr}"
-    native = run_group([exe, *spec["args"]])
+    native = run_group([exe, *spec["args"]], spec["timeout"])
     for run in range(spec["repeat"]):
         err = check_run(build, spec, exe, name, native, tmp)
         if err:
@@ -160,7 +163,7 @@ def check_run(build, spec, exe, name, native, tmp):
     log = os.path.join(tmp, name + ".log")
     steward = os.path.join(build, "src", "steward")
     checked = run_group([steward, "check", f"--json={js}", f"--log-file={log}",
-                         *spec["checker_args"], "--", exe, *spec["args"]])
+                         *spec["checker_args"], "--", exe, *spec["args"]], spec["timeout"])
     problems = []
     if checked.returncode != spec["exit"]:
         problems.append(f"exit status {checked.returncode}, want {spec['exit']}")
