@@ -194,9 +194,18 @@ int stw__supp_load(const char *path);
  * or file name; '*' wildcards; '^'/'$' anchors as in LSan). */
 bool stw__supp_match(stw_site site);
 
-/* ---- heap.c ---- */
+/* ---- quarantine.c: recently freed heap records, bad-free reports ---- */
 /* Invalid and double frees seen so far. */
 long stw__heap_bad_frees(void);
+/* Remember that @p (@size bytes, allocated at @site, 0 if unknown) was just
+ * freed, with the stack of the free; @skip: frames above this call that
+ * are the checker's. Guard held. */
+void stw__quarantine_add(uintptr_t p, uint64_t size, stw_site site, int skip);
+/* Report a bad free or realloc of @p (@what_freed when @p was freed
+ * before, else @what_invalid): the stack of the call (@skip frames above
+ * this one are the checker's), the first free's, and where the block was
+ * allocated. Counts it in stw__heap_bad_frees. */
+void stw__bad_free(const char *what_freed, const char *what_invalid, uintptr_t p, int skip);
 
 /* Resolve a libc function behind our interposer (dlsym RTLD_NEXT), with the
  * ledger guard held so that dlsym's own allocations are not recorded as

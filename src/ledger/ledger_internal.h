@@ -99,6 +99,8 @@ long stw__shard_copy(int i, stw__entry *dst, size_t cap);
 /* Insert/remove without the reentrancy guard, for callers that hold it. */
 int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label);
 int stw__ledger_remove(int kind, uint64_t id);
+/* Remove, handing back what the record was (for @out). */
+int stw__ledger_take(int kind, uint64_t id, stw_record *out);
 
 /* ---- report.c: buffered formatted output without malloc ---- */
 
