@@ -66,6 +66,19 @@ void stw__check_atfork_before_ledger(void (*prepare)(void), void (*parent)(void)
 /* Checkpoint taken when the checker started: what the program made since. */
 extern uint64_t stw__check_start_seq;
 
+/* A child forked without exec is checked in its own right: what it made
+ * after the fork (records with seq > since) is its own; what it inherited
+ * from its parent is not reported. since == 0 in the first process. */
+typedef struct stw__fork_info {
+    uint64_t since;
+    int parent;     /* the parent's pid */
+    stw_site site;  /* where fork() was called */
+} stw__fork_info;
+extern stw__fork_info stw__forked;
+/* From the fork hook, in the child: start the child's own books. @skip:
+ * frames above this call that are the checker's. */
+void stw__check_forked(int skip);
+
 /* ---- report.c ---- */
 /* Write the report now (at exit, on demand or periodically) to the log and
  * the JSON file. @final: the exit report, which also reconciles
@@ -109,6 +122,8 @@ typedef struct stw__growth {
     int64_t first_bytes, mid_bytes, last_bytes, peak_bytes;
     double bytes_per_s; /* over the second half of the run */
 } stw__growth;
+/* In a forked child: the checker's thread did not come along. */
+void stw__growth_forked(void);
 /* Sites whose live bytes rose over the run, strongest first; at most @max. */
 int stw__growth_analyse(stw__growth *out, int max);
 
@@ -119,6 +134,8 @@ void stw__fds_init(void);
  * created by calls the checker does not hook. Records each as STW_KIND_FD
  * with a label saying so, so the exit report lists it. Returns how many. */
 int stw__fds_reconcile(void);
+/* In a child forked without exec: its descriptors are its own books now. */
+void stw__fds_forked(void);
 /* True for a record of an inherited descriptor. */
 bool stw__fd_inherited(const stw_record *r);
 
@@ -197,6 +214,8 @@ bool stw__supp_match(stw_site site);
 /* ---- quarantine.c: recently freed heap records, bad-free reports ---- */
 /* Invalid and double frees seen so far. */
 long stw__heap_bad_frees(void);
+/* In a forked child: its parent's bad frees are not its own. */
+void stw__quarantine_forked(void);
 /* Remember that @p (@size bytes, allocated at @site, 0 if unknown) was just
  * freed, with the stack of the free; @skip: frames above this call that
  * are the checker's. Guard held. */

@@ -173,8 +173,8 @@ static bool tracked(int kind)
 /* The process whose books these are. A child made with vfork (Python's
  * subprocess does) shares this memory until it execs, and closes and dups
  * descriptors meanwhile: its hooks must not touch the parent's records.
- * A forked child has its own copy, but never reports; so any process but
- * this one passes straight through. */
+ * A forked child has its own copy and books of its own from the fork on
+ * (stw__fds_forked); any other process passes straight through. */
 static pid_t owner_pid;
 
 /* True while the checker is tracking, in the process that booked. */
@@ -190,6 +190,11 @@ static bool active(void)
                                                   __ATOMIC_RELAXED))
         owner = self;
     return self == owner;
+}
+
+void stw__fds_forked(void)
+{
+    __atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELAXED);
 }
 
 /* As active(), initialising the checker on first use like the heap hooks. */

@@ -252,6 +252,11 @@ void stw__check_fatal_report(int sig)
     }
 }
 
+void stw__growth_forked(void)
+{
+    atomic_store(&thread_running, 0);
+}
+
 int stw__growth_analyse(stw__growth *out, int max)
 {
     int n = 0;

@@ -223,6 +223,26 @@ static void atfork_child(void)
 
 static void install_fatal_handlers(void);
 
+stw__fork_info stw__forked;
+
+__attribute__((noinline)) void stw__check_forked(int skip)
+{
+    if (!stw__check_ready() || !stw_ledger_guard_enter())
+        return;
+    void *pcs[STW_STACK_MAX];
+    /* Frame pointers only: libunwind is off limits in a forked child. */
+    int n = stw__stack_capture_with(STW__UNWIND_FP, pcs, stw__copts.depth, skip + 1);
+    stw__forked.site = stw__site_intern(STW_KIND_PROCESS, pcs, n);
+    stw__forked.parent = (int)getppid();
+    stw__forked.since = stw_ledger_checkpoint();
+    main_pid = getpid();
+    forked_child = false;
+    stw__growth_forked();
+    stw__quarantine_forked();
+    stw__fds_forked();
+    stw_ledger_guard_exit();
+}
+
 void stw__check_atfork_before_ledger(void (*prepare)(void), void (*parent)(void),
                                      void (*child)(void))
 {

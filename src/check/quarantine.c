@@ -44,6 +44,11 @@ long stw__heap_bad_frees(void)
     return atomic_load(&bad_frees);
 }
 
+void stw__quarantine_forked(void)
+{
+    atomic_store(&bad_frees, 0);
+}
+
 static size_t slot_of(uintptr_t p)
 {
     return (size_t)((p >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 48) & (QUAR_SLOTS - 1);

@@ -123,6 +123,9 @@ static int build(report *rp)
      * class/state are gathered into one group (a site rarely mixes). */
     for (size_t i = 0; i < n; i++) {
         const stw_record *r = &s->records[i];
+        /* In a forked child: its parent's, not its own. */
+        if (stw__forked.since != 0 && r->seq <= stw__forked.since)
+            continue;
         if (rp->skip[i] && !stw__copts.show_inherited) {
             rp->inherited++;
             continue;
@@ -184,7 +187,8 @@ static int build(report *rp)
             rp->by_kind[g->kind] += g->count;
         }
     }
-    rp->ngrowth = stw__growth_analyse(rp->growth, MAX_GROWTH);
+    /* A forked child's samples are its parent's. */
+    rp->ngrowth = stw__forked.since != 0 ? 0 : stw__growth_analyse(rp->growth, MAX_GROWTH);
     return 0;
 }
 
@@ -333,7 +337,12 @@ static void write_text(const report *rp, const char *why)
     stw__out o;
     stw__out_init(&o, stw_write_fd, (void *)(intptr_t)fd);
     if (!stw__copts.quiet) {
-        stw__out_printf(&o, "==%d== steward check, report %s\n==%d==\n", pid, why, pid);
+        stw__out_printf(&o, "==%d== steward check, report %s\n", pid, why);
+        if (stw__forked.since != 0) {
+            stw__out_printf(&o, "==%d== forked from process %d, at:\n", pid, stw__forked.parent);
+            text_stack(&o, pid, stw__forked.site);
+        }
+        stw__out_printf(&o, "==%d==\n", pid);
         for (size_t k = 0; k < rp->ngroups; k++) {
             const group *g = &rp->groups[k];
             if (g->leak || (stw__copts.show_reachable && g->cls == STW__STILL_REACHABLE) ||
@@ -403,7 +412,15 @@ static void json_group(stw__out *o, const report *rp, const group *g)
 
 static void write_json(const report *rp, const char *why, bool final)
 {
-    int fd = open_out(stw__copts.json_path, false);
+    /* A forked child never overwrites its parent's report: without %p in
+     * the name it writes NAME.PID. */
+    const char *path = stw__copts.json_path;
+    char own[4096];
+    if (stw__forked.since != 0 && strstr(path, "%p") == NULL) {
+        snprintf(own, sizeof(own), "%s.%d", path, (int)getpid());
+        path = own;
+    }
+    int fd = open_out(path, false);
     if (fd < 0)
         return;
     stw__out o;
@@ -411,6 +428,11 @@ static void write_json(const report *rp, const char *why, bool final)
     stw__out_printf(&o, "{\"schema\":\"steward.check/1\",\"pid\":%d,\"final\":%s,\"why\":",
                     (int)getpid(), final ? "true" : "false");
     stw__out_json_string(&o, why);
+    if (stw__forked.since != 0) {
+        stw__out_printf(&o, ",\"forked_from\":{\"pid\":%d,\"stack\":", stw__forked.parent);
+        json_stack(&o, stw__forked.site);
+        stw__out_printf(&o, "}");
+    }
     stw__out_printf(&o,
                     ",\"summary\":{\"leaks\":%lld,\"leaked_bytes\":%lld,\"still_reachable\":%lld,"
                     "\"still_reachable_bytes\":%lld,\"suppressed\":%lld,\"bad_frees\":%ld,"
@@ -469,7 +491,8 @@ static void write_json(const report *rp, const char *why, bool final)
 
 static void write_status(const report *rp)
 {
-    if (stw__copts.status_path == NULL)
+    /* The launcher waits for its own child's status, not a grandchild's. */
+    if (stw__copts.status_path == NULL || stw__forked.since != 0)
         return;
     int fd = open(stw__copts.status_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -508,7 +531,10 @@ void stw__check_report(bool final, const char *why)
     if (brc == 0)
         brc = build(&rp);
     stw__world_resume();
-    if (brc == 0) {
+    /* A forked child that made nothing it did not release stays silent
+     * (most children exec or _exit at once). */
+    bool quiet_child = stw__forked.since != 0 && rp.leaks == 0 && stw__heap_bad_frees() == 0;
+    if (brc == 0 && !quiet_child) {
         stw__sort(rp.groups, rp.ngroups, sizeof(group), cmp_group);
         write_text(&rp, why);
         if (stw__copts.json_path != NULL)
