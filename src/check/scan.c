@@ -23,8 +23,10 @@
  *   - blocks the dynamic loader allocated itself (see from_loader).
  * Never roots: glibc's malloc arenas and mmap'ed chunks (blocks are
  * scanned only through the closure), the ledger's own tables (they hold
- * every block's address), and the stacks glibc keeps cached for reuse after
- * a join (stale words there would hide leaks).
+ * every block's address), the stacks glibc keeps cached for reuse after
+ * a join, descriptors included (stale words and dropped return values there
+ * would hide leaks), and malloc's own pointers in libc's data (see
+ * is_next_chunk).
  *
  * A thread whose stack pointer cannot be read (running on another CPU at
  * that moment) is covered by a heuristic: an anonymous read-write mapping
@@ -38,10 +40,13 @@
  *
  * This runs inside the checker with the ledger guard held, at exit or in a
  * periodic report: memory comes from mmap only, files are read with raw
- * system calls, and nothing here calls malloc. Other threads may still run
- * while their stacks are read; the result is then as conservative as the
- * words found. Blocks and roots are read only where /proc/self/maps says
- * memory is readable.
+ * system calls, and nothing here calls malloc. For the exit report the
+ * other threads are parked (stopworld.c) from the snapshot to the end of
+ * the scan, so nothing here may take the loader's or libunwind's locks:
+ * stw__scan_prepare gathers what needs them beforehand. In periodic
+ * reports other threads still run while their stacks are read; the result
+ * is then as conservative as the words found. Blocks and roots are read
+ * only where /proc/self/maps says memory is readable.
  */
 #include <errno.h>
 #include <fcntl.h>
