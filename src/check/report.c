@@ -45,6 +45,8 @@ typedef struct report {
     stw_snapshot *snap;
     uint8_t *cls;  /* per record: heap class */
     uint8_t *skip; /* per record: inherited descriptor, not the program's */
+    uint8_t *hide; /* per record: not reported at all (a forked child's
+                      parent's; freed while the report was being made) */
     const char **state;
     size_t cls_bytes, state_bytes;
     group *groups;
@@ -102,17 +104,33 @@ static int build(report *rp)
 {
     stw_snapshot *s = rp->snap;
     size_t n = s->nrecords;
-    rp->cls_bytes = n * 2 + 1;
+    rp->cls_bytes = n * 3 + 1;
     rp->cls = stw__pages_alloc(rp->cls_bytes);
     rp->state_bytes = n * sizeof(char *) + 1;
     rp->state = stw__pages_alloc(rp->state_bytes);
     if (rp->cls == NULL || rp->state == NULL)
         return -ENOMEM;
     rp->skip = rp->cls + n;
+    rp->hide = rp->cls + 2 * n;
     if (stw__scan_classify(s, rp->cls) != 0)
         memset(rp->cls, STW__DEFINITELY_LOST, n);
     /* The moment is taken: the rest may symbolize (malloc, the loader). */
     stw__world_resume();
+    for (size_t i = 0; i < n; i++) {
+        const stw_record *r = &s->records[i];
+        /* In a forked child: its parent's, not its own. */
+        if (stw__forked.since != 0 && r->seq <= stw__forked.since)
+            rp->hide[i] = 1;
+        /* A block called lost that is no longer live was freed by a
+         * thread that kept running while the report was made (one that
+         * blocks the signal that parks threads, or any thread in a
+         * periodic report): not a leak. */
+        else if (r->kind == STW_KIND_HEAP && rp->cls[i] != STW__STILL_REACHABLE) {
+            stw_record now;
+            if (stw_ledger_lookup(r->kind, r->id, &now) != 0 || now.seq != r->seq)
+                rp->hide[i] = 1;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         const stw_record *r = &s->records[i];
         rp->state[i] = state_of(r);
@@ -123,8 +141,7 @@ static int build(report *rp)
      * class/state are gathered into one group (a site rarely mixes). */
     for (size_t i = 0; i < n; i++) {
         const stw_record *r = &s->records[i];
-        /* In a forked child: its parent's, not its own. */
-        if (stw__forked.since != 0 && r->seq <= stw__forked.since)
+        if (rp->hide[i])
             continue;
         if (rp->skip[i] && !stw__copts.show_inherited) {
             rp->inherited++;
@@ -271,7 +288,7 @@ static void text_group(stw__out *o, int pid, const report *rp, const group *g)
         if (r->site != g->site)
             break;
         int cls = classified(r) ? rp->cls[i] : -1;
-        if (!same_group(g, r, cls, rp->state[i], rp->skip[i]))
+        if (rp->hide[i] || !same_group(g, r, cls, rp->state[i], rp->skip[i]))
             continue;
         if (r->label == NULL && g->kind == STW_KIND_HEAP && g->count == 1)
             break;
@@ -395,7 +412,7 @@ static void json_group(stw__out *o, const report *rp, const group *g)
         if (r->site != g->site)
             break;
         int cls = classified(r) ? rp->cls[i] : -1;
-        if (!same_group(g, r, cls, rp->state[i], rp->skip[i]))
+        if (rp->hide[i] || !same_group(g, r, cls, rp->state[i], rp->skip[i]))
             continue;
         stw__out_printf(o, "%s{\"id\":\"%#llx\",\"size\":%llu,\"age_ms\":%lld,\"label\":",
                         shown ? "," : "", (unsigned long long)r->id, (unsigned long long)r->size,
