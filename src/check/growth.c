@@ -41,6 +41,7 @@
  * seconds has enough samples to judge and a long one costs no more. */
 #define FIRST_INTERVAL_NS (50 * 1000000LL)
 #define RAMP_POINTS 48
+#define SAMPLE_SHARE 20
 #define SITE_INDEX_CAP (1u << 18)
 
 typedef struct series {
@@ -63,6 +64,7 @@ static series *tracked[MAX_TRACKED];
 static int64_t interval_ns;
 static int64_t last_sample_ns;
 static int64_t start_ns;
+static int64_t sample_cost_ns; /* how long the last sample took */
 static atomic_int report_requested;
 static atomic_int thread_running;
 /* A fatal signal's exit report: requested by its handler, written by this
@@ -181,9 +183,14 @@ static void *run(void *arg)
             every = FIRST_INTERVAL_NS;
         if (every > interval_ns)
             every = interval_ns;
+        /* Sampling never takes more than 1/SAMPLE_SHARE of the time
+         * (a sample costs more the more records there are). */
+        if (every < sample_cost_ns * SAMPLE_SHARE)
+            every = sample_cost_ns * SAMPLE_SHARE;
         if (interval_ns > 0 && now - last_sample_ns >= every) {
             last_sample_ns = now;
             sample(now);
+            sample_cost_ns = stw_now_ns() - now;
         }
         if (atomic_exchange(&report_requested, 0)) {
             stw_ledger_guard_exit();
