@@ -71,8 +71,8 @@ extern uint64_t stw__check_start_seq;
  * from its parent is not reported. since == 0 in the first process. */
 typedef struct stw__fork_info {
     uint64_t since;
-    int parent;     /* the parent's pid */
-    stw_site site;  /* where fork() was called */
+    int parent;    /* the parent's pid */
+    stw_site site; /* where fork() was called */
 } stw__fork_info;
 extern stw__fork_info stw__forked;
 /* From the fork hook, in the child: start the child's own books. @skip:

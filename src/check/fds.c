@@ -873,8 +873,8 @@ STW_HOOK int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *restrict len, int f
  * loop stays in the hooks (not a helper) so that note_fd's stack starts at
  * the hook's caller. */
 #define NOTE_RECEIVED(sock, msg)                                                                   \
-    for (struct cmsghdr *c_ = CMSG_FIRSTHDR(msg); c_ != NULL; c_ = CMSG_NXTHDR(msg, c_)) {       \
-        if (c_->cmsg_level != SOL_SOCKET || c_->cmsg_type != SCM_RIGHTS)                          \
+    for (struct cmsghdr *c_ = CMSG_FIRSTHDR(msg); c_ != NULL; c_ = CMSG_NXTHDR(msg, c_)) {         \
+        if (c_->cmsg_level != SOL_SOCKET || c_->cmsg_type != SCM_RIGHTS)                           \
             continue;                                                                              \
         size_t n_ = (c_->cmsg_len - CMSG_LEN(0)) / sizeof(int);                                    \
         for (size_t i_ = 0; i_ < n_; i_++) {                                                       \

@@ -308,8 +308,8 @@ int stw__growth_analyse(stw__growth *out, int max)
         for (int k = m + 1; k < s->n; k++, steps++)
             ups += s->v[k] > s->v[k - 1];
         bool big = peak - first >= GROWTH_MIN_BYTES && last - mid >= GROWTH_MIN_BYTES / 2;
-        bool steady = steps >= STEADY_STEPS && ups * 10 >= steps * 9 &&
-                      last - mid >= STEADY_MIN_BYTES / 2;
+        bool steady =
+            steps >= STEADY_STEPS && ups * 10 >= steps * 9 && last - mid >= STEADY_MIN_BYTES / 2;
         bool growing = last > mid + (mid / 10) && ups * 10 >= steps * 6 && (big || steady);
         bool levelled = !growing && peak - first >= GROWTH_MIN_BYTES &&
                         peak >= 2 * (first > 0 ? first : 1) &&

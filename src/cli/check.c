@@ -224,8 +224,8 @@ static int check_option(int opt, const char *v, const char **log_file, int *erro
     case OPT_REPORT_SIGNAL:
         n = signal_number(v);
         if (n <= 0) {
-            fprintf(stderr, "steward check: --report-signal wants a signal such as USR2, got '%s'\n",
-                    v);
+            fprintf(stderr,
+                    "steward check: --report-signal wants a signal such as USR2, got '%s'\n", v);
             return STW_EXIT_USAGE;
         }
         snprintf(buf, sizeof(buf), "%ld", n);
