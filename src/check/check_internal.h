@@ -67,6 +67,19 @@ void stw__check_atfork_before_ledger(void (*prepare)(void), void (*parent)(void)
 /* Checkpoint taken when the checker started: what the program made since. */
 extern uint64_t stw__check_start_seq;
 
+/* A child forked without exec is checked in its own right: what it made
+ * after the fork (records with seq > since) is its own; what it inherited
+ * from its parent is not reported. since == 0 in the first process. */
+typedef struct stw__fork_info {
+    uint64_t since;
+    int parent;    /* the parent's pid */
+    stw_site site; /* where fork() was called */
+} stw__fork_info;
+extern stw__fork_info stw__forked;
+/* From the fork hook, in the child: start the child's own books. @skip:
+ * frames above this call that are the checker's. */
+void stw__check_forked(int skip);
+
 /* ---- report.c ---- */
 /* Write the report now (at exit, on demand or periodically) to the log and
  * the JSON file. @final: the exit report, which also reconciles
@@ -110,6 +123,8 @@ typedef struct stw__growth {
     int64_t first_bytes, mid_bytes, last_bytes, peak_bytes;
     double bytes_per_s; /* over the second half of the run */
 } stw__growth;
+/* In a forked child: the checker's thread did not come along. */
+void stw__growth_forked(void);
 /* Sites whose live bytes rose over the run, strongest first; at most @max. */
 int stw__growth_analyse(stw__growth *out, int max);
 
@@ -120,6 +135,8 @@ void stw__fds_init(void);
  * created by calls the checker does not hook. Records each as STW_KIND_FD
  * with a label saying so, so the exit report lists it. Returns how many. */
 int stw__fds_reconcile(void);
+/* In a child forked without exec: its descriptors are its own books now. */
+void stw__fds_forked(void);
 /* True for a record of an inherited descriptor. */
 bool stw__fd_inherited(const stw_record *r);
 
@@ -159,10 +176,33 @@ enum stw__heap_class {
  * calling thread's registers. 0 or -ENOMEM (then everything is
  * "definitely lost"). */
 int stw__scan_classify(const stw_snapshot *s, uint8_t *cls);
+/* Gather what the scan needs from dl_iterate_phdr and libunwind (modules'
+ * data, the calling thread's exit() frame) before the world is stopped: a
+ * parked thread may hold the loader's or libunwind's lock. The next
+ * stw__scan_classify uses it (and gathers it itself when not called). */
+void stw__scan_prepare(void);
 /* Remember which words of the loaded modules' writable data point into no
  * mapping at start (the loader leaves such dangling words behind): the scan
  * ignores them while they keep that value. Called once by the constructor. */
 void stw__scan_note_stale_words(void);
+
+/* ---- loader.c ---- */
+/* True while the calling thread is inside dl_iterate_phdr (the loader's
+ * lock held): its stacks are taken by frame pointers only. */
+bool stw__loader_busy(void);
+/* Keep libunwind's caches per thread (no lock ordered against the
+ * loader's). Called once at init. */
+void stw__loader_init(void);
+
+/* ---- stopworld.c ---- */
+/* Park every other thread of the program (not the checker's own, nor one
+ * in a fatal signal's handler) in a handler of stw__stop_signal() until
+ * stw__world_resume. Between the two the caller must not take the loader's,
+ * libunwind's or malloc's locks. Returns how many were parked; threads that
+ * do not answer within a second keep running. */
+int stw__world_stop(void);
+void stw__world_resume(void);
+int stw__stop_signal(void);
 
 /* ---- suppress.c ---- */
 /* Load the default suppressions and the user's file (may be NULL).
@@ -172,9 +212,20 @@ int stw__supp_load(const char *path);
  * or file name; '*' wildcards; '^'/'$' anchors as in LSan). */
 bool stw__supp_match(stw_site site);
 
-/* ---- heap.c ---- */
+/* ---- quarantine.c: recently freed heap records, bad-free reports ---- */
 /* Invalid and double frees seen so far. */
 long stw__heap_bad_frees(void);
+/* In a forked child: its parent's bad frees are not its own. */
+void stw__quarantine_forked(void);
+/* Remember that @p (@size bytes, allocated at @site, 0 if unknown) was just
+ * freed, with the stack of the free; @skip: frames above this call that
+ * are the checker's. Guard held. */
+void stw__quarantine_add(uintptr_t p, uint64_t size, stw_site site, int skip);
+/* Report a bad free or realloc of @p (@what_freed when @p was freed
+ * before, else @what_invalid): the stack of the call (@skip frames above
+ * this one are the checker's), the first free's, and where the block was
+ * allocated. Counts it in stw__heap_bad_frees. */
+void stw__bad_free(const char *what_freed, const char *what_invalid, uintptr_t p, int skip);
 
 /* Resolve a libc function behind our interposer (dlsym RTLD_NEXT), with the
  * ledger guard held so that dlsym's own allocations are not recorded as

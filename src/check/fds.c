@@ -173,8 +173,8 @@ static bool tracked(int kind)
 /* The process whose books these are. A child made with vfork (Python's
  * subprocess does) shares this memory until it execs, and closes and dups
  * descriptors meanwhile: its hooks must not touch the parent's records.
- * A forked child has its own copy, but never reports; so any process but
- * this one passes straight through. */
+ * A forked child has its own copy and books of its own from the fork on
+ * (stw__fds_forked); any other process passes straight through. */
 static pid_t owner_pid;
 
 /* True while the checker is tracking, in the process that booked. */
@@ -190,6 +190,11 @@ static bool active(void)
                                                   __ATOMIC_RELAXED))
         owner = self;
     return self == owner;
+}
+
+void stw__fds_forked(void)
+{
+    __atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELAXED);
 }
 
 /* As active(), initialising the checker on first use like the heap hooks. */
@@ -367,6 +372,7 @@ enum what {
     W_EPOLL,
     W_MEMFD,
     W_DUP,
+    W_RECEIVED,
 };
 
 /* How a new descriptor came to be, for its label. */
@@ -376,7 +382,7 @@ typedef struct fd_new {
     int dirfd;               /* W_OPEN: AT_FDCWD or the directory */
     int oflags;              /* W_OPEN */
     int domain, type, proto; /* W_SOCKET, W_PAIR */
-    int src;                 /* W_DUP: the original */
+    int src;                 /* W_DUP: the original; W_RECEIVED: the socket */
     bool onto;               /* W_DUP: dup2/dup3 onto a chosen number */
 } fd_new;
 
@@ -420,6 +426,9 @@ static const char *new_label(int fd, const fd_new *n)
     case W_DUP:
         fd_text(fd, t, sizeof(t));
         return fd_label(BANK_FD, fd, "%s (dup of fd %d)", t, n->src);
+    case W_RECEIVED:
+        fd_text(fd, t, sizeof(t));
+        return fd_label(BANK_FD, fd, "%s (received over fd %d)", t, n->src);
     }
     return NULL;
 }
@@ -450,7 +459,7 @@ static __attribute__((noinline)) void note_fd(int fd, const fd_new *n)
     stw__ledger_remove(STW_KIND_FD, (uint64_t)fd);
     stw__ledger_remove(STW_KIND_SOCKET, (uint64_t)fd);
     bool sock = n->what == W_SOCKET || n->what == W_ACCEPT || n->what == W_PAIR ||
-                (n->what == W_DUP && is_socket(fd));
+                ((n->what == W_DUP || n->what == W_RECEIVED) && is_socket(fd));
     int kind = sock ? STW_KIND_SOCKET : STW_KIND_FD;
     const char *label = tracked(kind) ? new_label(fd, n) : NULL;
     stw_ledger_guard_exit();
@@ -857,6 +866,42 @@ STW_HOOK int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *restrict len, int f
     int nfd = real_accept4(fd, addr, len, flags);
     note_fd(nfd, &(fd_new){.what = W_ACCEPT});
     return nfd;
+}
+
+/* Descriptors passed over a Unix socket (SCM_RIGHTS) are new descriptors
+ * of the receiver's, made by recvmsg: booked there, with its stack. The
+ * loop stays in the hooks (not a helper) so that note_fd's stack starts at
+ * the hook's caller. */
+#define NOTE_RECEIVED(sock, msg)                                                                   \
+    for (struct cmsghdr *c_ = CMSG_FIRSTHDR(msg); c_ != NULL; c_ = CMSG_NXTHDR(msg, c_)) {         \
+        if (c_->cmsg_level != SOL_SOCKET || c_->cmsg_type != SCM_RIGHTS)                           \
+            continue;                                                                              \
+        size_t n_ = (c_->cmsg_len - CMSG_LEN(0)) / sizeof(int);                                    \
+        for (size_t i_ = 0; i_ < n_; i_++) {                                                       \
+            int rfd_;                                                                              \
+            memcpy(&rfd_, CMSG_DATA(c_) + i_ * sizeof(int), sizeof(int));                          \
+            note_fd(rfd_, &(fd_new){.what = W_RECEIVED, .src = (sock)});                           \
+        }                                                                                          \
+    }
+
+STW_HOOK ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    STW_REAL(ssize_t, recvmsg, (int, struct msghdr *, int));
+    ssize_t n = real_recvmsg(fd, msg, flags);
+    if (n >= 0 && msg != NULL && msg->msg_control != NULL)
+        NOTE_RECEIVED(fd, msg);
+    return n;
+}
+
+STW_HOOK int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+                      struct timespec *timeout)
+{
+    STW_REAL(int, recvmmsg, (int, struct mmsghdr *, unsigned int, int, struct timespec *));
+    int n = real_recvmmsg(fd, vec, vlen, flags, timeout);
+    for (int k = 0; k < n; k++)
+        if (vec[k].msg_hdr.msg_control != NULL)
+            NOTE_RECEIVED(fd, &vec[k].msg_hdr);
+    return n;
 }
 
 STW_HOOK int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)

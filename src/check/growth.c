@@ -30,8 +30,18 @@
 #define SLAB 64
 /* Sites below this many live bytes are not worth a series. */
 #define TRACK_MIN_BYTES 4096
-/* A site is reported only once its rise is at least this large. */
+/* A site is reported only once its rise is at least this large, or
+ * STEADY_MIN_BYTES when nearly every one of at least STEADY_STEPS samples
+ * in the second half of the run rose (a short run's slow, steady leak). */
 #define GROWTH_MIN_BYTES (64 * 1024)
+#define STEADY_MIN_BYTES (8 * 1024)
+#define STEADY_STEPS 12
+/* Sampling starts this fast and slows to the configured interval as the
+ * run gets longer (every run-time/RAMP_POINTS), so that a run of a few
+ * seconds has enough samples to judge and a long one costs no more. */
+#define FIRST_INTERVAL_NS (50 * 1000000LL)
+#define RAMP_POINTS 48
+#define SAMPLE_SHARE 20
 #define SITE_INDEX_CAP (1u << 18)
 
 typedef struct series {
@@ -42,6 +52,7 @@ typedef struct series {
     long counter; /* samples seen since the series started */
     long gen;     /* last sample that gave this series a point */
     int64_t v[SERIES_LEN];
+    int64_t t[SERIES_LEN]; /* when (ns): samples are not evenly spaced */
 } series;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -52,6 +63,8 @@ static int ntracked;
 static series *tracked[MAX_TRACKED];
 static int64_t interval_ns;
 static int64_t last_sample_ns;
+static int64_t start_ns;
+static int64_t sample_cost_ns; /* how long the last sample took */
 static atomic_int report_requested;
 static atomic_int thread_running;
 /* A fatal signal's exit report: requested by its handler, written by this
@@ -90,22 +103,25 @@ static series *series_for(stw_site site, int kind)
     return s;
 }
 
-static void push(series *s, int64_t bytes)
+static void push(series *s, int64_t bytes, int64_t now)
 {
     if (s->counter++ % s->stride != 0)
         return;
     if (s->n == SERIES_LEN) {
         /* Keep every second point (the later of each pair): same span,
          * half the resolution. */
-        for (int i = 0; i < SERIES_LEN / 2; i++)
+        for (int i = 0; i < SERIES_LEN / 2; i++) {
             s->v[i] = s->v[2 * i + 1];
+            s->t[i] = s->t[2 * i + 1];
+        }
         s->n = SERIES_LEN / 2;
         s->stride *= 2;
     }
+    s->t[s->n] = now;
     s->v[s->n++] = bytes;
 }
 
-static void sample(void)
+static void sample(int64_t now)
 {
     static long gen;
     uint64_t kinds = stw__copts.kinds & ~STW_KIND_BIT(stw__kind_internal);
@@ -121,14 +137,14 @@ static void sample(void)
         if (s == NULL && st->live_bytes >= TRACK_MIN_BYTES)
             s = series_for(st->site, st->kind);
         if (s != NULL) {
-            push(s, st->live_bytes);
+            push(s, st->live_bytes, now);
             s->gen = gen;
         }
     }
     /* A tracked site with nothing live is absent from the snapshot: 0. */
     for (int i = 0; i < ntracked; i++) {
         if (tracked[i]->gen != gen) {
-            push(tracked[i], 0);
+            push(tracked[i], 0, now);
             tracked[i]->gen = gen;
         }
     }
@@ -151,6 +167,7 @@ static void *run(void *arg)
     atomic_store(&thread_running, 1);
     int64_t every_ns = (int64_t)stw__copts.report_every_s * 1000000000;
     int64_t next_report = every_ns > 0 ? stw_now_ns() + every_ns : INT64_MAX;
+    start_ns = stw_now_ns();
     for (;;) {
         struct timespec ts = {0, 20 * 1000000};
         nanosleep(&ts, NULL);
@@ -161,9 +178,19 @@ static void *run(void *arg)
             return NULL;
         }
         int64_t now = stw_now_ns();
-        if (interval_ns > 0 && now - last_sample_ns >= interval_ns) {
+        int64_t every = (now - start_ns) / RAMP_POINTS;
+        if (every < FIRST_INTERVAL_NS)
+            every = FIRST_INTERVAL_NS;
+        if (every > interval_ns)
+            every = interval_ns;
+        /* Sampling never takes more than 1/SAMPLE_SHARE of the time
+         * (a sample costs more the more records there are). */
+        if (every < sample_cost_ns * SAMPLE_SHARE)
+            every = sample_cost_ns * SAMPLE_SHARE;
+        if (interval_ns > 0 && now - last_sample_ns >= every) {
             last_sample_ns = now;
-            sample();
+            sample(now);
+            sample_cost_ns = stw_now_ns() - now;
         }
         if (atomic_exchange(&report_requested, 0)) {
             stw_ledger_guard_exit();
@@ -252,6 +279,11 @@ void stw__check_fatal_report(int sig)
     }
 }
 
+void stw__growth_forked(void)
+{
+    atomic_store(&thread_running, 0);
+}
+
 int stw__growth_analyse(stw__growth *out, int max)
 {
     int n = 0;
@@ -260,22 +292,31 @@ int stw__growth_analyse(stw__growth *out, int max)
         const series *s = tracked[i];
         if (s->n < 8)
             continue;
-        int64_t first = s->v[0], mid = s->v[s->n / 2], last = s->v[s->n - 1], peak = 0;
+        /* The middle of the series' time span (samples are denser early). */
+        int m = 0;
+        int64_t half = s->t[0] + (s->t[s->n - 1] - s->t[0]) / 2;
+        while (m < s->n - 2 && s->t[m] < half)
+            m++;
+        int64_t first = s->v[0], mid = s->v[m], last = s->v[s->n - 1], peak = 0;
         for (int k = 0; k < s->n; k++)
             peak = s->v[k] > peak ? s->v[k] : peak;
-        if (peak - first < GROWTH_MIN_BYTES)
+        if (peak - first < STEADY_MIN_BYTES)
             continue;
-        /* Rising through the second half: most steps up, and a real rise. */
+        /* Rising through the second half: most steps up, and a real rise;
+         * a smaller rise counts when nearly every one of many steps rose. */
         int ups = 0, steps = 0;
-        for (int k = s->n / 2 + 1; k < s->n; k++, steps++)
+        for (int k = m + 1; k < s->n; k++, steps++)
             ups += s->v[k] > s->v[k - 1];
-        bool growing =
-            last > mid + (mid / 10) && last - mid >= GROWTH_MIN_BYTES / 2 && ups * 10 >= steps * 6;
-        bool levelled = !growing && peak >= 2 * (first > 0 ? first : 1) &&
+        bool big = peak - first >= GROWTH_MIN_BYTES && last - mid >= GROWTH_MIN_BYTES / 2;
+        bool steady =
+            steps >= STEADY_STEPS && ups * 10 >= steps * 9 && last - mid >= STEADY_MIN_BYTES / 2;
+        bool growing = last > mid + (mid / 10) && ups * 10 >= steps * 6 && (big || steady);
+        bool levelled = !growing && peak - first >= GROWTH_MIN_BYTES &&
+                        peak >= 2 * (first > 0 ? first : 1) &&
                         (last >= mid ? last - mid : mid - last) <= last / 10;
         if (!growing && !levelled)
             continue;
-        double secs = (double)(interval_ns * s->stride) * (s->n - 1 - s->n / 2) / 1e9;
+        double secs = (double)(s->t[s->n - 1] - s->t[m]) / 1e9;
         stw__growth g = {.site = s->site,
                          .kind = s->kind,
                          .growing = growing,

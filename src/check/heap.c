@@ -11,7 +11,8 @@
  *
  * free() of an address that is not live is never passed to libc (glibc
  * would abort the program): it is reported as a double free when the
- * address was freed before (with both stacks), else as an invalid free.
+ * address was freed before, else as an invalid free, with where the block
+ * was allocated (quarantine.c keeps recently freed records).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -28,64 +29,6 @@ extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
-
-/* Recently freed addresses with the site that freed them, for telling a
- * double free from an invalid one. A direct-mapped table: an old entry is
- * simply overwritten, which can only turn a double free into an invalid
- * free in the report, never hide one. */
-#define FREED_SLOTS 65536
-#define FREED_DEPTH 6
-typedef struct freed {
-    _Atomic uintptr_t addr;
-    int depth;
-    void *pcs[FREED_DEPTH]; /* raw, not interned: every free pays for this */
-} freed;
-static freed *freed_tab;
-static atomic_long bad_frees;
-
-long stw__heap_bad_frees(void)
-{
-    return atomic_load(&bad_frees);
-}
-
-static size_t freed_slot(uintptr_t p)
-{
-    return (size_t)((p >> 4) * UINT64_C(0x9e3779b97f4a7c15) >> 48) & (FREED_SLOTS - 1);
-}
-
-static __attribute__((noinline)) void remember_free(uintptr_t p)
-{
-    if (freed_tab == NULL) {
-        freed *t = stw__pages_reserve(sizeof(freed) * FREED_SLOTS);
-        freed *expected = NULL;
-        if (t != NULL && !__atomic_compare_exchange_n(&freed_tab, &expected, t, false,
-                                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            stw__pages_free(t, sizeof(freed) * FREED_SLOTS);
-        if (freed_tab == NULL)
-            return;
-    }
-    freed *f = &freed_tab[freed_slot(p)];
-    /* Cleared first, so a reader never pairs this address with another
-     * free's stack. Two threads freeing into one slot at once can only
-     * lose that slot's stack, never invent one. */
-    atomic_store_explicit(&f->addr, 0, memory_order_relaxed);
-    /* skip 3: remember_free, note_free, free. */
-    f->depth = stw__stack_capture_with(STW__UNWIND_FP, f->pcs, FREED_DEPTH, 3);
-    atomic_store_explicit(&f->addr, p, memory_order_release);
-}
-
-/* The stack that freed @p before, if it is still remembered. */
-static int freed_before(uintptr_t p, void **pcs)
-{
-    if (freed_tab == NULL)
-        return -1;
-    freed *f = &freed_tab[freed_slot(p)];
-    if (atomic_load_explicit(&f->addr, memory_order_acquire) != p)
-        return -1;
-    int n = f->depth;
-    memcpy(pcs, f->pcs, sizeof(void *) * (size_t)n);
-    return n;
-}
 
 static bool tracking(void)
 {
@@ -205,44 +148,6 @@ static __attribute__((noinline)) void note_alloc(void *p, size_t size)
     stw__check_record(STW_KIND_HEAP, (uintptr_t)p, size, NULL, 2);
 }
 
-static void print_frames(int fd, void *const *pcs, int n)
-{
-    stw__out o;
-    char prefix[32];
-    stw__out_init(&o, stw_write_fd, (void *)(intptr_t)fd);
-    snprintf(prefix, sizeof(prefix), "==%d==    ", (int)getpid());
-    for (int i = 0; i < n && !stw__out_text_frame(&o, prefix, i, pcs[i], true); i++)
-        ;
-    stw__out_flush(&o);
-}
-
-/* @first/@nfirst: the earlier free's stack (nfirst < 0: not known). */
-static void report_bad_free(const char *what, uintptr_t p, void *const *first, int nfirst)
-{
-    atomic_fetch_add(&bad_frees, 1);
-    if (!stw_ledger_guard_enter())
-        return;
-    char head[160];
-    void *pcs[STW_STACK_MAX];
-    /* skip 3: report_bad_free, its caller in this file, the hook. */
-    int n = stw__stack_capture_with(STW__UNWIND_FP, pcs, stw__copts.depth, 3);
-    int fd = stw__check_open_log();
-    if (fd < 0) {
-        stw_ledger_guard_exit();
-        return;
-    }
-    int len = snprintf(head, sizeof(head), "==%d== %s of %p\n", (int)getpid(), what, (void *)p);
-    stw_write_fd((void *)(intptr_t)fd, head, (size_t)len);
-    print_frames(fd, pcs, n);
-    if (nfirst >= 0) {
-        len = snprintf(head, sizeof(head), "==%d==  first freed at:\n", (int)getpid());
-        stw_write_fd((void *)(intptr_t)fd, head, (size_t)len);
-        print_frames(fd, first, nfirst);
-    }
-    close(fd);
-    stw_ledger_guard_exit();
-}
-
 /* Forget a block before libc gets it back. Returns false when the block
  * is not live (the caller must then not hand it to libc). */
 static __attribute__((noinline)) bool note_free(void *p)
@@ -255,18 +160,19 @@ static __attribute__((noinline)) bool note_free(void *p)
         sample_forget(a);
         return true;
     }
-    if (stw__ledger_remove(STW_KIND_HEAP, a) == 0 ||
-        stw__ledger_remove(stw__kind_internal, a) == 0) {
+    stw_record r;
+    if (stw__ledger_take(STW_KIND_HEAP, a, &r) == 0 ||
+        stw__ledger_take(stw__kind_internal, a, &r) == 0) {
         /* The checker's own frees (guard held) need no stack. */
         if (stw_ledger_guard_enter()) {
-            remember_free(a);
+            /* skip 2: note_free, free. */
+            stw__quarantine_add(a, r.size, r.kind == STW_KIND_HEAP ? r.site : 0, 2);
             stw_ledger_guard_exit();
         }
         return true;
     }
-    void *first[FREED_DEPTH];
-    int nfirst = freed_before(a, first);
-    report_bad_free(nfirst >= 0 ? "double free" : "invalid free", a, first, nfirst);
+    /* skip 2: note_free, free. */
+    stw__bad_free("double free of", "invalid free of", a, 2);
     return false;
 }
 
@@ -313,10 +219,8 @@ STW_HOOK void *realloc(void *p, size_t size)
                  stw_ledger_lookup(STW_KIND_HEAP, (uintptr_t)p, &old) == 0 ||
                  stw_ledger_lookup(stw__kind_internal, (uintptr_t)p, &old) == 0;
     if (!known) {
-        void *first[FREED_DEPTH];
-        int nfirst = freed_before((uintptr_t)p, first);
-        report_bad_free(nfirst >= 0 ? "realloc of freed memory" : "realloc of an invalid pointer",
-                        (uintptr_t)p, first, nfirst);
+        /* skip 1: realloc itself; the report starts at its caller. */
+        stw__bad_free("realloc of freed block", "realloc of invalid pointer", (uintptr_t)p, 1);
         errno = ENOMEM;
         return NULL;
     }
@@ -330,6 +234,11 @@ STW_HOOK void *realloc(void *p, size_t size)
         if (stw__check_ready() && tracking())
             stw__ledger_insert(old.kind, (uintptr_t)p, old.size, old.site, old.label);
         return NULL;
+    }
+    if (n != p && stw__check_ready() && tracking() && stw_ledger_guard_enter()) {
+        /* Moved: the old address is freed memory now. */
+        stw__quarantine_add((uintptr_t)p, old.size, old.kind == STW_KIND_HEAP ? old.site : 0, 1);
+        stw_ledger_guard_exit();
     }
     note_alloc(n, size);
     return n;

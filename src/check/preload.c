@@ -88,7 +88,7 @@ __attribute__((noinline)) int stw__check_record(int kind, uint64_t id, uint64_t 
      * code built without them (an -O2 build keeps rbp for other uses); one
      * that starts inside libc skipped the user's frame. The DWARF unwinder
      * gets through both. */
-    if (n > 0 && (!stw__stack_fp_clean() || in_nofp(pcs[0])))
+    if (n > 0 && (!stw__stack_fp_clean() || in_nofp(pcs[0])) && !stw__loader_busy())
         n = stw__stack_capture_with(STW__UNWIND_LIBUNWIND, pcs, stw__copts.depth, skip + 1);
     stw_site site = stw__site_intern(kind, pcs, n);
     int rc = stw__ledger_insert(kind, id, size, site, label);
@@ -227,6 +227,26 @@ static void atfork_child(void)
 
 static void install_fatal_handlers(void);
 
+stw__fork_info stw__forked;
+
+__attribute__((noinline)) void stw__check_forked(int skip)
+{
+    if (!stw__check_ready() || !stw_ledger_guard_enter())
+        return;
+    void *pcs[STW_STACK_MAX];
+    /* Frame pointers only: libunwind is off limits in a forked child. */
+    int n = stw__stack_capture_with(STW__UNWIND_FP, pcs, stw__copts.depth, skip + 1);
+    stw__forked.site = stw__site_intern(STW_KIND_PROCESS, pcs, n);
+    stw__forked.parent = (int)getppid();
+    stw__forked.since = stw_ledger_checkpoint();
+    main_pid = getpid();
+    forked_child = false;
+    stw__growth_forked();
+    stw__quarantine_forked();
+    stw__fds_forked();
+    stw_ledger_guard_exit();
+}
+
 void stw__check_atfork_before_ledger(void (*prepare)(void), void (*parent)(void),
                                      void (*child)(void))
 {
@@ -268,6 +288,7 @@ void stw__check_init(void)
     bool g = stw_ledger_guard_enter();
     read_options();
     stw__kind_internal = stw_kind_register("steward-internal");
+    stw__loader_init();
     dl_iterate_phdr(find_nofp, NULL);
     main_pid = getpid();
     untrace_children();

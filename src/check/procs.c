@@ -159,7 +159,12 @@ STW_HOOK pid_t fork(void)
 {
     STW_REAL(pid_t, fork, (void));
     pid_t pid = real_fork();
-    /* In the child nothing is booked: it is silent (see preload.c). */
+    /* The child keeps books of its own from here (see preload.c). */
+    if (pid == 0) {
+        int saved = errno;
+        stw__check_forked(1);
+        errno = saved;
+    }
     if (pid > 0) {
         int saved = errno;
         if (tracking()) {

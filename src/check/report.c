@@ -52,6 +52,8 @@ typedef struct report {
     stw_snapshot *snap;
     uint8_t *cls;  /* per record: heap class */
     uint8_t *skip; /* per record: inherited descriptor, not the program's */
+    uint8_t *hide; /* per record: not reported at all (a forked child's
+                      parent's; freed while the report was being made) */
     const char **state;
     size_t cls_bytes, state_bytes;
     group *groups;
@@ -109,15 +111,33 @@ static int build(report *rp)
 {
     stw_snapshot *s = rp->snap;
     size_t n = s->nrecords;
-    rp->cls_bytes = n * 2 + 1;
+    rp->cls_bytes = n * 3 + 1;
     rp->cls = stw__pages_alloc(rp->cls_bytes);
     rp->state_bytes = n * sizeof(char *) + 1;
     rp->state = stw__pages_alloc(rp->state_bytes);
     if (rp->cls == NULL || rp->state == NULL)
         return -ENOMEM;
     rp->skip = rp->cls + n;
+    rp->hide = rp->cls + 2 * n;
     if (stw__scan_classify(s, rp->cls) != 0)
         memset(rp->cls, STW__DEFINITELY_LOST, n);
+    /* The moment is taken: the rest may symbolize (malloc, the loader). */
+    stw__world_resume();
+    for (size_t i = 0; i < n; i++) {
+        const stw_record *r = &s->records[i];
+        /* In a forked child: its parent's, not its own. */
+        if (stw__forked.since != 0 && r->seq <= stw__forked.since)
+            rp->hide[i] = 1;
+        /* A block called lost that is no longer live was freed by a
+         * thread that kept running while the report was made (one that
+         * blocks the signal that parks threads, or any thread in a
+         * periodic report): not a leak. */
+        else if (r->kind == STW_KIND_HEAP && rp->cls[i] != STW__STILL_REACHABLE) {
+            stw_record now;
+            if (stw_ledger_lookup(r->kind, r->id, &now) != 0 || now.seq != r->seq)
+                rp->hide[i] = 1;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         const stw_record *r = &s->records[i];
         rp->state[i] = state_of(r);
@@ -128,6 +148,8 @@ static int build(report *rp)
      * class/state are gathered into one group (a site rarely mixes). */
     for (size_t i = 0; i < n; i++) {
         const stw_record *r = &s->records[i];
+        if (rp->hide[i])
+            continue;
         if (rp->skip[i] && !stw__copts.show_inherited) {
             rp->inherited++;
             continue;
@@ -189,7 +211,8 @@ static int build(report *rp)
             rp->by_kind[g->kind] += g->count;
         }
     }
-    rp->ngrowth = stw__growth_analyse(rp->growth, MAX_GROWTH);
+    /* A forked child's samples are its parent's. */
+    rp->ngrowth = stw__forked.since != 0 ? 0 : stw__growth_analyse(rp->growth, MAX_GROWTH);
     return 0;
 }
 
@@ -272,7 +295,7 @@ static void text_group(stw__out *o, int pid, const report *rp, const group *g)
         if (r->site != g->site)
             break;
         int cls = classified(r) ? rp->cls[i] : -1;
-        if (!same_group(g, r, cls, rp->state[i], rp->skip[i]))
+        if (rp->hide[i] || !same_group(g, r, cls, rp->state[i], rp->skip[i]))
             continue;
         if (r->label == NULL && g->kind == STW_KIND_HEAP && g->count == 1)
             break;
@@ -354,10 +377,15 @@ static void write_text(const report *rp, const char *why)
     stw__out_init(&o, stw_write_fd, (void *)(intptr_t)fd);
     if (!stw__copts.quiet) {
         if (stw__copts.traced_child)
-            stw__out_printf(&o, "==%d== steward check, report %s (%s)\n==%d==\n", pid, why,
-                            program_name(), pid);
+            stw__out_printf(&o, "==%d== steward check, report %s (%s)\n", pid, why,
+                            program_name());
         else
-            stw__out_printf(&o, "==%d== steward check, report %s\n==%d==\n", pid, why, pid);
+            stw__out_printf(&o, "==%d== steward check, report %s\n", pid, why);
+        if (stw__forked.since != 0) {
+            stw__out_printf(&o, "==%d== forked from process %d, at:\n", pid, stw__forked.parent);
+            text_stack(&o, pid, stw__forked.site);
+        }
+        stw__out_printf(&o, "==%d==\n", pid);
         for (size_t k = 0; k < rp->ngroups; k++) {
             const group *g = &rp->groups[k];
             if (g->leak || (stw__copts.show_reachable && g->cls == STW__STILL_REACHABLE) ||
@@ -410,7 +438,7 @@ static void json_group(stw__out *o, const report *rp, const group *g)
         if (r->site != g->site)
             break;
         int cls = classified(r) ? rp->cls[i] : -1;
-        if (!same_group(g, r, cls, rp->state[i], rp->skip[i]))
+        if (rp->hide[i] || !same_group(g, r, cls, rp->state[i], rp->skip[i]))
             continue;
         stw__out_printf(o, "%s{\"id\":\"%#llx\",\"size\":%llu,\"age_ms\":%lld,\"label\":",
                         shown ? "," : "", (unsigned long long)r->id, (unsigned long long)r->size,
@@ -427,7 +455,15 @@ static void json_group(stw__out *o, const report *rp, const group *g)
 
 static void write_json(const report *rp, const char *why, bool final)
 {
-    int fd = open_out(stw__copts.json_path, false);
+    /* A forked child never overwrites its parent's report: without %p in
+     * the name it writes NAME.PID. */
+    const char *path = stw__copts.json_path;
+    char own[4096];
+    if (stw__forked.since != 0 && strstr(path, "%p") == NULL) {
+        snprintf(own, sizeof(own), "%s.%d", path, (int)getpid());
+        path = own;
+    }
+    int fd = open_out(path, false);
     if (fd < 0)
         return;
     stw__out o;
@@ -435,6 +471,11 @@ static void write_json(const report *rp, const char *why, bool final)
     stw__out_printf(&o, "{\"schema\":\"steward.check/1\",\"pid\":%d,\"final\":%s,\"why\":",
                     (int)getpid(), final ? "true" : "false");
     stw__out_json_string(&o, why);
+    if (stw__forked.since != 0) {
+        stw__out_printf(&o, ",\"forked_from\":{\"pid\":%d,\"stack\":", stw__forked.parent);
+        json_stack(&o, stw__forked.site);
+        stw__out_printf(&o, "}");
+    }
     stw__out_printf(&o,
                     ",\"summary\":{\"leaks\":%lld,\"leaked_bytes\":%lld,\"still_reachable\":%lld,"
                     "\"still_reachable_bytes\":%lld,\"suppressed\":%lld,\"bad_frees\":%ld,"
@@ -497,6 +538,8 @@ static void write_json(const report *rp, const char *why, bool final)
  * leaked. The program name is last: it may hold spaces. */
 static void write_status(const report *rp)
 {
+    /* A forked child adds its own line (the launcher tells PROG's by its
+     * pid), so its leaks count for --error-exitcode too. */
     if (stw__copts.status_path == NULL)
         return;
     int fd = open(stw__copts.status_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -526,12 +569,25 @@ void stw__check_report(bool final, const char *why)
     if (!stw_ledger_guard_enter())
         return;
     pthread_mutex_lock(&report_lock);
-    if (final)
+    if (final) {
         stw__fds_reconcile();
+        /* One moment for the books and the memory they are checked
+         * against: the other threads stay parked from the snapshot to the
+         * end of the scan. */
+        stw__scan_prepare();
+        stw__world_stop();
+    }
     report rp = {0};
     uint64_t kinds = stw__copts.kinds & ~STW_KIND_BIT(stw__kind_internal);
     stw_snapshot_opts so = {.kinds = kinds, .records = true};
-    if (stw_snapshot_new(&so, &rp.snap) == 0 && build(&rp) == 0) {
+    int brc = stw_snapshot_new(&so, &rp.snap);
+    if (brc == 0)
+        brc = build(&rp);
+    stw__world_resume();
+    /* A forked child that made nothing it did not release stays silent
+     * (most children exec or _exit at once). */
+    bool quiet_child = stw__forked.since != 0 && rp.leaks == 0 && stw__heap_bad_frees() == 0;
+    if (brc == 0 && !quiet_child) {
         stw__sort(rp.groups, rp.ngroups, sizeof(group), cmp_group);
         write_text(&rp, why);
         if (stw__copts.json_path != NULL)

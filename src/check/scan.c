@@ -4,7 +4,8 @@
  * lost block pointed to them (Valgrind's definitely/indirectly lost).
  *
  * A block is reachable when an aligned 8-byte word equal to an address
- * inside it (interior pointers count, as in LeakSanitizer) lies in a root
+ * inside it (interior pointers count, as in LeakSanitizer; so does the end of a
+ * `new T[0]` cookie, see find_target) lies in a root
  * or in a reachable block. Roots:
  *   - the writable PT_LOAD segments (data, bss, relro) of every loaded
  *     module except this library, found with dl_iterate_phdr;
@@ -22,8 +23,10 @@
  *   - blocks the dynamic loader allocated itself (see from_loader).
  * Never roots: glibc's malloc arenas and mmap'ed chunks (blocks are
  * scanned only through the closure), the ledger's own tables (they hold
- * every block's address), and the stacks glibc keeps cached for reuse after
- * a join (stale words there would hide leaks).
+ * every block's address), the stacks glibc keeps cached for reuse after
+ * a join, descriptors included (stale words and dropped return values there
+ * would hide leaks), and malloc's own pointers in libc's data (see
+ * is_next_chunk).
  *
  * A thread whose stack pointer cannot be read (running on another CPU at
  * that moment) is covered by a heuristic: an anonymous read-write mapping
@@ -37,10 +40,13 @@
  *
  * This runs inside the checker with the ledger guard held, at exit or in a
  * periodic report: memory comes from mmap only, files are read with raw
- * system calls, and nothing here calls malloc. Other threads may still run
- * while their stacks are read; the result is then as conservative as the
- * words found. Blocks and roots are read only where /proc/self/maps says
- * memory is readable.
+ * system calls, and nothing here calls malloc. For the exit report the
+ * other threads are parked (stopworld.c) from the snapshot to the end of
+ * the scan, so nothing here may take the loader's or libunwind's locks:
+ * stw__scan_prepare gathers what needs them beforehand. In periodic
+ * reports other threads still run while their stacks are read; the result
+ * is then as conservative as the words found. Blocks and roots are read
+ * only where /proc/self/maps says memory is readable.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +72,8 @@
  * without it only loses the main thread's TLS range. */
 extern void _dl_get_tls_static_info(size_t *size, size_t *align) __attribute__((weak));
 
+extern void *__libc_malloc(size_t);
+
 /* Room kept for a thread descriptor (glibc's struct pthread, 2.3 KiB on
  * x86-64 with glibc 2.36) above its address. */
 #define TCB_AREA 4096
@@ -85,6 +93,7 @@ typedef struct blk {
     uint64_t seq;
     uint32_t rec; /* index into the snapshot's records */
     uint8_t state;
+    bool heap; /* a malloc block (not a mapping): it has a glibc chunk header */
 } blk;
 
 enum { MAP_R = 1, MAP_W = 2, MAP_X = 4, MAP_SHARED_ = 8 };
@@ -115,6 +124,9 @@ typedef struct ctx {
      * words are never roots. */
     uintptr_t own_lo, own_hi;
     long own_tid;
+    /* libc's loaded extent: its data holds malloc's own bookkeeping. */
+    uintptr_t libc_lo, libc_span;
+    const stw_snapshot *snap;
 } ctx;
 
 /* Memory is copied out with process_vm_readv before it is scanned: other
@@ -229,9 +241,6 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
     c->stk = stw__pages_alloc(c->stk_bytes);
     if (c->b == NULL || c->stk == NULL)
         return -ENOMEM;
-    uintptr_t base = (uintptr_t)getauxval(AT_BASE);
-    if (loader_hi == 0 && base != 0)
-        dl_iterate_phdr(find_loader, &base);
     for (size_t i = 0; i < s->nrecords; i++) {
         const stw_record *r = &s->records[i];
         if (!is_block(r))
@@ -241,6 +250,7 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
         k->hi = k->lo + (r->size ? r->size : 1);
         k->seq = r->seq;
         k->rec = (uint32_t)i;
+        k->heap = r->kind == STW_KIND_HEAP;
         k->state = from_loader(r->site) ? REACHED : UNREACHED;
     }
     if (stw__radix_sort(c->b, c->nb, sizeof(blk), offsetof(blk, lo)) != 0)
@@ -259,24 +269,6 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
     return 0;
 }
 
-/* Index of the block containing @a, or -1. */
-static long find_block(const ctx *c, uintptr_t a)
-{
-    if (a - c->min >= c->span)
-        return -1;
-    size_t lo = 0, hi = c->nb; /* first block with .lo > a */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->b[mid].lo <= a)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == 0 || a >= c->b[lo - 1].hi)
-        return -1;
-    return (long)lo - 1;
-}
-
 /* First block whose end lies above @a. */
 static size_t first_block_after(const ctx *c, uintptr_t a)
 {
@@ -291,14 +283,60 @@ static size_t first_block_after(const ctx *c, uintptr_t a)
     return lo;
 }
 
+static bool read_word(ctx *c, uintptr_t at, uintptr_t *out);
+
+/* True when @w is the address of the glibc chunk that follows block @k.
+ * A block whose size is not a multiple of 16 shares its last bytes with
+ * the next chunk's header, and malloc's own bookkeeping in libc's data
+ * (main_arena.top, last_remainder, the bins) points exactly there: such a
+ * word is the allocator's, not a reference to the block. */
+static bool is_next_chunk(ctx *c, const blk *k, uintptr_t w)
+{
+    if (!k->heap || (w & 15) != 0 || w + 8 < k->hi)
+        return false;
+    uintptr_t size;
+    if (!read_word(c, k->lo - 8, &size) || (size & 2) != 0) /* IS_MMAPPED: no neighbour */
+        return false;
+    return w == k->lo - 16 + (size & ~(uintptr_t)7);
+}
+
+/* Index of the block @a points into, or of the block @a points just past
+ * when that block is what `new T[0]` allocates for a T with a destructor
+ * (8 bytes holding an element count of 0; the program keeps only the
+ * address after it), as in LeakSanitizer. -1 otherwise. */
+static long find_target(ctx *c, uintptr_t a)
+{
+    if (a - c->min > c->span)
+        return -1;
+    size_t lo = 0, hi = c->nb; /* first block with .lo > a */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->b[mid].lo <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return -1;
+    const blk *k = &c->b[lo - 1];
+    if (a < k->hi)
+        return (long)lo - 1;
+    uintptr_t count;
+    if (a == k->hi && k->heap && k->hi - k->lo == 8 && read_word(c, k->lo, &count) && count == 0)
+        return (long)lo - 1;
+    return -1;
+}
+
 /* The word @w, read at @at, points into a block: reach it. */
 static void mark(ctx *c, uintptr_t w, uintptr_t at)
 {
-    long i = find_block(c, w);
+    long i = find_target(c, w);
     if (i < 0)
         return;
     blk *k = &c->b[i];
     if (nstale > 0 && is_stale(at, w, k->seq))
+        return;
+    if (at - c->libc_lo < c->libc_span && is_next_chunk(c, k, w))
         return;
     if (!c->leader_pass) {
         if (k->state == UNREACHED) {
@@ -320,9 +358,20 @@ static NO_SANITIZE void scan_direct(ctx *c, uintptr_t lo, uintptr_t hi)
 {
     for (uintptr_t p = lo; p + 8 <= hi; p += 8) {
         uintptr_t w = *(const volatile uintptr_t *)p;
-        if (w - c->min < c->span)
+        if (w - c->min <= c->span)
             mark(c, w, p);
     }
+}
+
+/* One word of memory that may have gone away meanwhile. */
+static NO_SANITIZE bool read_word(ctx *c, uintptr_t at, uintptr_t *out)
+{
+    if (c->direct) {
+        *out = *(const volatile uintptr_t *)at;
+        return true;
+    }
+    struct iovec local = {out, sizeof(*out)}, remote = {(void *)at, sizeof(*out)};
+    return process_vm_readv(c->pid, &local, 1, &remote, 1, 0) == (ssize_t)sizeof(*out);
 }
 
 static void scan_words(ctx *c, uintptr_t lo, uintptr_t hi)
@@ -353,7 +402,7 @@ static void scan_words(ctx *c, uintptr_t lo, uintptr_t hi)
         }
         for (size_t i = 0; i < (size_t)got / 8; i++) {
             uintptr_t w = c->chunk[i];
-            if (w - c->min < c->span)
+            if (w - c->min <= c->span)
                 mark(c, w, lo + i * 8);
         }
         lo += (uintptr_t)got;
@@ -716,6 +765,21 @@ static void scan_tls(ctx *c, uintptr_t tcb)
     scan_dtv(c, tcb);
 }
 
+/* True when @tcb is a thread the program still has to join (the ledger
+ * holds its record), or thread records are not kept (--kinds without
+ * thread: then every exited descriptor counts, conservatively). */
+static bool unjoined_thread(const ctx *c, uintptr_t tcb)
+{
+    if (!(stw__copts.kinds & STW_KIND_BIT(STW_KIND_THREAD)))
+        return true;
+    for (size_t i = 0; i < c->snap->nrecords; i++) {
+        const stw_record *r = &c->snap->records[i];
+        if (r->kind == STW_KIND_THREAD && r->id == tcb)
+            return true;
+    }
+    return false;
+}
+
 static void scan_stacks(ctx *c)
 {
     for (size_t i = 0; i < c->nm; i++) {
@@ -732,9 +796,12 @@ static void scan_stacks(ctx *c)
             scan_root(c, m->lo, m->hi);
             continue;
         }
-        /* An exited or cached thread: its descriptor only. */
+        /* An exited thread never joined: its descriptor only (its value
+         * is still there for pthread_join). A joined or detached one's
+         * stack sits in glibc's cache of stacks, and its descriptor keeps
+         * the value it returned, which nobody can get at any more. */
         uintptr_t tcb = find_tcb(m->lo, m->hi);
-        if (tcb != 0) {
+        if (tcb != 0 && unjoined_thread(c, tcb)) {
             scan_root(c, tcb, m->hi - tcb < TCB_AREA ? m->hi : tcb + TCB_AREA);
             scan_dtv(c, tcb);
         }
@@ -745,10 +812,25 @@ static void scan_stacks(ctx *c)
 
 static char self_marker;
 
-static int scan_module(struct dl_phdr_info *info, size_t size, void *ud)
+/* What the scan needs from dl_iterate_phdr and libunwind, gathered before
+ * the program's threads are stopped (one of them may hold the loader's or
+ * libunwind's lock while parked): the modules' writable data and where the
+ * calling thread's program frames start. */
+typedef struct range {
+    uintptr_t lo, hi;
+} range;
+#define MAX_RANGES 8192
+static struct {
+    bool ready;
+    uintptr_t from; /* exit()'s caller's stack pointer, 0 if none */
+    range *mods;
+    size_t nmods;
+} prep;
+
+static int collect_module(struct dl_phdr_info *info, size_t size, void *ud)
 {
     (void)size;
-    ctx *c = ud;
+    (void)ud;
     uintptr_t me = (uintptr_t)&self_marker;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -756,17 +838,43 @@ static int scan_module(struct dl_phdr_info *info, size_t size, void *ud)
         if (ph->p_type == PT_LOAD && me >= lo && me < lo + ph->p_memsz)
             return 0; /* the checker's own data holds nothing of the program's */
     }
-    for (int i = 0; i < info->dlpi_phnum; i++) {
+    for (int i = 0; i < info->dlpi_phnum && prep.nmods < MAX_RANGES; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
             continue;
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        scan_root(c, lo, lo + ph->p_memsz);
+        prep.mods[prep.nmods++] = (range){lo, lo + ph->p_memsz};
     }
     return 0;
 }
 
 /* ---- roots ---- */
+
+/* libc's extent, found by an address inside it. */
+static uintptr_t libc_lo, libc_span;
+
+static int find_libc(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    (void)size;
+    (void)ud;
+    uintptr_t in_libc = (uintptr_t)&__libc_malloc;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    bool mine = false;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+        mine |= in_libc >= a && in_libc < a + ph->p_memsz;
+        lo = a < lo ? a : lo;
+        hi = a + ph->p_memsz > hi ? a + ph->p_memsz : hi;
+    }
+    if (!mine)
+        return 0;
+    libc_lo = lo;
+    libc_span = hi - lo;
+    return 1;
+}
 
 static uintptr_t self_text_lo, self_text_hi;
 
@@ -794,8 +902,6 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *ud)
  * with. Falls back to @sp when the chain cannot be followed. */
 static NO_SANITIZE uintptr_t checker_frames_end(const ctx *c, uintptr_t fp, uintptr_t sp)
 {
-    if (self_text_hi == 0)
-        dl_iterate_phdr(find_self, NULL);
     const map *m = find_map(c, fp);
     if (m == NULL || self_text_hi == 0)
         return sp;
@@ -862,14 +968,15 @@ static __attribute__((noinline)) void scan_roots(ctx *c, const stw_snapshot *s)
     if (atomic_load(&stw__fatal_ctx.tid) != 0)
         scan_words(c, (uintptr_t)stw__fatal_ctx.regs,
                    (uintptr_t)(stw__fatal_ctx.regs + stw__fatal_ctx.nregs));
-    uintptr_t from = exit_caller_sp();
+    uintptr_t from = prep.from;
     if (atomic_load(&stw__fatal_ctx.tid) == syscall(SYS_gettid))
         from = stw__fatal_ctx.sp; /* below it: the handler and the signal frame */
     if (from == 0)
         from = checker_frames_end(c, (uintptr_t)__builtin_frame_address(0), sp);
     find_thread_sps(c, from);
     scan_stacks(c);
-    dl_iterate_phdr(scan_module, c);
+    for (size_t i = 0; i < prep.nmods; i++)
+        scan_root(c, prep.mods[i].lo, prep.mods[i].hi);
     if (main_tcb != 0)
         scan_tls(c, main_tcb);
     uintptr_t self = (uintptr_t)pthread_self();
@@ -944,6 +1051,11 @@ static __attribute__((noinline)) int classify(const stw_snapshot *s, uint8_t *cl
     if (c == NULL)
         return -ENOMEM;
     c->pid = getpid();
+    c->snap = s;
+    if (!prep.ready)
+        stw__scan_prepare();
+    c->libc_lo = libc_lo;
+    c->libc_span = libc_span;
     if (!stw__checker_thread(&c->own_lo, &c->own_hi, &c->own_tid))
         c->own_lo = c->own_hi = 0, c->own_tid = 0;
     c->chunk = stw__pages_alloc(SCAN_CHUNK);
@@ -969,7 +1081,28 @@ static __attribute__((noinline)) int classify(const stw_snapshot *s, uint8_t *cl
     stw__pages_free(c->m, c->m_bytes);
     stw__pages_free(c->chunk, SCAN_CHUNK);
     stw__pages_free(c, sizeof(ctx));
+    prep.ready = false;
     return rc;
+}
+
+void stw__scan_prepare(void)
+{
+    if (prep.mods == NULL) {
+        prep.mods = stw__pages_reserve(MAX_RANGES * sizeof(range));
+        if (prep.mods == NULL)
+            return;
+    }
+    uintptr_t base = (uintptr_t)getauxval(AT_BASE);
+    if (loader_hi == 0 && base != 0)
+        dl_iterate_phdr(find_loader, &base);
+    if (self_text_hi == 0)
+        dl_iterate_phdr(find_self, NULL);
+    if (libc_span == 0)
+        dl_iterate_phdr(find_libc, NULL);
+    prep.nmods = 0;
+    dl_iterate_phdr(collect_module, NULL);
+    prep.from = exit_caller_sp();
+    prep.ready = true;
 }
 
 int stw__scan_classify(const stw_snapshot *s, uint8_t *cls)

@@ -3,6 +3,7 @@
  * preloaded and report what it failed to release.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -27,7 +28,7 @@ static void check_usage(FILE *f)
             "did not release: heap blocks, threads, file descriptors, sockets, FILE and DIR\n"
             "streams, child processes, mappings and timers, each with its creation stack.\n"
             "\n"
-            "options:\n"
+            "options (--opt=VALUE and --opt VALUE are the same):\n"
             "  --error-exitcode=N     exit with N when leaks were found (default: PROG's status)\n"
             "  --json=FILE            also write the report as JSON (%%p = pid)\n"
             "  --log-file=FILE        write the text report to FILE instead of stderr\n"
@@ -37,7 +38,8 @@ static void check_usage(FILE *f)
             "  --report-every=SECONDS also report periodically while PROG runs\n"
             "  --sample=BYTES         production mode: book about one heap block per BYTES\n"
             "                         allocated (k/M suffixes); heap numbers become estimates\n"
-            "  --sample-interval=MS   how often growth sampling looks (default 1000, 0 = off)\n"
+            "  --sample-interval=MS   longest interval between growth samples (default 1000,\n"
+            "                         0 = off)\n"
             "  --report-signal=SIG    report at once whenever PROG receives SIG (e.g. USR2)\n"
             "  --show-reachable       list still-reachable heap blocks too\n"
             "  --show-inherited       list descriptors PROG inherited at start\n"
@@ -60,15 +62,6 @@ static int signal_number(const char *s)
             return sig;
     }
     return 0;
-}
-
-static bool opt_value(const char *arg, const char *name, const char **val)
-{
-    size_t n = strlen(name);
-    if (strncmp(arg, name, n) != 0 || arg[n] != '=')
-        return false;
-    *val = arg + n + 1;
-    return true;
 }
 
 static void copy_file_to(const char *path, FILE *to)
@@ -134,109 +127,170 @@ static status_sum read_status(FILE *sf, pid_t main_pid, bool list)
     return sum;
 }
 
+enum {
+    OPT_ERROR_EXITCODE = 256,
+    OPT_JSON,
+    OPT_LOG_FILE,
+    OPT_KINDS,
+    OPT_DEPTH,
+    OPT_SUPPRESSIONS,
+    OPT_REPORT_EVERY,
+    OPT_SAMPLE,
+    OPT_SAMPLE_INTERVAL,
+    OPT_REPORT_SIGNAL,
+    OPT_SHOW_REACHABLE,
+    OPT_SHOW_INHERITED,
+    OPT_TRACE_CHILDREN,
+};
+
+static const struct option check_options[] = {
+    {"error-exitcode", required_argument, NULL, OPT_ERROR_EXITCODE},
+    {"json", required_argument, NULL, OPT_JSON},
+    {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"kinds", required_argument, NULL, OPT_KINDS},
+    {"depth", required_argument, NULL, OPT_DEPTH},
+    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
+    {"report-every", required_argument, NULL, OPT_REPORT_EVERY},
+    {"sample", required_argument, NULL, OPT_SAMPLE},
+    {"sample-interval", required_argument, NULL, OPT_SAMPLE_INTERVAL},
+    {"report-signal", required_argument, NULL, OPT_REPORT_SIGNAL},
+    {"show-reachable", no_argument, NULL, OPT_SHOW_REACHABLE},
+    {"show-inherited", no_argument, NULL, OPT_SHOW_INHERITED},
+    {"trace-children", no_argument, NULL, OPT_TRACE_CHILDREN},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* One option and its value (either "--opt value" or "--opt=value": getopt
+ * hands over both alike). 0, or STW_EXIT_USAGE after a message. */
+static int check_option(int opt, const char *v, const char **log_file, int *error_exitcode)
+{
+    char *end;
+    long n;
+    char buf[32];
+    switch (opt) {
+    case OPT_ERROR_EXITCODE:
+        n = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || n < 1 || n > 255) {
+            fprintf(stderr, "steward check: --error-exitcode wants 1..255, got '%s'\n", v);
+            return STW_EXIT_USAGE;
+        }
+        *error_exitcode = (int)n;
+        return 0;
+    case OPT_JSON:
+        setenv("STW_CHECK_JSON", v, 1);
+        return 0;
+    case OPT_LOG_FILE:
+        *log_file = v;
+        return 0;
+    case OPT_KINDS:
+        setenv("STW_CHECK_KINDS", v, 1);
+        return 0;
+    case OPT_DEPTH:
+        n = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || n < 1 || n > 32) {
+            fprintf(stderr, "steward check: --depth wants 1..32, got '%s'\n", v);
+            return STW_EXIT_USAGE;
+        }
+        setenv("STW_STACK_DEPTH", v, 1);
+        return 0;
+    case OPT_SUPPRESSIONS:
+        if (access(v, R_OK) != 0) {
+            fprintf(stderr, "steward check: cannot read suppressions '%s': %s\n", v,
+                    strerror(errno));
+            return STW_EXIT_USAGE;
+        }
+        setenv("STW_CHECK_SUPPRESSIONS", v, 1);
+        return 0;
+    case OPT_REPORT_EVERY:
+        n = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || n < 1) {
+            fprintf(stderr, "steward check: --report-every wants seconds >= 1, got '%s'\n", v);
+            return STW_EXIT_USAGE;
+        }
+        setenv("STW_CHECK_REPORT_EVERY", v, 1);
+        return 0;
+    case OPT_SAMPLE:
+        n = strtol(v, &end, 10);
+        if (*end == 'k' || *end == 'K')
+            n *= 1024, end++;
+        else if (*end == 'm' || *end == 'M')
+            n *= 1024 * 1024, end++;
+        if (*v == '\0' || *end != '\0' || n < 1) {
+            fprintf(stderr, "steward check: --sample wants bytes >= 1 (k/M suffixes), got '%s'\n",
+                    v);
+            return STW_EXIT_USAGE;
+        }
+        snprintf(buf, sizeof(buf), "%ld", n);
+        setenv("STW_CHECK_SAMPLE_BYTES", buf, 1);
+        return 0;
+    case OPT_SAMPLE_INTERVAL:
+        n = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || n < 0) {
+            fprintf(stderr, "steward check: --sample-interval wants milliseconds >= 0, got '%s'\n",
+                    v);
+            return STW_EXIT_USAGE;
+        }
+        setenv("STW_CHECK_SAMPLE_MS", v, 1);
+        return 0;
+    case OPT_REPORT_SIGNAL:
+        n = signal_number(v);
+        if (n <= 0) {
+            fprintf(stderr,
+                    "steward check: --report-signal wants a signal such as USR2, got '%s'\n", v);
+            return STW_EXIT_USAGE;
+        }
+        snprintf(buf, sizeof(buf), "%ld", n);
+        setenv("STW_CHECK_REPORT_SIGNAL", buf, 1);
+        return 0;
+    case OPT_SHOW_REACHABLE:
+        setenv("STW_CHECK_SHOW_REACHABLE", "1", 1);
+        return 0;
+    case OPT_SHOW_INHERITED:
+        setenv("STW_CHECK_SHOW_INHERITED", "1", 1);
+        return 0;
+    case OPT_TRACE_CHILDREN:
+        setenv("STW_CHECK_TRACE_CHILDREN", "1", 1);
+        return 0;
+    case 'q':
+        setenv("STW_CHECK_QUIET", "1", 1);
+        return 0;
+    }
+    return STW_EXIT_USAGE;
+}
+
 int stw_cli_check(int argc, char **argv)
 {
     int error_exitcode = -1;
     const char *log_file = NULL;
-    int i = 1;
-    for (; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (strcmp(a, "--") == 0) {
-            i++;
-            break;
-        }
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    /* '+': options end at PROG (its own options are its own); ':': a
+     * missing value is told apart from an unknown option. optind 0 makes
+     * glibc start afresh. */
+    optind = 0;
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "+:hq", check_options, NULL)) != -1) {
+        if (opt == 'h') {
             check_usage(stdout);
             return 0;
         }
-        if (opt_value(a, "--error-exitcode", &v)) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || n < 1 || n > 255) {
-                fprintf(stderr, "steward check: --error-exitcode wants 1..255, got '%s'\n", v);
-                return STW_EXIT_USAGE;
-            }
-            error_exitcode = (int)n;
-        } else if (opt_value(a, "--json", &v)) {
-            setenv("STW_CHECK_JSON", v, 1);
-        } else if (opt_value(a, "--log-file", &v)) {
-            log_file = v;
-        } else if (opt_value(a, "--kinds", &v)) {
-            setenv("STW_CHECK_KINDS", v, 1);
-        } else if (opt_value(a, "--depth", &v)) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || n < 1 || n > 32) {
-                fprintf(stderr, "steward check: --depth wants 1..32, got '%s'\n", v);
-                return STW_EXIT_USAGE;
-            }
-            setenv("STW_STACK_DEPTH", v, 1);
-        } else if (opt_value(a, "--suppressions", &v)) {
-            if (access(v, R_OK) != 0) {
-                fprintf(stderr, "steward check: cannot read suppressions '%s': %s\n", v,
-                        strerror(errno));
-                return STW_EXIT_USAGE;
-            }
-            setenv("STW_CHECK_SUPPRESSIONS", v, 1);
-        } else if (opt_value(a, "--report-every", &v)) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || n < 1) {
-                fprintf(stderr, "steward check: --report-every wants seconds >= 1, got '%s'\n", v);
-                return STW_EXIT_USAGE;
-            }
-            setenv("STW_CHECK_REPORT_EVERY", v, 1);
-        } else if (opt_value(a, "--sample", &v)) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end == 'k' || *end == 'K')
-                n *= 1024, end++;
-            else if (*end == 'm' || *end == 'M')
-                n *= 1024 * 1024, end++;
-            if (*v == '\0' || *end != '\0' || n < 1) {
-                fprintf(stderr,
-                        "steward check: --sample wants bytes >= 1 (k/M suffixes), got '%s'\n", v);
-                return STW_EXIT_USAGE;
-            }
-            char buf[32];
-            snprintf(buf, sizeof(buf), "%ld", n);
-            setenv("STW_CHECK_SAMPLE_BYTES", buf, 1);
-        } else if (opt_value(a, "--sample-interval", &v)) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || n < 0) {
-                fprintf(stderr,
-                        "steward check: --sample-interval wants milliseconds >= 0, got '%s'\n", v);
-                return STW_EXIT_USAGE;
-            }
-            setenv("STW_CHECK_SAMPLE_MS", v, 1);
-        } else if (opt_value(a, "--report-signal", &v)) {
-            int sig = signal_number(v);
-            if (sig <= 0) {
-                fprintf(stderr,
-                        "steward check: --report-signal wants a signal such as USR2, got '%s'\n",
-                        v);
-                return STW_EXIT_USAGE;
-            }
-            char buf[16];
-            snprintf(buf, sizeof(buf), "%d", sig);
-            setenv("STW_CHECK_REPORT_SIGNAL", buf, 1);
-        } else if (strcmp(a, "--show-reachable") == 0) {
-            setenv("STW_CHECK_SHOW_REACHABLE", "1", 1);
-        } else if (strcmp(a, "--show-inherited") == 0) {
-            setenv("STW_CHECK_SHOW_INHERITED", "1", 1);
-        } else if (strcmp(a, "--trace-children") == 0) {
-            setenv("STW_CHECK_TRACE_CHILDREN", "1", 1);
-        } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            setenv("STW_CHECK_QUIET", "1", 1);
-        } else if (a[0] == '-') {
-            fprintf(stderr, "steward check: unknown option '%s'\n", a);
+        if (opt == '?' || opt == ':') {
+            const char *a = argv[optind - 1];
+            if (opt == ':')
+                fprintf(stderr, "steward check: option '%s' wants a value\n", a);
+            else if (optopt != 0 && strncmp(a, "--", 2) != 0)
+                fprintf(stderr, "steward check: unknown option '-%c'\n", optopt);
+            else
+                fprintf(stderr, "steward check: unknown option '%s'\n", a);
             check_usage(stderr);
             return STW_EXIT_USAGE;
-        } else {
-            break; /* PROG without "--" */
         }
+        int rc = check_option(opt, optarg, &log_file, &error_exitcode);
+        if (rc != 0)
+            return rc;
     }
+    int i = optind;
     if (i >= argc) {
         fprintf(stderr, "steward check: no program given\n");
         check_usage(stderr);

@@ -154,6 +154,16 @@ static void fork_release(void)
         shard_unlock(&shards[i]);
 }
 
+void stw__ledger_lock_all(void)
+{
+    fork_prepare();
+}
+
+void stw__ledger_unlock_all(void)
+{
+    fork_release();
+}
+
 void stw__ledger_init(void)
 {
     int st = atomic_load_explicit(&init_state, memory_order_acquire);
@@ -491,6 +501,25 @@ static void do_remove(shard *s, stw__entry *e, void *ud)
 int stw__ledger_remove(int kind, uint64_t id)
 {
     return with_entry(kind, id, do_remove, NULL);
+}
+
+static void do_take(shard *s, stw__entry *e, void *ud)
+{
+    stw_record *out = ud;
+    out->kind = e->kind;
+    out->id = e->id;
+    out->size = e->size;
+    out->site = e->site;
+    out->owner = e->owner;
+    out->birth_ns = e->birth_ns;
+    out->seq = e->seq;
+    out->label = e->label;
+    do_remove(s, e, NULL);
+}
+
+int stw__ledger_take(int kind, uint64_t id, stw_record *out)
+{
+    return with_entry(kind, id, do_take, out);
 }
 
 __attribute__((noinline)) int stw_ledger_record(int kind, uint64_t id, uint64_t size,

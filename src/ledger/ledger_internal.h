@@ -51,6 +51,13 @@ int stw__stack_capture_with(int how, void **pcs, int max, int skip);
  * every capture from now on walks frame pointers only. Async-signal-safe. */
 void stw__stack_forbid_libunwind(void);
 
+/* ---- ledger.c: locks ---- */
+/* Take (release) every lock that guards records: no other thread is inside
+ * an insert or remove while they are held. Used around fork() and by the
+ * checker while it stops the program's threads. */
+void stw__ledger_lock_all(void);
+void stw__ledger_unlock_all(void);
+
 /* ---- ledger.c: sites ---- */
 
 typedef struct stw__site {
@@ -92,6 +99,8 @@ long stw__shard_copy(int i, stw__entry *dst, size_t cap);
 /* Insert/remove without the reentrancy guard, for callers that hold it. */
 int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label);
 int stw__ledger_remove(int kind, uint64_t id);
+/* Remove, handing back what the record was (for @out). */
+int stw__ledger_take(int kind, uint64_t id, stw_record *out);
 
 /* ---- report.c: buffered formatted output without malloc ---- */
 

@@ -1,15 +1,20 @@
 # steward check: bad command lines get a message and exit 2, a missing
 # program 127; the program's exit status and output pass through; with
-# --error-exitcode a leak changes the status; -q prints only the summary.
+# --error-exitcode a leak changes the status; -q prints only the summary;
+# every option takes its value as --opt=VALUE or as --opt VALUE.
 set -u
 err=$(mktemp)
 prog=$(mktemp)
-trap 'rm -f "$err" "$prog" "$prog.c"' EXIT
+json=$(mktemp)
+log=$(mktemp)
+trap 'rm -f "$err" "$prog" "$prog.c" "$json" "$log"' EXIT
 fail() { echo "FAIL: $*"; cat "$err"; exit 1; }
 
 for args in "check" "check --" "check --depth=0 -- true" "check --depth=x -- true" \
     "check --error-exitcode=0 -- true" "check --bogus -- true" \
-    "check --suppressions=/nonexistent -- true" "check --report-every=0 -- true"; do
+    "check --suppressions=/nonexistent -- true" "check --report-every=0 -- true" \
+    "check --depth" "check --depth 0 -- true" "check --error-exitcode 0 -- true" \
+    "check --sample-interval -1 -- true" "check --report-signal NOPE -- true"; do
     # shellcheck disable=SC2086
     "$STEWARD" $args >/dev/null 2>"$err"
     rc=$?
@@ -63,4 +68,14 @@ rc=$?
 [ "$rc" = 42 ] || fail "leak with --error-exitcode=42: exit $rc"
 grep -q "SUMMARY: 1 leak (heap: 1), 64 bytes lost" "$err" || fail "summary line"
 [ "$(grep -c . "$err")" = 2 ] || fail "-q should print only stderr's line and the summary"
+# The same options with their values as separate words.
+"$STEWARD" check -q --error-exitcode 42 --json "$json" --log-file "$log" --depth 8 \
+    --sample-interval 100 -- "$prog" leak >/dev/null 2>"$err"
+rc=$?
+[ "$rc" = 42 ] || fail "--error-exitcode 42 (space form): exit $rc"
+grep -q '"leaks":1' "$json" || fail "--json FILE (space form) wrote no report"
+grep -q "SUMMARY: 1 leak" "$log" || fail "--log-file FILE (space form) got no summary"
+# Options end at PROG: its own options are passed through.
+out=$("$STEWARD" check -q "$prog" --depth 3 2>"$err")
+[ "$out" = "out 3" ] || fail "PROG's own options were taken: $out"
 echo ok

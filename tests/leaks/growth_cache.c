@@ -1,5 +1,5 @@
 /* leak-test: a cache that keeps growing while reachable, and a table that grows then levels off
- * checker-args: --sample-interval=50 --report-signal=USR2
+ * checker-args: --sample-interval 50 --report-signal=USR2
  * expect: none
  * growth: grow_cache growing
  * growth: fill_table levelled

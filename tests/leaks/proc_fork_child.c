@@ -1,7 +1,9 @@
 /* leak-test: a forked child that does not exec and exits normally: the child reports
- * nothing (its copy of the parent's resources is not its leak); the parent's planted
- * heap leak and its reaped child are reported as usual
+ * only what it made itself (not its copy of the parent's resources, nor the parent's
+ * leak); the parent's planted heap leak and its reaped child are reported as usual
  * expect: heap 1 parent_leak class=definitely bytes=64
+ * child-expect: heap 1 main class=definitely bytes=32
+ * fork-site: main
  * exit: 0
  */
 #include <stdio.h>
@@ -29,7 +31,7 @@ int main(void)
     if (pid < 0)
         return 1;
     if (pid == 0) {
-        /* A child that leaks on its own account too: still silent. */
+        /* A child that leaks on its own account too: its own report. */
         sink = malloc(32);
         sink = NULL;
         exit(0); /* exit(), not _exit(): destructors and atexit run */

@@ -16,11 +16,18 @@ Header of each program (see tests/leaks/README.md):
      * growth: FUNC growing|levelled           (a site the growth analysis must flag)
      * log: TEXT                               (text the checker's log must contain)
      * exit: N                                 (expected exit status, default 0)
+     * repeat: N                               (run under the checker N times, each must pass)
+     * timeout: S                              (seconds a run may take, default 120)
+     * child-expect: KIND COUNT FUNC ...       (what forked children that did not exec
+                                               report, all together; none given: they
+                                               must report nothing)
+     * fork-site: FUNC                         (in the fork stack of every child report)
      */
 
 Usage: run.py BUILD_DIR [NAME...]   prints "ok   leaks/NAME" or "FAIL leaks/NAME"
 per program, with the reason, and exits non-zero if any failed.
 """
+import glob
 import json
 import os
 import re
@@ -37,7 +44,8 @@ TIMEOUT = 120
 
 def parse_header(path):
     spec = {"cflags": [], "args": [], "expect": [], "none": False, "exit": 0, "bad_frees": 0,
-            "native": True, "shared": [], "checker_args": [], "growth": [], "log": []}
+            "native": True, "shared": [], "checker_args": [], "growth": [], "log": [],
+            "repeat": 1, "timeout": TIMEOUT, "child_expect": [], "fork_site": None}
     with open(path) as f:
         text = f.read(8192)
     m = re.search(r"/\*(.*?)\*/", text, re.S)
@@ -51,6 +59,10 @@ def parse_header(path):
             spec["args"] += shlex.split(line[5:])
         elif line.startswith("exit:"):
             spec["exit"] = int(line[5:])
+        elif line.startswith("timeout:"):
+            spec["timeout"] = int(line[8:])
+        elif line.startswith("repeat:"):
+            spec["repeat"] = int(line[7:])
         elif line.startswith("checker-args:"):
             spec["checker_args"] += shlex.split(line[13:])
         elif line.startswith("growth:"):
@@ -66,20 +78,46 @@ def parse_header(path):
             spec["native"] = line[7:].strip() != "aborts"
         elif line.startswith("bad-frees:"):
             spec["bad_frees"] = int(line[10:])
+        elif line.startswith("fork-site:"):
+            spec["fork_site"] = line[10:].strip()
+        elif line.startswith("child-expect:"):
+            spec["child_expect"].append(parse_expect(line[13:].split()))
         elif line.startswith("expect:"):
             words = line[7:].split()
             if words == ["none"]:
                 spec["none"] = True
                 continue
-            e = {"kind": words[0], "count": int(words[1]), "func": words[2]}
-            for w in words[3:]:
-                if w.startswith("label~"):
-                    e["label"] = w[6:]
-                else:
-                    k, v = w.split("=", 1)
-                    e[k] = int(v) if k == "bytes" else v
-            spec["expect"].append(e)
+            spec["expect"].append(parse_expect(words))
     return spec
+
+
+def parse_expect(words):
+    e = {"kind": words[0], "count": int(words[1]), "func": words[2]}
+    for w in words[3:]:
+        if w.startswith("label~"):
+            e["label"] = w[6:]
+        else:
+            k, v = w.split("=", 1)
+            e[k] = int(v) if k == "bytes" else v
+    return e
+
+
+def match_findings(leaks, expect, problems, who=""):
+    """Every expectation found with its count, and nothing else."""
+    used = set()
+    for e in expect:
+        hits = [i for i, g in enumerate(leaks) if i not in used and group_matches(g, e)]
+        count = sum(leaks[i]["count"] for i in hits)
+        nbytes = sum(leaks[i]["bytes"] for i in hits)
+        used.update(hits)
+        want = f'{who}{e["count"]} {e["kind"]} from {e["func"]}'
+        if count != e["count"]:
+            problems.append(f"expected {want}, found {count}")
+        elif "bytes" in e and nbytes != e["bytes"]:
+            problems.append(f"expected {want} of {e['bytes']} bytes, found {nbytes} bytes")
+    for i, g in enumerate(leaks):
+        if i not in used:
+            problems.append(f"unexpected {who}finding: " + describe(g))
 
 
 def func_names(g):
@@ -112,14 +150,14 @@ def describe(g):
     return f'{g["count"]} {g["kind"]} {what} at {" < ".join(funcs)} {labels or ""}'.strip()
 
 
-def run_group(argv):
-    """Run @argv in a process group of its own with TIMEOUT; on time-out the
+def run_group(argv, timeout=TIMEOUT):
+    """Run @argv in a process group of its own with @timeout; on time-out the
     whole group is killed, so a hung program under the checker (the
     launcher's child) is not left running, then TimeoutExpired is raised."""
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          start_new_session=True)
     try:
-        out, err = p.communicate(timeout=TIMEOUT)
+        out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
@@ -143,12 +181,22 @@ def check_one(build, src, tmp):
                        capture_output=True, text=True)
     if r.returncode != 0:
         return f"does not compile:\n{r.stderr}"
-    native = run_group([exe, *spec["args"]])
+    native = run_group([exe, *spec["args"]], spec["timeout"])
+    for run in range(spec["repeat"]):
+        err = check_run(build, spec, exe, name, native, tmp)
+        if err:
+            return err if spec["repeat"] == 1 else f"run {run + 1} of {spec['repeat']}: {err}"
+    return ""
+
+
+def check_run(build, spec, exe, name, native, tmp):
     js = os.path.join(tmp, name + ".json")
+    for old in glob.glob(js + ".*"):
+        os.unlink(old)
     log = os.path.join(tmp, name + ".log")
     steward = os.path.join(build, "src", "steward")
     checked = run_group([steward, "check", f"--json={js}", f"--log-file={log}",
-                         *spec["checker_args"], "--", exe, *spec["args"]])
+                         *spec["checker_args"], "--", exe, *spec["args"]], spec["timeout"])
     problems = []
     if checked.returncode != spec["exit"]:
         problems.append(f"exit status {checked.returncode}, want {spec['exit']}")
@@ -164,21 +212,21 @@ def check_one(build, src, tmp):
     except (OSError, ValueError) as err:
         problems.append(f"no JSON report: {err}")
         return "\n".join(problems)
-    leaks = report["leaks"]
-    used = set()
-    for e in spec["expect"]:
-        hits = [i for i, g in enumerate(leaks) if i not in used and group_matches(g, e)]
-        count = sum(leaks[i]["count"] for i in hits)
-        nbytes = sum(leaks[i]["bytes"] for i in hits)
-        used.update(hits)
-        want = f'{e["count"]} {e["kind"]} from {e["func"]}'
-        if count != e["count"]:
-            problems.append(f"expected {want}, found {count}")
-        elif "bytes" in e and nbytes != e["bytes"]:
-            problems.append(f"expected {want} of {e['bytes']} bytes, found {nbytes} bytes")
-    for i, g in enumerate(leaks):
-        if i not in used:
-            problems.append("unexpected finding: " + describe(g))
+    match_findings(report["leaks"], spec["expect"], problems)
+    # Forked children that did not exec write NAME.json.PID.
+    kids = []
+    for path in sorted(glob.glob(js + ".*")):
+        try:
+            with open(path) as f:
+                kids.append(json.load(f))
+        except (OSError, ValueError) as err:
+            problems.append(f"unreadable child report {path}: {err}")
+    match_findings([g for k in kids for g in k["leaks"]], spec["child_expect"], problems,
+                   "forked child's ")
+    for k in kids:
+        site = [fr.get("func") for fr in (k.get("forked_from") or {}).get("stack", [])]
+        if spec["fork_site"] and spec["fork_site"] not in [(f or "").split(".")[0] for f in site]:
+            problems.append(f"child {k['pid']}'s fork stack {site} lacks {spec['fork_site']}")
     for func, trend in spec["growth"]:
         if not any(g["trend"] == trend and func in func_names(g)
                    for g in report.get("growth", [])):
