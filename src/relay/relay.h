@@ -99,6 +99,14 @@ typedef struct relay_config {
      * Borrowed, lives until the relay exits; NULL without --config. */
     const struct relay_file *file;
     bool insecure_no_auth; /* serve a non-loopback address without users */
+    /* Recordings (rec.h): the directory, the global retention and the
+     * free-space guard (the larger of the two thresholds). */
+    char rec_dir[RELAY_PATH_MAX];
+    uint64_t rec_max_bytes;      /* 0: none */
+    int64_t rec_max_age_s;       /* 0: none */
+    uint64_t rec_min_free_bytes; /* bytes */
+    unsigned rec_min_free_pct;   /* percent of the filesystem */
+    struct relay_rec *rec;       /* the service; NULL until it runs; borrowed */
 } relay_config;
 
 #define RELAY_LOOP_HEADER "X-Steward-Relay"
