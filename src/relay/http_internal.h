@@ -66,6 +66,7 @@ typedef struct http_input http_input;
 typedef struct sse_client sse_client;
 typedef struct http_conn http_conn;
 typedef struct relay_auth relay_auth;
+typedef struct relay_http_rec relay_http_rec;
 
 struct viewer {
     viewer *prev, *next;
@@ -100,6 +101,7 @@ struct http_input {
     struct event *grace; /* on-demand stop timer */
     viewer *viewers;
     unsigned nviewers;
+    char rec_state[RELAY_STATE_MAX]; /* the recorder state last announced */
 };
 
 struct sse_client {
@@ -144,6 +146,7 @@ struct relay_http {
     relay_auth *auth; /* http_auth.c: NULL without users (anonymous access) */
     uint64_t auth_failed, auth_locked, auth_busy; /* refused: credentials, locked, busy */
     struct ssl_ctx_st *tls; /* tls.c: the listener's TLS context, NULL for plain HTTP */
+    relay_http_rec *rec;    /* http_rec.c: the watcher and summary cache; NULL without */
 };
 
 /* ---- connections (http_conn.c) ---- */
@@ -348,6 +351,21 @@ bool relay_http__route_push(relay_http *srv, struct evhttp_request *req, http_in
 /* Append @hi's push outputs to the JSON array being written in @b, with a
  * comma before the first unless @first. */
 void relay_http__push_list_json(struct evbuffer *b, http_input *hi, bool first);
+
+/* ---- recordings (http_rec.c) ---- */
+
+/* /api/recordings/@rest ("" for /api/recordings) with method @cmd. */
+void relay_http__route_recordings(relay_http *srv, struct evhttp_request *req, const char *rest,
+                                  enum evhttp_cmd_type cmd);
+
+/* Start the directory watcher and the recording state timer on the loop
+ * (setup; nothing without a recordings service). 0 or a negative errno;
+ * on failure what was made is freed by relay_http__rec_unwatch(). */
+int relay_http__rec_watch(relay_http *srv);
+void relay_http__rec_unwatch(relay_http *srv);
+
+/* Append the recording metrics to @b. */
+void relay_http__rec_metrics(relay_http *srv, struct evbuffer *b);
 
 /* ---- maintenance endpoints (http_debug.c) ---- */
 

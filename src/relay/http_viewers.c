@@ -119,7 +119,7 @@ void relay_http__viewers_changed(http_input *hi)
     relay_http *srv = hi->srv;
     if (srv->closing || !hi->in->on_demand)
         return;
-    if (hi->nviewers > 0 || hi->in->npush > 0) {
+    if (hi->nviewers > 0 || hi->in->npush > 0 || hi->in->recorder != NULL) {
         evtimer_del(hi->grace);
     } else if (hi->in->scope != NULL) {
         struct timeval tv = {.tv_sec = srv->cfg.on_demand_grace_ms / 1000,
@@ -322,7 +322,7 @@ static void on_grace(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     http_input *hi = arg;
-    if (hi->nviewers == 0 && hi->in->npush == 0)
+    if (hi->nviewers == 0 && hi->in->npush == 0 && hi->in->recorder == NULL)
         relay_input_stop(hi->in, stw_deadline_in_ms(DELETE_DEADLINE_MS));
 }
 
