@@ -58,7 +58,7 @@ if [ "$unit_only" != --unit-only ]; then
     # The relay over HTTP under the checker: "ok   relay/NAME" or "FAIL relay/NAME".
     # XDG_STATE_HOME points into $out so that runs without --state never
     # read or write the user's own relay state file.
-    for t in relay_basic relay_api relay_mjpeg relay_load relay_attack relay_auth relay_ffmpeg; do
+    for t in relay_basic relay_api relay_mjpeg relay_load relay_attack relay_auth relay_ffmpeg relay_record; do
         XDG_STATE_HOME="$out/state" timeout 900 python3 "$here/integration/$t.py" "$build" \
             >"$out/$t.log" 2>&1
         cat "$out/$t.log"

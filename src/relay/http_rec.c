@@ -687,6 +687,8 @@ static rec_watch *watch_of(relay_http_rec *w, int wd)
 }
 
 static void add_watch(relay_http *srv, relay_rec_kind kind, const char *rel);
+static void seg_event(relay_http *srv, const char *event, const char *session_rel,
+                      const char *name, bool with_size);
 
 /* Watch what folder @rel (of @kind) already holds. */
 static void watch_children(relay_http *srv, relay_rec_kind kind, const char *rel)
@@ -706,6 +708,9 @@ static void watch_children(relay_http *srv, relay_rec_kind kind, const char *rel
         char sub[64];
         snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", names[i]);
         add_watch(srv, inner, sub);
+        /* Made before its day folder was watched (mkdir -p): still new. */
+        if (inner == RELAY_REC_SESSION)
+            seg_event(srv, "session-created", sub, NULL, false);
     }
     stw_free(names);
 }

@@ -377,7 +377,7 @@ static void janitor_round(relay_rec *r, bool full_scan)
         atomic_fetch_add(&r->disk_full_times, 1);
         fprintf(stderr,
                 "steward relay: recordings: disk full: %llu MiB free in %s, below the %llu MiB "
-                "threshold, and no segment left to delete: recording paused\n",
+                "threshold, and no finished segment left to delete: recording paused\n",
                 (unsigned long long)(avail >> 20), r->dir, (unsigned long long)(min >> 20));
     } else if (!full && avail >= min && atomic_load(&r->disk_full)) {
         atomic_store(&r->disk_full, false);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #define EOF_MS 4000 /* a child finishing its segment after end of file */
 #define ARGS_MAX 80
 #define ENV_MAX 256
+#define RESUME_FREE ((uint64_t)8 << 20) /* after ENOSPC, free bytes to resume at least */
 
 extern char **environ;
 
@@ -57,6 +59,7 @@ struct relay_recorder {
     _Atomic uint64_t bytes_done; /* by children that ended */
     _Atomic uint64_t bytes_child; /* by the current one */
     _Atomic unsigned sessions;
+    atomic_bool enospc; /* a child said the disk is full: pause until space returns */
 };
 
 static int64_t now_ms(void)
@@ -83,6 +86,8 @@ void relay_recorder_state(relay_recorder *r, char *out)
 static bool rec_line(void *ud, const char *line)
 {
     relay_recorder *r = ud;
+    if (strstr(line, "No space left on device") != NULL)
+        atomic_store(&r->enospc, true);
     bool progress = relay_ff_log_line(&r->log, line, strlen(line));
     if (progress && r->log.progress.total_size >= 0)
         atomic_store(&r->bytes_child, (uint64_t)r->log.progress.total_size);
@@ -178,7 +183,10 @@ static int build_argv(relay_recorder *r, const char *dir)
     ADD("-segment_format");
     ADD("mp4");
     ADD("-segment_format_options");
-    ADD("movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1000000");
+    /* flush_packets: each fragment reaches the file when it is complete,
+     * not when ffmpeg's 32 KiB write buffer happens to fill. */
+    ADD("movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1000000:"
+        "flush_packets=1");
     ADD("-reset_timestamps");
     ADD("1");
     ADD("-strftime");
@@ -276,11 +284,29 @@ static uint64_t source_count(relay_recorder *r)
     return hs.frames_in;
 }
 
+/* After ENOSPC: whether the filesystem has room again (the guard's
+ * threshold, and at least RESUME_FREE). */
+static bool space_back(relay_recorder *r)
+{
+    struct statvfs sv;
+    if (fstatvfs(relay_rec_dirfd(r->rec), &sv) != 0)
+        return true;
+    relay_rec_stats st;
+    relay_rec_get_stats(r->rec, &st);
+    uint64_t need = st.min_free > RESUME_FREE ? st.min_free : RESUME_FREE;
+    return (uint64_t)sv.f_bavail * sv.f_frsize >= need;
+}
+
+static bool paused_for_space(relay_recorder *r)
+{
+    return atomic_load(&r->enospc) || relay_rec_disk_full(r->rec);
+}
+
 /* Whether a session should run now. The one gate: a motion-triggered
  * mode adds its condition here. */
 static bool want_session(relay_recorder *r, bool source)
 {
-    return source && !relay_rec_disk_full(r->rec);
+    return source && !paused_for_space(r);
 }
 
 /* JPEG frames: take the newest camera frame when the last one is written,
@@ -341,14 +367,25 @@ static void rec_main(stw_scope *scope, void *arg)
             last_data = now;
         }
         bool source = last_data > 0 && now - last_data < RELAY_RECORDER_GAP_MS;
+        if (atomic_load(&r->enospc) && !active && space_back(r)) {
+            atomic_store(&r->enospc, false);
+            fprintf(stderr, "steward relay: input %s: space is back in %s: recording resumes\n",
+                    r->in->name, relay_rec_dir(r->rec));
+        }
         bool want = want_session(r, source);
         if (active && !want) {
-            end_session(r, relay_rec_disk_full(r->rec) ? "disk-full" : "waiting");
+            if (atomic_load(&r->enospc))
+                fprintf(stderr,
+                        "steward relay: input %s: no space left on device in %s: the segment "
+                        "is closed, recording paused until %llu MiB are free\n",
+                        r->in->name, relay_rec_dir(r->rec),
+                        (unsigned long long)(RESUME_FREE >> 20));
+            end_session(r, paused_for_space(r) ? "disk-full" : "waiting");
             active = false;
         } else if (!active && want) {
             active = begin_session(r) == 0;
         } else if (!active) {
-            set_state(r, relay_rec_disk_full(r->rec) ? "disk-full" : "waiting", NULL);
+            set_state(r, paused_for_space(r) ? "disk-full" : "waiting", NULL);
         }
         if (!active) {
             struct pollfd pf = {.fd = stw_scope_cancel_fd(scope), .events = POLLIN};
