@@ -35,7 +35,7 @@
 
 #include "http_internal.h"
 
-#define CORS_METHODS "GET, HEAD, POST, DELETE"
+#define CORS_METHODS "GET, HEAD, POST, PATCH, DELETE"
 
 static bool origin_listed(const relay_config *cfg, const char *origin)
 {
