@@ -7,7 +7,7 @@
 # The relay's integration tests (tests/integration/relay_basic.py) count
 # one per test case, and so do the real media servers' own tests
 # (tests/integration/media_servers_test.py) and the web UI's checks in a browser
-# (tests/browser/ui_test.mjs). Command-line tests are the tests/cli/*.sh scripts:
+# (tests/browser/ui_test.mjs, ui_record_test.mjs). Command-line tests are the tests/cli/*.sh scripts:
 # each counts once.
 #   tests/run.sh BUILD_DIR [--unit-only]
 set -u
@@ -90,6 +90,16 @@ if [ "$unit_only" != --unit-only ]; then
     if ! grep -q '^ok   ui/\|^FAIL ui/' "$out/ui.log"; then
         failed=$((failed + 1))
         echo "FAIL ui: tests/browser/ui_test.mjs did not run"
+    fi
+    # The recordings view: a recorded segment plays in the page
+    # (tests/browser/ui_record_test.mjs).
+    timeout 300 node "$here/browser/ui_record_test.mjs" "$build" >"$out/ui_record.log" 2>&1
+    cat "$out/ui_record.log"
+    passed=$((passed + $(grep -c '^ok   ui/' "$out/ui_record.log")))
+    failed=$((failed + $(grep -c '^FAIL ui/' "$out/ui_record.log")))
+    if ! grep -q '^ok   ui/\|^FAIL ui/' "$out/ui_record.log"; then
+        failed=$((failed + 1))
+        echo "FAIL ui: tests/browser/ui_record_test.mjs did not run"
     fi
     # The same UI behind users and TLS (tests/browser/ui_auth_test.mjs).
     timeout 300 node "$here/browser/ui_auth_test.mjs" "$build" >"$out/ui_auth.log" 2>&1
