@@ -247,11 +247,13 @@ static void handle_top(relay_http *srv, struct evhttp_request *req)
     relay_http__reply_json(req, 200, "OK", b);
 }
 
+static bool session_active(relay_http *srv, const char *input, const char *session);
+
 /* ---- GET /api/recordings/{input}?from=&to= ---- */
 
 static void segment_json(relay_http *srv, struct evbuffer *b, int sfd, const char *input,
                          const char *day, const char *hms, const char *name, int64_t from,
-                         int64_t to, bool *first)
+                         int64_t to, bool live, bool *first)
 {
     char rel[96];
     snprintf(rel, sizeof(rel), "%s/%s/%s/%s", input, day, hms, name);
@@ -262,7 +264,8 @@ static void segment_json(relay_http *srv, struct evbuffer *b, int sfd, const cha
     int64_t dur = rc == 0 && info.duration_ms >= 0 ? info.duration_ms : 0;
     if (rc == -ENOENT || start + (dur + 999) / 1000 < from || start > to)
         return;
-    bool busy = time(NULL) - st.st_mtime < RELAY_REC_BUSY_S;
+    /* Being written: the last segment of the session the input records now. */
+    bool busy = live;
     evbuffer_add_printf(b, "%s{\"name\":", *first ? "" : ",");
     *first = false;
     relay_http__json_str(b, name);
@@ -355,9 +358,12 @@ static void handle_list(relay_http *srv, struct evhttp_request *req, const char 
             relay_http__json_time(b, st * 1000);
             evbuffer_add_printf(b, ",\"segments\":[");
             bool first = true;
+            char sid[24];
+            snprintf(sid, sizeof(sid), "%s/%s", days[d], sessions[s]);
+            bool active = session_active(srv, input, sid);
             for (long k = 0; k < nf; k++)
                 segment_json(srv, b, sfd, input, days[d], sessions[s], segs[k], from, to,
-                             &first);
+                             active && k == nf - 1, &first);
             evbuffer_add_printf(b, "]}");
             /* A session with nothing in the range is left out. */
             if (first && nf > 0) {
@@ -532,12 +538,9 @@ static bool session_active(relay_http *srv, const char *input, const char *sessi
     http_input *hi = relay_http__find_input(srv, input, strlen(input));
     if (hi == NULL || hi->in->recorder == NULL)
         return false;
-    char *j = relay_recorder_json(hi->in->recorder);
-    char want[48];
-    snprintf(want, sizeof(want), "\"session\":\"%s\"", session);
-    bool active = j != NULL && strstr(j, want) != NULL;
-    stw_free(j);
-    return active;
+    char now[64];
+    relay_recorder_session(hi->in->recorder, now);
+    return strcmp(now, session) == 0;
 }
 
 static void handle_delete(relay_http *srv, struct evhttp_request *req, const char *rel,

@@ -541,6 +541,13 @@ void relay_recorder_stop(relay_recorder **rp, stw_deadline d)
     stw_scope_free(&scope);
 }
 
+void relay_recorder_session(relay_recorder *r, char *out)
+{
+    pthread_mutex_lock(&r->lock);
+    memcpy(out, r->session, sizeof(r->session));
+    pthread_mutex_unlock(&r->lock);
+}
+
 uint64_t relay_recorder_bytes(relay_recorder *r)
 {
     return atomic_load(&r->bytes_done) + atomic_load(&r->bytes_child);

@@ -73,6 +73,10 @@ void relay_recorder_stop(relay_recorder **r, stw_deadline d);
 /* The state (RELAY_STATE_MAX bytes into @out). Any thread. */
 void relay_recorder_state(relay_recorder *r, char *out);
 
+/* The session being recorded ("YYYY-MM-DD/HH-MM-SS", 64 bytes into
+ * @out; "" outside a session). Any thread. */
+void relay_recorder_session(relay_recorder *r, char *out);
+
 /* The recorder as the text of a JSON object (transfer full: stw_free it):
  * {"state","session","segment","pid","restarts","sessions","bytes",
  * "last_exit","last_error"}; NULL without memory. Any thread. */

@@ -25,6 +25,10 @@ disk (when run as root; skipped, and said so, otherwise).
   record_retention      per-input max bytes and max age delete the oldest
                         segments (reason size / age in /metrics) and remove
                         empty session and day folders
+  record_churn          100 start/stop cycles of recording ($STEWARD_RECORD_CHURN):
+                        never two recorder children, none left, fds,
+                        threads and children back to the baseline, every
+                        segment finished
   record_stop_finalises recording switched off: the last segment is
                         finished (probes whole, duration = what was
                         recorded within a fragment); the child is gone
@@ -61,6 +65,7 @@ import media_servers as ms  # noqa: E402
 from relay_ffmpeg import RELAYS, RESULTS, Relay, assert_clean_exit, check, report, wait_for  # noqa: E402,E501
 
 SEG = 3  # seconds per segment in these tests
+CHURN = int(os.environ.get("STEWARD_RECORD_CHURN", "100"))
 SEG_RE = re.compile(r"^[A-Za-z0-9_-]+/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d/"
                     r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ\.mp4$")
 
@@ -432,10 +437,50 @@ def run_main(build, tmp, marker):
             print("     stop: last segment %.2f s of %.2f s" % (dur, t_stop - started),
                   flush=True)
 
+        def churn():
+            st, b = relay.api("POST", "/api/inputs",
+                              {"name": "churn", "kind": "test", "width": 160, "height": 120,
+                               "fps": 10})
+            assert st == 201, (st, b)
+
+            def counts():
+                st, r = relay.api("GET", "/system-resources")
+                kinds = {k["kind"]: k["live"] for k in r["ledger"]["kinds"]}
+                return (kinds.get("fd"), kinds.get("thread"), kinds.get("process"),
+                        sorted(t["name"] for t in r["threads"]))
+            time.sleep(1)
+            base = counts()
+            most = 0
+            for i in range(CHURN):
+                st, b = relay.api("PATCH", "/api/inputs/churn", {"record": True})
+                assert st == 200, (st, b)
+                if i % 2 == 0:  # half the cycles stop a running child, half one starting
+                    wait_for("a recorder child", lambda: rec_state(relay, "churn")["pid"] > 0,
+                             timeout=10, interval=0.02)
+                kids = [p for p in relay.children() if any("/churn/" in a for a in p["cmdline"])]
+                most = max(most, len(kids))
+                st, b = relay.api("PATCH", "/api/inputs/churn", {"record": False})
+                assert st == 200 and b["recording"]["state"] == "off", (st, b)
+            left = [p for p in relay.children()
+                    if p["zombie"] or any("/churn/" in a for a in p["cmdline"])]
+            assert not left, ms.describe(left)
+            assert most <= 1, "%d recorder children at once" % most
+            after = wait_for("fds, threads and children back to the baseline %r" % (base,),
+                             lambda: (lambda c: c if c == base else None)(counts()), timeout=10)
+            # Every stopped session was finished: each segment probes.
+            segs = segments(root, "churn")
+            assert segs, "no segment recorded"
+            for p in segs[-5:]:
+                probe(os.path.join(root, p))
+            print("     churn: %d start/stop cycles, %d segments, back to %r" %
+                  (CHURN, len(segs), after[:3]), flush=True)
+            st, b = relay.api("DELETE", "/api/inputs/churn")
+            assert st == 200, (st, b)
+
         for name, fn in (("record_pattern", pattern), ("record_rtsp_copy", rtsp_copy),
                          ("record_events", events), ("record_kill9", kill9),
                          ("record_api", api), ("record_manual_rm", manual_rm),
-                         ("record_retention", retention),
+                         ("record_retention", retention), ("record_churn", churn),
                          ("record_stop_finalises", stop_finalises)):
             check(name, fn)
 
