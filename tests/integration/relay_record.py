@@ -32,6 +32,9 @@ disk (when run as root; skipped, and said so, otherwise).
   record_stop_finalises recording switched off: the last segment is
                         finished (probes whole, duration = what was
                         recorded within a fragment); the child is gone
+  record_relay_sigkill  the relay itself SIGKILLed 3.5 s into a segment: its
+                        recorder dies with it, the file plays to its last
+                        fragment
   record_shutdown       SIGTERM while recording: the last segment is
                         finished, exit 0, 0 leaks, no child or zombie
   record_disk_guard     (root) a 48 MiB tmpfs, free-space threshold above
@@ -44,6 +47,7 @@ disk (when run as root; skipped, and said so, otherwise).
                         unharmed, recording resumes when space returns
 
 Usage: relay_record.py BUILD_DIR
+STEWARD_RECORD_ONLY=main,relay_kill,disk runs only those parts.
 Prints "ok   relay/NAME (S s)" or "FAIL relay/NAME: reason" per case and
 exits non-zero if any failed.
 """
@@ -66,6 +70,7 @@ from relay_ffmpeg import RELAYS, RESULTS, Relay, assert_clean_exit, check, repor
 
 SEG = 3  # seconds per segment in these tests
 CHURN = int(os.environ.get("STEWARD_RECORD_CHURN", "100"))
+ONLY_FNS = None  # set in main from STEWARD_RECORD_ONLY (main, relay_kill, disk)
 SEG_RE = re.compile(r"^[A-Za-z0-9_-]+/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d/"
                     r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ\.mp4$")
 
@@ -502,6 +507,36 @@ def run_main(build, tmp, marker):
         cam.stop()
 
 
+def run_relay_kill(build, tmp, marker):
+    """kill -9 of the relay itself mid-segment."""
+    mine = ms.new_marker("stwreck")
+    env = dict(os.environ, STEWARD_TEST_MARKER=mine)
+    root = os.path.join(tmp, "rec-kill")
+    relay = Relay(build, ["--recordings", root, "--recordings-min-free", "0"], env=env)
+    ev = Events(relay)
+    try:
+        def relay_sigkill():
+            st, b = relay.api("POST", "/api/inputs",
+                              {"name": "pat", "kind": "test", "width": 320, "height": 240,
+                               "fps": 10, "record": True, "record_segment": 10})
+            assert st == 201, (st, b)
+            cut = wait_for("a segment 3.5 s into recording", lambda: (
+                lambda pa: pa[0] if pa[1] is not None and 3.3 < pa[1] < 3.8 else None)(
+                ev.newest("pat")), timeout=15, interval=0.05)
+            age = time.time() - ev.created(cut)
+            os.kill(relay.pid, signal.SIGKILL)
+            # Its recorder dies with it (PR_SET_PDEATHSIG): nothing is left.
+            wait_for("no child of the killed relay left",
+                     lambda: not ms.orphans(mine, exclude=(relay.proc.pid,)), timeout=5)
+            dur, frames, _, _, _ = probe(os.path.join(root, cut))
+            assert dur >= age - 1.3, "relay killed after %.1f s: %.2f s playable" % (age, dur)
+            print("     relay kill -9 after %.1f s: %.2f s playable" % (age, dur), flush=True)
+        check("record_relay_sigkill", relay_sigkill)
+    finally:
+        ev.close()
+        relay.kill()
+
+
 def mount_tmpfs(path, size_mb):
     os.makedirs(path, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % size_mb, "tmpfs", path],
@@ -625,10 +660,14 @@ def main():
         print("usage: relay_record.py BUILD_DIR", file=sys.stderr)
         return 2
     build = sys.argv[1]
+    global ONLY_FNS
+    only = [c for c in os.environ.get("STEWARD_RECORD_ONLY", "").split(",") if c]
+    if only:
+        ONLY_FNS = [globals()["run_" + c] for c in only]
     tmp = tempfile.mkdtemp(prefix="steward-record-test-")
     marker = ms.new_marker("stwrec")
     try:
-        for fn in (run_main, run_disk):
+        for fn in ONLY_FNS or (run_main, run_relay_kill, run_disk):
             try:
                 fn(build, tmp, marker)
             except Exception as e:
