@@ -254,6 +254,10 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
         relay_http__reply_error(req, code, err);
         return;
     }
+    if (spec.record.on && srv->cfg.rec == NULL) {
+        relay_http__reply_error(req, 503, "recordings are not available (see the relay's log)");
+        return;
+    }
     if (relay_http__find_input(srv, spec.name, strlen(spec.name)) != NULL) {
         snprintf(err, sizeof(err), "input \"%s\" already exists", spec.name);
         relay_http__reply_error(req, 409, err);
@@ -416,6 +420,10 @@ static void handle_patch_input(relay_http *srv, struct evhttp_request *req, http
         snprintf(err, sizeof(err), "input \"%s\" is declared by the config file: change it there",
                  in->name);
         code = 409;
+    }
+    if (code == 0 && next.on && srv->cfg.rec == NULL) {
+        snprintf(err, sizeof(err), "recordings are not available (see the relay's log)");
+        code = 503;
     }
     if (code != 0) {
         relay_http__reply_error(req, code, err);

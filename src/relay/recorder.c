@@ -207,6 +207,35 @@ static int make_sub(int dfd, const char *name)
     return fd < 0 ? -errno : stw_fd_track(fd, STW_KIND_FD, "dir:recorder-session");
 }
 
+/* mkdir -p {input}/@day/@hms under the recordings directory. */
+static int make_session_dir(relay_recorder *r, const char *day, const char *hms)
+{
+    int top = relay_rec_dirfd(r->rec);
+    int ifd = make_sub(top, r->in->name);
+    int dfd = ifd >= 0 ? make_sub(ifd, day) : ifd;
+    int sfd = dfd >= 0 ? make_sub(dfd, hms) : dfd;
+    int rc = sfd < 0 ? sfd : 0;
+    stw_fd_close(&sfd);
+    stw_fd_close(&dfd);
+    stw_fd_close(&ifd);
+    return rc;
+}
+
+/* Before a child is spawned into the current session: its folder exists
+ * (someone may have removed it, or the janitor an empty one). */
+static void keep_session_dir(relay_recorder *r)
+{
+    char session[64];
+    pthread_mutex_lock(&r->lock);
+    memcpy(session, r->session, sizeof(session));
+    pthread_mutex_unlock(&r->lock);
+    char *slash = strchr(session, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0';
+    make_session_dir(r, session, slash + 1);
+}
+
 /* Make the session folder for now and point the job at it. */
 static int begin_session(relay_recorder *r)
 {
@@ -216,14 +245,7 @@ static int begin_session(relay_recorder *r)
     char day[16], hms[16];
     strftime(day, sizeof(day), "%Y-%m-%d", &tm);
     strftime(hms, sizeof(hms), "%H-%M-%S", &tm);
-    int top = relay_rec_dirfd(r->rec);
-    int ifd = make_sub(top, r->in->name);
-    int dfd = ifd >= 0 ? make_sub(ifd, day) : ifd;
-    int sfd = dfd >= 0 ? make_sub(dfd, hms) : dfd;
-    int rc = sfd < 0 ? sfd : 0;
-    stw_fd_close(&sfd);
-    stw_fd_close(&dfd);
-    stw_fd_close(&ifd);
+    int rc = make_session_dir(r, day, hms);
     char dir[RELAY_PATH_MAX + 64];
     if (rc == 0 && snprintf(dir, sizeof(dir), "%s/%s/%s/%s", relay_rec_dir(r->rec), r->in->name,
                             day, hms) >= (int)sizeof(dir))
@@ -392,6 +414,8 @@ static void rec_main(stw_scope *scope, void *arg)
             poll(&pf, 1, 200);
             continue;
         }
+        if (relay_child_stdin_fd(r->job) < 0)
+            keep_session_dir(r);
         int wait = relay_child_tick(r->job, now);
         relay_child_info info;
         relay_child_info_get(r->job, &info);

@@ -788,8 +788,12 @@ int stw_relay_main(int argc, char **argv)
         rc = stw_shutdown_add_stage(sd, "recordings", recs, 3000);
     if (rc == 0)
         rc = stw_shutdown_add_stage(sd, "libraries", libs, 1000);
-    if (rc == 0)
-        rc = relay_rec_start(recs, &cfg, &cfg.rec);
+    /* A recordings directory that cannot be used leaves the relay serving
+     * without recordings (said on stderr; recording is refused with 503). */
+    if (rc == 0 && relay_rec_start(recs, &cfg, &cfg.rec) != 0) {
+        cfg.rec = NULL;
+        fprintf(stderr, "steward relay: recordings are off: %s cannot be used\n", cfg.rec_dir);
+    }
     relay_input *inputs[RELAY_INPUTS_MAX];
     unsigned ninputs = 0;
     if (rc == 0)
