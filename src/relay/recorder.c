@@ -135,6 +135,14 @@ static int build_argv(relay_recorder *r, const char *dir)
         ADD("0:a?");
         ADD("-c");
         ADD("copy");
+        /* H.265 in MP4 as browsers and Apple players want it (hvc1: the
+         * parameter sets in the sample entry), not ffmpeg's default hev1. */
+        relay_ts_stats st;
+        relay_ts_get_stats(r->in->ts, &st);
+        if (st.video_codec != NULL && strcmp(st.video_codec, "hevc") == 0) {
+            ADD("-tag:v");
+            ADD("hvc1");
+        }
     } else {
         /* Frames are stamped when they arrive: a dropped frame leaves a
          * gap in time, not a shorter recording. Probing is off, or the
@@ -149,9 +157,9 @@ static int build_argv(relay_recorder *r, const char *dir)
         ADD("1");
         ADD("-framerate");
         ADD("1000");
+        /* The raw mjpeg demuxer takes what the pipe has (image2pipe would
+         * wait for 4 KiB, holding back small frames). */
         ADD("-f");
-        ADD("image2pipe");
-        ADD("-c:v");
         ADD("mjpeg");
         ADD("-i");
         ADD("pipe:0");
