@@ -689,7 +689,7 @@ static rec_watch *watch_of(relay_http_rec *w, int wd)
     return NULL;
 }
 
-static void add_watch(relay_http *srv, relay_rec_kind kind, const char *rel);
+static bool add_watch(relay_http *srv, relay_rec_kind kind, const char *rel);
 static void seg_event(relay_http *srv, const char *event, const char *session_rel,
                       const char *name, bool with_size);
 
@@ -710,26 +710,28 @@ static void watch_children(relay_http *srv, relay_rec_kind kind, const char *rel
     for (long i = 0; i < n; i++) {
         char sub[64];
         snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", names[i]);
-        add_watch(srv, inner, sub);
-        /* Made before its day folder was watched (mkdir -p): still new. */
-        if (inner == RELAY_REC_SESSION)
+        /* A session made before its day folder was watched (mkdir -p) is
+         * still new to the event clients. */
+        if (add_watch(srv, inner, sub) && inner == RELAY_REC_SESSION)
             seg_event(srv, "session-created", sub, NULL, false);
     }
     stw_free(names);
 }
 
-static void add_watch(relay_http *srv, relay_rec_kind kind, const char *rel)
+/* Watch folder @rel (of @kind) and what it holds. Returns true if it was
+ * not watched before. */
+static bool add_watch(relay_http *srv, relay_rec_kind kind, const char *rel)
 {
     relay_http_rec *w = srv->rec;
     if (strlen(rel) >= sizeof(w->watches[0].rel))
-        return;
+        return false;
     if (w->nwatches >= WATCH_MAX) {
         if (!w->watch_full_logged)
             fprintf(stderr, "steward relay: recordings: more than %d folders; new ones are not "
                             "watched\n",
                     WATCH_MAX);
         w->watch_full_logged = true;
-        return;
+        return false;
     }
     char path[RELAY_PATH_MAX + 80];
     snprintf(path, sizeof(path), "%s/%s", relay_rec_dir(srv->cfg.rec), rel);
@@ -739,14 +741,16 @@ static void add_watch(relay_http *srv, relay_rec_kind kind, const char *rel)
         mask |= IN_CLOSE_WRITE;
     int wd = inotify_add_watch(w->ifd, path, mask);
     if (wd < 0)
-        return;
+        return false;
     rec_watch *e = watch_of(w, wd);
-    if (e == NULL)
+    bool fresh = e == NULL;
+    if (fresh)
         e = &w->watches[w->nwatches++];
     e->wd = wd;
     e->kind = kind;
     snprintf(e->rel, sizeof(e->rel), "%s", rel);
     watch_children(srv, kind, rel);
+    return fresh;
 }
 
 static void seg_event(relay_http *srv, const char *event, const char *session_rel,
@@ -801,7 +805,10 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
             struct inotify_event *ev = (struct inotify_event *)p;
             p += sizeof(*ev) + ev->len;
             if (ev->mask & IN_Q_OVERFLOW) {
+                /* Events were lost, new folders among them: walk the tree
+                 * again (folders watched already keep their watch). */
                 w->overflows++;
+                watch_children(srv, RELAY_REC_BAD, "");
                 continue;
             }
             rec_watch *e = watch_of(w, ev->wd);
