@@ -37,6 +37,9 @@ disk (when run as root; skipped, and said so, otherwise).
   record_relay_sigkill  the relay itself SIGKILLed 3.5 s into a segment: its
                         recorder dies with it, the file plays to its last
                         fragment
+  record_state_restart  record and its options are kept in the state file:
+                        after a restart the input records again (a new
+                        session)
   record_shutdown       SIGTERM while recording: the last segment is
                         finished, exit 0, 0 leaks, no child or zombie
   record_disk_guard     (root) a 48 MiB tmpfs, free-space threshold above
@@ -49,7 +52,7 @@ disk (when run as root; skipped, and said so, otherwise).
                         unharmed, recording resumes when space returns
 
 Usage: relay_record.py BUILD_DIR
-STEWARD_RECORD_ONLY=main,relay_kill,disk runs only those parts.
+STEWARD_RECORD_ONLY=main,relay_kill,restart,disk runs only those parts.
 Prints "ok   relay/NAME (S s)" or "FAIL relay/NAME: reason" per case and
 exits non-zero if any failed.
 """
@@ -573,6 +576,44 @@ def run_relay_kill(build, tmp, marker):
         relay.kill()
 
 
+def run_restart(build, tmp, marker):
+    """Recording is part of an input's configuration: it survives a restart."""
+    env = dict(os.environ, STEWARD_TEST_MARKER=marker)
+    root = os.path.join(tmp, "rec-restart")
+    state = os.path.join(tmp, "state.json")
+
+    def restart():
+        relay = Relay(build, ["--recordings", root, "--state", state], env=env)
+        try:
+            st, b = relay.api("POST", "/api/inputs",
+                              {"name": "pat", "kind": "test", "width": 160, "height": 120,
+                               "fps": 10, "record": True, "record_segment": 5,
+                               "record_max_age": 3600})
+            assert st == 201, (st, b)
+            saved = json.load(open(state))["inputs"][0]
+            assert (saved["record"], saved["record_segment"], saved["record_max_age"]) == \
+                (True, 5, 3600), saved
+            wait_for("recording", lambda: rec_state(relay, "pat")["state"] == "recording",
+                     timeout=10)
+            rc, took, err = relay.terminate()
+            assert_clean_exit(rc, took, err, 15)
+        finally:
+            relay.kill()
+        relay = Relay(build, ["--recordings", root, "--state", state], env=env)
+        try:
+            i = relay.input("pat")
+            assert (i["record"], i["record_segment"], i["record_max_age"]) == (True, 5, 3600), i
+            wait_for("recording again", lambda: rec_state(relay, "pat")["state"] == "recording",
+                     timeout=10)
+            wait_for("one session per run", lambda: len(
+                {os.path.dirname(p) for p in segments(root, "pat")}) == 2, timeout=10)
+            rc, took, err = relay.terminate()
+            assert_clean_exit(rc, took, err, 15)
+        finally:
+            relay.kill()
+    check("record_state_restart", restart)
+
+
 def mount_tmpfs(path, size_mb):
     os.makedirs(path, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % size_mb, "tmpfs", path],
@@ -703,7 +744,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="steward-record-test-")
     marker = ms.new_marker("stwrec")
     try:
-        for fn in ONLY_FNS or (run_main, run_relay_kill, run_disk):
+        for fn in ONLY_FNS or (run_main, run_relay_kill, run_restart, run_disk):
             try:
                 fn(build, tmp, marker)
             except Exception as e:
