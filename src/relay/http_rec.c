@@ -597,10 +597,7 @@ static void handle_delete(relay_http *srv, struct evhttp_request *req, const cha
         stw_free(segs);
     }
     stw_fd_close(&sfd);
-    if (removed > 0)
-        relay_rec_count_delete(srv->cfg.rec, RELAY_REC_DEL_API, bytes);
-    for (unsigned i = 1; i < removed; i++)
-        relay_rec_count_delete(srv->cfg.rec, RELAY_REC_DEL_API, 0);
+    relay_rec_count_delete(srv->cfg.rec, RELAY_REC_DEL_API, removed, bytes);
     /* Empty folders go (a session by its owner's request at once). */
     int ifd = relay_rec_open_dir(srv->cfg.rec, input, "dir:recordings-delete");
     int dfd = ifd >= 0 ? stw_fd_track(openat(ifd, day, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
@@ -619,11 +616,9 @@ static void handle_delete(relay_http *srv, struct evhttp_request *req, const cha
         code = 409;
         msg = "the session folder holds other files; its segments were deleted";
     }
-    if (msg != NULL && code != 409) {
-        relay_http__reply_error(req, code, msg);
-        return;
-    }
-    if (msg != NULL && removed == 0) {
+    /* A session whose folder stays (other files in it) answers 409 with
+     * what was deleted; every other failure deleted nothing. */
+    if (msg != NULL && (code != 409 || removed == 0)) {
         relay_http__reply_error(req, code, msg);
         return;
     }
@@ -635,8 +630,13 @@ static void handle_delete(relay_http *srv, struct evhttp_request *req, const cha
     }
     evbuffer_add_printf(b, "{\"deleted\":");
     relay_http__json_str(b, rel);
-    evbuffer_add_printf(b, ",\"segments\":%u,\"bytes\":%llu,\"session_removed\":%s}\n", removed,
+    evbuffer_add_printf(b, ",\"segments\":%u,\"bytes\":%llu,\"session_removed\":%s", removed,
                         (unsigned long long)bytes, session_gone ? "true" : "false");
+    if (msg != NULL) {
+        evbuffer_add_printf(b, ",\"error\":");
+        relay_http__json_str(b, msg);
+    }
+    evbuffer_add_printf(b, "}\n");
     relay_http__reply_json(req, code, code == 200 ? "OK" : "Conflict", b);
 }
 

@@ -76,10 +76,10 @@ void relay_rec_nudge(relay_rec *r)
     }
 }
 
-void relay_rec_count_delete(relay_rec *r, int reason, uint64_t bytes)
+void relay_rec_count_delete(relay_rec *r, int reason, unsigned segments, uint64_t bytes)
 {
     if (reason > 0 && reason < RELAY_REC_DEL_REASONS)
-        atomic_fetch_add(&r->deleted[reason], 1);
+        atomic_fetch_add(&r->deleted[reason], segments);
     atomic_fetch_add(&r->deleted_bytes, bytes);
 }
 
@@ -303,7 +303,7 @@ static uint64_t delete_marked(relay_rec *r)
         int dfd = ifd >= 0 ? open_sub(ifd, it->day, "dir:recordings-delete") : -1;
         int sfd = dfd >= 0 ? open_sub(dfd, it->hms, "dir:recordings-delete") : -1;
         if (sfd >= 0 && unlinkat(sfd, it->seg, 0) == 0) {
-            relay_rec_count_delete(r, it->e.reason, it->e.size);
+            relay_rec_count_delete(r, it->e.reason, 1, it->e.size);
             freed += it->e.size;
             fprintf(stderr, "steward relay: recordings: deleted %s/%s/%s/%s (%s, %llu bytes)\n",
                     it->input, it->day, it->hms, it->seg, relay_rec_reason_name(it->e.reason),

@@ -158,8 +158,8 @@ void relay_rec_set_input(relay_rec *r, const char *name, const relay_rec_limits 
 /* Wake the janitor for a scan now. */
 void relay_rec_nudge(relay_rec *r);
 
-/* Count a deletion made by the API. */
-void relay_rec_count_delete(relay_rec *r, int reason, uint64_t bytes);
+/* Count @segments deleted (@bytes together) for @reason. */
+void relay_rec_count_delete(relay_rec *r, int reason, unsigned segments, uint64_t bytes);
 
 void relay_rec_get_stats(relay_rec *r, relay_rec_stats *out);
 

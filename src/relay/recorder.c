@@ -206,22 +206,24 @@ static int build_argv(relay_recorder *r, const char *dir)
     return 0;
 }
 
-/* mkdirat @name under @dfd (0700) and open it, never through a symlink. */
-static int make_sub(int dfd, const char *name)
+/* mkdirat @name under @dfd (0700) and open it, never through a symlink.
+ * With @fresh, a folder that exists already is -EEXIST. */
+static int make_sub(int dfd, const char *name, bool fresh)
 {
-    if (mkdirat(dfd, name, 0700) != 0 && errno != EEXIST)
+    if (mkdirat(dfd, name, 0700) != 0 && (errno != EEXIST || fresh))
         return -errno;
     int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     return fd < 0 ? -errno : stw_fd_track(fd, STW_KIND_FD, "dir:recorder-session");
 }
 
-/* mkdir -p {input}/@day/@hms under the recordings directory. */
-static int make_session_dir(relay_recorder *r, const char *day, const char *hms)
+/* mkdir -p {input}/@day/@hms under the recordings directory; with
+ * @fresh, -EEXIST if the session folder exists. */
+static int make_session_dir(relay_recorder *r, const char *day, const char *hms, bool fresh)
 {
     int top = relay_rec_dirfd(r->rec);
-    int ifd = make_sub(top, r->in->name);
-    int dfd = ifd >= 0 ? make_sub(ifd, day) : ifd;
-    int sfd = dfd >= 0 ? make_sub(dfd, hms) : dfd;
+    int ifd = make_sub(top, r->in->name, false);
+    int dfd = ifd >= 0 ? make_sub(ifd, day, false) : ifd;
+    int sfd = dfd >= 0 ? make_sub(dfd, hms, fresh) : dfd;
     int rc = sfd < 0 ? sfd : 0;
     stw_fd_close(&sfd);
     stw_fd_close(&dfd);
@@ -241,10 +243,11 @@ static void keep_session_dir(relay_recorder *r)
     if (slash == NULL)
         return;
     *slash = '\0';
-    make_session_dir(r, session, slash + 1);
+    make_session_dir(r, session, slash + 1, false);
 }
 
-/* Make the session folder for now and point the job at it. */
+/* Make the session folder for now and point the job at it. Returns 0,
+ * -EEXIST (try again later) or an error (reported, state "error"). */
 static int begin_session(relay_recorder *r)
 {
     time_t t = time(NULL);
@@ -253,7 +256,12 @@ static int begin_session(relay_recorder *r)
     char day[16], hms[16];
     strftime(day, sizeof(day), "%Y-%m-%d", &tm);
     strftime(hms, sizeof(hms), "%H-%M-%S", &tm);
-    int rc = make_session_dir(r, day, hms);
+    /* A session of this second exists (recording stopped and started
+     * again, a restart of the relay): its segment names could be taken
+     * again. The caller retries in a moment, in the next second. */
+    int rc = make_session_dir(r, day, hms, true);
+    if (rc == -EEXIST)
+        return rc;
     char dir[RELAY_PATH_MAX + 64];
     if (rc == 0 && snprintf(dir, sizeof(dir), "%s/%s/%s/%s", relay_rec_dir(r->rec), r->in->name,
                             day, hms) >= (int)sizeof(dir))

@@ -495,7 +495,8 @@ def run_main(build, tmp, marker):
             for i in range(CHURN):
                 st, b = relay.api("PATCH", "/api/inputs/churn", {"record": True})
                 assert st == 200, (st, b)
-                if i % 2 == 0:  # half the cycles stop a running child, half one starting
+                if i % 5 == 0:  # a fifth of the cycles stop a running child (a new
+                    # session takes a new second), the others a recorder starting
                     wait_for("a recorder child", lambda: rec_state(relay, "churn")["pid"] > 0,
                              timeout=10, interval=0.02)
                 kids = [p for p in relay.children() if any("/churn/" in a for a in p["cmdline"])]
