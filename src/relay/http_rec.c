@@ -543,6 +543,16 @@ static bool session_active(relay_http *srv, const char *input, const char *sessi
     return strcmp(now, session) == 0;
 }
 
+/* Whether @seg is the newest segment of the session folder @sfd. */
+static bool is_last(int sfd, const char *seg)
+{
+    char(*segs)[32] = NULL;
+    long n = list_sorted(sfd, RELAY_REC_SEGMENT, &segs);
+    bool last = n > 0 && strcmp(segs[n - 1], seg) == 0;
+    stw_free(segs);
+    return last;
+}
+
 static void handle_delete(relay_http *srv, struct evhttp_request *req, const char *rel,
                           relay_rec_kind kind)
 {
@@ -570,7 +580,7 @@ static void handle_delete(relay_http *srv, struct evhttp_request *req, const cha
         if (fstatat(sfd, seg, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
             code = 404;
             msg = "no such segment";
-        } else if (active && time(NULL) - st.st_mtime < RELAY_REC_BUSY_S) {
+        } else if (active && is_last(sfd, seg)) {
             code = 409;
             msg = "the segment is being recorded";
         } else if (unlinkat(sfd, seg, 0) == 0) {
