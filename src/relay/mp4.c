@@ -318,7 +318,7 @@ int relay_mp4_probe(int fd, uint64_t size, relay_mp4_info *out)
     for (unsigned i = 0; i < pr.nt; i++)
         if (pr.t[i].started && pr.t[i].timescale > 0 && (best == NULL || pr.t[i].video))
             best = &pr.t[i];
-    if (best != NULL)
+    if (best != NULL && best->end >= best->first)
         out->duration_ms = (int64_t)((best->end - best->first) * 1000 / best->timescale);
     else
         out->duration_ms = 0;

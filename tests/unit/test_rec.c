@@ -160,9 +160,67 @@ static void test_mp4(void **state)
     unlink(path);
 }
 
+/* Every truncation and random corruption of a real segment: an answer,
+ * never a crash or a read out of bounds (run it under ASan or Valgrind
+ * to see the latter). */
+static void test_mp4_damaged(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/stw-test-rec-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    make_mp4(path, 2, "libx264");
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    size_t len = (size_t)st.st_size;
+    unsigned char *orig = malloc(len), *buf = malloc(len);
+    assert_non_null(orig);
+    assert_non_null(buf);
+    assert_int_equal(read(fd, orig, len), (ssize_t)len);
+    close(fd);
+    char bad[] = "/tmp/stw-test-rec-bad-XXXXXX";
+    int bfd = mkstemp(bad);
+    assert_true(bfd >= 0);
+    relay_mp4_info info;
+    int64_t last = -1;
+    /* Truncations: the playable duration never grows as the file shrinks. */
+    for (size_t cut = len; cut > 0; cut -= cut > 4096 ? 509 : 37) {
+        assert_int_equal(ftruncate(bfd, 0), 0);
+        assert_int_equal(pwrite(bfd, orig, cut, 0), (ssize_t)cut);
+        int rc = relay_mp4_probe(bfd, cut, &info);
+        assert_true(rc == 0 || rc == -EINVAL);
+        if (rc == 0) {
+            assert_true(info.duration_ms >= 0 && info.duration_ms <= 2000);
+            if (last >= 0)
+                assert_true(info.duration_ms <= last);
+            last = info.duration_ms;
+        }
+        if (cut <= 37)
+            break;
+    }
+    /* Random bytes changed: any answer, no crash. */
+    srand(7);
+    for (int round = 0; round < 300; round++) {
+        memcpy(buf, orig, len);
+        for (int k = 0; k < 8; k++)
+            buf[(size_t)rand() % len] = (unsigned char)rand();
+        assert_int_equal(ftruncate(bfd, 0), 0);
+        assert_int_equal(pwrite(bfd, buf, len, 0), (ssize_t)len);
+        int rc = relay_mp4_probe(bfd, len, &info);
+        assert_true(rc == 0 || rc == -EINVAL || rc == -ENOMEM);
+    }
+    close(bfd);
+    unlink(bad);
+    unlink(path);
+    free(orig);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {STW_TEST(test_paths), STW_TEST(test_select),
-                                       STW_TEST(test_mp4)};
+                                       STW_TEST(test_mp4), STW_TEST(test_mp4_damaged)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
