@@ -31,6 +31,9 @@ disk (when run as root; skipped, and said so, otherwise).
                         never two recorder children, none left, fds,
                         threads and children back to the baseline, every
                         segment finished
+  record_delete_finalises  an input deleted while recording: its last
+                        segment is finished, no child left, its
+                        recordings stay
   record_stop_finalises recording switched off: the last segment is
                         finished (probes whole, duration = what was
                         recorded within a fragment); the child is gone
@@ -522,11 +525,32 @@ def run_main(build, tmp, marker):
             st, b = relay.api("DELETE", "/api/inputs/churn")
             assert st == 200, (st, b)
 
+        def delete_finalises():
+            st, b = relay.api("POST", "/api/inputs",
+                              {"name": "gone", "kind": "test", "width": 160, "height": 120,
+                               "fps": 10, "record": True})
+            assert st == 201, (st, b)
+            wait_for("gone's segment 2.5 s old", lambda: (
+                lambda pa: pa[1] is not None and pa[1] > 2.5)(ev.newest("gone")), timeout=15,
+                interval=0.05)
+            last, age = ev.newest("gone")
+            st, b = relay.api("DELETE", "/api/inputs/gone")
+            assert st == 200, (st, b)
+            dur, frames, _, _, _ = probe(os.path.join(root, last))
+            assert age - 1.3 <= dur <= age + 1.0, (last, dur, age)
+            left = [p for p in relay.children()
+                    if p["zombie"] or any("/gone/" in a for a in p["cmdline"])]
+            assert not left, ms.describe(left)
+            # Its recordings stay, listed by name.
+            st, b = relay.api("GET", "/api/recordings/gone")
+            assert st == 200 and b["sessions"][0]["segments"][-1]["recording"] is False, b
+
         for name, fn in (("record_pattern", pattern), ("record_rtsp_copy", rtsp_copy),
                          ("record_mjpeg", mjpeg),
                          ("record_events", events), ("record_kill9", kill9),
                          ("record_api", api), ("record_manual_rm", manual_rm),
                          ("record_retention", retention), ("record_churn", churn),
+                         ("record_delete_finalises", delete_finalises),
                          ("record_stop_finalises", stop_finalises)):
             check(name, fn)
 
