@@ -92,6 +92,7 @@ bench: build
 	@bench/check_startup.sh $(BUILD)
 	@bench/relay_bench.sh $(BUILD)
 	@python3 bench/relay_ffmpeg_bench.py --build $(BUILD) --counts 1,10,50
+	@python3 bench/relay_record_bench.py --build $(BUILD) --counts 1,10,50
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -205,7 +205,18 @@ function addRow(input) {
     class: 'motion-toggle',
     onclick: () => toggleMotion(entry),
   }, 'Motion');
-  cells.actions.append(entry.motionButton, el('button', {
+  entry.recButton = el('button', {
+    type: 'button',
+    class: 'rec-toggle',
+    title: 'start or stop recording this input',
+    onclick: () => toggleRecord(entry),
+  }, 'Record');
+  cells.actions.append(entry.motionButton, entry.recButton, el('button', {
+    type: 'button',
+    class: 'rec-open',
+    title: 'recordings of this input: sessions, segments, the last 24 hours, playback',
+    onclick: () => openRecordings(entry.input.name),
+  }, 'Recordings'), el('button', {
     type: 'button',
     class: 'danger',
     title: 'delete this input and all its outputs',
@@ -359,6 +370,19 @@ function renderDetails(entry) {
         ? el('span', { class: 'last-error', title: i.last_error }, 'last error: ' + i.last_error)
         : el('span', { class: 'no-error' }, 'no error')));
   }
+  if (i.record && i.recording) {
+    const r = i.recording;
+    const parts = [];
+    if (r.session) parts.push('session ' + r.session);
+    parts.push(r.segment + ' s segments');
+    parts.push(fmtBytes(r.bytes || 0) + ' written');
+    if (r.restarts) parts.push(plural(r.restarts, 'restart'));
+    d.append(el('div', { class: 'recording' },
+      el('span', { class: 'label' }, 'recording'),
+      badge(r.state, 'small'),
+      el('span', {}, parts.join(', ')),
+      r.last_error ? el('span', { class: 'last-error', title: r.last_error }, r.last_error) : ''));
+  }
   d.hidden = d.childNodes.length === 0;
   setPushForm(entry, i.kind === 'ffmpeg');
 }
@@ -417,6 +441,10 @@ function updateRow(entry, input) {
   c.outputs.textContent = i.outputs;
   c.onDemand.textContent = i.on_demand ? 'yes' : 'no';
   c.framesIn.textContent = i.frames_in;
+  if (entry.recButton) {
+    entry.recButton.textContent = i.record ? 'Stop recording' : 'Record';
+    entry.recButton.classList.toggle('on', !!i.record);
+  }
   renderDetails(entry);
 }
 
@@ -637,6 +665,188 @@ for (const type of ['output-created', 'output-deleted']) {
   });
 }
 
+onEvent('input-updated', (i) => {
+  const entry = inputs.get(i.name);
+  if (entry) updateRow(entry, i);
+});
+onEvent('recording-state', (d) => {
+  const entry = inputs.get(d.input);
+  if (!entry) return;
+  entry.input.recording = d.recording;
+  renderDetails(entry);
+});
+for (const type of ['segment-created', 'segment-finished', 'segment-deleted',
+  'session-created', 'session-deleted']) {
+  onEvent(type, (d) => {
+    if (rec.name === d.input) scheduleRecordings();
+  });
+}
+onEvent('recordings-disk', () => {
+  if (rec.name) scheduleRecordings();
+});
+
+// ---- recordings ---------------------------------------------------------
+
+const recSection = document.getElementById('recordings');
+const recVideo = document.getElementById('rec-video');
+const recNow = document.getElementById('rec-now');
+const rec = { name: null, timer: null, playing: null };
+const DAY_MS = 24 * 3600 * 1000;
+
+async function toggleRecord(entry) {
+  const on = !entry.input.record;
+  try {
+    const input = await api('PATCH', inputPath(entry.input.name), { record: on });
+    updateRow(entry, input);
+  } catch (e) {
+    window.alert('Could not ' + (on ? 'start' : 'stop') + ' recording "' + entry.input.name +
+      '": ' + e.message);
+  }
+}
+
+function recPath(p) {
+  return '/api/recordings/' + p.split('/').map(encodeURIComponent).join('/');
+}
+
+function openRecordings(name) {
+  rec.name = name;
+  document.getElementById('rec-name').textContent = name;
+  recSection.hidden = false;
+  loadRecordings();
+  recSection.scrollIntoView({ block: 'nearest' });
+}
+
+document.getElementById('rec-close').addEventListener('click', () => {
+  rec.name = null;
+  recSection.hidden = true;
+  recVideo.pause();
+  recVideo.removeAttribute('src');
+  recVideo.load();
+});
+
+function scheduleRecordings() {
+  clearTimeout(rec.timer);
+  rec.timer = setTimeout(loadRecordings, 300);
+}
+
+function fmtDuration(ms) {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return s + ' s';
+  const m = Math.floor(s / 60);
+  if (m < 60) return m + ' min ' + (s % 60) + ' s';
+  return Math.floor(m / 60) + ' h ' + (m % 60) + ' min';
+}
+
+function play(seg) {
+  rec.playing = seg.path;
+  recVideo.src = recPath(seg.path);
+  recNow.className = 'msg';
+  recNow.textContent = 'playing ' + seg.path + ' (' + fmtDuration(seg.duration_ms) + ', ' +
+    fmtBytes(seg.size) + ')';
+  const p = recVideo.play();
+  if (p) p.catch((e) => { recNow.textContent = 'cannot play: ' + e.message; });
+  for (const li of recSection.querySelectorAll('.segment')) {
+    li.classList.toggle('playing', li.dataset.path === seg.path);
+  }
+}
+
+async function deleteRecording(path, what) {
+  if (!window.confirm('Delete ' + what + ' ' + path + '?')) return;
+  try {
+    await api('DELETE', recPath(path));
+  } catch (e) {
+    window.alert('Could not delete ' + path + ': ' + e.message);
+  }
+  scheduleRecordings();
+}
+
+function renderTimeline(sessions) {
+  const bars = recSection.querySelector('.timeline-bars');
+  const ticks = recSection.querySelector('.timeline-ticks');
+  bars.textContent = '';
+  ticks.textContent = '';
+  const end = Date.now();
+  const start = end - DAY_MS;
+  for (const s of sessions) {
+    for (const seg of s.segments) {
+      const a = Math.max(seg.start_ms, start);
+      const b = Math.min(seg.start_ms + Math.max(seg.duration_ms, 1000), end);
+      if (b <= start || a >= end) continue;
+      bars.append(el('div', {
+        class: 'bar' + (seg.recording ? ' live' : ''),
+        style: 'left:' + ((a - start) / DAY_MS * 100).toFixed(3) + '%;width:' +
+          Math.max((b - a) / DAY_MS * 100, 0.15).toFixed(3) + '%',
+        title: seg.start + ', ' + fmtDuration(seg.duration_ms),
+        onclick: () => play(seg),
+      }));
+    }
+  }
+  for (let h = 0; h <= 24; h += 3) {
+    const t = new Date(start + h * 3600 * 1000);
+    ticks.append(el('span', { style: 'left:' + (h / 24 * 100) + '%' },
+      String(t.getHours()).padStart(2, '0') + ':' + String(t.getMinutes()).padStart(2, '0')));
+  }
+}
+
+async function loadRecordings() {
+  const name = rec.name;
+  if (!name) return;
+  const box = document.getElementById('rec-sessions');
+  let list;
+  try {
+    const [top, l] = await Promise.all([
+      api('GET', '/api/recordings'),
+      api('GET', '/api/recordings/' + encodeURIComponent(name)),
+    ]);
+    list = l;
+    document.getElementById('rec-disk').textContent = fmtBytes(top.free_bytes) + ' free' +
+      (top.disk_full ? ' · DISK FULL: recording paused' : '');
+  } catch (e) {
+    if (rec.name !== name) return;
+    box.textContent = '';
+    box.append(el('p', { class: 'none' }, e.status === 404 ? 'no recordings yet' : e.message));
+    renderTimeline([]);
+    return;
+  }
+  if (rec.name !== name) return;
+  renderTimeline(list.sessions);
+  box.textContent = '';
+  if (list.sessions.length === 0) box.append(el('p', { class: 'none' }, 'no recordings yet'));
+  for (const s of [...list.sessions].reverse()) {
+    const total = s.segments.reduce((n, g) => n + g.duration_ms, 0);
+    const bytes = s.segments.reduce((n, g) => n + g.size, 0);
+    const ul = el('ul', { class: 'segments' });
+    for (const g of s.segments) {
+      const li = el('li', { class: 'segment' + (g.path === rec.playing ? ' playing' : '') },
+        el('span', { class: 'seg-time' }, new Date(g.start_ms).toLocaleTimeString()),
+        el('span', {}, fmtDuration(g.duration_ms)),
+        el('span', {}, fmtBytes(g.size)),
+        el('span', {}, (g.codec || '?') + (g.width ? ' ' + g.width + '×' + g.height : '')),
+        g.recording ? el('span', { class: 'rec-dot' }, 'recording') : '',
+        el('button', { type: 'button', class: 'small play', onclick: () => play(g) }, 'Play'),
+        el('button', {
+          type: 'button',
+          class: 'danger small',
+          onclick: () => deleteRecording(g.path, 'segment'),
+        }, 'Delete'));
+      li.dataset.path = g.path;
+      li.dataset.duration = g.duration_ms;
+      ul.append(li);
+    }
+    box.append(el('div', { class: 'session' },
+      el('div', { class: 'session-head' },
+        el('span', { class: 'label' }, 'session ' + s.id),
+        el('span', {}, plural(s.segments.length, 'segment') + ', ' + fmtDuration(total) + ', ' +
+          fmtBytes(bytes)),
+        el('button', {
+          type: 'button',
+          class: 'danger small',
+          onclick: () => deleteRecording(name + '/' + s.id, 'session'),
+        }, 'Delete session')),
+      ul));
+  }
+}
+
 // ---- add-input form -----------------------------------------------------
 
 const URL_HINTS = {
@@ -661,6 +871,7 @@ form.addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const f = form.elements;
   const body = { name: f.name.value.trim(), kind: f.kind.value, on_demand: f.on_demand.checked };
+  if (f.record.checked) body.record = true;
   if (body.kind === 'mjpeg') {
     body.url = f.url.value.trim();
   } else if (body.kind === 'ffmpeg') {

@@ -343,6 +343,7 @@ static void spawn(relay_child *c, int64_t now)
 {
     STW_BUG_ON(c->proc != NULL);
     stw_proc_opts po = {.argv = (const char *const *)c->argv,
+                        .envp = c->o.envp,
                         .pipe_stdin = c->o.pipe_stdin,
                         .pipe_stdout = c->o.pipe_stdout,
                         .pipe_stderr = true,

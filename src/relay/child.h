@@ -109,6 +109,9 @@ typedef struct relay_child_opts {
     int stdin_eof_ms;            /* with pipe_stdin: relay_child_stop() closes stdin first
                                   * and gives the child this long to end by itself
                                   * (finishing what it writes) before SIGTERM; 0 = none */
+    const char *const *envp;     /* the children's environment, NULL-terminated;
+                                  * borrowed, must outlive the job; NULL = the
+                                  * relay's */
     bool pipe_stdin;             /* the owner writes the child's stdin */
     bool pipe_stdout;            /* the owner reads the child's stdout */
     bool quiet;                  /* no lines in the relay's log (tests) */

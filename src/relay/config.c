@@ -109,6 +109,34 @@ static int option(walk *w, relay_config *cfg, struct fy_node *key, const char *n
     return 0;
 }
 
+/* recordings: dir, max_bytes, max_age, min_free (--recordings...). */
+static int recordings(walk *w, relay_config *cfg, struct fy_node *map)
+{
+    static const char *const keys[][2] = {{"dir", "--recordings"},
+                                          {"max_bytes", "--recordings-max-bytes"},
+                                          {"max_age", "--recordings-max-age"},
+                                          {"min_free", "--recordings-min-free"}};
+    void *it = NULL;
+    struct fy_node_pair *p;
+    while ((p = fy_node_mapping_iterate(map, &it)) != NULL) {
+        struct fy_node *k = fy_node_pair_key(p);
+        const char *name = scalar(k);
+        const char *opt = NULL;
+        for (size_t i = 0; name != NULL && i < sizeof(keys) / sizeof(keys[0]); i++)
+            if (strcmp(name, keys[i][0]) == 0)
+                opt = keys[i][1];
+        if (opt == NULL)
+            return fail(w, k, name != NULL ? name : "recordings",
+                        "unknown key in recordings (dir, max_bytes, max_age, min_free)");
+        const char *s = scalar(fy_node_pair_value(p));
+        if (s == NULL)
+            return fail(w, k, name, "must be a scalar");
+        if (relay_option_set(cfg, opt, s) != 0)
+            return fail(w, k, name, "bad value '%.200s' (as %s on the command line)", s, opt);
+    }
+    return 0;
+}
+
 static int limits(walk *w, relay_config *cfg, struct fy_node *map)
 {
     static const char *const known[] = {
@@ -376,8 +404,10 @@ static int input(walk *w, const relay_config *cfg, relay_spec *out, struct fy_no
                  const char *name, struct fy_node *map)
 {
     static const char *const known[] = {
-        "kind",           "url",  "width",   "height",  "fps",     "quality", "on_demand",
-        "rtsp_transport", "loop", "timeout", "outputs", "pattern", "motion"};
+        "kind",           "url",    "width",          "height",         "fps",
+        "quality",        "on_demand", "rtsp_transport", "loop",        "timeout",
+        "outputs",        "pattern", "motion",         "record",         "record_segment",
+        "record_max_age", "record_max_bytes"};
     if (!fy_node_is_mapping(map))
         return fail(w, key, name, "an input must be a mapping (kind, url, ...)");
     json_t *obj = json_object();
@@ -398,7 +428,8 @@ static int input(walk *w, const relay_config *cfg, relay_spec *out, struct fy_no
         if (!ok)
             rc = fail(w, k, field != NULL ? field : name,
                       "input %s: unknown key (kind, url, width, height, fps, quality, "
-                      "pattern, on_demand, rtsp_transport, loop, timeout, outputs, motion)",
+                      "pattern, on_demand, rtsp_transport, loop, timeout, outputs, motion, "
+                      "record, record_segment, record_max_age, record_max_bytes)",
                       name);
         else if (v == NULL)
             rc = fail(w, k, field, "input %s: not a value the API takes", name);
@@ -474,6 +505,9 @@ static int top(walk *w, relay_config *cfg, relay_file *file, struct fy_node *roo
             rc = fail(w, k, "?", "keys must be strings");
         else if (strcmp(name, "listen") == 0 || strcmp(name, "state") == 0)
             rc = option(w, cfg, k, name, v);
+        else if (strcmp(name, "recordings") == 0)
+            rc = fy_node_is_mapping(v) ? recordings(w, cfg, v)
+                                       : fail(w, k, name, "must be a mapping");
         else if (strcmp(name, "limits") == 0)
             rc = fy_node_is_mapping(v) ? limits(w, cfg, v) : fail(w, k, name, "must be a mapping");
         else if (strcmp(name, "test_pattern") == 0)
@@ -500,7 +534,8 @@ static int top(walk *w, relay_config *cfg, relay_file *file, struct fy_node *roo
         } else
             rc = fail(w, k, name,
                       "unknown key (listen, state, default_input, limits, test_pattern, "
-                      "allow_hosts, cors_origins, insecure_no_auth, tls, users, inputs)");
+                      "allow_hosts, cors_origins, insecure_no_auth, tls, users, inputs, "
+                      "recordings)");
         if (rc != 0)
             return rc;
     }
@@ -657,6 +692,17 @@ void relay_config_print(FILE *f, const relay_config *cfg)
             cfg->max_connections, cfg->max_conn_per_client, cfg->max_inputs,
             cfg->max_input_bytes >> 20, cfg->max_sse, cfg->on_demand_grace_ms, cfg->camera_stall_s,
             cfg->camera_frame_timeout_s);
+    fprintf(f, "recordings:\n  dir: ");
+    yq(f, cfg->rec_dir);
+    fprintf(f, "\n  max_bytes: %llu\n  max_age: %lld\n", (unsigned long long)cfg->rec_max_bytes,
+            (long long)cfg->rec_max_age_s);
+    if (cfg->rec_min_free_pct > 0 && cfg->rec_min_free_bytes > 0)
+        fprintf(f, "  # the larger of %llu bytes and %u%% of the filesystem\n",
+                (unsigned long long)cfg->rec_min_free_bytes, cfg->rec_min_free_pct);
+    if (cfg->rec_min_free_pct > 0)
+        fprintf(f, "  min_free: \"%u%%\"\n", cfg->rec_min_free_pct);
+    else
+        fprintf(f, "  min_free: %llu\n", (unsigned long long)cfg->rec_min_free_bytes);
     fprintf(f, "test_pattern:\n  size: %ux%u\n  fps: %u\n  quality: %u\n", cfg->width, cfg->height,
             cfg->fps, cfg->quality);
     fprintf(f, "allow_hosts: [");
@@ -741,5 +787,11 @@ void relay_config_print(FILE *f, const relay_config *cfg)
         for (unsigned k = 0; k < m->nignore; k++)
             fprintf(f, "        - {x: %u, y: %u, w: %u, h: %u}\n", m->ignore[k].x, m->ignore[k].y,
                     m->ignore[k].w, m->ignore[k].h);
+        if (s->record.on)
+            fprintf(f,
+                    "    record: true\n    record_segment: %u\n    record_max_age: %lld\n"
+                    "    record_max_bytes: %llu\n",
+                    s->record.segment_s, (long long)s->record.max_age_s,
+                    (unsigned long long)s->record.max_bytes);
     }
 }

@@ -60,6 +60,10 @@ static void route(relay_http *srv, struct evhttp_request *req, const char *path,
         relay_http__route_input(srv, req, path + 12, cmd);
         return;
     }
+    if (strcmp(path, "/api/recordings") == 0 || strncmp(path, "/api/recordings/", 16) == 0) {
+        relay_http__route_recordings(srv, req, path[15] == '/' ? path + 16 : "", cmd);
+        return;
+    }
     if (strcmp(path, "/api/inputs") == 0) {
         if (get)
             relay_http__handle_list_inputs(srv, req);
@@ -264,17 +268,18 @@ static int setup(relay_http *srv)
     for (unsigned i = 0; i < srv->ninputs; i++)
         if (relay_http__input_watch(srv->inputs[i]) != 0)
             return -ENOMEM;
-    return relay_http__service_setup(srv);
+    int rc = relay_http__rec_watch(srv);
+    return rc != 0 ? rc : relay_http__service_setup(srv);
 }
 
 /* The shutdown log names every child still running before the stages
  * stop them, so that the report after them can be read against it. */
 static void log_children(relay_http *srv)
 {
-    relay_job_view jv[RELAY_PUSH_MAX + 2];
+    relay_job_view jv[RELAY_PUSH_MAX + 3];
     for (unsigned i = 0; i < srv->ninputs; i++) {
         relay_input *in = srv->inputs[i]->in;
-        unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 2);
+        unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 3);
         for (unsigned j = 0; j < n; j++)
             if (jv[j].pid > 0 || jv[j].restarts > 0)
                 fprintf(stderr,
@@ -298,6 +303,7 @@ static void teardown(relay_http *srv)
     relay_http__conn_release(srv);
     relay_http__auth_unwatch(srv);
     relay_http__service_teardown(srv);
+    relay_http__rec_unwatch(srv);
     for (unsigned i = 0; i < srv->ninputs; i++)
         relay_http__input_unwatch(srv->inputs[i]);
     if (srv->keepalive != NULL)

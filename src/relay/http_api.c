@@ -28,6 +28,7 @@
 #include "config.h"
 #include "http_internal.h"
 #include "push.h"
+#include "recorder.h"
 #include "redact.h"
 #include "steward/alloc.h"
 
@@ -105,7 +106,15 @@ static void input_json(struct evbuffer *b, http_input *hi)
                         (unsigned long long)st.cards, (unsigned long long)st.frames_out,
                         (unsigned long long)st.dropped);
     relay_http__json_time(b, in->created_ms);
-    evbuffer_add_printf(b, "}");
+    evbuffer_add_printf(b,
+                        ",\"record\":%s,\"record_segment\":%u,\"record_max_age\":%lld,"
+                        "\"record_max_bytes\":%llu,\"recording\":",
+                        in->record.on ? "true" : "false", in->record.segment_s,
+                        (long long)in->record.max_age_s,
+                        (unsigned long long)in->record.max_bytes);
+    char *rj = in->recorder != NULL ? relay_recorder_json(in->recorder) : NULL;
+    evbuffer_add_printf(b, "%s}", rj != NULL ? rj : "{\"state\":\"off\"}");
+    stw_free(rj);
 }
 
 static void output_json(struct evbuffer *b, const viewer *v)
@@ -251,6 +260,10 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
         relay_http__reply_error(req, code, err);
         return;
     }
+    if (spec.record.on && srv->cfg.rec == NULL) {
+        relay_http__reply_error(req, 503, "recordings are not available (see the relay's log)");
+        return;
+    }
     if (relay_http__find_input(srv, spec.name, strlen(spec.name)) != NULL) {
         snprintf(err, sizeof(err), "input \"%s\" already exists", spec.name);
         relay_http__reply_error(req, 409, err);
@@ -286,6 +299,8 @@ void relay_http__handle_create_input(relay_http *srv, struct evhttp_request *req
     }
     if (rc == 0 && in->motion_spec.enabled)
         rc = relay_motion_start(in);
+    if (rc == 0)
+        rc = relay_input_apply_record(in, &srv->cfg);
     if (rc == 0 && (!in->on_demand || relay_input_consumed(in)))
         rc = relay_input_start(in, &srv->cfg);
     if (rc != 0) {
@@ -377,6 +392,83 @@ static void handle_delete_input(relay_http *srv, struct evhttp_request *req, htt
     relay_http__reply_json(req, 200, "OK", b);
 }
 
+/* PATCH /api/inputs/{name}: change the recording fields (the others are
+ * fixed at creation). Saved before it is acknowledged. */
+static void handle_patch_input(relay_http *srv, struct evhttp_request *req, http_input *hi)
+{
+    json_t *body = relay_http__read_body(srv, req);
+    if (body == NULL)
+        return;
+    char err[256];
+    relay_input *in = hi->in;
+    int code = json_is_object(body) ? 0 : 400;
+    const char *key;
+    json_t *val;
+    if (code == 0)
+        json_object_foreach(body, key, val)
+        {
+            if (strncmp(key, "record", 6) != 0 ||
+                (key[6] != '\0' && strcmp(key, "record_segment") != 0 &&
+                 strcmp(key, "record_max_age") != 0 && strcmp(key, "record_max_bytes") != 0)) {
+                snprintf(err, sizeof(err),
+                         "only record, record_segment, record_max_age and record_max_bytes can "
+                         "be changed (\"%.40s\" cannot)",
+                         key);
+                code = 422;
+                break;
+            }
+        }
+    else
+        snprintf(err, sizeof(err), "the body must be a JSON object");
+    relay_record_spec next = in->record;
+    if (code == 0)
+        code = relay_record_parse(body, &next, err, sizeof(err));
+    json_decref(body);
+    if (code == 0 && in->declared) {
+        snprintf(err, sizeof(err), "input \"%s\" is declared by the config file: change it there",
+                 in->name);
+        code = 409;
+    }
+    if (code == 0 && next.on && srv->cfg.rec == NULL) {
+        snprintf(err, sizeof(err), "recordings are not available (see the relay's log)");
+        code = 503;
+    }
+    if (code != 0) {
+        relay_http__reply_error(req, code, err);
+        return;
+    }
+    relay_record_spec prev = in->record;
+    in->record = next;
+    int rc = relay_http__save_state(srv, NULL, NULL);
+    if (rc != 0) {
+        in->record = prev;
+        relay_http__reply_unsaved(req, rc);
+        return;
+    }
+    /* A new segment length takes a new child. */
+    if (in->recorder != NULL && prev.segment_s != next.segment_s)
+        relay_recorder_stop(&in->recorder, stw_deadline_in_ms(10000));
+    rc = relay_input_apply_record(in, &srv->cfg);
+    if (rc == 0 && in->recorder != NULL)
+        rc = relay_http__input_ensure_running(hi);
+    else if (rc == 0)
+        relay_http__viewers_changed(hi);
+    if (rc != 0) {
+        snprintf(err, sizeof(err), "saved, but recording cannot start: %s", stw_strerror(rc));
+        relay_http__reply_error(req, 500, err);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, HTTP_SERVUNAVAIL, NULL);
+        return;
+    }
+    input_json(b, hi);
+    relay_http__sse_broadcast(srv, "input-updated", b);
+    evbuffer_add(b, "\n", 1);
+    relay_http__reply_json(req, 200, "OK", b);
+}
+
 static void handle_list_outputs(struct evhttp_request *req, http_input *hi)
 {
     struct evbuffer *b = evbuffer_new();
@@ -443,8 +535,10 @@ void relay_http__route_input(relay_http *srv, struct evhttp_request *req, const 
             handle_get_input(req, hi);
         else if (cmd == EVHTTP_REQ_DELETE)
             handle_delete_input(srv, req, hi);
+        else if (cmd == EVHTTP_REQ_PATCH)
+            handle_patch_input(srv, req, hi);
         else
-            relay_http__reply_405(req, "GET, HEAD, DELETE");
+            relay_http__reply_405(req, "GET, HEAD, PATCH, DELETE");
         return;
     }
     if (sub == 3) {

@@ -253,6 +253,8 @@ static unsigned need_of(const char *path, enum evhttp_cmd_type cmd)
         return 0;
     if (strcmp(path, "/api/inputs") == 0 || strncmp(path, "/api/inputs/", 12) == 0)
         return get ? RELAY_PERM_READ : RELAY_PERM_PUBLISH;
+    if (strcmp(path, "/api/recordings") == 0 || strncmp(path, "/api/recordings/", 16) == 0)
+        return get ? RELAY_PERM_READ : RELAY_PERM_PUBLISH;
     if (strncmp(path, "/stream/", 8) == 0 || strncmp(path, "/snapshot/", 10) == 0 ||
         strcmp(path, "/api/events") == 0 || strcmp(path, "/metrics") == 0)
         return RELAY_PERM_READ;

@@ -54,12 +54,12 @@ static void job_metrics(relay_http *srv, struct evbuffer *b)
         "1 while the job (ingest, decoder, push:ID) has a child process, else 0.",
         "Children started again after one ended or failed to start.",
         "Age of the job's current child."};
-    relay_job_view jv[RELAY_PUSH_MAX + 2];
+    relay_job_view jv[RELAY_PUSH_MAX + 3];
     for (unsigned k = 0; k < 3; k++) {
         metric_head(b, names[k], types[k], help[k]);
         for (unsigned i = 0; i < srv->ninputs; i++) {
             relay_input *in = srv->inputs[i]->in;
-            unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 2);
+            unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 3);
             for (unsigned j = 0; j < n; j++) {
                 evbuffer_add_printf(b, "%s{input=\"%s\",job=\"%s\"} ", names[k], in->name,
                                     jv[j].job);
@@ -160,6 +160,7 @@ void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req)
                         "steward_relay_auth_refused_total{reason=\"busy\"} %llu\n",
                         (unsigned long long)srv->auth_failed, (unsigned long long)srv->auth_locked,
                         (unsigned long long)srv->auth_busy);
+    relay_http__rec_metrics(srv, b);
     stw_report_prometheus(snap, relay_http__write_evbuffer, b);
     stw_snapshot_free(&snap);
     relay_http__reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
@@ -168,12 +169,12 @@ void relay_http__handle_metrics(relay_http *srv, struct evhttp_request *req)
 
 void relay_http__jobs_json(relay_http *srv, struct evbuffer *b)
 {
-    relay_job_view jv[RELAY_PUSH_MAX + 2];
+    relay_job_view jv[RELAY_PUSH_MAX + 3];
     bool first = true;
     evbuffer_add(b, "[", 1);
     for (unsigned i = 0; i < srv->ninputs; i++) {
         relay_input *in = srv->inputs[i]->in;
-        unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 2);
+        unsigned n = relay_input_jobs(in, jv, RELAY_PUSH_MAX + 3);
         for (unsigned j = 0; j < n; j++, first = false) {
             evbuffer_add_printf(b, "%s{\"input\":", first ? "" : ",");
             relay_http__json_str(b, in->name);

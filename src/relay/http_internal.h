@@ -67,6 +67,7 @@ typedef struct http_input http_input;
 typedef struct sse_client sse_client;
 typedef struct http_conn http_conn;
 typedef struct relay_auth relay_auth;
+typedef struct relay_http_rec relay_http_rec;
 
 struct viewer {
     viewer *prev, *next;
@@ -102,6 +103,7 @@ struct http_input {
     struct event *grace; /* on-demand stop timer */
     viewer *viewers;
     unsigned nviewers;
+    char rec_state[RELAY_STATE_MAX]; /* the recorder state last announced */
 };
 
 struct sse_client {
@@ -148,6 +150,7 @@ struct relay_http {
     struct ssl_ctx_st *tls;            /* tls.c: the listener's TLS context, NULL for plain HTTP */
     struct relay_http_service *svc;    /* http_service.c: notify, watchdog, signals */
     uint64_t reloads, reload_failures; /* http_reload.c */
+    relay_http_rec *rec;               /* http_rec.c: the watcher and summary cache; NULL without */
 };
 
 /* ---- loop detection across relays (http_chain.c, chain.h) ---- */
@@ -400,6 +403,21 @@ bool relay_http__route_push(relay_http *srv, struct evhttp_request *req, http_in
 /* Append @hi's push outputs to the JSON array being written in @b, with a
  * comma before the first unless @first. */
 void relay_http__push_list_json(struct evbuffer *b, http_input *hi, bool first);
+
+/* ---- recordings (http_rec.c) ---- */
+
+/* /api/recordings/@rest ("" for /api/recordings) with method @cmd. */
+void relay_http__route_recordings(relay_http *srv, struct evhttp_request *req, const char *rest,
+                                  enum evhttp_cmd_type cmd);
+
+/* Start the directory watcher and the recording state timer on the loop
+ * (setup; nothing without a recordings service). 0 or a negative errno;
+ * on failure what was made is freed by relay_http__rec_unwatch(). */
+int relay_http__rec_watch(relay_http *srv);
+void relay_http__rec_unwatch(relay_http *srv);
+
+/* Append the recording metrics to @b. */
+void relay_http__rec_metrics(relay_http *srv, struct evbuffer *b);
 
 /* ---- maintenance endpoints (http_debug.c) ---- */
 

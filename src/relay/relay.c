@@ -51,6 +51,8 @@
 #include "config.h"
 #include "log.h"
 #include "push.h"
+#include "rec.h"
+#include "recorder.h"
 #include "relay.h"
 #include "service.h"
 #include "steward/alloc.h"
@@ -94,6 +96,17 @@ static void usage(FILE *f)
                "  --state PATH                where the inputs are kept across restarts\n"
                "                              (default $XDG_STATE_HOME/steward/relay.json or\n"
                "                              ~/.local/state/steward/relay.json; \"none\": off)\n"
+               "  --recordings DIR            where recordings go (default\n"
+               "                              $XDG_STATE_HOME/steward/recordings or\n"
+               "                              ~/.local/state/steward/recordings)\n"
+               "  --recordings-max-bytes N    all recordings together at most N bytes\n"
+               "                              (suffix K, M, G, T; default 0: no limit)\n"
+               "  --recordings-max-age S      delete recordings older than S seconds\n"
+               "                              (default 0: no limit)\n"
+               "  --recordings-min-free N     keep N bytes (suffix K, M, G, T) or N%% of\n"
+               "                              the filesystem free; the oldest recordings go,\n"
+               "                              then recording pauses (default: the larger of\n"
+               "                              1G and 5%%)\n"
                "  --on-demand-grace-ms N      idle time before an on-demand input's source\n"
                "                              stops (default 10000)\n"
                "  --max-inputs N              inputs at most, 1..64 (default 64)\n"
@@ -162,6 +175,48 @@ static bool parse_listen(const char *arg, relay_config *cfg)
     return true;
 }
 
+/* A byte count with an optional K, M, G or T suffix (powers of 1024). */
+static bool parse_bytes(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || s[0] == '-')
+        return false;
+    static const char units[] = "KMGT";
+    const char *u = *end != '\0' ? strchr(units, *end) : NULL;
+    if (*end != '\0' && (u == NULL || end[1] != '\0'))
+        return false;
+    unsigned shift = u != NULL ? 10 * (unsigned)(u - units + 1) : 0;
+    if (shift > 0 && v > (UINT64_MAX >> shift))
+        return false;
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
+/* --recordings-min-free: BYTES (with a suffix) or N% of the filesystem. */
+static bool parse_min_free(relay_config *cfg, const char *v)
+{
+    size_t len = strlen(v);
+    if (len > 1 && v[len - 1] == '%') {
+        char num[16];
+        unsigned long pct;
+        if (len - 1 >= sizeof(num))
+            return false;
+        memcpy(num, v, len - 1);
+        num[len - 1] = '\0';
+        if (!parse_uint(num, 0, 99, &pct))
+            return false;
+        cfg->rec_min_free_pct = (unsigned)pct;
+        cfg->rec_min_free_bytes = 0;
+        return true;
+    }
+    if (!parse_bytes(v, &cfg->rec_min_free_bytes))
+        return false;
+    cfg->rec_min_free_pct = 0;
+    return true;
+}
+
 /* --state PATH: "none" disables the state file. */
 static bool set_state_path(relay_config *cfg, const char *v)
 {
@@ -190,6 +245,14 @@ static void default_state_path(relay_config *cfg)
                      home);
     if (n < 0 || (size_t)n >= sizeof(cfg->state_path))
         cfg->state_path[0] = '\0';
+    n = -1;
+    if (xdg != NULL && xdg[0] == '/')
+        n = snprintf(cfg->rec_dir, sizeof(cfg->rec_dir), "%s/steward/recordings", xdg);
+    else if (home != NULL && home[0] == '/')
+        n = snprintf(cfg->rec_dir, sizeof(cfg->rec_dir), "%s/.local/state/steward/recordings",
+                     home);
+    if (n < 0 || (size_t)n >= sizeof(cfg->rec_dir))
+        snprintf(cfg->rec_dir, sizeof(cfg->rec_dir), "steward-recordings");
 }
 
 /* Append @v to a --allow-host or --cors-origin list: printable, no spaces,
@@ -255,6 +318,15 @@ int relay_option_set(relay_config *cfg, const char *a, const char *v)
         ok = add_name(cfg->cors_origin, &cfg->ncors_origin, v);
     else if (strcmp(a, "--state") == 0)
         ok = set_state_path(cfg, v);
+    else if (strcmp(a, "--recordings") == 0)
+        ok = v[0] != '\0' && strlen(v) < sizeof(cfg->rec_dir) &&
+             snprintf(cfg->rec_dir, sizeof(cfg->rec_dir), "%s", v) > 0;
+    else if (strcmp(a, "--recordings-max-bytes") == 0)
+        ok = parse_bytes(v, &cfg->rec_max_bytes);
+    else if (strcmp(a, "--recordings-max-age") == 0 && (ok = parse_uint(v, 0, 315360000, &n)))
+        cfg->rec_max_age_s = (int64_t)n;
+    else if (strcmp(a, "--recordings-min-free") == 0)
+        ok = parse_min_free(cfg, v);
     else if (strcmp(a, "--size") == 0)
         ok = sscanf(v, "%ux%u", &cfg->width, &cfg->height) == 2 && cfg->width >= 16 &&
              cfg->height >= 16 && cfg->width <= 4096 && cfg->height <= 4096;
@@ -429,7 +501,7 @@ static void input_free(void *arg)
 
 bool relay_input_consumed(const relay_input *in)
 {
-    return in->npush > 0 || in->motion_spec.enabled;
+    return in->npush > 0 || in->motion_spec.enabled || in->recorder != NULL;
 }
 
 size_t relay_spec_claim(const relay_spec *spec)
@@ -471,6 +543,9 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
      * defaults, so that the state file never holds what its loader refuses. */
     in->motion_spec = spec->motion.fps != 0 ? spec->motion : RELAY_MOTION_SPEC_DEFAULT;
     in->on_demand = spec->on_demand;
+    in->record = spec->record;
+    if (in->record.segment_s == 0) /* a spec made in code, not parsed */
+        in->record.segment_s = RELAY_REC_SEGMENT_DEFAULT;
     in->declared = spec->declared;
     in->claim = relay_spec_claim(spec);
     in->created_ms = spec->created_ms;
@@ -547,6 +622,23 @@ void relay_input_start_pushes(relay_input *in, const relay_spec *spec)
             relay_log(RELAY_LOG_ERROR, "push", in->name, "cannot start push output %llu: %s",
                       (unsigned long long)spec->push[i].id, stw_strerror(rc));
     }
+}
+
+int relay_input_apply_record(relay_input *in, const relay_config *cfg)
+{
+    relay_rec *rec = cfg->rec;
+    if (rec != NULL) {
+        relay_rec_limits l = {.max_age_s = in->record.max_age_s,
+                              .max_bytes = in->record.max_bytes};
+        relay_rec_set_input(rec, in->name, &l);
+    }
+    if (in->recorder != NULL && !in->record.on)
+        relay_recorder_stop(&in->recorder, stw_deadline_in_ms(10000));
+    if (!in->record.on || in->recorder != NULL)
+        return 0;
+    if (rec == NULL)
+        return -ENODEV;
+    return relay_recorder_start(in, rec, in->record.segment_s, &in->recorder);
 }
 
 void relay_input_stop(relay_input *in, stw_deadline d)
@@ -665,8 +757,12 @@ static int initial_inputs(stw_scope *sources, const relay_config *cfg, relay_inp
         if (in->motion_spec.enabled && (rc = relay_motion_start(in)) != 0)
             fprintf(stderr, "steward relay: input %s: cannot start motion detection: %s\n",
                     in->name, stw_strerror(rc));
-        /* Push outputs and motion detection keep an on-demand input
-         * running, as viewers do. */
+        rc = relay_input_apply_record(in, cfg);
+        if (rc != 0)
+            fprintf(stderr, "steward relay: input %s: cannot record: %s\n", in->name,
+                    stw_strerror(rc));
+        /* Push outputs, motion detection and recording keep an on-demand
+         * input running, as viewers do. */
         if (in->on_demand && !relay_input_consumed(in))
             continue;
         /* One input whose source cannot start must not keep the others
@@ -712,7 +808,9 @@ static void config_defaults(relay_config *cfg)
                           .camera_frame_timeout_s = 10,
                           .header_timeout_s = 10,
                           .max_connections = 1100,
-                          .max_conn_per_client = 128};
+                          .max_conn_per_client = 128,
+                          .rec_min_free_bytes = RELAY_REC_MIN_FREE_DEFAULT,
+                          .rec_min_free_pct = RELAY_REC_MIN_FREE_PCT_DEFAULT};
     cfg->log = (relay_log_opts)RELAY_LOG_OPTS_DEFAULT;
     default_state_path(cfg);
 }
@@ -808,12 +906,16 @@ int stw_relay_main(int argc, char **argv)
     if (rc != 0)
         goto free_shutdown;
 
-    stw_scope *root = NULL, *http = NULL, *sources = NULL, *libs = NULL;
+    stw_scope *root = NULL, *http = NULL, *sources = NULL, *recs = NULL, *libs = NULL;
     rc = stw_scope_new(NULL, "relay", &root);
     if (rc == 0)
         rc = stw_scope_new(root, "http", &http);
     if (rc == 0)
         rc = stw_scope_new(root, "sources", &sources);
+    /* The recordings service outlives every recorder (they are in the
+     * inputs' scopes) and goes before the libraries. */
+    if (rc == 0)
+        rc = stw_scope_new(root, "recordings", &recs);
     /* Libraries' global state goes last, once nothing uses them, and before
      * the verdict: libcurl allocates through the ledger. */
     if (rc == 0)
@@ -825,7 +927,15 @@ int stw_relay_main(int argc, char **argv)
     if (rc == 0)
         rc = stw_shutdown_add_stage(sd, "sources", sources, 5000);
     if (rc == 0)
+        rc = stw_shutdown_add_stage(sd, "recordings", recs, 3000);
+    if (rc == 0)
         rc = stw_shutdown_add_stage(sd, "libraries", libs, 1000);
+    /* A recordings directory that cannot be used leaves the relay serving
+     * without recordings (said on stderr; recording is refused with 503). */
+    if (rc == 0 && relay_rec_start(recs, &cfg, &cfg.rec) != 0) {
+        cfg.rec = NULL;
+        fprintf(stderr, "steward relay: recordings are off: %s cannot be used\n", cfg.rec_dir);
+    }
     relay_input *inputs[RELAY_INPUTS_MAX];
     unsigned ninputs = 0;
     if (rc == 0)

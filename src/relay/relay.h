@@ -104,6 +104,14 @@ typedef struct relay_config {
     const struct relay_file *file;
     bool insecure_no_auth; /* serve a non-loopback address without users */
     relay_log_opts log;    /* --log-*: read at start, not on reload */
+    /* Recordings (rec.h): the directory, the global retention and the
+     * free-space guard (the larger of the two thresholds). */
+    char rec_dir[RELAY_PATH_MAX];
+    uint64_t rec_max_bytes;      /* 0: none */
+    int64_t rec_max_age_s;       /* 0: none */
+    uint64_t rec_min_free_bytes; /* bytes */
+    unsigned rec_min_free_pct;   /* percent of the filesystem */
+    struct relay_rec *rec;       /* the service; NULL until it runs; borrowed */
 } relay_config;
 
 #define RELAY_LOOP_HEADER "X-Steward-Relay"
@@ -246,6 +254,15 @@ typedef struct relay_push_spec {
     char url[RELAY_URL_MAX + 1];
 } relay_push_spec;
 
+/* Recording of an input (rec.h, recorder.h): on or off, the segment
+ * length and the input's own retention. */
+typedef struct relay_record_spec {
+    bool on;
+    unsigned segment_s;  /* RELAY_REC_SEGMENT_MIN..MAX, default 60 */
+    int64_t max_age_s;   /* 0: only the global limit */
+    uint64_t max_bytes;  /* 0: only the global limit */
+} relay_record_spec;
+
 /* What the API and the state file say an input is. */
 typedef struct relay_spec {
     char name[RELAY_NAME_MAX];
@@ -260,10 +277,12 @@ typedef struct relay_spec {
     bool on_demand;
     int64_t created_ms; /* wall clock, ms since the epoch; 0: now */
     bool declared;      /* by the config file: not deletable, not in the state file */
+    relay_record_spec record;
 } relay_spec;
 
 struct relay_ts;
 struct relay_child;
+struct relay_recorder;
 
 typedef struct relay_input {
     char name[RELAY_NAME_MAX];   /* [A-Za-z0-9_-]+ */
@@ -288,6 +307,11 @@ typedef struct relay_input {
     struct relay_push *push[RELAY_PUSH_MAX];
     unsigned npush;
     bool on_demand;     /* stop the source when the last viewer left */
+    relay_record_spec record;
+    /* The recorder while recording is on (recorder.h); the loop thread's
+     * (and relay_main's before the loop runs). Its scope is a child of
+     * owner: it stops before the input is freed. */
+    struct relay_recorder *recorder;
     int64_t created_ms; /* wall clock, ms since the epoch */
     bool declared;      /* by the config file: not deletable, not in the state file */
     size_t claim;       /* relay_spec_claim() of its spec */
@@ -329,6 +353,13 @@ int relay_input_start(relay_input *in, const relay_config *cfg);
  * the input table. */
 void relay_input_start_pushes(relay_input *in, const relay_spec *spec);
 
+/* Make @in's recorder match in->record with @cfg's recordings service:
+ * start it, stop it (the segment is finished), or restart it when the
+ * segment length changed; and give the service the input's retention.
+ * Returns 0, -ENODEV when recording is on but there is no service, or
+ * the recorder's error. Only on the thread that owns the input table. */
+int relay_input_apply_record(relay_input *in, const relay_config *cfg);
+
 /* Stop @in's source: close in->scope until @d (stragglers are reported on
  * stderr and left to finish on their own), free it, drop the pool handle,
  * state "idle". Does nothing if it is stopped. */
@@ -365,6 +396,11 @@ void relay_input_set_pool(relay_input *in, stw_pool *pool);
 #define RELAY_SPEC_STORED 0x1u
 int relay_spec_parse(const void *obj, const relay_config *cfg, unsigned flags, relay_spec *out,
                      char *err, size_t errlen);
+
+/* The recording fields of the JSON object @obj ("record",
+ * "record_segment", "record_max_age", "record_max_bytes"), those present
+ * over what @out holds. Returns 0, or 400/422 with a message in @err. */
+int relay_record_parse(const void *obj, relay_record_spec *out, char *err, size_t errlen);
 
 /* The spec of @in as a JSON object (a new json_t *, transfer full), or NULL. */
 void *relay_spec_json(const relay_input *in);

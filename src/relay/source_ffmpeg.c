@@ -54,6 +54,7 @@
 #include "ffmpeg.h"
 #include "mjpeg.h"
 #include "push.h"
+#include "recorder.h"
 #include "redact.h"
 #include "relay.h"
 #include "steward/alloc.h"
@@ -484,6 +485,8 @@ unsigned relay_input_jobs(relay_input *in, relay_job_view *out, unsigned max)
         relay_job_view_of(in->ffin->decoder, "decoder", &out[n++]);
     for (unsigned i = 0; i < in->npush && n < max; i++)
         relay_push_job_view(in->push[i], &out[n++]);
+    if (in->recorder != NULL && n < max)
+        relay_recorder_job_view(in->recorder, &out[n++]);
     return n;
 }
 

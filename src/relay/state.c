@@ -35,6 +35,7 @@
 #include "log.h"
 #include "ffmpeg.h"
 #include "push.h"
+#include "rec.h"
 #include "redact.h"
 #include "relay.h"
 #include "steward/alloc.h"
@@ -78,9 +79,11 @@ static const char *url_problem(const char *url, size_t len)
     return NULL;
 }
 
-/* Integer field @key of @obj into *@out when present, within [lo, hi]. */
+/* Integer fields @key of @obj into *@out when present, within [lo, hi]. */
 static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi, unsigned *out,
                     char *err, size_t errlen);
+static int get_int(const json_t *obj, const char *key, json_int_t lo, json_int_t hi,
+                   json_int_t *out, char *err, size_t errlen);
 
 /* The options of an ffmpeg input: rtsp_transport ("tcp" or "udp"), loop,
  * timeout (seconds); refused on the other kinds. */
@@ -143,6 +146,16 @@ static int push_outputs(const json_t *obj, bool ff, relay_spec *out, char *err, 
 static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi, unsigned *out,
                     char *err, size_t errlen)
 {
+    json_int_t v = *out;
+    int rc = get_int(obj, key, lo, hi, &v, err, errlen);
+    *out = (unsigned)v;
+    return rc;
+}
+
+/* Integer field @key of @obj into *@out when present, within [lo, hi]. */
+static int get_int(const json_t *obj, const char *key, json_int_t lo, json_int_t hi,
+                   json_int_t *out, char *err, size_t errlen)
+{
     json_t *v = json_object_get(obj, key);
     if (v == NULL)
         return 0;
@@ -151,11 +164,34 @@ static int get_uint(const json_t *obj, const char *key, unsigned lo, unsigned hi
         return 400;
     }
     json_int_t n = json_integer_value(v);
-    if (n < (json_int_t)lo || n > (json_int_t)hi) {
-        snprintf(err, errlen, "%s must be in %u..%u", key, lo, hi);
+    if (n < lo || n > hi) {
+        snprintf(err, errlen, "%s must be in %lld..%lld", key, (long long)lo, (long long)hi);
         return 422;
     }
-    *out = (unsigned)n;
+    *out = n;
+    return 0;
+}
+
+int relay_record_parse(const void *o, relay_record_spec *out, char *err, size_t errlen)
+{
+    const json_t *obj = o;
+    json_t *rec = json_object_get(obj, "record");
+    if (rec != NULL && !json_is_boolean(rec))
+        return fail(err, errlen, 400, "%s", "record must be true or false");
+    if (rec != NULL)
+        out->on = json_is_true(rec);
+    json_int_t seg = out->segment_s, age = out->max_age_s, bytes = (json_int_t)out->max_bytes;
+    int rc = get_int(obj, "record_segment", RELAY_REC_SEGMENT_MIN, RELAY_REC_SEGMENT_MAX, &seg,
+                     err, errlen);
+    if (rc == 0)
+        rc = get_int(obj, "record_max_age", 0, (json_int_t)10 * 365 * 86400, &age, err, errlen);
+    if (rc == 0)
+        rc = get_int(obj, "record_max_bytes", 0, (json_int_t)1 << 60, &bytes, err, errlen);
+    if (rc != 0)
+        return rc;
+    out->segment_s = (unsigned)seg;
+    out->max_age_s = age;
+    out->max_bytes = (uint64_t)bytes;
     return 0;
 }
 
@@ -166,9 +202,9 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
     if (!json_is_object(obj))
         return fail(err, errlen, 400, "%s", "the body must be a JSON object");
     static const char *const known[] = {
-        "name",    "kind",      "url",     "width",      "height",         "fps",
-        "quality", "on_demand", "created", "created_ms", "rtsp_transport", "loop",
-        "timeout", "outputs",   "pattern", "motion"};
+        "name",      "kind",    "url",        "width",          "height", "fps",     "quality",
+        "on_demand", "created", "created_ms", "rtsp_transport", "loop",   "timeout", "outputs",
+        "pattern",   "motion",  "record",     "record_segment", "record_max_age", "record_max_bytes"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)
@@ -283,7 +319,8 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
             return fail(err, errlen, 400, "%s", "created_ms must be a non-negative integer");
         out->created_ms = json_integer_value(cr);
     }
-    return 0;
+    out->record = (relay_record_spec){.segment_s = RELAY_REC_SEGMENT_DEFAULT};
+    return relay_record_parse(obj, &out->record, err, errlen);
 }
 
 void *relay_spec_json(const relay_input *in)
@@ -318,6 +355,10 @@ void *relay_spec_json(const relay_input *in)
     bad |= mo == NULL || json_object_set_new(o, "motion", mo) != 0;
     bad |= json_object_set_new(o, "on_demand", json_boolean(in->on_demand));
     bad |= json_object_set_new(o, "created_ms", json_integer(in->created_ms));
+    bad |= json_object_set_new(o, "record", json_boolean(in->record.on));
+    bad |= json_object_set_new(o, "record_segment", json_integer(in->record.segment_s));
+    bad |= json_object_set_new(o, "record_max_age", json_integer(in->record.max_age_s));
+    bad |= json_object_set_new(o, "record_max_bytes", json_integer((json_int_t)in->record.max_bytes));
     if (bad != 0) {
         json_decref(o);
         return NULL;

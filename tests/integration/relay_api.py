@@ -425,7 +425,7 @@ def run_main(build, tmp):
             assert st == 200, st
             assert doc["stack_kind"] == "creation", doc
             names = sorted(t["name"] for t in doc["threads"])
-            assert names == ["http-loop", "src-test"], names
+            assert names == ["http-loop", "rec-janitor", "src-test"], names
             assert doc["os_threads"] >= len(names), doc
             for t in doc["threads"]:
                 funcs = [f.get("func", "") for f in t["stack"]]

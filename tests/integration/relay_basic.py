@@ -297,7 +297,7 @@ def run(build):
             assert st == 200, st
             d = json.loads(body)
             names = sorted(t["name"] for t in d["threads"])
-            assert names == ["http-loop", "src-test"], names
+            assert names == ["http-loop", "rec-janitor", "src-test"], names
             assert d["ledger"]["schema"] == "steward.ledger/1", d["ledger"]["schema"]
             kinds = {k["kind"]: k["live"] for k in d["ledger"]["kinds"]}
             assert kinds.get("scope", 0) >= 4 and kinds.get("frame", 0) >= 1, kinds

@@ -1,0 +1,226 @@
+/*
+ * The recordings layout's names, the retention rule (src/relay/rec_pure.c)
+ * and the fragmented MP4 summary (src/relay/mp4.c) on files the installed
+ * ffmpeg writes, whole and cut short.
+ */
+#include "stw_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mp4.h"
+#include "rec.h"
+
+/* The relay's input-name rule (relay.c), which rec_pure.c calls. */
+bool relay_name_valid(const char *name, size_t len)
+{
+    if (len == 0 || len >= RELAY_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void test_paths(void **state)
+{
+    (void)state;
+    assert_int_equal(relay_rec_path_check("cam1"), RELAY_REC_INPUT);
+    assert_int_equal(relay_rec_path_check("cam1/2026-12-02"), RELAY_REC_DAY);
+    assert_int_equal(relay_rec_path_check("cam1/2026-12-02/13-10-00"), RELAY_REC_SESSION);
+    assert_int_equal(relay_rec_path_check("cam1/2026-12-02/13-10-00/2026-12-02T13-10-00Z.mp4"),
+                     RELAY_REC_SEGMENT);
+    static const char *const bad[] = {
+        "", "/", "..", ".", "cam1/", "/cam1", "cam1//2026-12-02", "cam1/../etc",
+        "../cam1", "cam1/2026-13-02", "cam1/2026-02-30", "cam1/2026-12-02/24-00-00",
+        "cam1/2026-12-02/13-10-00/..", "cam1/2026-12-02/13-10-00/x.mp4",
+        "cam1/2026-12-02/13-10-00/2026-12-02T13-10-00Z.mp4/x",
+        "cam1/2026-12-02/13-10-00/2026-12-02T13-10-00Z.mp", "cam 1", "cam1/2026-12-0a",
+        "cam1/2026-12-02/13-10-00/2026-12-02T13-10-00Z.mp4\n", "a/b/c/d/e",
+        "cam1/2026-12-02/13:10:00"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (relay_rec_path_check(bad[i]) != RELAY_REC_BAD)
+            fail_msg("accepted \"%s\"", bad[i]);
+    }
+    assert_int_equal(relay_rec_session_time("1970-01-01", "00-00-00"), 0);
+    assert_int_equal(relay_rec_session_time("2000-03-01", "00-00-01"), 951868801);
+    assert_int_equal(relay_rec_segment_time("2026-12-02T13-10-05Z.mp4"),
+                     relay_rec_session_time("2026-12-02", "13-10-05"));
+    assert_int_equal(relay_rec_segment_time("2026-12-02T13-10-05.mp4"), -1);
+}
+
+static void test_select(void **state)
+{
+    (void)state;
+    relay_rec_entry e[6];
+    relay_rec_limits in[2] = {{.max_bytes = 250}, {.max_age_s = 100}};
+    relay_rec_limits none = {0};
+    /* Input 0: four segments of 100 bytes, the newest busy; input 1: two. */
+    for (int i = 0; i < 4; i++)
+        e[i] = (relay_rec_entry){.input = 0, .start = 1000 + i * 60, .size = 100, .busy = i == 3};
+    e[4] = (relay_rec_entry){.input = 1, .start = 900, .size = 10};
+    e[5] = (relay_rec_entry){.input = 1, .start = 1190, .size = 10};
+    /* Sorted by start: swap e[4] first. */
+    relay_rec_entry s[6] = {e[4], e[0], e[1], e[2], e[5], e[3]};
+    uint64_t missing = relay_rec_select(s, 6, in, 2, &none, 1200, 1 << 20, 0);
+    assert_int_equal(missing, 0);
+    assert_int_equal(s[0].reason, RELAY_REC_DEL_AGE);  /* input 1, 300 s old */
+    assert_int_equal(s[1].reason, RELAY_REC_DEL_SIZE); /* input 0's oldest two */
+    assert_int_equal(s[2].reason, RELAY_REC_DEL_SIZE);
+    assert_int_equal(s[3].reason, 0);
+    assert_int_equal(s[4].reason, 0);
+    assert_int_equal(s[5].reason, 0);
+
+    /* Global bytes, then free space; busy ones never go. */
+    relay_rec_limits g = {.max_bytes = 200};
+    relay_rec_entry t[4];
+    for (int i = 0; i < 4; i++)
+        t[i] = (relay_rec_entry){.input = -1, .start = i, .size = 100, .busy = i == 3};
+    missing = relay_rec_select(t, 4, NULL, 0, &g, 10, 1000, 1250);
+    assert_int_equal(missing, 0);
+    assert_int_equal(t[0].reason, RELAY_REC_DEL_SIZE);
+    assert_int_equal(t[1].reason, RELAY_REC_DEL_SIZE);
+    assert_int_equal(t[2].reason, RELAY_REC_DEL_SPACE);
+    assert_int_equal(t[3].reason, 0);
+    /* Not enough even with everything gone: what is missing is said. */
+    missing = relay_rec_select(t, 4, NULL, 0, &g, 10, 1000, 2000);
+    assert_int_equal(missing, 700);
+    assert_int_equal(t[3].reason, 0);
+    /* No limits, enough space: nothing goes. */
+    missing = relay_rec_select(t, 4, NULL, 0, &none, 10, 5000, 1000);
+    assert_int_equal(missing, 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(t[i].reason, 0);
+}
+
+/* Make a fragmented MP4 of @secs seconds (25 fps, a keyframe a second)
+ * with the installed ffmpeg at @path. */
+static void make_mp4(const char *path, int secs, const char *codec)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i "
+             "testsrc=size=160x120:rate=25 -t %d -c:v %s -g 25 -pix_fmt yuv420p -f mp4 "
+             "-movflags +frag_keyframe+empty_moov+default_base_moof -frag_duration 1000000 %s",
+             secs, codec, path);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void probe_file(const char *path, relay_mp4_info *info)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(relay_mp4_probe(fd, (uint64_t)st.st_size, info), 0);
+    close(fd);
+}
+
+static void test_mp4(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/stw-test-rec-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    make_mp4(path, 4, "libx264");
+    relay_mp4_info info;
+    probe_file(path, &info);
+    assert_int_equal(info.duration_ms, 4000);
+    assert_string_equal(info.video_codec, "h264");
+    assert_int_equal(info.width, 160);
+    assert_int_equal(info.height, 120);
+    assert_int_equal(info.fragments, 4);
+    assert_false(info.cut);
+    /* Cut in the middle of the last fragment: three seconds remain. */
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    /* (past the trailing mfra box, into the last mdat) */
+    assert_int_equal(truncate(path, st.st_size - 400), 0);
+    probe_file(path, &info);
+    assert_true(info.cut);
+    assert_int_equal(info.fragments, 3);
+    assert_int_equal(info.duration_ms, 3000);
+    /* Not an MP4 at all. */
+    fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    assert_int_equal(write(fd, "garbage garbage garbage", 23), 23);
+    close(fd);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_int_equal(relay_mp4_probe(fd, 23, &info), -EINVAL);
+    close(fd);
+    unlink(path);
+}
+
+/* Every truncation and random corruption of a real segment: an answer,
+ * never a crash or a read out of bounds (run it under ASan or Valgrind
+ * to see the latter). */
+static void test_mp4_damaged(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/stw-test-rec-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    make_mp4(path, 2, "libx264");
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    size_t len = (size_t)st.st_size;
+    unsigned char *orig = malloc(len), *buf = malloc(len);
+    assert_non_null(orig);
+    assert_non_null(buf);
+    assert_int_equal(read(fd, orig, len), (ssize_t)len);
+    close(fd);
+    char bad[] = "/tmp/stw-test-rec-bad-XXXXXX";
+    int bfd = mkstemp(bad);
+    assert_true(bfd >= 0);
+    relay_mp4_info info;
+    int64_t last = -1;
+    /* Truncations: the playable duration never grows as the file shrinks. */
+    for (size_t cut = len; cut > 0; cut -= cut > 4096 ? 509 : 37) {
+        assert_int_equal(ftruncate(bfd, 0), 0);
+        assert_int_equal(pwrite(bfd, orig, cut, 0), (ssize_t)cut);
+        int rc = relay_mp4_probe(bfd, cut, &info);
+        assert_true(rc == 0 || rc == -EINVAL);
+        if (rc == 0) {
+            assert_true(info.duration_ms >= 0 && info.duration_ms <= 2000);
+            if (last >= 0)
+                assert_true(info.duration_ms <= last);
+            last = info.duration_ms;
+        }
+        if (cut <= 37)
+            break;
+    }
+    /* Random bytes changed: any answer, no crash. */
+    srand(7);
+    for (int round = 0; round < 300; round++) {
+        memcpy(buf, orig, len);
+        for (int k = 0; k < 8; k++)
+            buf[(size_t)rand() % len] = (unsigned char)rand();
+        assert_int_equal(ftruncate(bfd, 0), 0);
+        assert_int_equal(pwrite(bfd, buf, len, 0), (ssize_t)len);
+        int rc = relay_mp4_probe(bfd, len, &info);
+        assert_true(rc == 0 || rc == -EINVAL || rc == -ENOMEM);
+    }
+    close(bfd);
+    unlink(bad);
+    unlink(path);
+    free(orig);
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {STW_TEST(test_paths), STW_TEST(test_select),
+                                       STW_TEST(test_mp4), STW_TEST(test_mp4_damaged)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
