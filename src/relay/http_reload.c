@@ -185,8 +185,20 @@ static void apply_limits(relay_http *srv, const relay_config *n)
         (strcmp(cf->tls_cert, n->file->tls_cert) != 0 ||
          strcmp(cf->tls_key, n->file->tls_key) != 0))
         relay_log(RELAY_LOG_WARNING, "reload", NULL, "TLS files changed: needs a restart");
+    if (strcmp(c->rec_dir, n->rec_dir) != 0 || c->rec_max_bytes != n->rec_max_bytes ||
+        c->rec_max_age_s != n->rec_max_age_s || c->rec_min_free_bytes != n->rec_min_free_bytes ||
+        c->rec_min_free_pct != n->rec_min_free_pct)
+        relay_log(RELAY_LOG_WARNING, "reload", NULL,
+                  "the recordings directory or its global limits changed: needs a restart");
     relay_config keep = *c;
     *c = *n;
+    /* The recordings service runs with what it was started with. */
+    memcpy(c->rec_dir, keep.rec_dir, sizeof(c->rec_dir));
+    c->rec_max_bytes = keep.rec_max_bytes;
+    c->rec_max_age_s = keep.rec_max_age_s;
+    c->rec_min_free_bytes = keep.rec_min_free_bytes;
+    c->rec_min_free_pct = keep.rec_min_free_pct;
+    c->rec = keep.rec;
     memcpy(c->host, keep.host, sizeof(c->host));
     c->port = keep.port;
     memcpy(c->state_path, keep.state_path, sizeof(c->state_path));

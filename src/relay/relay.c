@@ -389,6 +389,10 @@ static const struct option long_opts[] = {
     {"log-max-size", required_argument, NULL, OPT_VALUE},
     {"log-keep", required_argument, NULL, OPT_VALUE},
     {"log-repeat-interval", required_argument, NULL, OPT_VALUE},
+    {"recordings", required_argument, NULL, OPT_VALUE},
+    {"recordings-max-bytes", required_argument, NULL, OPT_VALUE},
+    {"recordings-max-age", required_argument, NULL, OPT_VALUE},
+    {"recordings-min-free", required_argument, NULL, OPT_VALUE},
     {NULL, 0, NULL, 0},
 };
 
