@@ -423,27 +423,9 @@ static void rec_free(void *arg)
     stw_free(r);
 }
 
-/* mkdir -p @path, 0700 for what it makes. */
-static int make_dirs(const char *path)
-{
-    char dir[RELAY_PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    for (char *p = dir + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 int relay_rec_start(stw_scope *scope, const relay_config *cfg, relay_rec **out)
 {
-    int rc = make_dirs(cfg->rec_dir);
+    int rc = relay_make_dirs(cfg->rec_dir);
     if (rc != 0) {
         fprintf(stderr, "steward relay: recordings: cannot make %s: %s\n", cfg->rec_dir,
                 stw_strerror(rc));

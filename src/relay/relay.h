@@ -57,6 +57,10 @@
 #include "steward/pool.h"
 #include "steward/scope.h"
 
+/* mkdir -p @dir: every missing directory of it made with mode 0700.
+ * 0 or a negative errno (an existing directory is fine). */
+int relay_make_dirs(const char *dir);
+
 /* ---- configuration ---- */
 
 #define RELAY_INPUTS_MAX 64

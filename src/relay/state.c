@@ -366,6 +366,23 @@ void *relay_spec_json(const relay_input *in)
     return o;
 }
 
+int relay_make_dirs(const char *dir)
+{
+    char d[RELAY_PATH_MAX];
+    snprintf(d, sizeof(d), "%s", dir);
+    for (char *p = d + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(d, 0700) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(d, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
 /* mkdir -p the directory part of @path (mode 0700 for what it creates). */
 static int make_parents(const char *path)
 {
@@ -375,17 +392,7 @@ static int make_parents(const char *path)
     if (slash == NULL || slash == dir)
         return 0;
     *slash = '\0';
-    for (char *p = dir + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
+    return relay_make_dirs(dir);
 }
 
 static int write_all(int fd, const char *data, size_t len)
