@@ -311,8 +311,11 @@ int stw__growth_analyse(stw__growth *out, int max)
         bool steady =
             steps >= STEADY_STEPS && ups * 10 >= steps * 9 && last - mid >= STEADY_MIN_BYTES / 2;
         bool growing = last > mid + (mid / 10) && ups * 10 >= steps * 6 && (big || steady);
+        /* Levelled off: it rose, it still holds most of the rise, and it
+         * stays there. A site that rose and gave it all back (a reload's
+         * temporary copy, "from 0 to 0 bytes") is no finding. */
         bool levelled = !growing && peak - first >= GROWTH_MIN_BYTES &&
-                        peak >= 2 * (first > 0 ? first : 1) &&
+                        peak >= 2 * (first > 0 ? first : 1) && last - first >= (peak - first) / 2 &&
                         (last >= mid ? last - mid : mid - last) <= last / 10;
         if (!growing && !levelled)
             continue;
