@@ -48,10 +48,11 @@ have_valgrind=0
 command -v valgrind >/dev/null 2>&1 && have_valgrind=1
 
 # one CMD...: "wall_s rss_kib" of one run, output discarded; "0 0" when
-# the program was killed by a signal (a tool that crashes it).
+# the program was killed by a signal (a tool that crashes it) or could
+# not be started.
 one() {
     /usr/bin/time -f '%e %M' -o "$tmp/time" "$@" >/dev/null 2>"$tmp/stderr" </dev/null || true
-    if grep -q 'terminated by signal' "$tmp/time"; then
+    if grep -q 'terminated by signal\|non-zero status 12[67]' "$tmp/time"; then
         echo "0 0"
     else
         tail -1 "$tmp/time"

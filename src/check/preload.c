@@ -263,6 +263,8 @@ void stw__check_init(void)
         return; /* ready, or another thread (or this one, reentering) is at it */
     bool g = stw_ledger_guard_enter();
     read_options();
+    /* Heap records by address: no table that grows with the heap. */
+    stw__blocks_enable();
     stw__kind_internal = stw_kind_register("steward-internal");
     dl_iterate_phdr(find_nofp, NULL);
     main_pid = getpid();

@@ -89,6 +89,35 @@ typedef struct stw__entry {
  * when @cap is too small (nothing copied). */
 long stw__shard_copy(int i, stw__entry *dst, size_t cap);
 
+/* A fresh birth sequence number, above every one handed out so far. */
+uint64_t stw__seq_fresh(void);
+
+/* ---- blocks.c: heap records by address (the checker's) ---- */
+
+/* Keep heap records (kind STW_KIND_HEAP, id a malloc'ed address) in the
+ * block map from now on. False when its address space cannot be reserved
+ * (the shards keep them then). Call once, before threads race to book. */
+bool stw__blocks_enable(void);
+bool stw__blocks_on(void);
+/* 0, -EEXIST, or -E2BIG/-ENOMEM: the map cannot hold it (the caller
+ * books it in the shards instead). */
+int stw__blocks_insert(uintptr_t addr, uint64_t size, stw_site site);
+/* 0 (the removed record in @out, may be NULL) or -ENOENT. */
+int stw__blocks_remove(uintptr_t addr, stw_record *out);
+int stw__blocks_lookup(uintptr_t addr, stw_record *out);
+/* 0, -ENOENT, or -E2BIG (the new size does not fit: record unchanged). */
+int stw__blocks_resize(uintptr_t addr, uint64_t size);
+/* Call @fn for every live block (any order) until it returns non-zero,
+ * which is returned. Blocks made or freed meanwhile may or may not be seen. */
+int stw__blocks_each(int (*fn)(const stw_record *r, void *ud), void *ud);
+/* Live blocks and bytes of @site (site 0: blocks without a site). */
+void stw__blocks_site(stw_site site, int64_t *live, int64_t *bytes);
+/* Heap totals of the map. */
+void stw__blocks_kind_stat(stw_kind_stat *out);
+/* Checkpoint @seq - 1 was taken: blocks from now on get seq @seq. */
+void stw__blocks_new_era(uint64_t seq);
+void stw__blocks_atfork_child(void);
+
 /* Insert/remove without the reentrancy guard, for callers that hold it. */
 int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label);
 int stw__ledger_remove(int kind, uint64_t id);
