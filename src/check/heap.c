@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "../ledger/ledger_internal.h"
 #include "check_internal.h"
@@ -376,6 +377,50 @@ STW_HOOK void *valloc(size_t size)
     note_alloc(p, size);
     return p;
 }
+
+/* libc's string duplicators allocate from inside libc, which has no frame
+ * pointers: the walk from malloc would start there and need the DWARF
+ * unwinder on every call. Done here, the walk starts in their caller. */
+STW_HOOK char *strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = __libc_malloc(n);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, n);
+    if (!sample_skip_alloc(n))
+        note_alloc(p, n);
+    return p;
+}
+
+STW_HOOK char *strndup(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    char *p = __libc_malloc(n + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    if (!sample_skip_alloc(n + 1))
+        note_alloc(p, n + 1);
+    return p;
+}
+
+STW_HOOK wchar_t *wcsdup(const wchar_t *s)
+{
+    size_t n = (wcslen(s) + 1) * sizeof(wchar_t);
+    wchar_t *p = __libc_malloc(n);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, n);
+    if (!sample_skip_alloc(n))
+        note_alloc(p, n);
+    return p;
+}
+
+/* The names glibc's own headers and some libraries call. */
+STW_HOOK char *__strdup(const char *s) __attribute__((alias("strdup"), copy(strdup)));
+STW_HOOK char *__strndup(const char *s, size_t max) __attribute__((alias("strndup"), copy(strndup)));
 
 STW_HOOK void *pvalloc(size_t size)
 {

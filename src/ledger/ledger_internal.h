@@ -44,6 +44,13 @@ int stw__stack_depth(void);
  * where a chain ends, false if it hit something that is not a frame pointer
  * (code built without them), so a DWARF unwind would see more. */
 bool stw__stack_fp_clean(void);
+/* After a frame-pointer walk (@fp, @nfp frames) that was not clean and a
+ * DWARF unwind of the same stack (@dw, @ndw; @complete: it reached the
+ * stack's end): when the walk found the same frames and stopped only at
+ * the thread's start code (all frames below are @runtime's), later walks
+ * that end at that frame count as clean. */
+void stw__stack_learn_start(void *const *fp, int nfp, void *const *dw, int ndw, bool complete,
+                            bool (*runtime)(void *pc));
 /* stw_stack_capture with an explicit unwinder (enum stw__unwinder). */
 int stw__stack_capture_with(int how, void **pcs, int max, int skip);
 /* In a child forked from a threaded parent: libunwind's internal locks may

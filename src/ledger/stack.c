@@ -8,6 +8,7 @@
  */
 #define UNW_LOCAL_ONLY
 #include <signal.h>
+#include <stdatomic.h>
 #include <libunwind.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -27,6 +28,47 @@ static STW_TLS int stack_known; /* 0 unknown, 1 known, -1 lookup failed, 2 looki
  * (a zero frame pointer, or the depth asked for) rather than at a frame
  * pointer that could not be one: code built without frame pointers. */
 static STW_TLS bool last_walk_clean;
+
+/* Return addresses into a thread's start code (glibc's code that calls
+ * main or a thread's routine), learned from complete DWARF stacks: a
+ * frame-pointer chain whose last frame returns to one of them has reached
+ * the thread's start, whatever the start code left in rbp (1 on glibc's
+ * main thread, anything on others). */
+#define NSTARTS 16
+static _Atomic uintptr_t starts[NSTARTS];
+
+static bool is_start(uintptr_t pc)
+{
+    for (int i = 0; i < NSTARTS; i++) {
+        uintptr_t s = atomic_load_explicit(&starts[i], memory_order_relaxed);
+        if (s == pc)
+            return true;
+        if (s == 0)
+            return false;
+    }
+    return false;
+}
+
+void stw__stack_learn_start(void *const *fp, int nfp, void *const *dw, int ndw, bool complete,
+                            bool (*runtime)(void *pc))
+{
+    /* Learned only where the chain ends at a frame the DWARF unwinder also
+     * found, and all it found below is the C runtime's start code (the
+     * outermost frame, _start, may lie in the program). */
+    if (!complete || nfp <= 0 || ndw <= nfp || memcmp(fp, dw, sizeof(void *) * (size_t)nfp) != 0)
+        return;
+    if (!runtime(fp[nfp - 1]))
+        return;
+    for (int i = nfp; i < ndw - 1; i++)
+        if (!runtime(dw[i]))
+            return;
+    uintptr_t pc = (uintptr_t)fp[nfp - 1];
+    for (int i = 0; i < NSTARTS; i++) {
+        uintptr_t expected = 0;
+        if (atomic_compare_exchange_strong(&starts[i], &expected, pc) || expected == pc)
+            return;
+    }
+}
 
 void stw__stack_init(void)
 {
@@ -101,7 +143,7 @@ __attribute__((noinline)) static int capture_fp(void **pcs, int max, int skip)
         lo = fp;
         fp = next;
     }
-    last_walk_clean = clean || n == max;
+    last_walk_clean = clean || n == max || (n > 0 && is_start((uintptr_t)pcs[n - 1]));
     return n;
 }
 
