@@ -96,6 +96,8 @@ typedef struct stw_record {
     int64_t birth_ns;  /* CLOCK_MONOTONIC (coarse: a few ms resolution) */
     uint64_t seq;      /* birth sequence number, > 0 */
     const char *label; /* borrowed, may be NULL */
+    uint64_t extent;   /* bytes it spans when that is not @size (a sampled heap
+                        * block stands for more than it spans); 0: @size */
 } stw_record;
 
 /* Register a user-defined kind. @name is copied (at most 31 bytes kept).

@@ -144,7 +144,9 @@ static bool sample_take(uintptr_t p, size_t *size)
     if (atomic_load_explicit(slot, memory_order_relaxed) == 255)
         return false;
     atomic_fetch_add_explicit(slot, 1, memory_order_relaxed);
-    if ((int64_t)*size < rate)
+    /* The block map books the real size and counts the weight itself
+     * (the pointer scan must read only the block's own bytes). */
+    if ((int64_t)*size < rate && !stw__blocks_on())
         *size = (size_t)rate;
     return true;
 }

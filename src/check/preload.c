@@ -274,7 +274,7 @@ void stw__check_init(void)
     bool g = stw_ledger_guard_enter();
     read_options();
     /* Heap records by address: no table that grows with the heap. */
-    stw__blocks_enable();
+    stw__blocks_enable(stw__copts.sample_bytes > 0 ? (uint64_t)stw__copts.sample_bytes : 0);
     stw__kind_internal = stw_kind_register("steward-internal");
     dl_iterate_phdr(find_nofp, NULL);
     main_pid = getpid();

@@ -238,7 +238,8 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
             continue;
         blk *k = &c->b[c->nb++];
         k->lo = (uintptr_t)r->id;
-        k->hi = k->lo + (r->size ? r->size : 1);
+        /* A sampled block's size is what it stands for; it spans extent. */
+        k->hi = k->lo + (r->extent ? r->extent : r->size ? r->size : 1);
         k->seq = r->seq;
         k->rec = (uint32_t)i;
         k->state = from_loader(r->site) ? REACHED : UNREACHED;

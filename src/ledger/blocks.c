@@ -77,6 +77,7 @@ typedef struct site_ctr {
 } site_ctr;
 
 static bool enabled;
+static uint64_t weight_min; /* sampling: the bytes a block stands for at least */
 static _Atomic(slot *) *dir;      /* leaf by address >> LEAF_SHIFT */
 static _Atomic uint32_t *leaf_ids; /* leaves in the order made, +1 (0: not yet written) */
 static atomic_size_t nleaf_ids;
@@ -197,7 +198,7 @@ void stw__blocks_atfork_child(void)
     atomic_flag_clear(&era_lock);
 }
 
-bool stw__blocks_enable(void)
+bool stw__blocks_enable(uint64_t sample_bytes)
 {
     if (enabled)
         return true;
@@ -213,6 +214,7 @@ bool stw__blocks_enable(void)
         return false;
     }
     tc_key_ok = pthread_key_create(&tc_key, tc_on_exit) == 0;
+    weight_min = sample_bytes;
     int64_t now = coarse_ns();
     eras[0] = (era){.full = 0, .seq = 1, .start_ns = now};
     atomic_store(&era_end_ns, now + ERA_NS);
@@ -254,6 +256,12 @@ static inline bool slot_is(uint64_t v, uintptr_t a)
     return (v & LIVE_BIT) != 0 && ((v & HALF_BIT) != 0) == ((a & 16) != 0);
 }
 
+/* What a block of @size bytes counts for. */
+static inline int64_t weight(uint64_t size)
+{
+    return (int64_t)(size < weight_min ? weight_min : size);
+}
+
 static inline bool fits(uintptr_t a, uint64_t size, stw_site site)
 {
     return (a & 15) == 0 && a < ((uintptr_t)1 << ADDR_BITS) && size < (UINT64_C(1) << SIZE_BITS) &&
@@ -286,7 +294,7 @@ int stw__blocks_insert(uintptr_t a, uint64_t size, stw_site site)
                           LIVE_BIT | ((a & 16) ? HALF_BIT : 0) |
                               ((e & (NERAS - 1)) << ERA_SHIFT) | (size << SIZE_SHIFT) | site,
                           memory_order_release);
-    tc_add(site, 1, 1, (int64_t)size);
+    tc_add(site, 1, 1, weight(size));
     return 0;
 }
 
@@ -302,10 +310,12 @@ static void to_record(uintptr_t a, uint64_t v, stw_record *r)
     uint64_t e = era_full(FIELD(v, ERA_SHIFT, ERA_BITS));
     const era *x = &eras[e & (NERAS - 1)];
     bool known = atomic_load_explicit(&x->full, memory_order_acquire) == e;
+    uint64_t size = FIELD(v, SIZE_SHIFT, SIZE_BITS);
     *r = (stw_record){
         .kind = STW_KIND_HEAP,
         .id = a,
-        .size = FIELD(v, SIZE_SHIFT, SIZE_BITS),
+        .size = (uint64_t)weight(size),
+        .extent = size < weight_min ? (size ? size : 1) : 0,
         .site = (stw_site)FIELD(v, 0, SITE_BITS),
         .owner = 0,
         .birth_ns = known ? x->start_ns : 0,
@@ -326,7 +336,7 @@ int stw__blocks_remove(uintptr_t a, stw_record *out)
     if (!slot_is(v, a))
         return -ENOENT;
     atomic_store_explicit(s, 0, memory_order_relaxed);
-    tc_add((uint32_t)FIELD(v, 0, SITE_BITS), -1, 0, -(int64_t)FIELD(v, SIZE_SHIFT, SIZE_BITS));
+    tc_add((uint32_t)FIELD(v, 0, SITE_BITS), -1, 0, -weight(FIELD(v, SIZE_SHIFT, SIZE_BITS)));
     if (out != NULL)
         to_record(a, v, out);
     return 0;
@@ -362,8 +372,7 @@ int stw__blocks_resize(uintptr_t a, uint64_t size)
         n = (v & ~(((UINT64_C(1) << SIZE_BITS) - 1) << SIZE_SHIFT)) | (size << SIZE_SHIFT);
     } while (!atomic_compare_exchange_weak_explicit(s, &v, n, memory_order_acq_rel,
                                                     memory_order_acquire));
-    tc_add((uint32_t)FIELD(v, 0, SITE_BITS), 0, 0,
-           (int64_t)size - (int64_t)FIELD(v, SIZE_SHIFT, SIZE_BITS));
+    tc_add((uint32_t)FIELD(v, 0, SITE_BITS), 0, 0, weight(size) - weight(FIELD(v, SIZE_SHIFT, SIZE_BITS)));
     return 0;
 }
 

@@ -102,9 +102,11 @@ uint64_t stw__seq_fresh(void);
 /* ---- blocks.c: heap records by address (the checker's) ---- */
 
 /* Keep heap records (kind STW_KIND_HEAP, id a malloc'ed address) in the
- * block map from now on. False when its address space cannot be reserved
+ * block map from now on. @sample_bytes > 0: every block is a sample that
+ * stands for at least that many bytes (its record's size, and what the
+ * per-site numbers count; the record's extent is the real size). False when its address space cannot be reserved
  * (the shards keep them then). Call once, before threads race to book. */
-bool stw__blocks_enable(void);
+bool stw__blocks_enable(uint64_t sample_bytes);
 bool stw__blocks_on(void);
 /* 0, -EEXIST, or -E2BIG/-ENOMEM: the map cannot hold it (the caller
  * books it in the shards instead). */
