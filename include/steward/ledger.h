@@ -34,7 +34,9 @@
  *     malloc hook reached from libunwind) gets -EDEADLK from record and
  *     release instead of recursing.
  *   - Records are sharded by id over independent locks; there is no global
- *     lock on the record/release path. Site interning is lock-free.
+ *     lock on the record/release path. Site interning is lock-free. (The
+ *     checker's private ledger keeps heap blocks in a lock-free map indexed
+ *     by address instead, src/ledger/blocks.c.)
  *   - All functions are safe to call from any thread at any time; the
  *     ledger initialises itself on first use.
  *

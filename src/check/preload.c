@@ -94,7 +94,7 @@ __attribute__((noinline)) int stw__check_record(int kind, uint64_t id, uint64_t 
         bool learn = !in_nofp(pcs[0]);
         if (learn)
             memcpy(fp, pcs, sizeof(void *) * (size_t)n);
-        n = stw__stack_capture_with(STW__UNWIND_LIBUNWIND, pcs, stw__copts.depth, skip + 1);
+        n = stw__stack_capture_with(STW__UNWIND_AFTER_FP, pcs, stw__copts.depth, skip + 1);
         /* A walk that stopped where the thread's start code begins was
          * complete: learn that frame, so the next such walk needs no DWARF. */
         if (learn)

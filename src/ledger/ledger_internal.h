@@ -36,7 +36,10 @@ bool stw_ledger_guard_depth(void);
 
 /* ---- stack.c ---- */
 
-enum stw__unwinder { STW__UNWIND_FP, STW__UNWIND_LIBUNWIND };
+/* STW__UNWIND_AFTER_FP: the DWARF unwinder, right after a frame-pointer
+ * capture with the same skip on the same thread (whose start it uses to
+ * find the stack in a per-thread cache). */
+enum stw__unwinder { STW__UNWIND_FP, STW__UNWIND_LIBUNWIND, STW__UNWIND_AFTER_FP };
 void stw__stack_init(void);
 /* Depth configured for record(): STW_STACK_DEPTH, 1..STW_STACK_MAX. */
 int stw__stack_depth(void);

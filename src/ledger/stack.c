@@ -28,6 +28,8 @@ static STW_TLS int stack_known; /* 0 unknown, 1 known, -1 lookup failed, 2 looki
  * (a zero frame pointer, or the depth asked for) rather than at a frame
  * pointer that could not be one: code built without frame pointers. */
 static STW_TLS bool last_walk_clean;
+/* The last walk's first return address and where on the stack it lay. */
+static STW_TLS uintptr_t last_pc0, last_loc0;
 
 /* Return addresses into a thread's start code (glibc's code that calls
  * main or a thread's routine), learned from complete DWARF stacks: a
@@ -118,6 +120,7 @@ __attribute__((noinline)) static int capture_fp(void **pcs, int max, int skip)
     if (stack_known == 0)
         lookup_bounds();
     uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    last_loc0 = 0;
     uintptr_t lo = fp;
     uintptr_t hi = stack_known == 1 ? stack_hi : fp + (64u << 10);
     int n = 0;
@@ -132,10 +135,15 @@ __attribute__((noinline)) static int capture_fp(void **pcs, int max, int skip)
         uintptr_t ret = frame[1];
         if (ret < 4096)
             break;
-        if (skip > 0)
+        if (skip > 0) {
             skip--;
-        else
+        } else {
+            if (n == 0) {
+                last_pc0 = ret;
+                last_loc0 = fp + sizeof(uintptr_t);
+            }
             pcs[n++] = (void *)ret;
+        }
         if (next == 0)
             clean = true;
         if (next <= fp)
@@ -161,6 +169,89 @@ __attribute__((noinline)) static int capture_libunwind(void **pcs, int max, int 
     return n;
 }
 
+/* ---- DWARF stacks, cached per thread ----
+ * Code built without frame pointers needs the DWARF unwinder on each of
+ * its allocations. But a stack is known by the return addresses on it:
+ * when a walk starts at the same return address in the same place on the
+ * thread's stack, and every return address the unwinder found last time
+ * from there is still in its place, the unwinder would find the same
+ * frames again (it reads each return address at the place the frames
+ * below determine). Frames whose size varies (alloca) move those places
+ * and miss the cache. */
+#define DC_SLOTS 32
+
+typedef struct dcache {
+    uintptr_t pc0, loc0;
+    uint8_t n, max, skip;
+    uint32_t off[STW_STACK_MAX]; /* where pcs[i] lies, from loc0 */
+    void *pcs[STW_STACK_MAX];
+} dcache;
+
+static STW_TLS dcache dcs[DC_SLOTS];
+
+static dcache *dc_slot(uintptr_t pc0, uintptr_t loc0)
+{
+    return &dcs[((pc0 ^ (loc0 >> 3)) * UINT64_C(0x9e3779b97f4a7c15)) >> 59];
+}
+
+/* Same frames as capture_libunwind (this function is frame 0), from the
+ * cache when the last frame-pointer walk's start matches an entry. */
+__attribute__((noinline)) static int capture_cached(void **pcs, int max, int skip)
+{
+    uintptr_t pc0 = last_pc0, loc0 = last_loc0;
+    bool usable = loc0 != 0 && stack_known == 1 && loc0 < stack_hi && skip < 256;
+    dcache *d = usable ? dc_slot(pc0, loc0) : NULL;
+    if (d != NULL && d->pc0 == pc0 && d->loc0 == loc0 && d->max == max && d->skip == skip) {
+        bool same = true;
+        for (int i = 1; i < d->n && same; i++) {
+            uintptr_t at = loc0 + d->off[i];
+            same = at + sizeof(uintptr_t) <= stack_hi &&
+                   *(const uintptr_t *)at == (uintptr_t)d->pcs[i];
+        }
+        if (same) {
+            memcpy(pcs, d->pcs, sizeof(void *) * d->n);
+            return d->n;
+        }
+    }
+    unw_context_t uc;
+    unw_cursor_t cur;
+    uintptr_t locs[STW_STACK_MAX];
+    if (unw_getcontext(&uc) != 0 || unw_init_local(&cur, &uc) != 0)
+        return 0;
+    int n = 0, frame = 0;
+    bool cacheable = usable;
+    int first = skip + 1;
+    while (n < max && unw_step(&cur) > 0) {
+        frame++;
+        unw_word_t ip, sp;
+        if (unw_get_reg(&cur, UNW_REG_IP, &ip) != 0 || unw_get_reg(&cur, UNW_REG_SP, &sp) != 0)
+            break;
+        if (frame < first)
+            continue;
+        /* The return address to this frame lay just below the stack
+         * pointer it returned with; not so across a signal frame. */
+        if (unw_is_signal_frame(&cur) > 0)
+            cacheable = false;
+        locs[n] = (uintptr_t)sp - sizeof(uintptr_t);
+        pcs[n++] = (void *)ip;
+    }
+    if (cacheable && n > 0 && (uintptr_t)pcs[0] == pc0 && locs[0] == loc0) {
+        for (int i = 1; i < n; i++)
+            if (locs[i] <= loc0 || locs[i] - loc0 > UINT32_MAX)
+                return n;
+        d->n = (uint8_t)n;
+        d->max = (uint8_t)max;
+        d->skip = (uint8_t)skip;
+        d->pc0 = pc0;
+        d->loc0 = loc0;
+        for (int i = 0; i < n; i++) {
+            d->off[i] = (uint32_t)(locs[i] - loc0);
+            d->pcs[i] = pcs[i];
+        }
+    }
+    return n;
+}
+
 __attribute__((noinline)) int stw__stack_capture_with(int how, void **pcs, int max, int skip)
 {
     if (max <= 0)
@@ -174,6 +265,8 @@ __attribute__((noinline)) int stw__stack_capture_with(int how, void **pcs, int m
     int n;
     if (how == STW__UNWIND_LIBUNWIND && !libunwind_forbidden)
         n = capture_libunwind(pcs, max, skip + 1);
+    else if (how == STW__UNWIND_AFTER_FP && !libunwind_forbidden)
+        n = capture_cached(pcs, max, skip + 1);
     else
         n = capture_fp(pcs, max, skip + 1);
     __asm__ volatile("" ::: "memory");
