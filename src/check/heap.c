@@ -290,6 +290,7 @@ STW_HOOK void *calloc(size_t n, size_t size)
 
 STW_HOOK void free(void *p)
 {
+    stw__blocks_prefetch((uintptr_t)p);
     if (p != NULL && (sample_skip_free((uintptr_t)p) || note_free(p)))
         __libc_free(p);
 }

@@ -342,6 +342,15 @@ int stw__blocks_remove(uintptr_t a, stw_record *out)
     return 0;
 }
 
+void stw__blocks_prefetch(uintptr_t a)
+{
+    if (!enabled || (a & 15) != 0 || a >= ((uintptr_t)1 << ADDR_BITS))
+        return;
+    slot *leaf = leaf_of(a, false);
+    if (leaf != NULL)
+        __builtin_prefetch(slot_of(leaf, a), 1, 3);
+}
+
 int stw__blocks_lookup(uintptr_t a, stw_record *out)
 {
     if ((a & 15) != 0 || a >= ((uintptr_t)1 << ADDR_BITS))

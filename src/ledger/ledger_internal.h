@@ -117,6 +117,9 @@ int stw__blocks_insert(uintptr_t addr, uint64_t size, stw_site site);
 /* 0 (the removed record in @out, may be NULL) or -ENOENT. */
 int stw__blocks_remove(uintptr_t addr, stw_record *out);
 int stw__blocks_lookup(uintptr_t addr, stw_record *out);
+/* Start loading @addr's slot: a free about to remove it overlaps that
+ * cache miss with its other work. */
+void stw__blocks_prefetch(uintptr_t addr);
 /* 0, -ENOENT, or -E2BIG (the new size does not fit: record unchanged). */
 int stw__blocks_resize(uintptr_t addr, uint64_t size);
 /* Call @fn for every live block (any order) until it returns non-zero,
