@@ -4,9 +4,10 @@
 # AddressSanitizer, heaptrack and Valgrind memcheck. Every measured run is
 # paired with a native run right before it (the machine may be shared:
 # a pair sees the same load), and each table cell is a median over RUNS
-# pairs; "x native" is the median of the per-pair ratios. Wall time and
-# peak RSS come from /usr/bin/time (%e, %M: the largest process of the
-# run). Prints markdown tables.
+# pairs; "x native" is the median of the per-pair ratios. Wall time, CPU
+# time (user + system of the run and its children: what a loaded machine
+# distorts least) and peak RSS come from /usr/bin/time (%e, %U+%S, %M:
+# the largest process of the run). Prints markdown tables.
 #   bench/check_bench.sh BUILD_DIR [RUNS]      (RUNS default 5)
 # CHECK_BENCH_ONLY=name,name limits the workloads (hash_table, alloc_heavy,
 # python3, git, sqlite, cc1, ffmpeg, sort, live_blocks).
@@ -47,15 +48,15 @@ command -v heaptrack >/dev/null 2>&1 && have_heaptrack=1
 have_valgrind=0
 command -v valgrind >/dev/null 2>&1 && have_valgrind=1
 
-# one CMD...: "wall_s rss_kib" of one run, output discarded; "0 0" when
+# one CMD...: "wall_s rss_kib cpu_s" of one run, output discarded; "0 0 0" when
 # the program was killed by a signal (a tool that crashes it) or could
 # not be started.
 one() {
-    /usr/bin/time -f '%e %M' -o "$tmp/time" "$@" >/dev/null 2>"$tmp/stderr" </dev/null || true
+    /usr/bin/time -f '%e %M %U %S' -o "$tmp/time" "$@" >/dev/null 2>"$tmp/stderr" </dev/null || true
     if grep -q 'terminated by signal\|non-zero status 12[67]' "$tmp/time"; then
-        echo "0 0"
+        echo "0 0 0"
     else
-        tail -1 "$tmp/time"
+        tail -1 "$tmp/time" | awk '{ print $1, $2, $3 + $4 }'
     fi
 }
 
@@ -82,26 +83,31 @@ pairs() {
         echo "$native_out $tool_out" >>"$tmp/pairs"
         i=$((i + 1))
     done
+    # Columns of $tmp/pairs: native wall rss cpu, tool wall rss cpu.
     nw=$(awk '{ print $1 }' "$tmp/pairs" | median)
     nr=$(awk '{ print $2 }' "$tmp/pairs" | median)
-    tw=$(awk '{ print $3 }' "$tmp/pairs" | median)
-    tr=$(awk '{ print $4 }' "$tmp/pairs" | median)
-    if awk '$3 == 0 { bad = 1 } END { exit !bad }' "$tmp/pairs"; then
-        printf '| %s | %.2f | crashed | - | %.1f | - | - |\n' "$name" "$nw" "$(echo "$nr / 1024" | bc -l)"
+    nc=$(awk '{ print $3 }' "$tmp/pairs" | median)
+    tw=$(awk '{ print $4 }' "$tmp/pairs" | median)
+    tr=$(awk '{ print $5 }' "$tmp/pairs" | median)
+    tc=$(awk '{ print $6 }' "$tmp/pairs" | median)
+    if awk '$4 == 0 { bad = 1 } END { exit !bad }' "$tmp/pairs"; then
+        printf '| %s | %.2f | crashed | - | %.2f | - | - | %.1f | - | - |\n' "$name" "$nw" "$nc" \
+            "$(echo "$nr / 1024" | bc -l)"
         return 0
     fi
-    wx=$(awk '{ if ($1 > 0) print $3 / $1 }' "$tmp/pairs" | median)
-    rx=$(awk '{ if ($2 > 0) print $4 / $2 }' "$tmp/pairs" | median)
-    printf '| %s | %.2f | %.2f | %.2fx | %.1f | %.1f | %.2fx |\n' "$name" "$nw" "$tw" "$wx" \
-        "$(echo "$nr / 1024" | bc -l)" "$(echo "$tr / 1024" | bc -l)" "$rx"
+    wx=$(awk '{ if ($1 > 0) print $4 / $1 }' "$tmp/pairs" | median)
+    cx=$(awk '{ if ($3 > 0) print $6 / $3 }' "$tmp/pairs" | median)
+    rx=$(awk '{ if ($2 > 0) print $5 / $2 }' "$tmp/pairs" | median)
+    printf '| %s | %.2f | %.2f | %.2fx | %.2f | %.2f | %.2fx | %.1f | %.1f | %.2fx |\n' "$name" \
+        "$nw" "$tw" "$wx" "$nc" "$tc" "$cx" "$(echo "$nr / 1024" | bc -l)" "$(echo "$tr / 1024" | bc -l)" "$rx"
 }
 
 header() {
     echo
     echo "### $1"
     echo
-    echo "| tool | native s | tool s | wall x native | native MiB | tool MiB | RSS x native |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| tool | native wall s | tool wall s | wall x native | native CPU s | tool CPU s | CPU x native | native MiB | tool MiB | RSS x native |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 }
 
 # compare TITLE CMD...: every tool on one program that nobody rebuilt.

@@ -15,7 +15,7 @@ case "${1:-run}" in
     run) ;;
     test) want="$want valgrind python3 bc curl git ffmpeg chromium openssl $media" ;;
     asan) want="$want clang libclang-rt-14-dev" ;;
-    bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc python3 ffmpeg gstreamer1.0-tools $media" ;;
+    bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc time python3 git sqlite3 ffmpeg gstreamer1.0-tools $media" ;;
     *) echo "usage: scripts/deps.sh run|test|asan|bench" >&2; exit 2 ;;
 esac
 

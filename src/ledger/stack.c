@@ -155,8 +155,24 @@ __attribute__((noinline)) static int capture_fp(void **pcs, int max, int skip)
     return n;
 }
 
+/* libunwind's global cache takes a lock around each frame's lookup, with
+ * two sigprocmask system calls: each thread keeps its own cache instead.
+ * Set at the first DWARF capture, not at init: setting it initialises
+ * libunwind (which opens a pipe), and the first capture is where the
+ * checker expects that to happen. */
+static atomic_bool policy_set;
+
+static void set_policy(void)
+{
+    if (!atomic_load_explicit(&policy_set, memory_order_relaxed)) {
+        unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+        atomic_store(&policy_set, true);
+    }
+}
+
 __attribute__((noinline)) static int capture_libunwind(void **pcs, int max, int skip)
 {
+    set_policy();
     void *tmp[STW_STACK_MAX + 8];
     int want = max + skip + 1;
     if (want > (int)(sizeof(tmp) / sizeof(tmp[0])))
@@ -213,6 +229,7 @@ __attribute__((noinline)) static int capture_cached(void **pcs, int max, int ski
             return d->n;
         }
     }
+    set_policy();
     unw_context_t uc;
     unw_cursor_t cur;
     uintptr_t locs[STW_STACK_MAX];
