@@ -10,7 +10,8 @@
 # the largest process of the run). Prints markdown tables.
 #   bench/check_bench.sh BUILD_DIR [RUNS]      (RUNS default 5)
 # CHECK_BENCH_ONLY=name,name limits the workloads (hash_table, alloc_heavy,
-# python3, git, sqlite, cc1, ffmpeg, sort, live_blocks).
+# python3, git, sqlite, cc1, ffmpeg, sort, live_blocks);
+# CHECK_BENCH_NO_VALGRIND=1 leaves Valgrind out (the longest rows).
 set -eu
 build=${1:-build}
 runs=${2:-5}
@@ -46,7 +47,7 @@ libasan=$(gcc -print-file-name=libasan.so)
 have_heaptrack=0
 command -v heaptrack >/dev/null 2>&1 && have_heaptrack=1
 have_valgrind=0
-command -v valgrind >/dev/null 2>&1 && have_valgrind=1
+command -v valgrind >/dev/null 2>&1 && [ -z "${CHECK_BENCH_NO_VALGRIND:-}" ] && have_valgrind=1
 
 # one CMD...: "wall_s rss_kib cpu_s" of one run, output discarded; "0 0 0" when
 # the program was killed by a signal (a tool that crashes it) or could

@@ -204,6 +204,12 @@ typedef struct dcache {
 } dcache;
 
 static STW_TLS dcache dcs[DC_SLOTS];
+/* A miss is unwound with unw_backtrace (libunwind's fast path); one in
+ * DC_FILL_EVERY is unwound frame by frame to fill the cache, which costs
+ * libunwind's locks and signal-mask calls: a program whose stacks rarely
+ * repeat (a compiler) must not pay that on every allocation. */
+#define DC_FILL_EVERY 64
+static STW_TLS unsigned dc_misses;
 
 static dcache *dc_slot(uintptr_t pc0, uintptr_t loc0)
 {
@@ -230,6 +236,17 @@ __attribute__((noinline)) static int capture_cached(void **pcs, int max, int ski
         }
     }
     set_policy();
+    if (!usable || dc_misses++ % DC_FILL_EVERY != 0) {
+        void *tmp[STW_STACK_MAX + 8];
+        int want = max + skip + 1;
+        if (want > (int)(sizeof(tmp) / sizeof(tmp[0])))
+            want = (int)(sizeof(tmp) / sizeof(tmp[0]));
+        int got = unw_backtrace(tmp, want);
+        int n = 0;
+        for (int i = skip + 1; i < got && n < max; i++)
+            pcs[n++] = tmp[i];
+        return n;
+    }
     unw_context_t uc;
     unw_cursor_t cur;
     uintptr_t locs[STW_STACK_MAX];
