@@ -155,24 +155,8 @@ __attribute__((noinline)) static int capture_fp(void **pcs, int max, int skip)
     return n;
 }
 
-/* libunwind's global cache takes a lock around each frame's lookup, with
- * two sigprocmask system calls: each thread keeps its own cache instead.
- * Set at the first DWARF capture, not at init: setting it initialises
- * libunwind (which opens a pipe), and the first capture is where the
- * checker expects that to happen. */
-static atomic_bool policy_set;
-
-static void set_policy(void)
-{
-    if (!atomic_load_explicit(&policy_set, memory_order_relaxed)) {
-        unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-        atomic_store(&policy_set, true);
-    }
-}
-
 __attribute__((noinline)) static int capture_libunwind(void **pcs, int max, int skip)
 {
-    set_policy();
     void *tmp[STW_STACK_MAX + 8];
     int want = max + skip + 1;
     if (want > (int)(sizeof(tmp) / sizeof(tmp[0])))
@@ -206,8 +190,11 @@ typedef struct dcache {
 static STW_TLS dcache dcs[DC_SLOTS];
 /* A miss is unwound with unw_backtrace (libunwind's fast path); one in
  * DC_FILL_EVERY is unwound frame by frame to fill the cache, which costs
- * libunwind's locks and signal-mask calls: a program whose stacks rarely
- * repeat (a compiler) must not pay that on every allocation. */
+ * libunwind's locks and signal-mask calls per frame: a program whose
+ * stacks rarely repeat (a compiler) must not pay that on every
+ * allocation. (libunwind's per-thread cache would avoid the locks, but
+ * its thread-exit destructor frees what later frees in the same exiting
+ * thread may still unwind with.) */
 #define DC_FILL_EVERY 64
 static STW_TLS unsigned dc_misses;
 
@@ -235,7 +222,6 @@ __attribute__((noinline)) static int capture_cached(void **pcs, int max, int ski
             return d->n;
         }
     }
-    set_policy();
     if (!usable || dc_misses++ % DC_FILL_EVERY != 0) {
         void *tmp[STW_STACK_MAX + 8];
         int want = max + skip + 1;
