@@ -17,7 +17,7 @@ case "${1:-run}" in
     test) want="$want valgrind python3 bc curl git ffmpeg chromium openssl debhelper dpkg-dev strace systemd $media" ;;
     deb) want="$want debhelper dpkg-dev" ;;
     asan) want="$want clang libclang-rt-14-dev" ;;
-    bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc python3 ffmpeg gstreamer1.0-tools $media" ;;
+    bench) want="$want valgrind heaptrack clang libclang-rt-14-dev bc time python3 git sqlite3 ffmpeg gstreamer1.0-tools $media" ;;
     *) echo "usage: scripts/deps.sh run|test|asan|bench|deb" >&2; exit 2 ;;
 esac
 

@@ -34,7 +34,9 @@
  *     malloc hook reached from libunwind) gets -EDEADLK from record and
  *     release instead of recursing.
  *   - Records are sharded by id over independent locks; there is no global
- *     lock on the record/release path. Site interning is lock-free.
+ *     lock on the record/release path. Site interning is lock-free. (The
+ *     checker's private ledger keeps heap blocks in a lock-free map indexed
+ *     by address instead, src/ledger/blocks.c.)
  *   - All functions are safe to call from any thread at any time; the
  *     ledger initialises itself on first use.
  *
@@ -96,6 +98,8 @@ typedef struct stw_record {
     int64_t birth_ns;  /* CLOCK_MONOTONIC (coarse: a few ms resolution) */
     uint64_t seq;      /* birth sequence number, > 0 */
     const char *label; /* borrowed, may be NULL */
+    uint64_t extent;   /* bytes it spans when that is not @size (a sampled heap
+                        * block stands for more than it spans); 0: @size */
 } stw_record;
 
 /* Register a user-defined kind. @name is copied (at most 31 bytes kept).

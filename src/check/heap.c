@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "../ledger/ledger_internal.h"
 #include "check_internal.h"
@@ -86,7 +87,9 @@ static bool sample_take(uintptr_t p, size_t *size)
     if (atomic_load_explicit(slot, memory_order_relaxed) == 255)
         return false;
     atomic_fetch_add_explicit(slot, 1, memory_order_relaxed);
-    if ((int64_t)*size < rate)
+    /* The block map books the real size and counts the weight itself
+     * (the pointer scan must read only the block's own bytes). */
+    if ((int64_t)*size < rate && !stw__blocks_on())
         *size = (size_t)rate;
     return true;
 }
@@ -193,6 +196,7 @@ STW_HOOK void *calloc(size_t n, size_t size)
 
 STW_HOOK void free(void *p)
 {
+    stw__blocks_prefetch((uintptr_t)p);
     if (p != NULL && (sample_skip_free((uintptr_t)p) || note_free(p)))
         __libc_free(p);
 }
@@ -285,6 +289,50 @@ STW_HOOK void *valloc(size_t size)
     note_alloc(p, size);
     return p;
 }
+
+/* libc's string duplicators allocate from inside libc, which has no frame
+ * pointers: the walk from malloc would start there and need the DWARF
+ * unwinder on every call. Done here, the walk starts in their caller. */
+STW_HOOK char *strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = __libc_malloc(n);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, n);
+    if (!sample_skip_alloc(n))
+        note_alloc(p, n);
+    return p;
+}
+
+STW_HOOK char *strndup(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    char *p = __libc_malloc(n + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    if (!sample_skip_alloc(n + 1))
+        note_alloc(p, n + 1);
+    return p;
+}
+
+STW_HOOK wchar_t *wcsdup(const wchar_t *s)
+{
+    size_t n = (wcslen(s) + 1) * sizeof(wchar_t);
+    wchar_t *p = __libc_malloc(n);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, n);
+    if (!sample_skip_alloc(n))
+        note_alloc(p, n);
+    return p;
+}
+
+/* The names glibc's own headers and some libraries call. */
+STW_HOOK char *__strdup(const char *s) __attribute__((alias("strdup"), copy(strdup)));
+STW_HOOK char *__strndup(const char *s, size_t max) __attribute__((alias("strndup"), copy(strndup)));
 
 STW_HOOK void *pvalloc(size_t size)
 {

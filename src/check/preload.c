@@ -88,8 +88,18 @@ __attribute__((noinline)) int stw__check_record(int kind, uint64_t id, uint64_t 
      * code built without them (an -O2 build keeps rbp for other uses); one
      * that starts inside libc skipped the user's frame. The DWARF unwinder
      * gets through both. */
-    if (n > 0 && (!stw__stack_fp_clean() || in_nofp(pcs[0])) && !stw__loader_busy())
-        n = stw__stack_capture_with(STW__UNWIND_LIBUNWIND, pcs, stw__copts.depth, skip + 1);
+    if (n > 0 && (!stw__stack_fp_clean() || in_nofp(pcs[0])) && !stw__loader_busy()) {
+        void *fp[STW_STACK_MAX];
+        int nfp = n;
+        bool learn = !in_nofp(pcs[0]);
+        if (learn)
+            memcpy(fp, pcs, sizeof(void *) * (size_t)n);
+        n = stw__stack_capture_with(STW__UNWIND_AFTER_FP, pcs, stw__copts.depth, skip + 1);
+        /* A walk that stopped where the thread's start code begins was
+         * complete: learn that frame, so the next such walk needs no DWARF. */
+        if (learn)
+            stw__stack_learn_start(fp, nfp, pcs, n, n < stw__copts.depth, in_nofp);
+    }
     stw_site site = stw__site_intern(kind, pcs, n);
     int rc = stw__ledger_insert(kind, id, size, site, label);
     stw_ledger_guard_exit();
@@ -287,6 +297,8 @@ void stw__check_init(void)
         return; /* ready, or another thread (or this one, reentering) is at it */
     bool g = stw_ledger_guard_enter();
     read_options();
+    /* Heap records by address: no table that grows with the heap. */
+    stw__blocks_enable(stw__copts.sample_bytes > 0 ? (uint64_t)stw__copts.sample_bytes : 0);
     stw__kind_internal = stw_kind_register("steward-internal");
     stw__loader_init();
     dl_iterate_phdr(find_nofp, NULL);

@@ -247,7 +247,8 @@ static __attribute__((noinline)) int build_blocks(ctx *c, const stw_snapshot *s)
             continue;
         blk *k = &c->b[c->nb++];
         k->lo = (uintptr_t)r->id;
-        k->hi = k->lo + (r->size ? r->size : 1);
+        /* A sampled block's size is what it stands for; it spans extent. */
+        k->hi = k->lo + (r->extent ? r->extent : r->size ? r->size : 1);
         k->seq = r->seq;
         k->rec = (uint32_t)i;
         k->heap = r->kind == STW_KIND_HEAP;
@@ -712,17 +713,27 @@ static bool looks_like_stack(const ctx *c, size_t i)
 }
 
 /* A thread descriptor in [lo, hi): on x86-64 its header starts with two
- * pointers to itself (tcbhead_t's tcb and self). 0 if none. */
-static NO_SANITIZE uintptr_t find_tcb(uintptr_t lo, uintptr_t hi)
+ * pointers to itself (tcbhead_t's tcb and self). 0 if none. The words
+ * are copied first: a thread still exiting may unmap its stack after
+ * /proc/self/maps was read. */
+static NO_SANITIZE uintptr_t find_tcb(ctx *c, uintptr_t lo, uintptr_t hi)
 {
 #if defined(__x86_64__)
     uintptr_t from = hi - lo > 16384 ? hi - 16384 : lo;
+    const volatile uintptr_t *buf = (const volatile uintptr_t *)from;
+    if (!c->direct) {
+        struct iovec local = {c->chunk, hi - from}, remote = {(void *)from, hi - from};
+        if (process_vm_readv(c->pid, &local, 1, &remote, 1, 0) != (ssize_t)(hi - from))
+            return 0;
+        buf = c->chunk;
+    }
     for (uintptr_t a = (hi - 24) & ~(uintptr_t)15; a >= from; a -= 16) {
-        const volatile uintptr_t *w = (const volatile uintptr_t *)a;
+        const volatile uintptr_t *w = &buf[(a - from) / sizeof(uintptr_t)];
         if (w[0] == a && w[2] == a)
             return a;
     }
 #else
+    (void)c;
     (void)lo;
     (void)hi;
 #endif
@@ -800,7 +811,7 @@ static void scan_stacks(ctx *c)
          * is still there for pthread_join). A joined or detached one's
          * stack sits in glibc's cache of stacks, and its descriptor keeps
          * the value it returned, which nobody can get at any more. */
-        uintptr_t tcb = find_tcb(m->lo, m->hi);
+        uintptr_t tcb = find_tcb(c, m->lo, m->hi);
         if (tcb != 0 && unjoined_thread(c, tcb)) {
             scan_root(c, tcb, m->hi - tcb < TCB_AREA ? m->hi : tcb + TCB_AREA);
             scan_dtv(c, tcb);

@@ -12,6 +12,10 @@
  * Sites carry no counters: a counter per site would be one cache line that
  * every thread allocating from that line of code writes. Snapshots add up
  * live counts and bytes per site from the records instead.
+ *
+ * The checker keeps its heap blocks elsewhere (blocks.c, indexed by
+ * address, with per-site counters): millions of them made the shards'
+ * tables grow, shrink and rehash on the program's every malloc.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -77,10 +81,20 @@ static inline void bump(atomic_llong *c, long long d)
                           memory_order_relaxed);
 }
 
+/* Heap records in the shards while the block map is on: blocks it cannot
+ * hold (huge, labelled, owned, or booked before it was on). While there
+ * are none, a heap record the map does not know is not live at all. */
+static atomic_long shard_heap;
+
 static STW_TLS int guard_depth;
 static STW_TLS uint64_t cur_owner;
 static STW_TLS uint64_t seq_next, seq_end;
 static STW_TLS unsigned seq_epoch_seen;
+
+uint64_t stw__seq_fresh(void)
+{
+    return atomic_fetch_add(&seq_counter, 1) + 1;
+}
 
 static uint64_t next_seq(void)
 {
@@ -164,6 +178,12 @@ void stw__ledger_unlock_all(void)
     fork_release();
 }
 
+static void fork_child(void)
+{
+    fork_release();
+    stw__blocks_atfork_child();
+}
+
 void stw__ledger_init(void)
 {
     int st = atomic_load_explicit(&init_state, memory_order_acquire);
@@ -184,7 +204,7 @@ void stw__ledger_init(void)
         site_slots = NULL;
     }
     atomic_store(&nsites, 0);
-    pthread_atfork(fork_prepare, fork_release, fork_release);
+    pthread_atfork(fork_prepare, fork_release, fork_child);
     atomic_store_explicit(&init_state, 2, memory_order_release);
 }
 
@@ -407,11 +427,33 @@ static void maybe_shrink(shard *s)
         rehash(s, s->cap / 2);
 }
 
+static int shard_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label);
+
 int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label)
 {
     ensure_init();
     if (!kind_valid(kind))
         return -EINVAL;
+    if (kind == STW_KIND_HEAP && stw__blocks_on() && label == NULL && cur_owner == 0) {
+        int rc = stw__blocks_insert((uintptr_t)id, size, site);
+        if (rc != -E2BIG && rc != -ENOMEM)
+            return rc;
+        /* The map does not take it: it goes to the shards, where a
+         * lookup that misses the map looks next. */
+        atomic_fetch_add(&shard_heap, 1);
+        rc = shard_insert(kind, id, size, site, label);
+        if (rc != 0)
+            atomic_fetch_sub(&shard_heap, 1);
+        return rc;
+    }
+    int rc = shard_insert(kind, id, size, site, label);
+    if (rc == 0 && kind == STW_KIND_HEAP)
+        atomic_fetch_add(&shard_heap, 1);
+    return rc;
+}
+
+static int shard_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label)
+{
     uint64_t h = key_hash(kind, id);
     shard *s = shard_of(kind, id, h);
     shard_lock(s);
@@ -498,9 +540,25 @@ static void do_remove(shard *s, stw__entry *e, void *ud)
     maybe_shrink(s);
 }
 
+/* True when a heap record of @id is not in the block map and may be in
+ * the shards. */
+static bool heap_in_shards(void)
+{
+    return atomic_load_explicit(&shard_heap, memory_order_relaxed) != 0;
+}
+
 int stw__ledger_remove(int kind, uint64_t id)
 {
-    return with_entry(kind, id, do_remove, NULL);
+    if (kind == STW_KIND_HEAP && stw__blocks_on()) {
+        if (stw__blocks_remove((uintptr_t)id, NULL) == 0)
+            return 0;
+        if (!heap_in_shards())
+            return -ENOENT;
+    }
+    int rc = with_entry(kind, id, do_remove, NULL);
+    if (rc == 0 && kind == STW_KIND_HEAP)
+        atomic_fetch_sub(&shard_heap, 1);
+    return rc;
 }
 
 static void do_take(shard *s, stw__entry *e, void *ud)
@@ -519,7 +577,17 @@ static void do_take(shard *s, stw__entry *e, void *ud)
 
 int stw__ledger_take(int kind, uint64_t id, stw_record *out)
 {
-    return with_entry(kind, id, do_take, out);
+    /* Heap blocks live in the block map when it is on (blocks.c). */
+    if (kind == STW_KIND_HEAP && stw__blocks_on()) {
+        if (stw__blocks_remove((uintptr_t)id, out) == 0)
+            return 0;
+        if (!heap_in_shards())
+            return -ENOENT;
+    }
+    int rc = with_entry(kind, id, do_take, out);
+    if (rc == 0 && kind == STW_KIND_HEAP)
+        atomic_fetch_sub(&shard_heap, 1);
+    return rc;
 }
 
 __attribute__((noinline)) int stw_ledger_record(int kind, uint64_t id, uint64_t size,
@@ -563,6 +631,22 @@ static void do_resize(shard *s, stw__entry *e, void *ud)
 
 int stw_ledger_resize(int kind, uint64_t id, uint64_t new_size)
 {
+    if (kind == STW_KIND_HEAP && stw__blocks_on()) {
+        int rc = stw__blocks_resize((uintptr_t)id, new_size);
+        if (rc == -E2BIG) {
+            /* Too large for the map now: move it to the shards. */
+            stw_record r;
+            if (stw__blocks_remove((uintptr_t)id, &r) != 0)
+                return -ENOENT;
+            atomic_fetch_add(&shard_heap, 1);
+            rc = shard_insert(kind, id, new_size, r.site, NULL);
+            if (rc != 0)
+                atomic_fetch_sub(&shard_heap, 1);
+            return rc;
+        }
+        if (rc != -ENOENT || !heap_in_shards())
+            return rc;
+    }
     return with_entry(kind, id, do_resize, &new_size);
 }
 
@@ -574,6 +658,15 @@ static void do_label(shard *s, stw__entry *e, void *ud)
 
 int stw_ledger_set_label(int kind, uint64_t id, const char *label)
 {
+    stw_record r;
+    if (kind == STW_KIND_HEAP && stw__blocks_on() && stw__blocks_remove((uintptr_t)id, &r) == 0) {
+        /* Map records carry no label: a labelled block lives in the shards. */
+        atomic_fetch_add(&shard_heap, 1);
+        int rc = shard_insert(kind, id, r.size, r.site, label);
+        if (rc != 0)
+            atomic_fetch_sub(&shard_heap, 1);
+        return rc;
+    }
     return with_entry(kind, id, do_label, (void *)label);
 }
 
@@ -596,6 +689,12 @@ static void do_copy(shard *s, stw__entry *e, void *ud)
 int stw_ledger_lookup(int kind, uint64_t id, stw_record *out)
 {
     stw_record tmp;
+    if (kind == STW_KIND_HEAP && stw__blocks_on()) {
+        if (stw__blocks_lookup((uintptr_t)id, out) == 0)
+            return 0;
+        if (!heap_in_shards())
+            return -ENOENT;
+    }
     return with_entry(kind, id, do_copy, out != NULL ? out : &tmp);
 }
 
@@ -613,8 +712,12 @@ uint64_t stw_ledger_owner(void)
 
 uint64_t stw_ledger_checkpoint(void)
 {
+    /* A number of its own, so that the block map's new era (seq + 1)
+     * lies above this checkpoint and every era before it at or below. */
+    uint64_t seq = stw__seq_fresh();
+    stw__blocks_new_era(seq + 1);
     atomic_fetch_add(&seq_epoch, 1);
-    return atomic_load(&seq_counter);
+    return seq;
 }
 
 void stw_ledger_kind_stat(int kind, stw_kind_stat *out)
@@ -624,6 +727,8 @@ void stw_ledger_kind_stat(int kind, stw_kind_stat *out)
         return;
     }
     *out = (stw_kind_stat){0};
+    if (kind == STW_KIND_HEAP)
+        stw__blocks_kind_stat(out);
     for (int i = 0; i < STW__NSHARDS; i++) {
         kind_counters *kc = &shards[i].kinds[kind];
         out->live += atomic_load_explicit(&kc->live, memory_order_relaxed);

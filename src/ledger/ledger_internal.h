@@ -36,7 +36,10 @@ bool stw_ledger_guard_depth(void);
 
 /* ---- stack.c ---- */
 
-enum stw__unwinder { STW__UNWIND_FP, STW__UNWIND_LIBUNWIND };
+/* STW__UNWIND_AFTER_FP: the DWARF unwinder, right after a frame-pointer
+ * capture with the same skip on the same thread (whose start it uses to
+ * find the stack in a per-thread cache). */
+enum stw__unwinder { STW__UNWIND_FP, STW__UNWIND_LIBUNWIND, STW__UNWIND_AFTER_FP };
 void stw__stack_init(void);
 /* Depth configured for record(): STW_STACK_DEPTH, 1..STW_STACK_MAX. */
 int stw__stack_depth(void);
@@ -44,6 +47,13 @@ int stw__stack_depth(void);
  * where a chain ends, false if it hit something that is not a frame pointer
  * (code built without them), so a DWARF unwind would see more. */
 bool stw__stack_fp_clean(void);
+/* After a frame-pointer walk (@fp, @nfp frames) that was not clean and a
+ * DWARF unwind of the same stack (@dw, @ndw; @complete: it reached the
+ * stack's end): when the walk found the same frames and stopped only at
+ * the thread's start code (all frames below are @runtime's), later walks
+ * that end at that frame count as clean. */
+void stw__stack_learn_start(void *const *fp, int nfp, void *const *dw, int ndw, bool complete,
+                            bool (*runtime)(void *pc));
 /* stw_stack_capture with an explicit unwinder (enum stw__unwinder). */
 int stw__stack_capture_with(int how, void **pcs, int max, int skip);
 /* In a child forked from a threaded parent: libunwind's internal locks may
@@ -95,6 +105,40 @@ typedef struct stw__entry {
  * shard's lock. Returns how many were copied, or minus the number needed
  * when @cap is too small (nothing copied). */
 long stw__shard_copy(int i, stw__entry *dst, size_t cap);
+
+/* A fresh birth sequence number, above every one handed out so far. */
+uint64_t stw__seq_fresh(void);
+
+/* ---- blocks.c: heap records by address (the checker's) ---- */
+
+/* Keep heap records (kind STW_KIND_HEAP, id a malloc'ed address) in the
+ * block map from now on. @sample_bytes > 0: every block is a sample that
+ * stands for at least that many bytes (its record's size, and what the
+ * per-site numbers count; the record's extent is the real size). False when its address space cannot be reserved
+ * (the shards keep them then). Call once, before threads race to book. */
+bool stw__blocks_enable(uint64_t sample_bytes);
+bool stw__blocks_on(void);
+/* 0, -EEXIST, or -E2BIG/-ENOMEM: the map cannot hold it (the caller
+ * books it in the shards instead). */
+int stw__blocks_insert(uintptr_t addr, uint64_t size, stw_site site);
+/* 0 (the removed record in @out, may be NULL) or -ENOENT. */
+int stw__blocks_remove(uintptr_t addr, stw_record *out);
+int stw__blocks_lookup(uintptr_t addr, stw_record *out);
+/* Start loading @addr's slot: a free about to remove it overlaps that
+ * cache miss with its other work. */
+void stw__blocks_prefetch(uintptr_t addr);
+/* 0, -ENOENT, or -E2BIG (the new size does not fit: record unchanged). */
+int stw__blocks_resize(uintptr_t addr, uint64_t size);
+/* Call @fn for every live block (any order) until it returns non-zero,
+ * which is returned. Blocks made or freed meanwhile may or may not be seen. */
+int stw__blocks_each(int (*fn)(const stw_record *r, void *ud), void *ud);
+/* Live blocks and bytes of @site (site 0: blocks without a site). */
+void stw__blocks_site(stw_site site, int64_t *live, int64_t *bytes);
+/* Heap totals of the map. */
+void stw__blocks_kind_stat(stw_kind_stat *out);
+/* Checkpoint @seq - 1 was taken: blocks from now on get seq @seq. */
+void stw__blocks_new_era(uint64_t seq);
+void stw__blocks_atfork_child(void);
 
 /* Insert/remove without the reentrancy guard, for callers that hold it. */
 int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label);

@@ -117,6 +117,33 @@ typedef struct site_sum {
     int64_t bytes;
 } site_sum;
 
+/* What adding records to a snapshot needs, for the block map's walk. */
+typedef struct collect {
+    snap_impl *s;
+    const stw_snapshot_opts *o;
+    site_sum *sums;
+    site_sum *unknown;
+    uint32_t nsites;
+} collect;
+
+static int add_record(const stw_record *r, void *ud)
+{
+    collect *c = ud;
+    if (!kind_wanted(c->o->kinds, r->kind) || r->seq <= c->o->since_seq)
+        return 0;
+    site_sum *sum = r->site != 0 && r->site <= c->nsites ? &c->sums[r->site] : &c->unknown[r->kind];
+    sum->live++;
+    sum->bytes += (int64_t)r->size;
+    if (!c->o->records)
+        return 0;
+    snap_impl *s = c->s;
+    if (reserve((void **)&s->pub.records, &s->records_bytes,
+                (s->pub.nrecords + 1) * sizeof(stw_record)) != 0)
+        return -ENOMEM;
+    s->pub.records[s->pub.nrecords++] = *r;
+    return 0;
+}
+
 int stw_snapshot_new(const stw_snapshot_opts *opts, stw_snapshot **out)
 {
     stw_snapshot_opts o = opts ? *opts : (stw_snapshot_opts){0};
@@ -143,6 +170,7 @@ int stw_snapshot_new(const stw_snapshot_opts *opts, stw_snapshot **out)
     sums = stw__pages_alloc(sums_bytes);
     if (sums == NULL)
         goto fail;
+    collect c = {.s = s, .o = &o, .sums = sums, .unknown = unknown, .nsites = nsites};
     for (int i = 0; i < STW__NSHARDS; i++) {
         long got;
         while ((got = stw__shard_copy(i, tmp, tmp_bytes / sizeof(stw__entry))) < 0) {
@@ -150,18 +178,24 @@ int stw_snapshot_new(const stw_snapshot_opts *opts, stw_snapshot **out)
                 goto fail;
         }
         for (long j = 0; j < got; j++) {
-            const stw__entry *e = &tmp[j];
-            if (!kind_wanted(o.kinds, e->kind) || e->seq <= o.since_seq)
-                continue;
-            site_sum *sum = e->site != 0 && e->site <= nsites ? &sums[e->site] : &unknown[e->kind];
-            sum->live++;
-            sum->bytes += (int64_t)e->size;
-            if (!o.records)
-                continue;
-            if (reserve((void **)&s->pub.records, &s->records_bytes,
-                        (s->pub.nrecords + 1) * sizeof(stw_record)) != 0)
+            stw_record r = to_record(&tmp[j]);
+            if (add_record(&r, &c) != 0)
                 goto fail;
-            s->pub.records[s->pub.nrecords++] = to_record(e);
+        }
+    }
+    if (stw__blocks_on() && kind_wanted(o.kinds, STW_KIND_HEAP)) {
+        if (o.records || o.since_seq != 0) {
+            if (stw__blocks_each(add_record, &c) != 0)
+                goto fail;
+        } else {
+            /* Per-site numbers are kept as blocks come and go: no walk. */
+            for (uint32_t id = 0; id <= nsites; id++) {
+                int64_t live, bytes;
+                stw__blocks_site(id, &live, &bytes);
+                site_sum *sum = id != 0 ? &sums[id] : &unknown[STW_KIND_HEAP];
+                sum->live += live;
+                sum->bytes += bytes;
+            }
         }
     }
 
