@@ -148,6 +148,9 @@ const char *stw__thread_state(uint64_t id);
 /* Before the exit report: give detached threads that are finishing their
  * routine up to 100 ms to end, so they are not reported. */
 void stw__threads_settle(void);
+/* Every thread of the process (/proc/self/task) to @fn until it returns
+ * false; raw system calls only, no allocation (threads.c). */
+void stw__each_task(bool (*fn)(long tid, void *ud), void *ud);
 
 /* ---- procs.c ---- */
 /* Before the exit report: book children the hooks did not see (vfork,

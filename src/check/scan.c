@@ -651,50 +651,40 @@ static uintptr_t thread_sp(long tid)
     return parse_hex(&p);
 }
 
+typedef struct sp_ctx {
+    ctx *c;
+    long self;
+} sp_ctx;
+
+static bool note_thread_sp(long tid, void *ud)
+{
+    sp_ctx *sc = ud;
+    ctx *c = sc->c;
+    if (tid == sc->self || tid == c->own_tid)
+        return true;
+    /* A thread in the fatal signal's handler: its program frames start
+     * where the signal interrupted it. */
+    uintptr_t sp = tid == atomic_load(&stw__fatal_ctx.tid) ? stw__fatal_ctx.sp : 0;
+    if (sp != 0) {
+        note_sp(c, sp, RED_ZONE);
+        return true;
+    }
+    sp = thread_sp(tid);
+    if (sp != 0)
+        note_sp(c, sp, RED_ZONE);
+    else
+        c->unknown_sp++;
+    return true;
+}
+
 /* Every live thread's stack pointer, noted in the map that holds it. */
 static void find_thread_sps(ctx *c, uintptr_t own_sp)
 {
     long self = syscall(SYS_gettid);
     if (self != c->own_tid)
         note_sp(c, own_sp, 0);
-    int fd =
-        (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    char buf[4096] __attribute__((aligned(8)));
-    long n;
-    while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
-        for (long off = 0; off < n;) {
-            struct {
-                uint64_t ino;
-                int64_t off;
-                unsigned short reclen;
-                unsigned char type;
-                char name[];
-            } *d = (void *)(buf + off);
-            off += d->reclen;
-            if (d->name[0] < '0' || d->name[0] > '9')
-                continue;
-            long tid = 0;
-            for (const char *p = d->name; *p >= '0' && *p <= '9'; p++)
-                tid = tid * 10 + (*p - '0');
-            if (tid == self || tid == c->own_tid)
-                continue;
-            /* A thread in the fatal signal's handler: its program frames
-             * start where the signal interrupted it. */
-            uintptr_t sp = tid == atomic_load(&stw__fatal_ctx.tid) ? stw__fatal_ctx.sp : 0;
-            if (sp != 0) {
-                note_sp(c, sp, RED_ZONE);
-                continue;
-            }
-            sp = thread_sp(tid);
-            if (sp != 0)
-                note_sp(c, sp, RED_ZONE);
-            else
-                c->unknown_sp++;
-        }
-    }
-    sys_close(fd);
+    sp_ctx sc = {.c = c, .self = self};
+    stw__each_task(note_thread_sp, &sc);
 }
 
 /* The heuristic for a glibc thread stack (see the top of the file). */

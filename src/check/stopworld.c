@@ -151,53 +151,41 @@ static bool task_blocks(long tid, int sig)
     return (mask >> (sig - 1)) & 1;
 }
 
+typedef struct signal_ctx {
+    long self, skip1, skip2;
+    pid_t pid;
+    int added;
+} signal_ctx;
+
+static bool signal_one(long tid, void *ud)
+{
+    signal_ctx *sc = ud;
+    if (tid == sc->self || tid == sc->skip1 || tid == sc->skip2)
+        return true;
+    int k = atomic_load(&ntids);
+    bool known = false;
+    for (int i = 0; i < k && !known; i++)
+        known = atomic_load(&tids[i].tid) == tid;
+    if (known || k >= MAX_STOPPED)
+        return true;
+    atomic_store(&tids[k].tid, tid);
+    atomic_store(&tids[k].parked, 0);
+    atomic_store(&ntids, k + 1);
+    if (syscall(SYS_tgkill, sc->pid, tid, stw__stop_signal()) != 0)
+        atomic_store(&tids[k].parked, -1); /* gone already */
+    else if (task_blocks(tid, stw__stop_signal()))
+        atomic_store(&tids[k].parked, -2); /* will not answer */
+    else
+        sc->added++;
+    return true;
+}
+
 /* Signal every thread not yet known. Returns how many were added. */
 static int signal_new_threads(long self, long skip1, long skip2)
 {
-    int fd =
-        (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    int added = 0;
-    char buf[4096] __attribute__((aligned(8)));
-    long n;
-    pid_t pid = getpid();
-    while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
-        for (long off = 0; off < n;) {
-            struct {
-                uint64_t ino;
-                int64_t off;
-                unsigned short reclen;
-                unsigned char type;
-                char name[];
-            } *d = (void *)(buf + off);
-            off += d->reclen;
-            if (d->name[0] < '0' || d->name[0] > '9')
-                continue;
-            long tid = 0;
-            for (const char *p = d->name; *p >= '0' && *p <= '9'; p++)
-                tid = tid * 10 + (*p - '0');
-            if (tid == self || tid == skip1 || tid == skip2)
-                continue;
-            int k = atomic_load(&ntids);
-            bool known = false;
-            for (int i = 0; i < k && !known; i++)
-                known = atomic_load(&tids[i].tid) == tid;
-            if (known || k >= MAX_STOPPED)
-                continue;
-            atomic_store(&tids[k].tid, tid);
-            atomic_store(&tids[k].parked, 0);
-            atomic_store(&ntids, k + 1);
-            if (syscall(SYS_tgkill, pid, tid, stw__stop_signal()) != 0)
-                atomic_store(&tids[k].parked, -1); /* gone already */
-            else if (task_blocks(tid, stw__stop_signal()))
-                atomic_store(&tids[k].parked, -2); /* will not answer */
-            else
-                added++;
-        }
-    }
-    syscall(SYS_close, fd);
-    return added;
+    signal_ctx sc = {.self = self, .skip1 = skip1, .skip2 = skip2, .pid = getpid()};
+    stw__each_task(signal_one, &sc);
+    return sc.added;
 }
 
 /* True once every signalled thread is parked or gone. */

@@ -19,6 +19,9 @@
  */
 #include <elf.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <fcntl.h>
 #include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -465,4 +468,38 @@ void stw__threads_settle(void)
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* Call @fn(@tid, @ud) for every thread of the process, as
+ * /proc/self/task lists them, with raw system calls only (no allocation:
+ * the exit report and the stop-the-world run it with the world half
+ * stopped). Stops early when @fn returns false. */
+void stw__each_task(bool (*fn)(long tid, void *ud), void *ud)
+{
+    int fd =
+        (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[4096] __attribute__((aligned(8)));
+    long n;
+    bool more = true;
+    while (more && (n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+        for (long off = 0; more && off < n;) {
+            struct {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *d = (void *)(buf + off);
+            off += d->reclen;
+            if (d->name[0] < '0' || d->name[0] > '9')
+                continue;
+            long tid = 0;
+            for (const char *q = d->name; *q >= '0' && *q <= '9'; q++)
+                tid = tid * 10 + (*q - '0');
+            more = fn(tid, ud);
+        }
+    }
+    syscall(SYS_close, fd);
 }

@@ -13,7 +13,17 @@
 
 #include "steward/ledger.h"
 
+/* Thread-locals of the ledger. The checker's preloaded copy (built with
+ * STW_PRELOAD) is loaded at start, where the static TLS block has room,
+ * and must never reach __tls_get_addr (it can call malloc, which the
+ * checker interposes). libsteward.so may be loaded later, with dlopen
+ * (the relay module), where a large initial-exec block does not fit:
+ * "cannot allocate memory in static TLS block"; it takes the default. */
+#ifdef STW_PRELOAD
 #define STW_TLS __thread __attribute__((tls_model("initial-exec")))
+#else
+#define STW_TLS __thread
+#endif
 
 /* ---- arena.c: mmap-backed memory ---- */
 
