@@ -134,7 +134,8 @@ static int build(report *rp)
          * periodic report): not a leak. */
         else if (r->kind == STW_KIND_HEAP && rp->cls[i] != STW__STILL_REACHABLE) {
             stw_record now;
-            if (stw_ledger_lookup(r->kind, r->id, &now) != 0 || now.seq != r->seq)
+            if (stw_ledger_lookup(r->kind, r->id, &now) != 0 || now.seq != r->seq ||
+                now.size != r->size || now.site != r->site)
                 rp->hide[i] = 1;
         }
     }
@@ -581,6 +582,11 @@ void stw__check_report(bool final, const char *why)
     uint64_t kinds = stw__copts.kinds & ~STW_KIND_BIT(stw__kind_internal);
     stw_snapshot_opts so = {.kinds = kinds, .records = true};
     int brc = stw_snapshot_new(&so, &rp.snap);
+    /* A new era right after the snapshot: a block freed and made again at
+     * the same address by a thread that kept running then has another
+     * sequence number, and the re-check in build() tells it apart (heap
+     * sequence numbers are eras in the block map, not per block). */
+    stw_ledger_checkpoint();
     if (brc == 0)
         brc = build(&rp);
     stw__world_resume();
