@@ -612,9 +612,10 @@ static void note_sp(ctx *c, uintptr_t sp, uintptr_t below)
 /* Stack pointer of thread @tid from /proc/self/task/TID/syscall: the
  * second-to-last field, present while the thread is in the kernel ("running"
  * otherwise). 0 when unknown. */
-static uintptr_t thread_sp(long tid)
+/* /proc/self/task/TID followed by @suffix into @path (64 bytes). */
+static void task_path(char *path, long tid, const char *suffix)
 {
-    char path[64] = "/proc/self/task/";
+    memcpy(path, "/proc/self/task/", sizeof("/proc/self/task/"));
     char digits[24];
     int nd = 0;
     do {
@@ -624,7 +625,52 @@ static uintptr_t thread_sp(long tid)
     size_t len = strlen(path);
     while (nd > 0)
         path[len++] = digits[--nd];
-    memcpy(path + len, "/syscall", sizeof("/syscall"));
+    memcpy(path + len, suffix, strlen(suffix) + 1);
+}
+
+/* True when thread @tid is gone or dying: pthread_join returns once the
+ * kernel has cleared the thread's tid, which is before the task leaves
+ * /proc/self/task, so a thread joined just before exit can still be
+ * listed there, with no stack pointer to read. It runs no program code
+ * any more and holds no references: it is no unknown thread. */
+static bool task_dead(long tid)
+{
+    char path[64];
+    task_path(path, tid, "/stat");
+    int fd = sys_open(path);
+    if (fd < 0)
+        return true;
+    char buf[512];
+    ssize_t n = sys_read(fd, buf, sizeof(buf) - 1);
+    sys_close(fd);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    if (rp == NULL || rp[1] != ' ')
+        return false;
+    char st = rp[2];
+    if (st == 'Z' || st == 'X' || st == 'x')
+        return true;
+    /* Field 9, the kernel's flags: PF_EXITING (0x4) from the start of
+     * do_exit on. "S ppid pgrp session tty_nr tpgid flags". */
+    const char *p = rp + 2;
+    for (int f = 0; f < 6 && *p != '\0'; f++) {
+        while (*p != '\0' && *p != ' ')
+            p++;
+        while (*p == ' ')
+            p++;
+    }
+    unsigned long flags = 0;
+    while (*p >= '0' && *p <= '9')
+        flags = flags * 10 + (unsigned long)(*p++ - '0');
+    return (flags & 0x4ul) != 0;
+}
+
+static uintptr_t thread_sp(long tid)
+{
+    char path[64];
+    task_path(path, tid, "/syscall");
     int fd = sys_open(path);
     if (fd < 0)
         return 0;
@@ -672,7 +718,7 @@ static bool note_thread_sp(long tid, void *ud)
     sp = thread_sp(tid);
     if (sp != 0)
         note_sp(c, sp, RED_ZONE);
-    else
+    else if (!task_dead(tid))
         c->unknown_sp++;
     return true;
 }
