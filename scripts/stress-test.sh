@@ -6,8 +6,8 @@
 # Not part of `make test`: 50 rounds take an hour or more.
 #   scripts/stress-test.sh BUILD_DIR [RUNS] [SUITE...]
 # SUITE: unit, leaks, real, or an integration test name (relay_basic, ...);
-# default all of them. Failed runs keep their logs in $STRESS_LOGS
-# (default stress-logs/). relay_ffmpeg runs its churn case with
+# default all of them (every tests/integration/relay_*.py). Failed runs keep
+# their logs in $STRESS_LOGS (default stress-logs/). relay_ffmpeg runs its churn case with
 # STEWARD_FFMPEG_CHURN cycles (default here 500; `make test` runs 100).
 set -u
 build=${1:?usage: scripts/stress-test.sh BUILD_DIR [RUNS] [SUITE...]}
@@ -16,9 +16,11 @@ runs=${2:-50}
 here=$(cd "$(dirname "$0")/.." && pwd)
 logs=${STRESS_LOGS:-stress-logs}
 mkdir -p "$logs"
-suites=${*:-"unit leaks real relay_basic relay_api relay_mjpeg relay_load relay_attack relay_auth relay_ffmpeg media_servers_test"}
+relay_suites=$(cd "$here/tests/integration" && ls relay_*.py | sed 's/\.py$//' | tr '\n' ' ')
+suites=${*:-"unit leaks real $relay_suites media_servers_test"}
 
-# The load: one busy loop per core, ended by pid whatever happens.
+# The load: one busy loop per core (STRESS_HOGS overrides the count, for two
+# loops run side by side), ended by pid whatever happens.
 hogs=""
 cleanup() {
     for p in $hogs; do kill "$p" 2>/dev/null; done
@@ -28,7 +30,7 @@ cleanup() {
 tmp=$(mktemp -d)
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-for _ in $(seq 1 "$(nproc)"); do
+for _ in $(seq 1 "${STRESS_HOGS:-$(nproc)}"); do
     sh -c 'while :; do :; done' &
     hogs="$hogs $!"
 done
