@@ -543,9 +543,15 @@ static bool group_alive(pid_t pgid)
 {
     if (kill(-pgid, 0) != 0)
         return false;
-    DIR *d = opendir("/proc");
-    if (d == NULL)
+    int dfd = stw_fd_track(open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC), STW_KIND_FD,
+                           "dir:proc-group-scan");
+    if (dfd < 0)
         return true;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        stw_fd_close(&dfd);
+        return true;
+    }
     bool alive = false;
     struct dirent *e;
     while (!alive && (e = readdir(d)) != NULL) {
@@ -553,11 +559,11 @@ static bool group_alive(pid_t pgid)
             continue;
         char path[sizeof("/proc//stat") + sizeof(e->d_name)], buf[512];
         snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = stw_fd_track(open(path, O_RDONLY | O_CLOEXEC), STW_KIND_FD, "file:proc-stat");
         if (fd < 0)
             continue;
         ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
+        stw_fd_close(&fd);
         if (n <= 0)
             continue;
         buf[n] = '\0';
@@ -569,6 +575,7 @@ static bool group_alive(pid_t pgid)
             pgrp == (long)pgid && state != 'Z' && state != 'X')
             alive = true;
     }
+    stw_fd_untrack(dfd);
     closedir(d);
     return alive;
 }
