@@ -38,6 +38,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -136,10 +137,11 @@ static bool loop_back(src_mjpeg *s)
  * connects further up). 0, or -ELOOP when our own id is among them. */
 static int follow_chain(src_mjpeg *s)
 {
-    const char *now = relay_mjpeg_chain(s->parser);
+    char now[RELAY_CHAIN_MAX] = "";
+    relay_via_merge(now, relay_mjpeg_chain(s->parser));
     if (now[0] == '\0' || strcmp(now, s->chain) == 0)
         return 0;
-    snprintf(s->chain, sizeof(s->chain), "%s", now);
+    memcpy(s->chain, now, sizeof(now));
     if (loop_back(s))
         return -ELOOP;
     relay_hub_set_chain(s->in->hub, s->chain);
@@ -182,6 +184,24 @@ static void report(src_mjpeg *s, const char *err)
     relay_hub_set_camera(s->in->hub, &s->stat, err);
 }
 
+/* If the header line @data (@len bytes, CRLF included) is @name (with its
+ * colon, any case): *@v gets its value, trimmed; returns the value's
+ * length. -1 for another header. */
+static int header_value(const char *data, size_t len, const char *name, const char **v)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || strncasecmp(data, name, nl) != 0)
+        return -1;
+    const char *p = data + nl;
+    size_t n = len - nl;
+    while (n > 0 && (*p == ' ' || *p == '\t'))
+        p++, n--;
+    while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == '\n' || p[n - 1] == ' '))
+        n--;
+    *v = p;
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
     src_mjpeg *s = ud;
@@ -201,37 +221,20 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
             n--;
         snprintf(s->reason, sizeof(s->reason), "%.*s", (int)n, r);
     }
-    if (len > 13 && strncasecmp(data, "Content-Type:", 13) == 0) {
-        const char *v = data + 13;
-        size_t vlen = len - 13;
-        while (vlen > 0 && (*v == ' ' || *v == '\t'))
-            v++, vlen--;
-        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-            vlen--;
-        if (vlen >= sizeof(s->content_type))
-            vlen = sizeof(s->content_type) - 1;
-        memcpy(s->content_type, v, vlen);
-        s->content_type[vlen] = '\0';
+    const char *v;
+    int vlen;
+    if ((vlen = header_value(data, len, "Content-Type:", &v)) >= 0)
+        snprintf(s->content_type, sizeof(s->content_type), "%.*s", vlen, v);
+    if ((vlen = header_value(data, len, RELAY_CHAIN_HEADER ":", &v)) >= 0) {
+        /* Untrusted and passed on to the relays downstream: only well-formed
+         * ids go through (the same list rules as X-Steward-Relay). */
+        char raw[RELAY_CHAIN_MAX * 2];
+        snprintf(raw, sizeof(raw), "%.*s", vlen, v);
+        s->chain[0] = '\0';
+        relay_via_merge(s->chain, raw);
     }
-    size_t cl = sizeof(RELAY_CHAIN_HEADER ":") - 1;
-    if (len > cl && strncasecmp(data, RELAY_CHAIN_HEADER ":", cl) == 0) {
-        const char *v = data + cl;
-        size_t vlen = len - cl;
-        while (vlen > 0 && (*v == ' ' || *v == '\t'))
-            v++, vlen--;
-        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-            vlen--;
-        snprintf(s->chain, sizeof(s->chain), "%.*s", (int)vlen, v);
-    }
-    if (len > 9 && strncasecmp(data, "Location:", 9) == 0) {
-        const char *v = data + 9;
-        size_t vlen = len - 9;
-        while (vlen > 0 && (*v == ' ' || *v == '\t'))
-            v++, vlen--;
-        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-            vlen--;
-        snprintf(s->location, sizeof(s->location), "%.*s", (int)vlen, v);
-    }
+    if ((vlen = header_value(data, len, "Location:", &v)) >= 0)
+        snprintf(s->location, sizeof(s->location), "%.*s", vlen, v);
     return len;
 }
 

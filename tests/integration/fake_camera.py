@@ -189,6 +189,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.part(jpeg)
                     n += 1
                     time.sleep(0.05)
+            elif path == "/chainjunk":
+                # A relay chain header with ids, junk and markup, in the
+                # response and in every part: only the well-formed ids may
+                # reach the relays downstream.
+                self.send_response(200)
+                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                self.send_header("X-Steward-Relay-Chain",
+                                 "0123456789abcdef,<b>x</b>,1111111111111111")
+                self.end_headers()
+                n = 0
+                while not cam.stopping.is_set():
+                    jpeg = FRAMES[n % len(FRAMES)]
+                    self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                     f"Content-Length: {len(jpeg)}\r\n"
+                                     "X-Steward-Relay-Chain: 0123456789abcdef, "
+                                     "X-Evil: 1;0123456789ABCDEF,2222222222222222\r\n\r\n"
+                                     .encode() + jpeg + b"\r\n")
+                    self.wfile.flush()
+                    n += 1
+                    time.sleep(0.05)
             elif path == "/text":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")

@@ -19,6 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_camera import FakeCamera  # noqa: E402
 from relay_basic import RESULTS, Relay, check, is_jpeg, read_parts, report  # noqa: E402
 
 
@@ -150,6 +151,40 @@ def run(build):
             c.close()
             conns.remove(c)
 
+        def chain_untrusted():
+            """A camera (or a relay upstream) that sends junk in its relay
+            chain: only well-formed ids reach the relays downstream."""
+            cam = FakeCamera().start()
+            try:
+                st, body = post(edge, {"name": "junk", "kind": "mjpeg",
+                                       "url": cam.url("/chainjunk")})
+                assert st == 201, body
+                c = edge.conn()
+                try:
+                    c.request("GET", "/stream/junk", headers={"X-Steward-Relay": "abcdefabcdefabcd"})
+                    r = c.getresponse()
+                    assert r.status == 200
+                    head = r.getheader("X-Steward-Relay-Chain") or ""
+                    raw = b""
+                    end = time.monotonic() + 10
+                    while raw.count(b"X-Steward-Relay-Chain") < 4 and time.monotonic() < end:
+                        raw += r.read1(65536)
+                finally:
+                    c.close()
+                ids = re.compile(r"^[0-9a-f]{16}(,[0-9a-f]{16})*$")
+                assert ids.match(head), "response chain %r" % head
+                parts = re.findall(rb"X-Steward-Relay-Chain: ([^\r\n]*)", raw)
+                assert len(parts) >= 3, raw[:300]
+                for v in parts[1:]:
+                    assert ids.match(v.decode()), "part chain %r" % v
+                assert parts[-1].decode().split(",")[1:] == ["0123456789abcdef", "2222222222222222"], \
+                    parts[-1]
+                assert b"X-Evil" not in raw and b"<b>" not in raw
+            finally:
+                cam.stop()
+                st = edge.get("/api/inputs/junk", method="DELETE")[0]
+                assert st in (200, 204), st
+
         def ring_refused():
             st, body = post(origin, {"name": "ring", "kind": "mjpeg",
                                      "url": "http://127.0.0.1:%d/stream/back" % edge.port})
@@ -204,6 +239,7 @@ def run(build):
                          ("edge_stops_pulling", edge_stops_pulling),
                          ("edge_ts_through", ts_through_edge),
                          ("edge_origin_restart_recovers", origin_restart_recovers),
+                         ("edge_chain_untrusted", chain_untrusted),
                          ("edge_ring_refused", ring_refused),
                          ("edge_ring_of_three", ring_of_three),
                          ("edge_both_clean", both_clean)]:
