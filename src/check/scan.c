@@ -715,6 +715,12 @@ static bool note_thread_sp(long tid, void *ud)
         note_sp(c, sp, RED_ZONE);
         return true;
     }
+    /* A joined thread can still be listed, exiting: /proc then shows the
+     * stack pointer of its exit call, and its stack from there up holds
+     * its descriptor with the value it returned, which nobody can get at
+     * any more. */
+    if (task_dead(tid))
+        return true;
     sp = thread_sp(tid);
     if (sp != 0)
         note_sp(c, sp, RED_ZONE);
@@ -796,19 +802,65 @@ static NO_SANITIZE void scan_dtv(ctx *c, uintptr_t tcb)
 #endif
 }
 
+/* What the scan needs from dl_iterate_phdr and libunwind, gathered before
+ * the program's threads are stopped (one of them may hold the loader's or
+ * libunwind's lock while parked): the modules' writable data and where the
+ * calling thread's program frames start. */
+typedef struct range {
+    uintptr_t lo, hi;
+} range;
+#define MAX_RANGES 8192
+static struct {
+    bool ready;
+    uintptr_t from; /* exit()'s caller's stack pointer, 0 if none */
+    range *mods;
+    size_t nmods;
+    /* The static TLS blocks, as offsets below a thread's descriptor (the
+     * same in every thread): the lowest start, and the checker's own. */
+    uintptr_t tls_below;
+    uintptr_t own_tls_lo, own_tls_hi; /* [lo, hi) below the descriptor */
+} prep;
+
+/* A module's TLS block in the static TLS area (not one dlopen allocated
+ * apart, which the DTV reaches): note how far below the descriptor it
+ * starts. */
+static void note_tls(const struct dl_phdr_info *info, const ElfW(Phdr) *ph, bool mine)
+{
+    uintptr_t tcb = (uintptr_t)pthread_self(), data = (uintptr_t)info->dlpi_tls_data;
+    size_t size = 0, align = 0;
+    if (_dl_get_tls_static_info != NULL)
+        _dl_get_tls_static_info(&size, &align);
+    if (data == 0 || data >= tcb || tcb - data > size)
+        return;
+    uintptr_t below = tcb - data;
+    if (below > prep.tls_below)
+        prep.tls_below = below;
+    if (mine) {
+        prep.own_tls_lo = below;
+        prep.own_tls_hi = below > ph->p_memsz ? below - ph->p_memsz : 0;
+    }
+}
+
 /* Descriptor, static TLS and DTV of the thread at @tcb, confined to the
- * mapping that holds it. */
+ * mapping that holds it. The static TLS starts at the lowest module's
+ * block, not at glibc's static size below the descriptor: that size counts
+ * the descriptor and room for later modules too, and reached into
+ * whatever lies below the main thread's TLS (the checker's own records
+ * there kept a dropped thread result reachable, 1 run in 12). The
+ * checker's own block holds nothing of the program's. */
 static void scan_tls(ctx *c, uintptr_t tcb)
 {
     const map *m = find_map(c, tcb);
     if (m == NULL)
         return;
-    size_t size = 0, align = 0;
-    if (_dl_get_tls_static_info != NULL)
-        _dl_get_tls_static_info(&size, &align);
-    uintptr_t lo = size > tcb - m->lo ? m->lo : tcb - size;
+    uintptr_t lo = prep.tls_below > tcb - m->lo ? m->lo : tcb - prep.tls_below;
     uintptr_t hi = m->hi - tcb < TCB_AREA ? m->hi : tcb + TCB_AREA;
-    scan_root(c, lo, hi);
+    if (prep.own_tls_lo != 0 && tcb - m->lo >= prep.own_tls_lo) {
+        scan_root(c, lo, tcb - prep.own_tls_lo);
+        scan_root(c, tcb - prep.own_tls_hi, hi);
+    } else {
+        scan_root(c, lo, hi);
+    }
     scan_dtv(c, tcb);
 }
 
@@ -859,32 +911,22 @@ static void scan_stacks(ctx *c)
 
 static char self_marker;
 
-/* What the scan needs from dl_iterate_phdr and libunwind, gathered before
- * the program's threads are stopped (one of them may hold the loader's or
- * libunwind's lock while parked): the modules' writable data and where the
- * calling thread's program frames start. */
-typedef struct range {
-    uintptr_t lo, hi;
-} range;
-#define MAX_RANGES 8192
-static struct {
-    bool ready;
-    uintptr_t from; /* exit()'s caller's stack pointer, 0 if none */
-    range *mods;
-    size_t nmods;
-} prep;
-
 static int collect_module(struct dl_phdr_info *info, size_t size, void *ud)
 {
     (void)size;
     (void)ud;
     uintptr_t me = (uintptr_t)&self_marker;
+    bool mine = false;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if (ph->p_type == PT_LOAD && me >= lo && me < lo + ph->p_memsz)
-            return 0; /* the checker's own data holds nothing of the program's */
+        mine |= ph->p_type == PT_LOAD && me >= lo && me < lo + ph->p_memsz;
     }
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS)
+            note_tls(info, &info->dlpi_phdr[i], mine);
+    if (mine)
+        return 0; /* the checker's own data holds nothing of the program's */
     for (int i = 0; i < info->dlpi_phnum && prep.nmods < MAX_RANGES; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
@@ -1147,6 +1189,7 @@ void stw__scan_prepare(void)
     if (libc_span == 0)
         dl_iterate_phdr(find_libc, NULL);
     prep.nmods = 0;
+    prep.tls_below = prep.own_tls_lo = prep.own_tls_hi = 0;
     dl_iterate_phdr(collect_module, NULL);
     prep.from = exit_caller_sp();
     prep.ready = true;
