@@ -53,11 +53,14 @@ for s in $suites; do
     failed=0
     i=1
     while [ "$i" -le "$runs" ]; do
+        started=$(date +%s)
         if ! run_suite "$s" "$tmp/$s.log"; then
             failed=$((failed + 1))
             cp "$tmp/$s.log" "$logs/$s.$i.log"
             echo "FAIL stress/$s run $i:"
             grep -A8 '^FAIL' "$tmp/$s.log" | sed 's/^/    /' | head -30
+        else
+            echo "ok   stress/$s run $i ($(($(date +%s) - started)) s)"
         fi
         i=$((i + 1))
     done
