@@ -16,6 +16,7 @@
 
 #include "child.h"
 #include "ffmpeg.h"
+#include "motion.h"
 #include "recorder.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
@@ -29,6 +30,14 @@
 #define ARGS_MAX 80
 #define ENV_MAX 256
 #define RESUME_FREE ((uint64_t)8 << 20) /* after ENOSPC, free bytes to resume at least */
+#define KEEP_EXTRA_NS 1000000000LL      /* the ring keeps a second more than the pre-roll */
+
+/* A JPEG frame of the pre-roll ring: a copy (the source's pool must not
+ * run dry while the ring holds seconds of frames). */
+typedef struct ring_ent {
+    stw_buf *buf;
+    int64_t ns; /* captured, stw_now_ns clock */
+} ring_ent;
 
 extern char **environ;
 
@@ -39,6 +48,7 @@ struct relay_recorder {
     stw_scope *scope;
     relay_child *job;
     bool ts; /* an ffmpeg input: MPEG-TS copied; else JPEG frames encoded */
+    relay_record_spec spec; /* mode, pre- and post-roll, as started */
     /* The command: argv points into store or at static strings. */
     const char *argv[ARGS_MAX + 1];
     char store[RELAY_PATH_MAX + 512];
@@ -48,8 +58,23 @@ struct relay_recorder {
     /* Recorder thread only. */
     relay_ff_log log;
     relay_ts_feed feed;
-    stw_frame *pending; /* the frame being written */
+    stw_buf *pending; /* the frame being written */
     size_t pending_off;
+    /* Mode "motion". The gate, and for JPEG inputs the pre-roll ring
+     * (RELAY_RECORDER_RING_FRAMES entries, oldest at ring_head) and the
+     * constant-rate feed: slot n of the child's input is the newest ring
+     * frame captured at or before slot0_ns + n / rate, so that pre-roll
+     * frames written in a burst keep their place in time. */
+    relay_rec_gate gate;
+    ring_ent *ring;
+    unsigned ring_head, ring_n;
+    size_t ring_bytes;
+    unsigned rate;
+    int64_t slot0_ns;
+    uint64_t slot_n;
+    bool first_child; /* the session's first child: it gets the pre-roll */
+    int64_t motion_ns; /* the session's motion-start, stw_now_ns clock */
+    int64_t end_ns;    /* the last session's end: the next pre-roll stops there */
     uint64_t last_seq, last_frames_in;
     unsigned spawns;
     /* Shared. */
@@ -60,11 +85,21 @@ struct relay_recorder {
     _Atomic uint64_t bytes_child; /* by the current one */
     _Atomic unsigned sessions;
     atomic_bool enospc; /* a child said the disk is full: pause until space returns */
+    _Atomic uint64_t ring_frames_pub, ring_bytes_pub, ring_ms_pub;
+    _Atomic int64_t preroll_ms; /* recorded before the motion-start, last session */
+    _Atomic int64_t until_ms;   /* wall clock the post-roll runs to; 0 outside */
 };
 
 static int64_t now_ms(void)
 {
     return stw_now_ns() / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void set_state(relay_recorder *r, const char *state, const char *session)
@@ -93,6 +128,8 @@ static bool rec_line(void *ud, const char *line)
         atomic_store(&r->bytes_child, (uint64_t)r->log.progress.total_size);
     return !progress;
 }
+
+static unsigned ring_rate(relay_recorder *r);
 
 /* The command for a session in folder @dir (absolute). Returns 0 or
  * -ENAMETOOLONG. */
@@ -153,10 +190,17 @@ static int build_argv(relay_recorder *r, const char *dir)
         ADD("0");
         ADD("-fpsprobesize");
         ADD("0");
-        ADD("-use_wallclock_as_timestamps");
-        ADD("1");
-        ADD("-framerate");
-        ADD("1000");
+        if (r->spec.motion) {
+            /* A frame per slot of the constant rate (feed_slots): the
+             * pre-roll, written at once, keeps its duration. */
+            ADD("-framerate");
+            ADDF("%u", r->rate);
+        } else {
+            ADD("-use_wallclock_as_timestamps");
+            ADD("1");
+            ADD("-framerate");
+            ADD("1000");
+        }
         /* The raw mjpeg demuxer takes what the pipe has (image2pipe would
          * wait for 4 KiB, holding back small frames). */
         ADD("-f");
@@ -165,9 +209,9 @@ static int build_argv(relay_recorder *r, const char *dir)
         ADD("pipe:0");
         ADD("-map");
         ADD("0:v");
-        if (strcmp(r->in->kind, "test") == 0) {
+        if (strcmp(r->in->kind, "test") == 0 || r->spec.motion) {
             ADD("-r");
-            ADDF("%u", r->in->fps);
+            ADDF("%u", r->spec.motion ? r->rate : r->in->fps);
         } else {
             ADD("-fps_mode");
             ADD("vfr");
@@ -266,6 +310,10 @@ static int begin_session(relay_recorder *r)
     if (rc == 0 && snprintf(dir, sizeof(dir), "%s/%s/%s/%s", relay_rec_dir(r->rec), r->in->name,
                             day, hms) >= (int)sizeof(dir))
         rc = -ENAMETOOLONG;
+    r->first_child = true;
+    atomic_store(&r->preroll_ms, 0);
+    if (r->spec.motion && !r->ts)
+        r->rate = ring_rate(r);
     if (rc == 0)
         rc = build_argv(r, dir);
     if (rc == 0)
@@ -288,7 +336,7 @@ static int begin_session(relay_recorder *r)
 
 static void drop_pending(relay_recorder *r)
 {
-    stw_frame_unref(&r->pending);
+    stw_buf_unref(&r->pending);
     r->pending_off = 0;
 }
 
@@ -304,6 +352,8 @@ static void end_session(relay_recorder *r, const char *state)
     snprintf(session, sizeof(session), "%s", r->session);
     pthread_mutex_unlock(&r->lock);
     set_state(r, state, "");
+    r->end_ns = stw_now_ns();
+    atomic_store(&r->until_ms, 0);
     fprintf(stderr, "steward relay: input %s: recording session %s ended (%s)\n", r->in->name,
             session, state);
 }
@@ -340,11 +390,174 @@ static bool paused_for_space(relay_recorder *r)
     return atomic_load(&r->enospc) || relay_rec_disk_full(r->rec);
 }
 
-/* Whether a session should run now. The one gate: a motion-triggered
- * mode adds its condition here. */
+/* Whether a session should run now. The one gate: in mode "motion", from
+ * a motion-start to post_roll after motion-end (relay_rec_gate). */
 static bool want_session(relay_recorder *r, bool source)
 {
-    return source && !paused_for_space(r);
+    if (!r->spec.motion)
+        return source && !paused_for_space(r);
+    int64_t since = 0;
+    uint64_t starts = 0;
+    bool active = relay_motion_active(r->in, &since, &starts);
+    int64_t now = wall_ms();
+    bool motion = relay_rec_gate_step(&r->gate, now, active, since, starts);
+    atomic_store(&r->until_ms, motion ? (active ? -1 : r->gate.until_ms) : 0);
+    if (motion && r->motion_ns == 0)
+        r->motion_ns = stw_now_ns() - (now - r->gate.since_ms) * 1000000;
+    if (!motion)
+        r->motion_ns = 0;
+    return source && motion && !paused_for_space(r);
+}
+
+/* ---- the pre-roll ring of JPEG inputs in mode "motion" ---- */
+
+static void ring_pop(relay_recorder *r)
+{
+    ring_ent *e = &r->ring[r->ring_head];
+    r->ring_bytes -= stw_buf_size(e->buf);
+    stw_buf_unref(&e->buf);
+    r->ring_head = (r->ring_head + 1) % RELAY_RECORDER_RING_FRAMES;
+    r->ring_n--;
+}
+
+static ring_ent *ring_at(relay_recorder *r, unsigned i)
+{
+    return &r->ring[(r->ring_head + i) % RELAY_RECORDER_RING_FRAMES];
+}
+
+static void ring_publish(relay_recorder *r, int64_t now)
+{
+    atomic_store(&r->ring_frames_pub, r->ring_n);
+    atomic_store(&r->ring_bytes_pub, r->ring_bytes);
+    atomic_store(&r->ring_ms_pub,
+                 r->ring_n > 0 ? (uint64_t)(now - ring_at(r, 0)->ns) / 1000000 : 0);
+}
+
+/* Keep the pre-roll plus a second, within the ring's bounds, and always
+ * the newest frame. */
+static void ring_trim(relay_recorder *r, int64_t now)
+{
+    int64_t keep = (int64_t)r->spec.pre_roll_s * 1000000000LL + KEEP_EXTRA_NS;
+    while (r->ring_n > 1 && (r->ring_n >= RELAY_RECORDER_RING_FRAMES ||
+                             r->ring_bytes > RELAY_RECORDER_RING_BYTES ||
+                             ring_at(r, 0)->ns < now - keep))
+        ring_pop(r);
+    ring_publish(r, now);
+}
+
+/* Copy the hub's newest camera or pattern frame (not a card) into the ring. */
+static void ring_collect(relay_recorder *r)
+{
+    uint64_t seq;
+    bool card = false;
+    stw_frame *f = relay_hub_latest_source(r->in->hub, &seq, &card);
+    int64_t now = stw_now_ns();
+    if (f != NULL && seq != r->last_seq && !card) {
+        stw_buf *src = stw_frame_buf(f);
+        size_t len = stw_buf_size(src);
+        stw_buf *b = NULL;
+        if (len <= RELAY_RECORDER_RING_BYTES && stw_buf_new(len, &b) == 0) {
+            memcpy(stw_buf_data(b), stw_buf_data(src), len);
+            int64_t ns = stw_frame_meta_get(f)->captured_ns;
+            if (ns <= 0 || ns > now)
+                ns = now;
+            if (r->ring_n > 0 && ns < ring_at(r, r->ring_n - 1)->ns)
+                ns = ring_at(r, r->ring_n - 1)->ns;
+            if (r->ring_n == RELAY_RECORDER_RING_FRAMES)
+                ring_pop(r);
+            *ring_at(r, r->ring_n) = (ring_ent){b, ns};
+            r->ring_n++;
+            r->ring_bytes += len;
+        }
+    }
+    if (f != NULL)
+        r->last_seq = seq;
+    stw_frame_unref(&f);
+    ring_trim(r, now);
+}
+
+static void ring_clear(relay_recorder *r)
+{
+    while (r->ring_n > 0)
+        ring_pop(r);
+}
+
+/* The rate of the constant-rate feed: the pattern's; a camera's measured
+ * over the ring (1..30 frames a second, 10 while unknown). */
+static unsigned ring_rate(relay_recorder *r)
+{
+    if (strcmp(r->in->kind, "test") == 0 && r->in->fps > 0)
+        return r->in->fps;
+    if (r->ring_n < 3)
+        return 10;
+    double span = (double)(ring_at(r, r->ring_n - 1)->ns - ring_at(r, 0)->ns) / 1e9;
+    double fps = span > 0 ? (double)(r->ring_n - 1) / span : 10;
+    unsigned rate = (unsigned)(fps + 0.5);
+    return rate < 1 ? 1 : rate > 30 ? 30 : rate;
+}
+
+/* Where a child's feed starts: the session's first child at the oldest
+ * ring frame within the pre-roll (not before the last session ended),
+ * a restarted one now. */
+static void slots_start(relay_recorder *r)
+{
+    int64_t now = stw_now_ns();
+    r->slot0_ns = now;
+    r->slot_n = 0;
+    if (!r->first_child)
+        return;
+    int64_t from = r->motion_ns - (int64_t)r->spec.pre_roll_s * 1000000000LL;
+    for (unsigned i = 0; i < r->ring_n; i++) {
+        int64_t ns = ring_at(r, i)->ns;
+        if (ns >= from && ns > r->end_ns) {
+            r->slot0_ns = ns;
+            break;
+        }
+    }
+    int64_t got = r->motion_ns - r->slot0_ns;
+    atomic_store(&r->preroll_ms, got > 0 ? got / 1000000 : 0);
+}
+
+/* JPEG frames in mode "motion": one frame per slot up to now, each the
+ * newest ring frame of its time (repeated when the source was slower).
+ * Returns bytes written or a negative errno. */
+static long feed_slots(relay_recorder *r, int fd)
+{
+    long total = 0;
+    int64_t now = stw_now_ns();
+    while (total < (1L << 20)) {
+        if (r->pending == NULL) {
+            int64_t t = r->slot0_ns + (int64_t)(r->slot_n * 1000000000ULL / r->rate);
+            if (t > now || r->ring_n == 0)
+                return total;
+            unsigned pick = 0;
+            for (unsigned i = r->ring_n; i-- > 0;)
+                if (ring_at(r, i)->ns <= t) {
+                    pick = i;
+                    break;
+                }
+            r->pending = stw_buf_ref(ring_at(r, pick)->buf);
+            r->pending_off = 0;
+            r->slot_n++;
+        }
+        size_t len = stw_buf_size(r->pending);
+        while (r->pending_off < len) {
+            ssize_t w = write(fd, stw_buf_data(r->pending) + r->pending_off,
+                              len - r->pending_off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0 && errno == EAGAIN)
+                return total;
+            if (w < 0) {
+                drop_pending(r);
+                return -errno;
+            }
+            r->pending_off += (size_t)w;
+            total += w;
+        }
+        drop_pending(r);
+    }
+    return total;
 }
 
 /* JPEG frames: take the newest camera frame when the last one is written,
@@ -364,10 +577,11 @@ static long feed_frames(relay_recorder *r, int fd)
             stw_frame_unref(&f);
             return 0;
         }
-        r->pending = f;
+        r->pending = stw_buf_ref(stw_frame_buf(f));
         r->pending_off = 0;
+        stw_frame_unref(&f);
     }
-    stw_buf *b = stw_frame_buf(r->pending);
+    stw_buf *b = r->pending;
     size_t len = stw_buf_size(b);
     long total = 0;
     while (r->pending_off < len) {
@@ -396,8 +610,12 @@ static void rec_main(stw_scope *scope, void *arg)
     int frame_ms = 10;
     if (!r->ts && strcmp(r->in->kind, "test") == 0 && r->in->fps > 0)
         frame_ms = (int)(500 / r->in->fps) > 2 ? (int)(500 / r->in->fps) : 2;
+    bool ring = r->spec.motion && !r->ts;
+    bool preroll_known = true; /* ffmpeg inputs: known once the reader is positioned */
     set_state(r, "waiting", "");
     while (!stw_scope_cancelled(scope)) {
+        if (ring)
+            ring_collect(r);
         int64_t now = now_ms();
         uint64_t c = source_count(r);
         if (c != last_count) {
@@ -423,11 +641,16 @@ static void rec_main(stw_scope *scope, void *arg)
         } else if (!active && want) {
             active = begin_session(r) == 0;
         } else if (!active) {
-            set_state(r, paused_for_space(r) ? "disk-full" : "waiting", NULL);
+            /* "armed": mode "motion", the source sends, no motion yet. */
+            set_state(r,
+                      paused_for_space(r) ? "disk-full"
+                      : source && r->spec.motion ? "armed"
+                                                 : "waiting",
+                      NULL);
         }
         if (!active) {
             struct pollfd pf = {.fd = stw_scope_cancel_fd(scope), .events = POLLIN};
-            poll(&pf, 1, 200);
+            poll(&pf, 1, ring ? frame_ms : 200);
             continue;
         }
         if (relay_child_stdin_fd(r->job) < 0)
@@ -442,8 +665,22 @@ static void rec_main(stw_scope *scope, void *arg)
             relay_ff_log_init(&r->log);
             relay_ts_feed_close(&r->feed);
             drop_pending(r);
-            if (r->ts)
+            if (r->ts && r->spec.motion && r->first_child) {
+                int64_t from = r->motion_ns - (int64_t)r->spec.pre_roll_s * 1000000000LL;
+                relay_ts_feed_open_at(r->in->ts, &r->feed, from, r->end_ns + 1);
+                preroll_known = false;
+            } else if (r->ts) {
                 relay_ts_feed_open(r->in->ts, &r->feed);
+            }
+            if (ring)
+                slots_start(r);
+            r->first_child = false;
+        }
+        if (!preroll_known && r->feed.reader != NULL &&
+            relay_ts_reader_first_ns(r->feed.reader) != 0) {
+            int64_t got = r->motion_ns - relay_ts_reader_first_ns(r->feed.reader);
+            atomic_store(&r->preroll_ms, got > 0 ? got / 1000000 : 0);
+            preroll_known = true;
         }
         if (info.pid > 0)
             set_state(r, info.state[0] == 'r' ? "recording" : info.state, NULL);
@@ -451,6 +688,13 @@ static void rec_main(stw_scope *scope, void *arg)
             set_state(r, info.state, NULL);
         int in_fd = relay_child_stdin_fd(r->job);
         bool has_pending = r->ts ? r->feed.has_pending : r->pending != NULL;
+        if (ring && !has_pending && in_fd >= 0) {
+            /* The next slot may be due already (a burst of pre-roll). */
+            long w = feed_slots(r, in_fd);
+            if (w > 0)
+                relay_child_progress(r->job, now_ms());
+            has_pending = r->pending != NULL;
+        }
         struct pollfd fds[3] = {
             {.fd = stw_scope_cancel_fd(scope), .events = POLLIN},
             {.fd = relay_child_stderr_fd(r->job), .events = POLLIN},
@@ -475,6 +719,8 @@ static void rec_main(stw_scope *scope, void *arg)
         bool idle = false;
         if (r->ts && r->feed.reader != NULL && (fds[2].revents || r->feed.has_pending))
             w = relay_ts_feed_write(&r->feed, in_fd, &idle);
+        else if (ring)
+            w = feed_slots(r, in_fd);
         else if (!r->ts)
             w = feed_frames(r, in_fd);
         if (w > 0 || idle)
@@ -486,6 +732,8 @@ static void rec_main(stw_scope *scope, void *arg)
     relay_child_stop(r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
+    if (ring)
+        ring_clear(r);
 }
 
 static void rec_free(void *arg)
@@ -494,6 +742,9 @@ static void rec_free(void *arg)
     relay_child_free(&r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
+    if (r->ring != NULL)
+        ring_clear(r);
+    stw_free(r->ring);
     pthread_mutex_destroy(&r->lock);
     stw_free(r);
 }
@@ -521,6 +772,16 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     r->rec = rec;
     r->segment_s = segment_s;
     r->ts = in->ts != NULL;
+    r->spec = in->record;
+    r->gate = relay_rec_gate_init((int64_t)r->spec.post_roll_s * 1000);
+    r->rate = 10;
+    if (r->spec.motion && !r->ts) {
+        r->ring = stw_calloc(RELAY_RECORDER_RING_FRAMES, sizeof(*r->ring));
+        if (r->ring == NULL) {
+            stw_free(r);
+            return -ENOMEM;
+        }
+    }
     pthread_mutex_init(&r->lock, NULL);
     snprintf(r->state, sizeof(r->state), "waiting");
     relay_ff_log_init(&r->log);
@@ -546,6 +807,7 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     if (rc != 0) {
         relay_child_free(&r->job);
         pthread_mutex_destroy(&r->lock);
+        stw_free(r->ring);
         stw_free(r);
         return rc;
     }
@@ -554,6 +816,7 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     if (rc != 0) {
         relay_child_free(&r->job);
         pthread_mutex_destroy(&r->lock);
+        stw_free(r->ring);
         stw_free(r);
         stw_scope_free(&scope);
         return rc;
@@ -607,16 +870,59 @@ char *relay_recorder_json(relay_recorder *r)
     memcpy(state, r->state, sizeof(state));
     memcpy(session, r->session, sizeof(session));
     pthread_mutex_unlock(&r->lock);
-    json_t *o = json_pack("{s:s, s:s?, s:i, s:i, s:i, s:i, s:I, s:s?, s:s?}", "state", state,
+    json_t *o = json_pack("{s:s, s:s?, s:i, s:i, s:i, s:i, s:I, s:s?, s:s?, s:s}", "state", state,
                           "session", session[0] ? session : NULL, "segment", (int)r->segment_s,
                           "pid", (int)i.pid, "restarts", (int)i.restarts, "sessions",
                           (int)atomic_load(&r->sessions), "bytes",
                           (json_int_t)relay_recorder_bytes(r), "last_exit",
                           i.last_exit[0] ? i.last_exit : NULL, "last_error",
-                          i.last_error[0] ? i.last_error : NULL);
+                          i.last_error[0] ? i.last_error : NULL, "mode",
+                          r->spec.motion ? "motion" : "continuous");
     if (o == NULL)
         return NULL;
+    if (r->spec.motion) {
+        relay_recorder_ring ring;
+        relay_recorder_ring_get(r, &ring);
+        int64_t until = atomic_load(&r->until_ms);
+        json_t *m = json_pack("{s:i, s:i, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "pre_roll",
+                              (int)r->spec.pre_roll_s, "post_roll", (int)r->spec.post_roll_s,
+                              "pre_roll_recorded_ms", (json_int_t)atomic_load(&r->preroll_ms),
+                              "ring", "frames", (json_int_t)ring.frames, "bytes",
+                              (json_int_t)ring.bytes, "ms", (json_int_t)ring.ms, "max_frames",
+                              (json_int_t)ring.max_frames, "max_bytes", (json_int_t)ring.max_bytes);
+        /* -1: motion goes on; a wall clock: the post-roll ends then. */
+        if (m != NULL && until != 0)
+            json_object_set_new(m, "post_roll_until_ms", json_integer(until));
+        if (m == NULL || json_object_update(o, m) != 0) {
+            json_decref(m);
+            json_decref(o);
+            return NULL;
+        }
+        json_decref(m);
+    }
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return text;
+}
+
+void relay_recorder_ring_get(relay_recorder *r, relay_recorder_ring *out)
+{
+    *out = (relay_recorder_ring){0};
+    if (!r->spec.motion)
+        return;
+    if (r->ts) {
+        /* The MPEG-TS the input retains anyway is the ring. */
+        relay_ts_stats st;
+        relay_ts_get_stats(r->in->ts, &st);
+        out->frames = st.retained_chunks;
+        out->bytes = st.retained_bytes;
+        out->ms = st.retained_ms;
+        out->max_bytes = RELAY_TS_MAX_BYTES_DEFAULT;
+        return;
+    }
+    out->frames = atomic_load(&r->ring_frames_pub);
+    out->bytes = atomic_load(&r->ring_bytes_pub);
+    out->ms = atomic_load(&r->ring_ms_pub);
+    out->max_frames = RELAY_RECORDER_RING_FRAMES;
+    out->max_bytes = RELAY_RECORDER_RING_BYTES;
 }

@@ -55,6 +55,9 @@
 #include "relay.h"
 
 #define RELAY_RECORDER_GAP_MS 5000
+/* Mode "motion", JPEG inputs: the pre-roll ring's bounds. */
+#define RELAY_RECORDER_RING_FRAMES 1024
+#define RELAY_RECORDER_RING_BYTES ((size_t)16 << 20)
 
 typedef struct relay_recorder relay_recorder;
 
@@ -84,6 +87,17 @@ char *relay_recorder_json(relay_recorder *r);
 
 /* Bytes the recorder's children reported written so far. Any thread. */
 uint64_t relay_recorder_bytes(relay_recorder *r);
+
+/* The pre-roll ring of a recorder in mode "motion" now: JPEG inputs'
+ * copies of recent frames, ffmpeg inputs' retained MPEG-TS chunks. All
+ * zero in mode "continuous". */
+typedef struct relay_recorder_ring {
+    uint64_t frames, bytes; /* held (frames, or MPEG-TS chunks) */
+    uint64_t ms;            /* age of the oldest */
+    uint64_t max_frames, max_bytes; /* the bounds (max_frames 0: none) */
+} relay_recorder_ring;
+
+void relay_recorder_ring_get(relay_recorder *r, relay_recorder_ring *out);
 
 /* The job as relay_input_jobs() shows it ("record"). Any thread. */
 void relay_recorder_job_view(relay_recorder *r, relay_job_view *out);

@@ -549,7 +549,7 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     in->on_demand = spec->on_demand;
     in->record = spec->record;
     if (in->record.segment_s == 0) /* a spec made in code, not parsed */
-        in->record.segment_s = RELAY_REC_SEGMENT_DEFAULT;
+        in->record = RELAY_RECORD_SPEC_DEFAULT;
     in->declared = spec->declared;
     in->claim = relay_spec_claim(spec);
     in->created_ms = spec->created_ms;

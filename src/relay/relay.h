@@ -259,13 +259,28 @@ typedef struct relay_push_spec {
 } relay_push_spec;
 
 /* Recording of an input (rec.h, recorder.h): on or off, the segment
- * length and the input's own retention. */
+ * length, the input's own retention, and the mode: "continuous" (while
+ * the source sends) or "motion" (around motion only: pre_roll seconds
+ * before motion-start, kept in a bounded ring, to post_roll seconds after
+ * motion-end; needs the motion processor on). */
+#define RELAY_REC_PRE_ROLL_DEFAULT 5
+#define RELAY_REC_PRE_ROLL_MAX 30
+#define RELAY_REC_POST_ROLL_DEFAULT 10
+#define RELAY_REC_POST_ROLL_MAX 3600
 typedef struct relay_record_spec {
     bool on;
     unsigned segment_s;  /* RELAY_REC_SEGMENT_MIN..MAX, default 60 */
     int64_t max_age_s;   /* 0: only the global limit */
     uint64_t max_bytes;  /* 0: only the global limit */
+    bool motion;         /* mode "motion" (else "continuous") */
+    unsigned pre_roll_s;  /* 0..RELAY_REC_PRE_ROLL_MAX */
+    unsigned post_roll_s; /* 0..RELAY_REC_POST_ROLL_MAX */
 } relay_record_spec;
+
+#define RELAY_RECORD_SPEC_DEFAULT                                                                  \
+    ((relay_record_spec){.segment_s = RELAY_REC_SEGMENT_DEFAULT,                                   \
+                         .pre_roll_s = RELAY_REC_PRE_ROLL_DEFAULT,                                 \
+                         .post_roll_s = RELAY_REC_POST_ROLL_DEFAULT})
 
 /* What the API and the state file say an input is. */
 typedef struct relay_spec {
@@ -402,9 +417,14 @@ int relay_spec_parse(const void *obj, const relay_config *cfg, unsigned flags, r
                      char *err, size_t errlen);
 
 /* The recording fields of the JSON object @obj ("record",
- * "record_segment", "record_max_age", "record_max_bytes"), those present
- * over what @out holds. Returns 0, or 400/422 with a message in @err. */
+ * "record_segment", "record_max_age", "record_max_bytes", "record_mode",
+ * "record_pre_roll", "record_post_roll"), those present over what @out
+ * holds. Returns 0, or 400/422 with a message in @err. */
 int relay_record_parse(const void *obj, relay_record_spec *out, char *err, size_t errlen);
+
+/* Why @rec cannot run with @motion (a static message: mode "motion" with
+ * motion detection off), or NULL. */
+const char *relay_record_mode_check(const relay_record_spec *rec, const relay_motion_spec *motion);
 
 /* The spec of @in as a JSON object (a new json_t *, transfer full), or NULL. */
 void *relay_spec_json(const relay_input *in);
