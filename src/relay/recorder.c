@@ -75,6 +75,10 @@ struct relay_recorder {
     bool first_child; /* the session's first child: it gets the pre-roll */
     int64_t motion_ns; /* the session's motion-start, stw_now_ns clock */
     int64_t end_ns;    /* the last session's end: the next pre-roll stops there */
+    /* The first segment of a mode "motion" session is renamed for the time
+     * its pre-roll starts (the child named it when it opened it). */
+    time_t rename_from, rename_until, rename_to;
+    char rename_dir[RELAY_NAME_MAX + 32];
     uint64_t last_seq, last_frames_in;
     unsigned spawns;
     /* Shared. */
@@ -290,22 +294,43 @@ static void keep_session_dir(relay_recorder *r)
     make_session_dir(r, session, slash + 1, false);
 }
 
-/* Make the session folder for now and point the job at it. Returns 0,
- * -EEXIST (try again later) or an error (reported, state "error"). */
+static int64_t preroll_start_ns(relay_recorder *r);
+
+/* Make the session folder for now (mode "motion": for where the pre-roll
+ * starts) and point the job at it. Returns 0, -EEXIST (try again later)
+ * or an error (reported, state "error"). */
 static int begin_session(relay_recorder *r)
 {
-    time_t t = time(NULL);
+    time_t now = time(NULL), t = now;
+    if (r->spec.motion) {
+        int64_t back = (stw_now_ns() - preroll_start_ns(r)) / 1000000000LL;
+        t = now - (time_t)(back > 0 ? back : 0);
+    }
     struct tm tm;
-    gmtime_r(&t, &tm);
     char day[16], hms[16];
-    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
-    strftime(hms, sizeof(hms), "%H-%M-%S", &tm);
+    int rc;
     /* A session of this second exists (recording stopped and started
-     * again, a restart of the relay): its segment names could be taken
-     * again. The caller retries in a moment, in the next second. */
-    int rc = make_session_dir(r, day, hms, true);
+     * again, a restart of the relay, a pre-roll reaching back to where the
+     * last session ended): its segment names could be taken again. Mode
+     * "motion" takes a later second up to now; the caller retries in a
+     * moment, in the next second. */
+    for (;;) {
+        gmtime_r(&t, &tm);
+        strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+        strftime(hms, sizeof(hms), "%H-%M-%S", &tm);
+        rc = make_session_dir(r, day, hms, true);
+        if (rc != -EEXIST || t >= now)
+            break;
+        t++;
+    }
     if (rc == -EEXIST)
         return rc;
+    /* The child names its first segment when it opens it, now; the
+     * pre-roll in it started at t. */
+    r->rename_until = r->spec.motion ? now + 15 : 0;
+    r->rename_from = now;
+    r->rename_to = t;
+    snprintf(r->rename_dir, sizeof(r->rename_dir), "%s/%s/%s", r->in->name, day, hms);
     char dir[RELAY_PATH_MAX + 64];
     if (rc == 0 && snprintf(dir, sizeof(dir), "%s/%s/%s/%s", relay_rec_dir(r->rec), r->in->name,
                             day, hms) >= (int)sizeof(dir))
@@ -496,26 +521,71 @@ static unsigned ring_rate(relay_recorder *r)
     return rate < 1 ? 1 : rate > 30 ? 30 : rate;
 }
 
-/* Where a child's feed starts: the session's first child at the oldest
- * ring frame within the pre-roll (not before the last session ended),
- * a restarted one now. */
+/* Where the session's pre-roll starts (stw_now_ns clock): JPEG inputs
+ * at the oldest ring frame within pre_roll of the motion-start, ffmpeg
+ * inputs at the retained keyframe relay_ts_feed_open_at takes; never
+ * before the last session ended; now without any. */
+static int64_t preroll_start_ns(relay_recorder *r)
+{
+    int64_t from = r->motion_ns - (int64_t)r->spec.pre_roll_s * 1000000000LL;
+    if (r->ts) {
+        int64_t ns = relay_ts_key_time(r->in->ts, from, r->end_ns + 1);
+        return ns > 0 ? ns : stw_now_ns();
+    }
+    for (unsigned i = 0; i < r->ring_n; i++) {
+        int64_t ns = ring_at(r, i)->ns;
+        if (ns >= from && ns > r->end_ns)
+            return ns;
+    }
+    return stw_now_ns();
+}
+
+/* Where a child's feed starts: the session's first child at the start of
+ * the pre-roll, a restarted one now. */
 static void slots_start(relay_recorder *r)
 {
-    int64_t now = stw_now_ns();
-    r->slot0_ns = now;
+    r->slot0_ns = r->first_child ? preroll_start_ns(r) : stw_now_ns();
     r->slot_n = 0;
     if (!r->first_child)
         return;
-    int64_t from = r->motion_ns - (int64_t)r->spec.pre_roll_s * 1000000000LL;
-    for (unsigned i = 0; i < r->ring_n; i++) {
-        int64_t ns = ring_at(r, i)->ns;
-        if (ns >= from && ns > r->end_ns) {
-            r->slot0_ns = ns;
-            break;
-        }
-    }
     int64_t got = r->motion_ns - r->slot0_ns;
     atomic_store(&r->preroll_ms, got > 0 ? got / 1000000 : 0);
+}
+
+/* Rename the session's first segment, once the child made it, from the
+ * second it was opened to the second its pre-roll starts; never over
+ * another file. Gives up after a while (the child may not have written). */
+static void rename_first(relay_recorder *r)
+{
+    time_t now = time(NULL);
+    if (r->rename_until == 0)
+        return;
+    if (now > r->rename_until) {
+        r->rename_until = 0;
+        return;
+    }
+    char to[sizeof(r->rename_dir) + 32], from[sizeof(r->rename_dir) + 32];
+    struct tm tm;
+    gmtime_r(&r->rename_to, &tm);
+    size_t n = (size_t)snprintf(to, sizeof(to), "%s/", r->rename_dir);
+    strftime(to + n, sizeof(to) - n, "%Y-%m-%dT%H-%M-%SZ.mp4", &tm);
+    int top = relay_rec_dirfd(r->rec);
+    for (time_t t = r->rename_from; t <= now; t++) {
+        gmtime_r(&t, &tm);
+        n = (size_t)snprintf(from, sizeof(from), "%s/", r->rename_dir);
+        strftime(from + n, sizeof(from) - n, "%Y-%m-%dT%H-%M-%SZ.mp4", &tm);
+        if (t == r->rename_to) {
+            if (faccessat(top, from, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+                r->rename_until = 0; /* named right already */
+                return;
+            }
+            continue;
+        }
+        if (renameat2(top, from, top, to, RENAME_NOREPLACE) == 0 || errno != ENOENT) {
+            r->rename_until = 0;
+            return;
+        }
+    }
 }
 
 /* JPEG frames in mode "motion": one frame per slot up to now, each the
@@ -636,7 +706,9 @@ static void rec_main(stw_scope *scope, void *arg)
                         "is closed, recording paused until %llu MiB are free\n",
                         r->in->name, relay_rec_dir(r->rec),
                         (unsigned long long)(RESUME_FREE >> 20));
-            end_session(r, paused_for_space(r) ? "disk-full" : "waiting");
+            end_session(r, paused_for_space(r) ? "disk-full"
+                           : source && r->spec.motion ? "armed"
+                                                      : "waiting");
             active = false;
         } else if (!active && want) {
             active = begin_session(r) == 0;
@@ -676,6 +748,8 @@ static void rec_main(stw_scope *scope, void *arg)
                 slots_start(r);
             r->first_child = false;
         }
+        if (r->rename_until != 0 && info.pid > 0)
+            rename_first(r);
         if (!preroll_known && r->feed.reader != NULL &&
             relay_ts_reader_first_ns(r->feed.reader) != 0) {
             int64_t got = r->motion_ns - relay_ts_reader_first_ns(r->feed.reader);

@@ -664,19 +664,34 @@ void relay_ts_reader_resync(relay_ts_reader *r)
 /* For a reader of relay_ts_feed_open_at: the newest retained keyframe
  * chunk published at or before @start_ns and not before @floor_ns, else
  * the oldest one after @start_ns; 0 if there is none. */
-static uint64_t key_at_locked(relay_ts *ts, int64_t start_ns, int64_t floor_ns)
+static uint64_t key_at_locked(relay_ts *ts, int64_t start_ns, int64_t floor_ns, int64_t *ns)
 {
     uint64_t before = 0, after = 0;
+    int64_t before_ns = 0, after_ns = 0;
     for (size_t i = 0; i < ts->count; i++) {
         const entry *e = &ts->ring[(ts->head + i) % ts->cap];
         if (!(e->flags & RELAY_TS_KEY) || e->ns < floor_ns)
             continue;
-        if (e->ns <= start_ns)
+        if (e->ns <= start_ns) {
             before = e->seq;
-        else if (after == 0)
+            before_ns = e->ns;
+        } else if (after == 0) {
             after = e->seq;
+            after_ns = e->ns;
+        }
     }
+    if (ns != NULL)
+        *ns = before != 0 ? before_ns : after_ns;
     return before != 0 ? before : after;
+}
+
+int64_t relay_ts_key_time(relay_ts *ts, int64_t start_ns, int64_t floor_ns)
+{
+    int64_t ns = 0;
+    pthread_mutex_lock(&ts->lock);
+    key_at_locked(ts, start_ns, floor_ns, &ns);
+    pthread_mutex_unlock(&ts->lock);
+    return ns;
 }
 
 int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n)
@@ -706,7 +721,7 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
     uint64_t oldest = ts->count > 0 ? ts->ring[ts->head].seq : ts->next_seq;
     if (!r->positioned) {
         uint64_t at = r->start_ns != 0 && r->need_psi && ts->psi != NULL
-                          ? key_at_locked(ts, r->start_ns, r->floor_ns)
+                          ? key_at_locked(ts, r->start_ns, r->floor_ns, NULL)
                           : 0;
         bool ready = at != 0 || (ts->key_valid && ts->key_seq >= r->next_seq &&
                                  (!r->need_psi || ts->psi != NULL));

@@ -183,6 +183,10 @@ int relay_ts_feed_open(relay_ts *ts, relay_ts_feed *f);
  * the stream retains anyway (max_bytes). */
 int relay_ts_feed_open_at(relay_ts *ts, relay_ts_feed *f, int64_t start_ns, int64_t floor_ns);
 
+/* The publication time of the keyframe relay_ts_feed_open_at(@start_ns,
+ * @floor_ns) would start at now; 0 if there is none. Any thread. */
+int64_t relay_ts_key_time(relay_ts *ts, int64_t start_ns, int64_t floor_ns);
+
 /* When (stw_now_ns clock) the first chunk this reader handed out after
  * its PAT/PMT was published; 0 before it was positioned. */
 int64_t relay_ts_reader_first_ns(const relay_ts_reader *r);

@@ -218,9 +218,57 @@ static void test_mp4_damaged(void **state)
     free(buf);
 }
 
+/* Mode "motion": a session from the motion-start to post-roll after the
+ * motion ended; motion resuming within the post-roll is the same span; a
+ * motion-start missed between polls still opens one; starts from before
+ * the first poll do not. */
+static void test_gate(void **state)
+{
+    (void)state;
+    relay_rec_gate g = relay_rec_gate_init(3000);
+    /* Starts counted before the recorder polled do not count. */
+    assert_false(relay_rec_gate_step(&g, 1000, false, 0, 4));
+    assert_false(relay_rec_gate_step(&g, 1200, false, 0, 4));
+    /* Motion: the span begins at its motion-start. */
+    assert_true(relay_rec_gate_step(&g, 1400, true, 1300, 5));
+    assert_int_equal(g.since_ms, 1300);
+    assert_true(relay_rec_gate_step(&g, 5000, true, 1300, 5));
+    /* It ended: 3 s of post-roll from the last poll that saw it. */
+    assert_true(relay_rec_gate_step(&g, 5200, false, 0, 5));
+    assert_true(relay_rec_gate_step(&g, 7999, false, 0, 5));
+    /* Back within the post-roll: the same span (since stays). */
+    assert_true(relay_rec_gate_step(&g, 7500, true, 7400, 6));
+    assert_int_equal(g.since_ms, 1300);
+    assert_true(relay_rec_gate_step(&g, 10499, false, 0, 6));
+    assert_false(relay_rec_gate_step(&g, 10500, false, 0, 6));
+    assert_false(relay_rec_gate_step(&g, 20000, false, 0, 6));
+    /* A new motion: a new span. */
+    assert_true(relay_rec_gate_step(&g, 21000, true, 20900, 7));
+    assert_int_equal(g.since_ms, 20900);
+    assert_false(relay_rec_gate_step(&g, 30000, false, 0, 7));
+    /* A motion that started and ended between two polls. */
+    assert_true(relay_rec_gate_step(&g, 40000, false, 0, 8));
+    assert_int_equal(g.since_ms, 40000);
+    assert_true(relay_rec_gate_step(&g, 42999, false, 0, 8));
+    assert_false(relay_rec_gate_step(&g, 43000, false, 0, 8));
+    /* A motion-start in the future of this poll (clock steps) is now. */
+    assert_true(relay_rec_gate_step(&g, 50000, true, 60000, 9));
+    assert_int_equal(g.since_ms, 50000);
+
+    /* No post-roll: the session ends at the first poll without motion. */
+    relay_rec_gate z = relay_rec_gate_init(0);
+    assert_false(relay_rec_gate_step(&z, 100, false, 0, 0));
+    assert_true(relay_rec_gate_step(&z, 200, true, 150, 1));
+    assert_true(relay_rec_gate_step(&z, 300, true, 150, 1));
+    assert_false(relay_rec_gate_step(&z, 400, false, 0, 1));
+    /* A negative post-roll is none. */
+    assert_int_equal(relay_rec_gate_init(-5).post_roll_ms, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {STW_TEST(test_paths), STW_TEST(test_select),
-                                       STW_TEST(test_mp4), STW_TEST(test_mp4_damaged)};
+                                       STW_TEST(test_mp4), STW_TEST(test_mp4_damaged),
+                                       STW_TEST(test_gate)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
