@@ -17,6 +17,7 @@
 #include "child.h"
 #include "ffmpeg.h"
 #include "motion.h"
+#include "preroll.h"
 #include "recorder.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
@@ -31,13 +32,6 @@
 #define ENV_MAX 256
 #define RESUME_FREE ((uint64_t)8 << 20) /* after ENOSPC, free bytes to resume at least */
 #define KEEP_EXTRA_NS 1000000000LL      /* the ring keeps a second more than the pre-roll */
-
-/* A JPEG frame of the pre-roll ring: a copy (the source's pool must not
- * run dry while the ring holds seconds of frames). */
-typedef struct ring_ent {
-    stw_buf *buf;
-    int64_t ns; /* captured, stw_now_ns clock */
-} ring_ent;
 
 extern char **environ;
 
@@ -60,15 +54,12 @@ struct relay_recorder {
     relay_ts_feed feed;
     stw_buf *pending; /* the frame being written */
     size_t pending_off;
-    /* Mode "motion". The gate, and for JPEG inputs the pre-roll ring
-     * (RELAY_RECORDER_RING_FRAMES entries, oldest at ring_head) and the
-     * constant-rate feed: slot n of the child's input is the newest ring
-     * frame captured at or before slot0_ns + n / rate, so that pre-roll
-     * frames written in a burst keep their place in time. */
+    /* Mode "motion". The gate, and for JPEG inputs the pre-roll ring and
+     * the constant-rate feed: slot n of the child's input is the newest
+     * ring frame captured at or before slot0_ns + n / rate, so that
+     * pre-roll frames written in a burst keep their place in time. */
     relay_rec_gate gate;
-    ring_ent *ring;
-    unsigned ring_head, ring_n;
-    size_t ring_bytes;
+    relay_preroll ring;
     unsigned rate;
     int64_t slot0_ns;
     uint64_t slot_n;
@@ -436,41 +427,17 @@ static bool want_session(relay_recorder *r, bool source)
 
 /* ---- the pre-roll ring of JPEG inputs in mode "motion" ---- */
 
-static void ring_pop(relay_recorder *r)
-{
-    ring_ent *e = &r->ring[r->ring_head];
-    r->ring_bytes -= stw_buf_size(e->buf);
-    stw_buf_unref(&e->buf);
-    r->ring_head = (r->ring_head + 1) % RELAY_RECORDER_RING_FRAMES;
-    r->ring_n--;
-}
-
-static ring_ent *ring_at(relay_recorder *r, unsigned i)
-{
-    return &r->ring[(r->ring_head + i) % RELAY_RECORDER_RING_FRAMES];
-}
-
 static void ring_publish(relay_recorder *r, int64_t now)
 {
-    atomic_store(&r->ring_frames_pub, r->ring_n);
-    atomic_store(&r->ring_bytes_pub, r->ring_bytes);
+    atomic_store(&r->ring_frames_pub, r->ring.n);
+    atomic_store(&r->ring_bytes_pub, r->ring.bytes);
     atomic_store(&r->ring_ms_pub,
-                 r->ring_n > 0 ? (uint64_t)(now - ring_at(r, 0)->ns) / 1000000 : 0);
+                 r->ring.n > 0 ? (uint64_t)(now - relay_preroll_get(&r->ring, 0)->ns) / 1000000
+                               : 0);
 }
 
-/* Keep the pre-roll plus a second, within the ring's bounds, and always
- * the newest frame. */
-static void ring_trim(relay_recorder *r, int64_t now)
-{
-    int64_t keep = (int64_t)r->spec.pre_roll_s * 1000000000LL + KEEP_EXTRA_NS;
-    while (r->ring_n > 1 && (r->ring_n >= RELAY_RECORDER_RING_FRAMES ||
-                             r->ring_bytes > RELAY_RECORDER_RING_BYTES ||
-                             ring_at(r, 0)->ns < now - keep))
-        ring_pop(r);
-    ring_publish(r, now);
-}
-
-/* Copy the hub's newest camera or pattern frame (not a card) into the ring. */
+/* Copy the hub's newest camera or pattern frame (not a card) into the
+ * ring, which keeps the pre-roll plus a second (within its bounds). */
 static void ring_collect(relay_recorder *r)
 {
     uint64_t seq;
@@ -481,30 +448,18 @@ static void ring_collect(relay_recorder *r)
         stw_buf *src = stw_frame_buf(f);
         size_t len = stw_buf_size(src);
         stw_buf *b = NULL;
-        if (len <= RELAY_RECORDER_RING_BYTES && stw_buf_new(len, &b) == 0) {
+        if (stw_buf_new(len, &b) == 0) {
             memcpy(stw_buf_data(b), stw_buf_data(src), len);
             int64_t ns = stw_frame_meta_get(f)->captured_ns;
-            if (ns <= 0 || ns > now)
-                ns = now;
-            if (r->ring_n > 0 && ns < ring_at(r, r->ring_n - 1)->ns)
-                ns = ring_at(r, r->ring_n - 1)->ns;
-            if (r->ring_n == RELAY_RECORDER_RING_FRAMES)
-                ring_pop(r);
-            *ring_at(r, r->ring_n) = (ring_ent){b, ns};
-            r->ring_n++;
-            r->ring_bytes += len;
+            relay_preroll_append(&r->ring, b, ns > 0 && ns <= now ? ns : now);
         }
     }
     if (f != NULL)
         r->last_seq = seq;
     stw_frame_unref(&f);
-    ring_trim(r, now);
-}
-
-static void ring_clear(relay_recorder *r)
-{
-    while (r->ring_n > 0)
-        ring_pop(r);
+    relay_preroll_trim(&r->ring,
+                       now - (int64_t)r->spec.pre_roll_s * 1000000000LL - KEEP_EXTRA_NS);
+    ring_publish(r, now);
 }
 
 /* The rate of the constant-rate feed: the pattern's; a camera's measured
@@ -513,12 +468,7 @@ static unsigned ring_rate(relay_recorder *r)
 {
     if (strcmp(r->in->kind, "test") == 0 && r->in->fps > 0)
         return r->in->fps;
-    if (r->ring_n < 3)
-        return 10;
-    double span = (double)(ring_at(r, r->ring_n - 1)->ns - ring_at(r, 0)->ns) / 1e9;
-    double fps = span > 0 ? (double)(r->ring_n - 1) / span : 10;
-    unsigned rate = (unsigned)(fps + 0.5);
-    return rate < 1 ? 1 : rate > 30 ? 30 : rate;
+    return relay_preroll_rate(&r->ring, 1, 30, 10);
 }
 
 /* Where the session's pre-roll starts (stw_now_ns clock): JPEG inputs
@@ -532,12 +482,8 @@ static int64_t preroll_start_ns(relay_recorder *r)
         int64_t ns = relay_ts_key_time(r->in->ts, from, r->end_ns + 1);
         return ns > 0 ? ns : stw_now_ns();
     }
-    for (unsigned i = 0; i < r->ring_n; i++) {
-        int64_t ns = ring_at(r, i)->ns;
-        if (ns >= from && ns > r->end_ns)
-            return ns;
-    }
-    return stw_now_ns();
+    int64_t ns = relay_preroll_start(&r->ring, from, r->end_ns);
+    return ns > 0 ? ns : stw_now_ns();
 }
 
 /* Where a child's feed starts: the session's first child at the start of
@@ -598,15 +544,10 @@ static long feed_slots(relay_recorder *r, int fd)
     while (total < (1L << 20)) {
         if (r->pending == NULL) {
             int64_t t = r->slot0_ns + (int64_t)(r->slot_n * 1000000000ULL / r->rate);
-            if (t > now || r->ring_n == 0)
+            stw_buf *b = t <= now ? relay_preroll_at(&r->ring, t) : NULL;
+            if (b == NULL)
                 return total;
-            unsigned pick = 0;
-            for (unsigned i = r->ring_n; i-- > 0;)
-                if (ring_at(r, i)->ns <= t) {
-                    pick = i;
-                    break;
-                }
-            r->pending = stw_buf_ref(ring_at(r, pick)->buf);
+            r->pending = stw_buf_ref(b);
             r->pending_off = 0;
             r->slot_n++;
         }
@@ -806,8 +747,7 @@ static void rec_main(stw_scope *scope, void *arg)
     relay_child_stop(r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
-    if (ring)
-        ring_clear(r);
+    relay_preroll_clear(&r->ring);
 }
 
 static void rec_free(void *arg)
@@ -816,9 +756,7 @@ static void rec_free(void *arg)
     relay_child_free(&r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
-    if (r->ring != NULL)
-        ring_clear(r);
-    stw_free(r->ring);
+    relay_preroll_free(&r->ring);
     pthread_mutex_destroy(&r->lock);
     stw_free(r);
 }
@@ -850,10 +788,11 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     r->gate = relay_rec_gate_init((int64_t)r->spec.post_roll_s * 1000);
     r->rate = 10;
     if (r->spec.motion && !r->ts) {
-        r->ring = stw_calloc(RELAY_RECORDER_RING_FRAMES, sizeof(*r->ring));
-        if (r->ring == NULL) {
+        int rc = relay_preroll_init(&r->ring, RELAY_RECORDER_RING_FRAMES,
+                                    RELAY_RECORDER_RING_BYTES);
+        if (rc != 0) {
             stw_free(r);
-            return -ENOMEM;
+            return rc;
         }
     }
     pthread_mutex_init(&r->lock, NULL);
@@ -881,7 +820,7 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     if (rc != 0) {
         relay_child_free(&r->job);
         pthread_mutex_destroy(&r->lock);
-        stw_free(r->ring);
+        relay_preroll_free(&r->ring);
         stw_free(r);
         return rc;
     }
@@ -890,7 +829,7 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     if (rc != 0) {
         relay_child_free(&r->job);
         pthread_mutex_destroy(&r->lock);
-        stw_free(r->ring);
+        relay_preroll_free(&r->ring);
         stw_free(r);
         stw_scope_free(&scope);
         return rc;
