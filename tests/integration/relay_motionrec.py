@@ -26,6 +26,9 @@ an ffmpeg input, ffprobe on what was written.
                          6 s, still) copied (-c copy): the session's segment
                          starts at a keyframe before the motion-start, within
                          the pre-roll, and ends post_roll after motion-end
+  motionrec_mjpeg        an MJPEG camera (fake_camera.py /clip, 20 fps: still,
+                         a square moving for 4 s, still): the session holds
+                         the pre-roll, at the camera's measured rate
   motionrec_cleanup      inputs deleted: no recorder child or zombie left,
                          descriptors, threads and children back to the
                          baseline
@@ -46,6 +49,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import media_servers as ms  # noqa: E402
+from fake_camera import FakeCamera  # noqa: E402
 from relay_ffmpeg import RELAYS, RESULTS, Relay, assert_clean_exit, check, report, wait_for  # noqa: E402,E501
 from relay_record import Events, metric, name_time, probe, segments  # noqa: E402
 
@@ -75,6 +79,26 @@ def make_clip(path):
                     "shortest=1",
                     "-t", "52", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
                     "-g", "25", path], check=True, timeout=120)
+
+
+def clip_frames(tmp):
+    """JPEGs of a 320x240 picture at 20 fps: a white square still for 6 s,
+    moving for 4 s, still for 20 s."""
+    d = os.path.join(tmp, "frames")
+    os.makedirs(d, exist_ok=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", "color=c=black:s=320x240:r=20",
+                    "-f", "lavfi", "-i", "color=c=white:s=60x60:r=20",
+                    "-filter_complex",
+                    "[0][1]overlay=x='if(lt(t,6),20,if(lt(t,10),20+(t-6)*60,260))':y=80:"
+                    "shortest=1",
+                    "-t", "30", "-q:v", "5", os.path.join(d, "f%04d.jpg")],
+                   check=True, timeout=120)
+    out = []
+    for name in sorted(os.listdir(d)):
+        with open(os.path.join(d, name), "rb") as f:
+            out.append(f.read())
+    return out
 
 
 def run(build, tmp, marker):
@@ -351,8 +375,9 @@ def run(build, tmp, marker):
         check("motionrec_ffmpeg", ffmpeg_input)
 
         def cleanup():
-            for name in ("ball", "still", "ff"):
-                relay.delete(name)
+            for name in ("ball", "still", "ff", "door"):
+                if relay.api("GET", "/api/inputs/" + name)[0] == 200:
+                    relay.delete(name)
             left = [p for p in relay.children()]
             assert not left, ms.describe(left)
             last = {}
@@ -366,6 +391,50 @@ def run(build, tmp, marker):
                 raise AssertionError("fds, threads, children, thread names %r, not back to "
                                      "the baseline %r" % (last["c"], base))
             print("     back to %r" % (after[:3],), flush=True)
+
+        def mjpeg():
+            cam = FakeCamera()
+            cam.clip = clip_frames(tmp)
+            cam.start()
+            try:
+                st, b = relay.api("POST", "/api/inputs",
+                                  {"name": "door", "kind": "mjpeg", "url": cam.url("/clip"),
+                                   "motion": {"enabled": True, "end_after": 1},
+                                   "record": True, "record_mode": "motion",
+                                   "record_segment": 120, "record_pre_roll": 2,
+                                   "record_post_roll": 2})
+                assert st == 201, (st, b)
+                wait_for("door armed", lambda: state("door")["state"] == "armed", timeout=20,
+                         interval=0.05)
+                wait_for("door recording", lambda: state("door")["state"] == "recording",
+                         timeout=30, interval=0.05)
+                starts = ev.find("motion-start", lambda d: d.get("input") == "door")
+                assert starts, "recording without a motion-start event"
+                since = iso_ms(starts[0]["time"])
+                r = wait_for("door armed again",
+                             lambda: (lambda r: r if r["state"] == "armed" else None)(
+                                 state("door")), timeout=30, interval=0.05)
+                t_armed = time.time()
+                assert r["sessions"] == 1, r
+                preroll = r["pre_roll_recorded_ms"] / 1000
+                assert 1.8 <= preroll <= 2.2, r
+                segs = segments(root, "door")
+                assert len(segs) == 1, segs
+                dur, frames, codec, w, h = probe(os.path.join(root, segs[0]))
+                assert (codec, w, h) == ("h264", 320, 240), (codec, w, h)
+                want = t_armed - since + preroll
+                assert want - 1.5 <= dur <= want + 0.6, "segment %.2f s, want %.2f s" % (
+                    dur, want)
+                # The camera's rate, measured (a Python camera on a busy machine
+                # sends a little under 20 fps).
+                assert 14 * dur <= frames <= 21 * dur, (frames, dur)
+                assert abs(name_time(segs[0]) - (since - preroll)) <= 1.2, (segs[0], since)
+                print("     mjpeg: segment %.2f s = pre-roll %.2f s + %.2f s, %.1f fps"
+                      % (dur, preroll, t_armed - since, frames / dur), flush=True)
+            finally:
+                cam.stop()
+
+        check("motionrec_mjpeg", mjpeg)
 
         check("motionrec_cleanup", cleanup)
 
