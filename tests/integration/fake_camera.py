@@ -185,7 +185,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.send_multipart_head()
                 n = 0
                 while not cam.stopping.is_set():
-                    jpeg = frames[n % len(frames)]
+                    jpeg = FRAMES[n % len(FRAMES)]
                     if n % 4 == 1:
                         jpeg = jpeg[:20] + os.urandom(len(jpeg) - 22).replace(b"--", b"-_") + jpeg[-2:]
                     elif n % 4 == 3:
