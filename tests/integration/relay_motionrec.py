@@ -29,6 +29,8 @@ an ffmpeg input, ffprobe on what was written.
   motionrec_mjpeg        an MJPEG camera (fake_camera.py /clip, 20 fps: still,
                          a square moving for 4 s, still): the session holds
                          the pre-roll, at the camera's measured rate
+  motionrec_state_restart the mode and the rolls are in the state file: after
+                         a restart the input is armed again in mode motion
   motionrec_cleanup      inputs deleted: no recorder child or zombie left,
                          descriptors, threads and children back to the
                          baseline
@@ -39,6 +41,7 @@ Prints "ok   relay/NAME (S s)" or "FAIL relay/NAME: reason" per case and
 exits non-zero if any failed.
 """
 import calendar
+import json
 import os
 import shutil
 import signal
@@ -451,6 +454,41 @@ def run(build, tmp, marker):
         relay.kill()
 
 
+def run_restart(build, tmp, marker):
+    env = dict(os.environ, STEWARD_TEST_MARKER=marker)
+    root = os.path.join(tmp, "rec-restart")
+    state = os.path.join(tmp, "state.json")
+
+    def restart():
+        fields = ("record", "record_mode", "record_pre_roll", "record_post_roll")
+        relay = Relay(build, ["--recordings", root, "--state", state], env=env)
+        try:
+            st, b = relay.api("POST", "/api/inputs",
+                              {"name": "yard", "kind": "test", "width": 160, "height": 120,
+                               "fps": 5, "pattern": "still", "motion": {"enabled": True},
+                               "record": True, "record_mode": "motion", "record_pre_roll": 7,
+                               "record_post_roll": 20})
+            assert st == 201, (st, b)
+            saved = json.load(open(state))["inputs"][0]
+            assert tuple(saved[k] for k in fields) == (True, "motion", 7, 20), saved
+            rc, took, err = relay.terminate()
+            assert_clean_exit(rc, took, err, 15)
+        finally:
+            relay.kill()
+        relay = Relay(build, ["--recordings", root, "--state", state], env=env)
+        try:
+            i = relay.input("yard")
+            assert tuple(i[k] for k in fields) == (True, "motion", 7, 20), i
+            r = wait_for("armed again", lambda: (lambda r: r if r["state"] == "armed" else None)(
+                relay.input("yard")["recording"]), timeout=10)
+            assert (r["mode"], r["pre_roll"], r["post_roll"]) == ("motion", 7, 20), r
+            rc, took, err = relay.terminate()
+            assert_clean_exit(rc, took, err, 15)
+        finally:
+            relay.kill()
+    check("motionrec_state_restart", restart)
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: relay_motionrec.py BUILD_DIR", file=sys.stderr)
@@ -463,6 +501,7 @@ def main():
     marker = ms.new_marker("stwmrec")
     try:
         run(build, tmp, marker)
+        run_restart(build, tmp, marker)
     except Exception as e:
         report("motionrec", False, "%s: %s" % (type(e).__name__, e))
     finally:
