@@ -687,6 +687,12 @@ static void rec_main(stw_scope *scope, void *arg)
             }
             if (ring)
                 slots_start(r);
+            /* Only the first child's file holds the pre-roll: a restarted
+             * one's keeps the name it opened it with. */
+            if (!r->first_child && r->rename_until != 0) {
+                rename_first(r);
+                r->rename_until = 0;
+            }
             r->first_child = false;
         }
         if (r->rename_until != 0 && info.pid > 0)
