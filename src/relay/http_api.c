@@ -440,6 +440,21 @@ static void handle_patch_input(relay_http *srv, struct evhttp_request *req, http
         snprintf(err, sizeof(err), "%s", why);
         code = 409;
     }
+    size_t claim = in->claim - relay_record_claim(in->kind, &in->record) +
+                   relay_record_claim(in->kind, &next);
+    if (code == 0 && claim > in->claim) {
+        size_t claimed = claim;
+        for (unsigned i = 0; i < srv->ninputs; i++)
+            if (srv->inputs[i] != hi)
+                claimed += srv->inputs[i]->in->claim;
+        if (claimed > srv->cfg.max_input_bytes) {
+            snprintf(err, sizeof(err),
+                     "the inputs would claim %zu MiB with the pre-roll ring, over "
+                     "--max-input-memory (%zu MiB)",
+                     claimed >> 20, srv->cfg.max_input_bytes >> 20);
+            code = 507;
+        }
+    }
     if (code == 0 && next.on && srv->cfg.rec == NULL) {
         snprintf(err, sizeof(err), "recordings are not available (see the relay's log)");
         code = 503;
@@ -456,10 +471,12 @@ static void handle_patch_input(relay_http *srv, struct evhttp_request *req, http
         relay_http__reply_unsaved(req, rc);
         return;
     }
+    in->claim = claim;
     /* A new segment length or mode takes a new recorder. */
     if (in->recorder != NULL &&
         (prev.segment_s != next.segment_s || prev.motion != next.motion ||
-         prev.pre_roll_s != next.pre_roll_s || prev.post_roll_s != next.post_roll_s))
+         (next.motion &&
+          (prev.pre_roll_s != next.pre_roll_s || prev.post_roll_s != next.post_roll_s))))
         relay_recorder_stop(&in->recorder, stw_deadline_in_ms(10000));
     rc = relay_input_apply_record(in, &srv->cfg);
     if (rc == 0 && in->recorder != NULL)

@@ -348,9 +348,15 @@ typedef struct relay_input {
 /* The memory an input of @spec may come to hold at most, by its kind: a
  * test pattern its canvas, encoder and frames (8 bytes a pixel); a camera
  * its parser and frames (2 x 8 MiB); an ffmpeg input its MPEG-TS
- * retention and its decoder's frames (2 x 8 MiB). Creating an input that
- * would take the sum over cfg.max_input_bytes is refused. */
+ * retention and its decoder's frames (2 x 8 MiB); plus what its recording
+ * holds (relay_record_claim). Creating an input, or changing its recording,
+ * that would take the sum over cfg.max_input_bytes is refused. */
 size_t relay_spec_claim(const relay_spec *spec);
+
+/* What recording @rec holds for an input of @kind: a JPEG input in mode
+ * "motion" its pre-roll ring at most (recorder.h); nothing otherwise (an
+ * ffmpeg input's pre-roll is its MPEG-TS retention). */
+size_t relay_record_claim(const char *kind, const relay_record_spec *rec);
 
 /* True if @name is a valid input name (1..31 of [A-Za-z0-9_-]). */
 bool relay_name_valid(const char *name, size_t len);

@@ -30,7 +30,9 @@ an ffmpeg input, ffprobe on what was written.
                          a square moving for 4 s, still): the session holds
                          the pre-roll, at the camera's measured rate
   motionrec_state_restart the mode and the rolls are in the state file: after
-                         a restart the input is armed again in mode motion
+                         a restart the input is armed again in mode motion;
+                         the JPEG pre-roll ring counts in --max-input-memory
+                         (507 at creation and on PATCH)
   motionrec_cleanup      inputs deleted: no recorder child or zombie left,
                          descriptors, threads and children back to the
                          baseline
@@ -461,14 +463,27 @@ def run_restart(build, tmp, marker):
 
     def restart():
         fields = ("record", "record_mode", "record_pre_roll", "record_post_roll")
-        relay = Relay(build, ["--recordings", root, "--state", state], env=env)
+        relay = Relay(build, ["--recordings", root, "--state", state,
+                              "--max-input-memory", "20"], env=env)
         try:
-            st, b = relay.api("POST", "/api/inputs",
-                              {"name": "yard", "kind": "test", "width": 160, "height": 120,
-                               "fps": 5, "pattern": "still", "motion": {"enabled": True},
-                               "record": True, "record_mode": "motion", "record_pre_roll": 7,
-                               "record_post_roll": 20})
+            yard = {"name": "yard", "kind": "test", "width": 160, "height": 120,
+                    "fps": 5, "pattern": "still", "motion": {"enabled": True},
+                    "record": True, "record_mode": "motion", "record_pre_roll": 7,
+                    "record_post_roll": 20}
+            st, b = relay.api("POST", "/api/inputs", yard)
             assert st == 201, (st, b)
+            # A second pre-roll ring (16 MiB) does not fit in 20 MiB.
+            st, b = relay.api("POST", "/api/inputs", dict(yard, name="lane"))
+            assert st == 507 and "max-input-memory" in b["error"], (st, b)
+            st, b = relay.api("POST", "/api/inputs", dict(yard, name="lane", record=False))
+            assert st == 201, (st, b)
+            st, b = relay.api("PATCH", "/api/inputs/lane", {"record": True})
+            assert st == 507 and "pre-roll" in b["error"], (st, b)
+            assert relay.input("lane")["record"] is False
+            st, b = relay.api("PATCH", "/api/inputs/lane", {"record": True,
+                                                            "record_mode": "continuous"})
+            assert st == 200, (st, b)
+            relay.delete("lane")
             saved = json.load(open(state))["inputs"][0]
             assert tuple(saved[k] for k in fields) == (True, "motion", 7, 20), saved
             rc, took, err = relay.terminate()
