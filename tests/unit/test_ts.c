@@ -866,10 +866,10 @@ static void test_feed_open_at(void **state)
         int64_t start, floor;
         bool before_t1, before_t2;
     } cases[] = {
-        {t1, 0, true, true},      /* the last keyframe of the first third */
-        {t2, t1, false, true},    /* of the second third */
-        {t1, t1, false, true},    /* none at or before t1 after the floor: the first after */
-        {1, 0, true, true},       /* before everything: the oldest retained */
+        {t1, 0, true, true},   /* the last keyframe of the first third */
+        {t2, t1, false, true}, /* of the second third */
+        {t1, t1, false, true}, /* none at or before t1 after the floor: the first after */
+        {1, 0, true, true},    /* before everything: the oldest retained */
     };
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         int64_t key = relay_ts_key_time(ts, cases[k].start, cases[k].floor);
