@@ -11,6 +11,10 @@ an ffmpeg input, ffprobe on what was written.
                          (409), a config file with it refused at start
   motionrec_armed        inputs in mode "motion" wait "armed" (no child, no
                          session) until motion
+  motionrec_child_killed the recorder child SIGKILLed mid-session: a new one
+                         goes on in the same session; only the first
+                         segment (which holds the pre-roll) is renamed, both
+                         play
   motionrec_still        the still pattern (no motion) records nothing at
                          all: no session, no child, no file
   motionrec_pattern      the moving ball starts a session; motion that ends
@@ -301,6 +305,52 @@ def run(build, tmp, marker):
                                                     t_armed - t_end, frames), flush=True)
 
         check("motionrec_pattern", pattern)
+
+        def child_killed():
+            before = set(segments(root, "ball"))
+            st, b = relay.api("PATCH", "/api/inputs/ball", {"record_post_roll": 2})
+            assert st == 200 and b["recording"]["post_roll"] == 2, (st, b)
+            st, b = relay.api("PATCH", "/api/inputs/ball/motion", {"ignore": BAND})
+            assert st == 200, (st, b)
+            r = wait_for("ball recording", lambda: (lambda r: r if r["state"] == "recording"
+                                                    and r["pid"] > 0 else None)(state("ball")),
+                         timeout=30, interval=0.05)
+            t_rec = time.time()
+            session, pid = r["session"], r["pid"]
+            wait_for("the first segment", lambda: [p for p in segments(root, "ball")
+                                                   if p not in before], timeout=10)
+            time.sleep(2)
+            os.kill(pid, signal.SIGKILL)
+            r = wait_for("a new recorder child", lambda: (lambda r: r if r["pid"] not in (0, pid)
+                                                          and r["state"] == "recording"
+                                                          else None)(state("ball")),
+                         timeout=15, interval=0.05)
+            assert r["session"] == session and r["sessions"] == 1, r
+            time.sleep(2.5)
+            st, b = relay.api("PATCH", "/api/inputs/ball/motion", {"ignore": ALL})
+            assert st == 200, (st, b)
+            r = wait_for("ball armed again",
+                         lambda: (lambda r: r if r["state"] == "armed" else None)(state("ball")),
+                         timeout=20, interval=0.05)
+            segs = [p for p in segments(root, "ball") if p not in before]
+            assert len(segs) == 2 and all(os.path.dirname(p) == "ball/" + session
+                                          for p in segs), (segs, session)
+            preroll = r["pre_roll_recorded_ms"] / 1000
+            assert 2.7 <= preroll <= 3.3, r
+            # The first was renamed for its pre-roll, the second was not.
+            assert name_time(segs[0]) == session_time(segs[0]), segs
+            assert t_rec - name_time(segs[0]) >= 2.0, (segs, t_rec)
+            gap = name_time(segs[1]) - name_time(segs[0])
+            d0 = probe(os.path.join(root, segs[0]))[0]
+            d1 = probe(os.path.join(root, segs[1]))[0]
+            # The restart waits 1.5 s at least (names have a second's
+            # resolution: their difference is within a second of the real one).
+            assert d0 + 0.5 <= gap <= d0 + 5, (segs, d0, gap)
+            assert d0 >= preroll + 1.0 and d1 >= 4.0, (d0, d1)
+            print("     child killed: %.2f s (pre-roll %.2f s) + %.2f s, %d s apart"
+                  % (d0, preroll, d1, gap), flush=True)
+
+        check("motionrec_child_killed", child_killed)
 
         def still():
             # By now the still pattern has run as long as the ball's session.
