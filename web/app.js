@@ -373,6 +373,11 @@ function renderDetails(entry) {
   if (i.record && i.recording) {
     const r = i.recording;
     const parts = [];
+    if (r.mode === 'motion') {
+      parts.push('around motion: ' + r.pre_roll + ' s before, ' + r.post_roll + ' s after');
+      if (r.ring) parts.push('pre-roll ring ' + fmtBytes(r.ring.bytes) + ' (' +
+        (r.ring.ms / 1000).toFixed(1) + ' s)');
+    }
     if (r.session) parts.push('session ' + r.session);
     parts.push(r.segment + ' s segments');
     parts.push(fmtBytes(r.bytes || 0) + ' written');
@@ -867,11 +872,24 @@ function showKind() {
 form.elements.kind.addEventListener('change', showKind);
 showKind();
 
+function showRolls() {
+  for (const f of form.querySelectorAll('.roll')) f.hidden = form.elements.record_mode.value !== 'motion';
+}
+form.elements.record_mode.addEventListener('change', showRolls);
+showRolls();
+
 form.addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const f = form.elements;
   const body = { name: f.name.value.trim(), kind: f.kind.value, on_demand: f.on_demand.checked };
   if (f.record.checked) body.record = true;
+  if (f.record_mode.value === 'motion') {
+    // Recording around motion needs motion detection: the form turns it on.
+    body.record_mode = 'motion';
+    body.record_pre_roll = Number(f.record_pre_roll.value);
+    body.record_post_roll = Number(f.record_post_roll.value);
+    body.motion = { enabled: true };
+  }
   if (body.kind === 'mjpeg') {
     body.url = f.url.value.trim();
   } else if (body.kind === 'ffmpeg') {

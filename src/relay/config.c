@@ -407,7 +407,8 @@ static int input(walk *w, const relay_config *cfg, relay_spec *out, struct fy_no
         "kind",           "url",    "width",          "height",         "fps",
         "quality",        "on_demand", "rtsp_transport", "loop",        "timeout",
         "outputs",        "pattern", "motion",         "record",         "record_segment",
-        "record_max_age", "record_max_bytes"};
+        "record_max_age", "record_max_bytes", "record_mode", "record_pre_roll",
+        "record_post_roll"};
     if (!fy_node_is_mapping(map))
         return fail(w, key, name, "an input must be a mapping (kind, url, ...)");
     json_t *obj = json_object();
@@ -429,7 +430,8 @@ static int input(walk *w, const relay_config *cfg, relay_spec *out, struct fy_no
             rc = fail(w, k, field != NULL ? field : name,
                       "input %s: unknown key (kind, url, width, height, fps, quality, "
                       "pattern, on_demand, rtsp_transport, loop, timeout, outputs, motion, "
-                      "record, record_segment, record_max_age, record_max_bytes)",
+                      "record, record_segment, record_max_age, record_max_bytes, record_mode, "
+                      "record_pre_roll, record_post_roll)",
                       name);
         else if (v == NULL)
             rc = fail(w, k, field, "input %s: not a value the API takes", name);
@@ -793,5 +795,9 @@ void relay_config_print(FILE *f, const relay_config *cfg)
                     "    record_max_bytes: %llu\n",
                     s->record.segment_s, (long long)s->record.max_age_s,
                     (unsigned long long)s->record.max_bytes);
+        if (s->record.on)
+            fprintf(f, "    record_mode: %s\n    record_pre_roll: %u\n    record_post_roll: %u\n",
+                    s->record.motion ? "motion" : "continuous", s->record.pre_roll_s,
+                    s->record.post_roll_s);
     }
 }

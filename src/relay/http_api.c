@@ -108,10 +108,13 @@ static void input_json(struct evbuffer *b, http_input *hi)
     relay_http__json_time(b, in->created_ms);
     evbuffer_add_printf(b,
                         ",\"record\":%s,\"record_segment\":%u,\"record_max_age\":%lld,"
-                        "\"record_max_bytes\":%llu,\"recording\":",
+                        "\"record_max_bytes\":%llu,\"record_mode\":\"%s\","
+                        "\"record_pre_roll\":%u,\"record_post_roll\":%u,\"recording\":",
                         in->record.on ? "true" : "false", in->record.segment_s,
                         (long long)in->record.max_age_s,
-                        (unsigned long long)in->record.max_bytes);
+                        (unsigned long long)in->record.max_bytes,
+                        in->record.motion ? "motion" : "continuous", in->record.pre_roll_s,
+                        in->record.post_roll_s);
     char *rj = in->recorder != NULL ? relay_recorder_json(in->recorder) : NULL;
     evbuffer_add_printf(b, "%s}", rj != NULL ? rj : "{\"state\":\"off\"}");
     stw_free(rj);
@@ -409,10 +412,13 @@ static void handle_patch_input(relay_http *srv, struct evhttp_request *req, http
         {
             if (strncmp(key, "record", 6) != 0 ||
                 (key[6] != '\0' && strcmp(key, "record_segment") != 0 &&
-                 strcmp(key, "record_max_age") != 0 && strcmp(key, "record_max_bytes") != 0)) {
+                 strcmp(key, "record_max_age") != 0 && strcmp(key, "record_max_bytes") != 0 &&
+                 strcmp(key, "record_mode") != 0 && strcmp(key, "record_pre_roll") != 0 &&
+                 strcmp(key, "record_post_roll") != 0)) {
                 snprintf(err, sizeof(err),
-                         "only record, record_segment, record_max_age and record_max_bytes can "
-                         "be changed (\"%.40s\" cannot)",
+                         "only record, record_segment, record_max_age, record_max_bytes, "
+                         "record_mode, record_pre_roll and record_post_roll can be changed "
+                         "(\"%.40s\" cannot)",
                          key);
                 code = 422;
                 break;
@@ -428,6 +434,26 @@ static void handle_patch_input(relay_http *srv, struct evhttp_request *req, http
         snprintf(err, sizeof(err), "input \"%s\" is declared by the config file: change it there",
                  in->name);
         code = 409;
+    }
+    const char *why = code == 0 ? relay_record_mode_check(&next, &in->motion_spec) : NULL;
+    if (why != NULL) {
+        snprintf(err, sizeof(err), "%s", why);
+        code = 409;
+    }
+    size_t claim = in->claim - relay_record_claim(in->kind, &in->record) +
+                   relay_record_claim(in->kind, &next);
+    if (code == 0 && claim > in->claim) {
+        size_t claimed = claim;
+        for (unsigned i = 0; i < srv->ninputs; i++)
+            if (srv->inputs[i] != hi)
+                claimed += srv->inputs[i]->in->claim;
+        if (claimed > srv->cfg.max_input_bytes) {
+            snprintf(err, sizeof(err),
+                     "the inputs would claim %zu MiB with the pre-roll ring, over "
+                     "--max-input-memory (%zu MiB)",
+                     claimed >> 20, srv->cfg.max_input_bytes >> 20);
+            code = 507;
+        }
     }
     if (code == 0 && next.on && srv->cfg.rec == NULL) {
         snprintf(err, sizeof(err), "recordings are not available (see the relay's log)");
@@ -445,8 +471,12 @@ static void handle_patch_input(relay_http *srv, struct evhttp_request *req, http
         relay_http__reply_unsaved(req, rc);
         return;
     }
-    /* A new segment length takes a new child. */
-    if (in->recorder != NULL && prev.segment_s != next.segment_s)
+    in->claim = claim;
+    /* A new segment length or mode takes a new recorder. */
+    if (in->recorder != NULL &&
+        (prev.segment_s != next.segment_s || prev.motion != next.motion ||
+         (next.motion &&
+          (prev.pre_roll_s != next.pre_roll_s || prev.post_roll_s != next.post_roll_s))))
         relay_recorder_stop(&in->recorder, stw_deadline_in_ms(10000));
     rc = relay_input_apply_record(in, &srv->cfg);
     if (rc == 0 && in->recorder != NULL)

@@ -179,6 +179,14 @@ void relay_http__handle_motion(relay_http *srv, struct evhttp_request *req, http
         relay_http__reply_error(req, code, err);
         return;
     }
+    const char *why = relay_record_mode_check(&in->record, &next);
+    if (why != NULL) {
+        relay_http__reply_error(req, 409,
+                                "recording is in mode \"motion\": set record_mode to "
+                                "\"continuous\" or record to false before turning motion "
+                                "detection off");
+        return;
+    }
     relay_motion_spec old = in->motion_spec;
     if (spec_equal(&old, &next) && relay_motion_running(in) == old.enabled) {
         reply_motion(req, in);

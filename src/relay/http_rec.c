@@ -979,6 +979,25 @@ void relay_http__rec_metrics(relay_http *srv, struct evbuffer *b)
         evbuffer_add_printf(b, "steward_recording_recording{input=\"%s\",state=\"%s\"} %d\n",
                             in->name, state, strcmp(state, "recording") == 0);
     }
+    static const char *const ring_help[2][2] = {
+        {"steward_recording_preroll_bytes",
+         "Bytes the pre-roll ring of an input recording in mode motion holds (JPEG inputs: "
+         "frame copies; ffmpeg inputs: the MPEG-TS the input retains)."},
+        {"steward_recording_preroll_frames",
+         "Frames (ffmpeg inputs: MPEG-TS chunks) in the pre-roll ring."}};
+    for (int k = 0; k < 2; k++) {
+        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", ring_help[k][0],
+                            ring_help[k][1], ring_help[k][0]);
+        for (unsigned i = 0; i < srv->ninputs; i++) {
+            relay_input *in = srv->inputs[i]->in;
+            if (in->recorder == NULL || !in->record.motion)
+                continue;
+            relay_recorder_ring ring;
+            relay_recorder_ring_get(in->recorder, &ring);
+            evbuffer_add_printf(b, "%s{input=\"%s\"} %llu\n", ring_help[k][0], in->name,
+                                (unsigned long long)(k == 0 ? ring.bytes : ring.frames));
+        }
+    }
     relay_http_rec *w = srv->rec;
     evbuffer_add_printf(
         b,

@@ -225,10 +225,11 @@ void relay_motion_view_get(struct relay_input *in, relay_motion_view *out);
  * the input's owner scope, always is); cheap (one mutex). False while
  * detection is off.
  *
- * A recorder's "motion" mode would poll this at its own pace (e.g. per
- * MPEG-TS chunk or every 100 ms): record from (since_ms - pre-roll, out of
- * its own bounded ring) while it is true or @starts moved since the last
- * poll, and for its post-roll after it turned false.
+ * A recorder in mode "motion" (recorder.h) polls this at its own pace
+ * (every loop of its thread, 200 ms at most): it records from since_ms
+ * minus its pre-roll (out of its own bounded ring) while it is true or
+ * @starts moved since the last poll, and for its post-roll after it
+ * turned false.
  */
 bool relay_motion_active(struct relay_input *in, int64_t *since_ms, uint64_t *starts);
 

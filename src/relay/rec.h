@@ -123,6 +123,33 @@ uint64_t relay_rec_select(relay_rec_entry *e, size_t n, const relay_rec_limits *
                           size_t nin, const relay_rec_limits *global, int64_t now_s,
                           uint64_t free_bytes, uint64_t min_free);
 
+/* ---- the motion gate of a recorder in mode "motion" (pure) ---- */
+
+/*
+ * Decides, poll by poll, whether a motion-mode session should run: from a
+ * motion-start until post_roll_ms after motion-end. Motion that resumes
+ * within the post-roll keeps the same session (the same span). A
+ * motion-start that came and went between two polls (the count of starts
+ * moved while motion is not active now) counts as motion that ended at
+ * this poll. Starts counted before the first poll do not count.
+ */
+typedef struct relay_rec_gate {
+    int64_t post_roll_ms;
+    uint64_t starts;   /* motion-starts seen at the last poll */
+    int64_t until_ms;  /* the span lasts until then; 0: no span yet */
+    int64_t since_ms;  /* the motion-start that opened the current span */
+    bool primed;       /* a poll was made */
+} relay_rec_gate;
+
+/* A gate with @post_roll_ms of post-roll and no span. */
+relay_rec_gate relay_rec_gate_init(int64_t post_roll_ms);
+
+/* One poll at @now_ms (wall clock): motion @active now, since @since_ms
+ * (its motion-start, 0 if unknown), @starts motion-starts so far. Returns
+ * true while a session should run; g->since_ms is where the span began. */
+bool relay_rec_gate_step(relay_rec_gate *g, int64_t now_ms, bool active, int64_t since_ms,
+                         uint64_t starts);
+
 /* ---- the service ---- */
 
 typedef struct relay_rec relay_rec;

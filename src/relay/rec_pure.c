@@ -183,3 +183,26 @@ uint64_t relay_rec_select(relay_rec_entry *e, size_t n, const relay_rec_limits *
         }
     return free_bytes + freed < min_free ? min_free - free_bytes - freed : 0;
 }
+
+relay_rec_gate relay_rec_gate_init(int64_t post_roll_ms)
+{
+    return (relay_rec_gate){.post_roll_ms = post_roll_ms > 0 ? post_roll_ms : 0};
+}
+
+bool relay_rec_gate_step(relay_rec_gate *g, int64_t now_ms, bool active, int64_t since_ms,
+                         uint64_t starts)
+{
+    bool missed = g->primed && starts != g->starts && !active;
+    g->starts = starts;
+    g->primed = true;
+    bool open = g->until_ms != 0 && now_ms < g->until_ms;
+    if (active || missed) {
+        if (!open) /* a new span: it begins at this motion's start */
+            g->since_ms = active && since_ms > 0 && since_ms <= now_ms ? since_ms : now_ms;
+        /* While motion lasts the span runs on; once it ended, the
+         * post-roll counts from the poll that saw it last. */
+        g->until_ms = now_ms + g->post_roll_ms + (g->post_roll_ms == 0 && active ? 1 : 0);
+        return true;
+    }
+    return open;
+}

@@ -16,6 +16,8 @@
 
 #include "child.h"
 #include "ffmpeg.h"
+#include "motion.h"
+#include "preroll.h"
 #include "recorder.h"
 #include "steward/alloc.h"
 #include "steward/fd.h"
@@ -29,6 +31,7 @@
 #define ARGS_MAX 80
 #define ENV_MAX 256
 #define RESUME_FREE ((uint64_t)8 << 20) /* after ENOSPC, free bytes to resume at least */
+#define KEEP_EXTRA_NS 1000000000LL      /* the ring keeps a second more than the pre-roll */
 
 extern char **environ;
 
@@ -39,6 +42,7 @@ struct relay_recorder {
     stw_scope *scope;
     relay_child *job;
     bool ts; /* an ffmpeg input: MPEG-TS copied; else JPEG frames encoded */
+    relay_record_spec spec; /* mode, pre- and post-roll, as started */
     /* The command: argv points into store or at static strings. */
     const char *argv[ARGS_MAX + 1];
     char store[RELAY_PATH_MAX + 512];
@@ -48,8 +52,24 @@ struct relay_recorder {
     /* Recorder thread only. */
     relay_ff_log log;
     relay_ts_feed feed;
-    stw_frame *pending; /* the frame being written */
+    stw_buf *pending; /* the frame being written */
     size_t pending_off;
+    /* Mode "motion". The gate, and for JPEG inputs the pre-roll ring and
+     * the constant-rate feed: slot n of the child's input is the newest
+     * ring frame captured at or before slot0_ns + n / rate, so that
+     * pre-roll frames written in a burst keep their place in time. */
+    relay_rec_gate gate;
+    relay_preroll ring;
+    unsigned rate;
+    int64_t slot0_ns;
+    uint64_t slot_n;
+    bool first_child; /* the session's first child: it gets the pre-roll */
+    int64_t motion_ns; /* the session's motion-start, stw_now_ns clock */
+    int64_t end_ns;    /* the last session's end: the next pre-roll stops there */
+    /* The first segment of a mode "motion" session is renamed for the time
+     * its pre-roll starts (the child named it when it opened it). */
+    time_t rename_from, rename_until, rename_to;
+    char rename_dir[RELAY_NAME_MAX + 32];
     uint64_t last_seq, last_frames_in;
     unsigned spawns;
     /* Shared. */
@@ -60,11 +80,21 @@ struct relay_recorder {
     _Atomic uint64_t bytes_child; /* by the current one */
     _Atomic unsigned sessions;
     atomic_bool enospc; /* a child said the disk is full: pause until space returns */
+    _Atomic uint64_t ring_frames_pub, ring_bytes_pub, ring_ms_pub;
+    _Atomic int64_t preroll_ms; /* recorded before the motion-start, last session */
+    _Atomic int64_t until_ms;   /* wall clock the post-roll runs to; 0 outside */
 };
 
 static int64_t now_ms(void)
 {
     return stw_now_ns() / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void set_state(relay_recorder *r, const char *state, const char *session)
@@ -93,6 +123,8 @@ static bool rec_line(void *ud, const char *line)
         atomic_store(&r->bytes_child, (uint64_t)r->log.progress.total_size);
     return !progress;
 }
+
+static unsigned ring_rate(relay_recorder *r);
 
 /* The command for a session in folder @dir (absolute). Returns 0 or
  * -ENAMETOOLONG. */
@@ -153,10 +185,17 @@ static int build_argv(relay_recorder *r, const char *dir)
         ADD("0");
         ADD("-fpsprobesize");
         ADD("0");
-        ADD("-use_wallclock_as_timestamps");
-        ADD("1");
-        ADD("-framerate");
-        ADD("1000");
+        if (r->spec.motion) {
+            /* A frame per slot of the constant rate (feed_slots): the
+             * pre-roll, written at once, keeps its duration. */
+            ADD("-framerate");
+            ADDF("%u", r->rate);
+        } else {
+            ADD("-use_wallclock_as_timestamps");
+            ADD("1");
+            ADD("-framerate");
+            ADD("1000");
+        }
         /* The raw mjpeg demuxer takes what the pipe has (image2pipe would
          * wait for 4 KiB, holding back small frames). */
         ADD("-f");
@@ -165,9 +204,9 @@ static int build_argv(relay_recorder *r, const char *dir)
         ADD("pipe:0");
         ADD("-map");
         ADD("0:v");
-        if (strcmp(r->in->kind, "test") == 0) {
+        if (strcmp(r->in->kind, "test") == 0 || r->spec.motion) {
             ADD("-r");
-            ADDF("%u", r->in->fps);
+            ADDF("%u", r->spec.motion ? r->rate : r->in->fps);
         } else {
             ADD("-fps_mode");
             ADD("vfr");
@@ -246,26 +285,51 @@ static void keep_session_dir(relay_recorder *r)
     make_session_dir(r, session, slash + 1, false);
 }
 
-/* Make the session folder for now and point the job at it. Returns 0,
- * -EEXIST (try again later) or an error (reported, state "error"). */
+static int64_t preroll_start_ns(relay_recorder *r);
+
+/* Make the session folder for now (mode "motion": for where the pre-roll
+ * starts) and point the job at it. Returns 0, -EEXIST (try again later)
+ * or an error (reported, state "error"). */
 static int begin_session(relay_recorder *r)
 {
-    time_t t = time(NULL);
+    time_t now = time(NULL), t = now;
+    if (r->spec.motion) {
+        int64_t back = (stw_now_ns() - preroll_start_ns(r)) / 1000000000LL;
+        t = now - (time_t)(back > 0 ? back : 0);
+    }
     struct tm tm;
-    gmtime_r(&t, &tm);
     char day[16], hms[16];
-    strftime(day, sizeof(day), "%Y-%m-%d", &tm);
-    strftime(hms, sizeof(hms), "%H-%M-%S", &tm);
+    int rc;
     /* A session of this second exists (recording stopped and started
-     * again, a restart of the relay): its segment names could be taken
-     * again. The caller retries in a moment, in the next second. */
-    int rc = make_session_dir(r, day, hms, true);
+     * again, a restart of the relay, a pre-roll reaching back to where the
+     * last session ended): its segment names could be taken again. Mode
+     * "motion" takes a later second up to now; the caller retries in a
+     * moment, in the next second. */
+    for (;;) {
+        gmtime_r(&t, &tm);
+        strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+        strftime(hms, sizeof(hms), "%H-%M-%S", &tm);
+        rc = make_session_dir(r, day, hms, true);
+        if (rc != -EEXIST || t >= now)
+            break;
+        t++;
+    }
     if (rc == -EEXIST)
         return rc;
+    /* The child names its first segment when it opens it, now; the
+     * pre-roll in it started at t. */
+    r->rename_until = r->spec.motion ? now + 15 : 0;
+    r->rename_from = now;
+    r->rename_to = t;
+    snprintf(r->rename_dir, sizeof(r->rename_dir), "%s/%s/%s", r->in->name, day, hms);
     char dir[RELAY_PATH_MAX + 64];
     if (rc == 0 && snprintf(dir, sizeof(dir), "%s/%s/%s/%s", relay_rec_dir(r->rec), r->in->name,
                             day, hms) >= (int)sizeof(dir))
         rc = -ENAMETOOLONG;
+    r->first_child = true;
+    atomic_store(&r->preroll_ms, 0);
+    if (r->spec.motion && !r->ts)
+        r->rate = ring_rate(r);
     if (rc == 0)
         rc = build_argv(r, dir);
     if (rc == 0)
@@ -288,7 +352,7 @@ static int begin_session(relay_recorder *r)
 
 static void drop_pending(relay_recorder *r)
 {
-    stw_frame_unref(&r->pending);
+    stw_buf_unref(&r->pending);
     r->pending_off = 0;
 }
 
@@ -304,6 +368,8 @@ static void end_session(relay_recorder *r, const char *state)
     snprintf(session, sizeof(session), "%s", r->session);
     pthread_mutex_unlock(&r->lock);
     set_state(r, state, "");
+    r->end_ns = stw_now_ns();
+    atomic_store(&r->until_ms, 0);
     fprintf(stderr, "steward relay: input %s: recording session %s ended (%s)\n", r->in->name,
             session, state);
 }
@@ -340,11 +406,169 @@ static bool paused_for_space(relay_recorder *r)
     return atomic_load(&r->enospc) || relay_rec_disk_full(r->rec);
 }
 
-/* Whether a session should run now. The one gate: a motion-triggered
- * mode adds its condition here. */
+/* Whether a session should run now. The one gate: in mode "motion", from
+ * a motion-start to post_roll after motion-end (relay_rec_gate). */
 static bool want_session(relay_recorder *r, bool source)
 {
-    return source && !paused_for_space(r);
+    if (!r->spec.motion)
+        return source && !paused_for_space(r);
+    int64_t since = 0;
+    uint64_t starts = 0;
+    bool active = relay_motion_active(r->in, &since, &starts);
+    int64_t now = wall_ms();
+    bool motion = relay_rec_gate_step(&r->gate, now, active, since, starts);
+    atomic_store(&r->until_ms, motion ? (active ? -1 : r->gate.until_ms) : 0);
+    if (motion && r->motion_ns == 0)
+        r->motion_ns = stw_now_ns() - (now - r->gate.since_ms) * 1000000;
+    if (!motion)
+        r->motion_ns = 0;
+    return source && motion && !paused_for_space(r);
+}
+
+/* ---- the pre-roll ring of JPEG inputs in mode "motion" ---- */
+
+static void ring_publish(relay_recorder *r, int64_t now)
+{
+    atomic_store(&r->ring_frames_pub, r->ring.n);
+    atomic_store(&r->ring_bytes_pub, r->ring.bytes);
+    atomic_store(&r->ring_ms_pub,
+                 r->ring.n > 0 ? (uint64_t)(now - relay_preroll_get(&r->ring, 0)->ns) / 1000000
+                               : 0);
+}
+
+/* Copy the hub's newest camera or pattern frame (not a card) into the
+ * ring, which keeps the pre-roll plus a second (within its bounds). */
+static void ring_collect(relay_recorder *r)
+{
+    uint64_t seq;
+    bool card = false;
+    stw_frame *f = relay_hub_latest_source(r->in->hub, &seq, &card);
+    int64_t now = stw_now_ns();
+    if (f != NULL && seq != r->last_seq && !card) {
+        stw_buf *src = stw_frame_buf(f);
+        size_t len = stw_buf_size(src);
+        stw_buf *b = NULL;
+        if (stw_buf_new(len, &b) == 0) {
+            memcpy(stw_buf_data(b), stw_buf_data(src), len);
+            int64_t ns = stw_frame_meta_get(f)->captured_ns;
+            relay_preroll_append(&r->ring, b, ns > 0 && ns <= now ? ns : now);
+        }
+    }
+    if (f != NULL)
+        r->last_seq = seq;
+    stw_frame_unref(&f);
+    relay_preroll_trim(&r->ring,
+                       now - (int64_t)r->spec.pre_roll_s * 1000000000LL - KEEP_EXTRA_NS);
+    ring_publish(r, now);
+}
+
+/* The rate of the constant-rate feed: the pattern's; a camera's measured
+ * over the ring (1..30 frames a second, 10 while unknown). */
+static unsigned ring_rate(relay_recorder *r)
+{
+    if (strcmp(r->in->kind, "test") == 0 && r->in->fps > 0)
+        return r->in->fps;
+    return relay_preroll_rate(&r->ring, 1, 30, 10);
+}
+
+/* Where the session's pre-roll starts (stw_now_ns clock): JPEG inputs
+ * at the oldest ring frame within pre_roll of the motion-start, ffmpeg
+ * inputs at the retained keyframe relay_ts_feed_open_at takes; never
+ * before the last session ended; now without any. */
+static int64_t preroll_start_ns(relay_recorder *r)
+{
+    int64_t from = r->motion_ns - (int64_t)r->spec.pre_roll_s * 1000000000LL;
+    if (r->ts) {
+        int64_t ns = relay_ts_key_time(r->in->ts, from, r->end_ns + 1);
+        return ns > 0 ? ns : stw_now_ns();
+    }
+    int64_t ns = relay_preroll_start(&r->ring, from, r->end_ns);
+    return ns > 0 ? ns : stw_now_ns();
+}
+
+/* Where a child's feed starts: the session's first child at the start of
+ * the pre-roll, a restarted one now. */
+static void slots_start(relay_recorder *r)
+{
+    r->slot0_ns = r->first_child ? preroll_start_ns(r) : stw_now_ns();
+    r->slot_n = 0;
+    if (!r->first_child)
+        return;
+    int64_t got = r->motion_ns - r->slot0_ns;
+    atomic_store(&r->preroll_ms, got > 0 ? got / 1000000 : 0);
+}
+
+/* Rename the session's first segment, once the child made it, from the
+ * second it was opened to the second its pre-roll starts; never over
+ * another file. Gives up after a while (the child may not have written). */
+static void rename_first(relay_recorder *r)
+{
+    time_t now = time(NULL);
+    if (r->rename_until == 0)
+        return;
+    if (now > r->rename_until) {
+        r->rename_until = 0;
+        return;
+    }
+    char to[sizeof(r->rename_dir) + 32], from[sizeof(r->rename_dir) + 32];
+    struct tm tm;
+    gmtime_r(&r->rename_to, &tm);
+    size_t n = (size_t)snprintf(to, sizeof(to), "%s/", r->rename_dir);
+    strftime(to + n, sizeof(to) - n, "%Y-%m-%dT%H-%M-%SZ.mp4", &tm);
+    int top = relay_rec_dirfd(r->rec);
+    for (time_t t = r->rename_from; t <= now; t++) {
+        gmtime_r(&t, &tm);
+        n = (size_t)snprintf(from, sizeof(from), "%s/", r->rename_dir);
+        strftime(from + n, sizeof(from) - n, "%Y-%m-%dT%H-%M-%SZ.mp4", &tm);
+        if (t == r->rename_to) {
+            if (faccessat(top, from, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+                r->rename_until = 0; /* named right already */
+                return;
+            }
+            continue;
+        }
+        if (renameat2(top, from, top, to, RENAME_NOREPLACE) == 0 || errno != ENOENT) {
+            r->rename_until = 0;
+            return;
+        }
+    }
+}
+
+/* JPEG frames in mode "motion": one frame per slot up to now, each the
+ * newest ring frame of its time (repeated when the source was slower).
+ * Returns bytes written or a negative errno. */
+static long feed_slots(relay_recorder *r, int fd)
+{
+    long total = 0;
+    int64_t now = stw_now_ns();
+    while (total < (1L << 20)) {
+        if (r->pending == NULL) {
+            int64_t t = r->slot0_ns + (int64_t)(r->slot_n * 1000000000ULL / r->rate);
+            stw_buf *b = t <= now ? relay_preroll_at(&r->ring, t) : NULL;
+            if (b == NULL)
+                return total;
+            r->pending = stw_buf_ref(b);
+            r->pending_off = 0;
+            r->slot_n++;
+        }
+        size_t len = stw_buf_size(r->pending);
+        while (r->pending_off < len) {
+            ssize_t w = write(fd, stw_buf_data(r->pending) + r->pending_off,
+                              len - r->pending_off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0 && errno == EAGAIN)
+                return total;
+            if (w < 0) {
+                drop_pending(r);
+                return -errno;
+            }
+            r->pending_off += (size_t)w;
+            total += w;
+        }
+        drop_pending(r);
+    }
+    return total;
 }
 
 /* JPEG frames: take the newest camera frame when the last one is written,
@@ -364,10 +588,11 @@ static long feed_frames(relay_recorder *r, int fd)
             stw_frame_unref(&f);
             return 0;
         }
-        r->pending = f;
+        r->pending = stw_buf_ref(stw_frame_buf(f));
         r->pending_off = 0;
+        stw_frame_unref(&f);
     }
-    stw_buf *b = stw_frame_buf(r->pending);
+    stw_buf *b = r->pending;
     size_t len = stw_buf_size(b);
     long total = 0;
     while (r->pending_off < len) {
@@ -396,8 +621,12 @@ static void rec_main(stw_scope *scope, void *arg)
     int frame_ms = 10;
     if (!r->ts && strcmp(r->in->kind, "test") == 0 && r->in->fps > 0)
         frame_ms = (int)(500 / r->in->fps) > 2 ? (int)(500 / r->in->fps) : 2;
+    bool ring = r->spec.motion && !r->ts;
+    bool preroll_known = true; /* ffmpeg inputs: known once the reader is positioned */
     set_state(r, "waiting", "");
     while (!stw_scope_cancelled(scope)) {
+        if (ring)
+            ring_collect(r);
         int64_t now = now_ms();
         uint64_t c = source_count(r);
         if (c != last_count) {
@@ -418,16 +647,23 @@ static void rec_main(stw_scope *scope, void *arg)
                         "is closed, recording paused until %llu MiB are free\n",
                         r->in->name, relay_rec_dir(r->rec),
                         (unsigned long long)(RESUME_FREE >> 20));
-            end_session(r, paused_for_space(r) ? "disk-full" : "waiting");
+            end_session(r, paused_for_space(r) ? "disk-full"
+                           : source && r->spec.motion ? "armed"
+                                                      : "waiting");
             active = false;
         } else if (!active && want) {
             active = begin_session(r) == 0;
         } else if (!active) {
-            set_state(r, paused_for_space(r) ? "disk-full" : "waiting", NULL);
+            /* "armed": mode "motion", the source sends, no motion yet. */
+            set_state(r,
+                      paused_for_space(r) ? "disk-full"
+                      : source && r->spec.motion ? "armed"
+                                                 : "waiting",
+                      NULL);
         }
         if (!active) {
             struct pollfd pf = {.fd = stw_scope_cancel_fd(scope), .events = POLLIN};
-            poll(&pf, 1, 200);
+            poll(&pf, 1, ring ? frame_ms : 200);
             continue;
         }
         if (relay_child_stdin_fd(r->job) < 0)
@@ -442,8 +678,30 @@ static void rec_main(stw_scope *scope, void *arg)
             relay_ff_log_init(&r->log);
             relay_ts_feed_close(&r->feed);
             drop_pending(r);
-            if (r->ts)
+            if (r->ts && r->spec.motion && r->first_child) {
+                int64_t from = r->motion_ns - (int64_t)r->spec.pre_roll_s * 1000000000LL;
+                relay_ts_feed_open_at(r->in->ts, &r->feed, from, r->end_ns + 1);
+                preroll_known = false;
+            } else if (r->ts) {
                 relay_ts_feed_open(r->in->ts, &r->feed);
+            }
+            if (ring)
+                slots_start(r);
+            /* Only the first child's file holds the pre-roll: a restarted
+             * one's keeps the name it opened it with. */
+            if (!r->first_child && r->rename_until != 0) {
+                rename_first(r);
+                r->rename_until = 0;
+            }
+            r->first_child = false;
+        }
+        if (r->rename_until != 0 && info.pid > 0)
+            rename_first(r);
+        if (!preroll_known && r->feed.reader != NULL &&
+            relay_ts_reader_first_ns(r->feed.reader) != 0) {
+            int64_t got = r->motion_ns - relay_ts_reader_first_ns(r->feed.reader);
+            atomic_store(&r->preroll_ms, got > 0 ? got / 1000000 : 0);
+            preroll_known = true;
         }
         if (info.pid > 0)
             set_state(r, info.state[0] == 'r' ? "recording" : info.state, NULL);
@@ -451,6 +709,13 @@ static void rec_main(stw_scope *scope, void *arg)
             set_state(r, info.state, NULL);
         int in_fd = relay_child_stdin_fd(r->job);
         bool has_pending = r->ts ? r->feed.has_pending : r->pending != NULL;
+        if (ring && !has_pending && in_fd >= 0) {
+            /* The next slot may be due already (a burst of pre-roll). */
+            long w = feed_slots(r, in_fd);
+            if (w > 0)
+                relay_child_progress(r->job, now_ms());
+            has_pending = r->pending != NULL;
+        }
         struct pollfd fds[3] = {
             {.fd = stw_scope_cancel_fd(scope), .events = POLLIN},
             {.fd = relay_child_stderr_fd(r->job), .events = POLLIN},
@@ -475,6 +740,8 @@ static void rec_main(stw_scope *scope, void *arg)
         bool idle = false;
         if (r->ts && r->feed.reader != NULL && (fds[2].revents || r->feed.has_pending))
             w = relay_ts_feed_write(&r->feed, in_fd, &idle);
+        else if (ring)
+            w = feed_slots(r, in_fd);
         else if (!r->ts)
             w = feed_frames(r, in_fd);
         if (w > 0 || idle)
@@ -486,6 +753,7 @@ static void rec_main(stw_scope *scope, void *arg)
     relay_child_stop(r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
+    relay_preroll_clear(&r->ring);
 }
 
 static void rec_free(void *arg)
@@ -494,6 +762,7 @@ static void rec_free(void *arg)
     relay_child_free(&r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
+    relay_preroll_free(&r->ring);
     pthread_mutex_destroy(&r->lock);
     stw_free(r);
 }
@@ -521,6 +790,17 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     r->rec = rec;
     r->segment_s = segment_s;
     r->ts = in->ts != NULL;
+    r->spec = in->record;
+    r->gate = relay_rec_gate_init((int64_t)r->spec.post_roll_s * 1000);
+    r->rate = 10;
+    if (r->spec.motion && !r->ts) {
+        int rc = relay_preroll_init(&r->ring, RELAY_RECORDER_RING_FRAMES,
+                                    RELAY_RECORDER_RING_BYTES);
+        if (rc != 0) {
+            stw_free(r);
+            return rc;
+        }
+    }
     pthread_mutex_init(&r->lock, NULL);
     snprintf(r->state, sizeof(r->state), "waiting");
     relay_ff_log_init(&r->log);
@@ -546,6 +826,7 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     if (rc != 0) {
         relay_child_free(&r->job);
         pthread_mutex_destroy(&r->lock);
+        relay_preroll_free(&r->ring);
         stw_free(r);
         return rc;
     }
@@ -554,6 +835,7 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     if (rc != 0) {
         relay_child_free(&r->job);
         pthread_mutex_destroy(&r->lock);
+        relay_preroll_free(&r->ring);
         stw_free(r);
         stw_scope_free(&scope);
         return rc;
@@ -607,16 +889,59 @@ char *relay_recorder_json(relay_recorder *r)
     memcpy(state, r->state, sizeof(state));
     memcpy(session, r->session, sizeof(session));
     pthread_mutex_unlock(&r->lock);
-    json_t *o = json_pack("{s:s, s:s?, s:i, s:i, s:i, s:i, s:I, s:s?, s:s?}", "state", state,
+    json_t *o = json_pack("{s:s, s:s?, s:i, s:i, s:i, s:i, s:I, s:s?, s:s?, s:s}", "state", state,
                           "session", session[0] ? session : NULL, "segment", (int)r->segment_s,
                           "pid", (int)i.pid, "restarts", (int)i.restarts, "sessions",
                           (int)atomic_load(&r->sessions), "bytes",
                           (json_int_t)relay_recorder_bytes(r), "last_exit",
                           i.last_exit[0] ? i.last_exit : NULL, "last_error",
-                          i.last_error[0] ? i.last_error : NULL);
+                          i.last_error[0] ? i.last_error : NULL, "mode",
+                          r->spec.motion ? "motion" : "continuous");
     if (o == NULL)
         return NULL;
+    if (r->spec.motion) {
+        relay_recorder_ring ring;
+        relay_recorder_ring_get(r, &ring);
+        int64_t until = atomic_load(&r->until_ms);
+        json_t *m = json_pack("{s:i, s:i, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "pre_roll",
+                              (int)r->spec.pre_roll_s, "post_roll", (int)r->spec.post_roll_s,
+                              "pre_roll_recorded_ms", (json_int_t)atomic_load(&r->preroll_ms),
+                              "ring", "frames", (json_int_t)ring.frames, "bytes",
+                              (json_int_t)ring.bytes, "ms", (json_int_t)ring.ms, "max_frames",
+                              (json_int_t)ring.max_frames, "max_bytes", (json_int_t)ring.max_bytes);
+        /* -1: motion goes on; a wall clock: the post-roll ends then. */
+        if (m != NULL && until != 0)
+            json_object_set_new(m, "post_roll_until_ms", json_integer(until));
+        if (m == NULL || json_object_update(o, m) != 0) {
+            json_decref(m);
+            json_decref(o);
+            return NULL;
+        }
+        json_decref(m);
+    }
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return text;
+}
+
+void relay_recorder_ring_get(relay_recorder *r, relay_recorder_ring *out)
+{
+    *out = (relay_recorder_ring){0};
+    if (!r->spec.motion)
+        return;
+    if (r->ts) {
+        /* The MPEG-TS the input retains anyway is the ring. */
+        relay_ts_stats st;
+        relay_ts_get_stats(r->in->ts, &st);
+        out->frames = st.retained_chunks;
+        out->bytes = st.retained_bytes;
+        out->ms = st.retained_ms;
+        out->max_bytes = RELAY_TS_MAX_BYTES_DEFAULT;
+        return;
+    }
+    out->frames = atomic_load(&r->ring_frames_pub);
+    out->bytes = atomic_load(&r->ring_bytes_pub);
+    out->ms = atomic_load(&r->ring_ms_pub);
+    out->max_frames = RELAY_RECORDER_RING_FRAMES;
+    out->max_bytes = RELAY_RECORDER_RING_BYTES;
 }

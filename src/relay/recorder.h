@@ -33,13 +33,26 @@
  *   SIGTERM, then SIGKILL. A child that dies (crash, kill -9, ENOSPC) is
  *   restarted with backoff in the same session; a restart waits at least
  *   1.1 s, so a segment name (a second's resolution) is never reused.
- *   A later gated mode (record only around motion) decides in
- *   recorder.c's want_session(): that is the one place a session is
- *   allowed to start or made to end.
+ *   recorder.c's want_session() is the one place a session is allowed to
+ *   start or made to end.
  *
- *   States: "waiting" (no source data), "recording", "disk-full",
- *   "starting" (a child runs, nothing written yet), "backoff"/"error" (the
- *   child's, relay/child.h).
+ *   Mode "motion" (in->record.motion, fixed for the recorder's life): a
+ *   session also needs motion, from motion-start (relay_motion_active) to
+ *   post_roll seconds after motion-end, motion within the post-roll
+ *   continuing it (relay_rec_gate, rec.h). Its first child starts
+ *   pre_roll seconds back, never before the last session ended: an
+ *   ffmpeg input's reader at an older retained keyframe of the MPEG-TS
+ *   (relay_ts_feed_open_at; the timestamps are the camera's), a JPEG
+ *   input's from a ring of frame copies (preroll.h, at most
+ *   RELAY_RECORDER_RING_FRAMES and RELAY_RECORDER_RING_BYTES) fed at a
+ *   constant rate, one frame per slot, numbered by the child (-framerate)
+ *   so that the pre-roll written at once keeps its length. The session
+ *   folder and its first segment are named for the second the pre-roll
+ *   starts (the first child's file is renamed once it exists).
+ *
+ *   States: "waiting" (no source data), "armed" (mode "motion": source
+ *   data, no motion), "recording", "disk-full", "starting" (a child runs,
+ *   nothing written yet), "backoff"/"error" (the child's, relay/child.h).
  *
  * Threads
  *   relay_recorder_start/stop belong to the thread that owns the input
@@ -55,11 +68,15 @@
 #include "relay.h"
 
 #define RELAY_RECORDER_GAP_MS 5000
+/* Mode "motion", JPEG inputs: the pre-roll ring's bounds. */
+#define RELAY_RECORDER_RING_FRAMES 1024
+#define RELAY_RECORDER_RING_BYTES ((size_t)16 << 20)
 
 typedef struct relay_recorder relay_recorder;
 
 /* Start recording @in (borrowed, must outlive the recorder) into @rec
- * (borrowed) in segments of @segment_s seconds. *@out is owned by the
+ * (borrowed) in segments of @segment_s seconds, in the mode and with the
+ * rolls of in->record as they are now. *@out is owned by the
  * caller. Returns 0, -EINVAL, -ENOMEM or the errno of the scope or
  * thread; on failure nothing is left. */
 int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
@@ -79,11 +96,24 @@ void relay_recorder_session(relay_recorder *r, char *out);
 
 /* The recorder as the text of a JSON object (transfer full: stw_free it):
  * {"state","session","segment","pid","restarts","sessions","bytes",
- * "last_exit","last_error"}; NULL without memory. Any thread. */
+ * "last_exit","last_error","mode"}, in mode "motion" also "pre_roll",
+ * "post_roll", "pre_roll_recorded_ms", "ring" and, in a session,
+ * "post_roll_until_ms"; NULL without memory. Any thread. */
 char *relay_recorder_json(relay_recorder *r);
 
 /* Bytes the recorder's children reported written so far. Any thread. */
 uint64_t relay_recorder_bytes(relay_recorder *r);
+
+/* The pre-roll ring of a recorder in mode "motion" now: JPEG inputs'
+ * copies of recent frames, ffmpeg inputs' retained MPEG-TS chunks. All
+ * zero in mode "continuous". */
+typedef struct relay_recorder_ring {
+    uint64_t frames, bytes; /* held (frames, or MPEG-TS chunks) */
+    uint64_t ms;            /* age of the oldest */
+    uint64_t max_frames, max_bytes; /* the bounds (max_frames 0: none) */
+} relay_recorder_ring;
+
+void relay_recorder_ring_get(relay_recorder *r, relay_recorder_ring *out);
 
 /* The job as relay_input_jobs() shows it ("record"). Any thread. */
 void relay_recorder_job_view(relay_recorder *r, relay_job_view *out);

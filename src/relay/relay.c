@@ -508,11 +508,18 @@ bool relay_input_consumed(const relay_input *in)
     return in->npush > 0 || in->motion_spec.enabled || in->recorder != NULL;
 }
 
+size_t relay_record_claim(const char *kind, const relay_record_spec *rec)
+{
+    bool ring = rec->on && rec->motion && strcmp(kind, "ffmpeg") != 0;
+    return ring ? RELAY_RECORDER_RING_BYTES : 0;
+}
+
 size_t relay_spec_claim(const relay_spec *spec)
 {
+    size_t rec = relay_record_claim(spec->kind, &spec->record);
     if (strcmp(spec->kind, "test") == 0)
-        return (size_t)spec->width * spec->height * 8;
-    return (size_t)16 << 20;
+        return (size_t)spec->width * spec->height * 8 + rec;
+    return ((size_t)16 << 20) + rec;
 }
 
 int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **out)
@@ -549,7 +556,7 @@ int relay_input_new(stw_scope *sources, const relay_spec *spec, relay_input **ou
     in->on_demand = spec->on_demand;
     in->record = spec->record;
     if (in->record.segment_s == 0) /* a spec made in code, not parsed */
-        in->record.segment_s = RELAY_REC_SEGMENT_DEFAULT;
+        in->record = RELAY_RECORD_SPEC_DEFAULT;
     in->declared = spec->declared;
     in->claim = relay_spec_claim(spec);
     in->created_ms = spec->created_ms;

@@ -259,13 +259,28 @@ typedef struct relay_push_spec {
 } relay_push_spec;
 
 /* Recording of an input (rec.h, recorder.h): on or off, the segment
- * length and the input's own retention. */
+ * length, the input's own retention, and the mode: "continuous" (while
+ * the source sends) or "motion" (around motion only: pre_roll seconds
+ * before motion-start, kept in a bounded ring, to post_roll seconds after
+ * motion-end; needs the motion processor on). */
+#define RELAY_REC_PRE_ROLL_DEFAULT 5
+#define RELAY_REC_PRE_ROLL_MAX 30
+#define RELAY_REC_POST_ROLL_DEFAULT 10
+#define RELAY_REC_POST_ROLL_MAX 3600
 typedef struct relay_record_spec {
     bool on;
     unsigned segment_s;  /* RELAY_REC_SEGMENT_MIN..MAX, default 60 */
     int64_t max_age_s;   /* 0: only the global limit */
     uint64_t max_bytes;  /* 0: only the global limit */
+    bool motion;         /* mode "motion" (else "continuous") */
+    unsigned pre_roll_s;  /* 0..RELAY_REC_PRE_ROLL_MAX */
+    unsigned post_roll_s; /* 0..RELAY_REC_POST_ROLL_MAX */
 } relay_record_spec;
+
+#define RELAY_RECORD_SPEC_DEFAULT                                                                  \
+    ((relay_record_spec){.segment_s = RELAY_REC_SEGMENT_DEFAULT,                                   \
+                         .pre_roll_s = RELAY_REC_PRE_ROLL_DEFAULT,                                 \
+                         .post_roll_s = RELAY_REC_POST_ROLL_DEFAULT})
 
 /* What the API and the state file say an input is. */
 typedef struct relay_spec {
@@ -333,9 +348,15 @@ typedef struct relay_input {
 /* The memory an input of @spec may come to hold at most, by its kind: a
  * test pattern its canvas, encoder and frames (8 bytes a pixel); a camera
  * its parser and frames (2 x 8 MiB); an ffmpeg input its MPEG-TS
- * retention and its decoder's frames (2 x 8 MiB). Creating an input that
- * would take the sum over cfg.max_input_bytes is refused. */
+ * retention and its decoder's frames (2 x 8 MiB); plus what its recording
+ * holds (relay_record_claim). Creating an input, or changing its recording,
+ * that would take the sum over cfg.max_input_bytes is refused. */
 size_t relay_spec_claim(const relay_spec *spec);
+
+/* What recording @rec holds for an input of @kind: a JPEG input in mode
+ * "motion" its pre-roll ring at most (recorder.h); nothing otherwise (an
+ * ffmpeg input's pre-roll is its MPEG-TS retention). */
+size_t relay_record_claim(const char *kind, const relay_record_spec *rec);
 
 /* True if @name is a valid input name (1..31 of [A-Za-z0-9_-]). */
 bool relay_name_valid(const char *name, size_t len);
@@ -402,9 +423,14 @@ int relay_spec_parse(const void *obj, const relay_config *cfg, unsigned flags, r
                      char *err, size_t errlen);
 
 /* The recording fields of the JSON object @obj ("record",
- * "record_segment", "record_max_age", "record_max_bytes"), those present
- * over what @out holds. Returns 0, or 400/422 with a message in @err. */
+ * "record_segment", "record_max_age", "record_max_bytes", "record_mode",
+ * "record_pre_roll", "record_post_roll"), those present over what @out
+ * holds. Returns 0, or 400/422 with a message in @err. */
 int relay_record_parse(const void *obj, relay_record_spec *out, char *err, size_t errlen);
+
+/* Why @rec cannot run with @motion (a static message: mode "motion" with
+ * motion detection off), or NULL. */
+const char *relay_record_mode_check(const relay_record_spec *rec, const relay_motion_spec *motion);
 
 /* The spec of @in as a JSON object (a new json_t *, transfer full), or NULL. */
 void *relay_spec_json(const relay_input *in);

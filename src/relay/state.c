@@ -187,12 +187,35 @@ int relay_record_parse(const void *o, relay_record_spec *out, char *err, size_t 
         rc = get_int(obj, "record_max_age", 0, (json_int_t)10 * 365 * 86400, &age, err, errlen);
     if (rc == 0)
         rc = get_int(obj, "record_max_bytes", 0, (json_int_t)1 << 60, &bytes, err, errlen);
+    json_int_t pre = out->pre_roll_s, post = out->post_roll_s;
+    if (rc == 0)
+        rc = get_int(obj, "record_pre_roll", 0, RELAY_REC_PRE_ROLL_MAX, &pre, err, errlen);
+    if (rc == 0)
+        rc = get_int(obj, "record_post_roll", 0, RELAY_REC_POST_ROLL_MAX, &post, err, errlen);
     if (rc != 0)
         return rc;
+    json_t *mode = json_object_get(obj, "record_mode");
+    if (mode != NULL && !json_is_string(mode))
+        return fail(err, errlen, 400, "%s", "record_mode must be a string");
+    if (mode != NULL && strcmp(json_string_value(mode), "continuous") != 0 &&
+        strcmp(json_string_value(mode), "motion") != 0)
+        return fail(err, errlen, 422, "%s", "record_mode must be \"continuous\" or \"motion\"");
+    if (mode != NULL)
+        out->motion = strcmp(json_string_value(mode), "motion") == 0;
     out->segment_s = (unsigned)seg;
     out->max_age_s = age;
     out->max_bytes = (uint64_t)bytes;
+    out->pre_roll_s = (unsigned)pre;
+    out->post_roll_s = (unsigned)post;
     return 0;
+}
+
+const char *relay_record_mode_check(const relay_record_spec *rec, const relay_motion_spec *motion)
+{
+    if (rec->on && rec->motion && !motion->enabled)
+        return "record_mode \"motion\" needs motion detection: set motion.enabled to true "
+               "first";
+    return NULL;
 }
 
 int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, relay_spec *out,
@@ -204,7 +227,8 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
     static const char *const known[] = {
         "name",      "kind",    "url",        "width",          "height", "fps",     "quality",
         "on_demand", "created", "created_ms", "rtsp_transport", "loop",   "timeout", "outputs",
-        "pattern",   "motion",  "record",     "record_segment", "record_max_age", "record_max_bytes"};
+        "pattern",   "motion",  "record",     "record_segment", "record_max_age", "record_max_bytes",
+        "record_mode", "record_pre_roll", "record_post_roll"};
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)obj, key, val)
@@ -319,8 +343,12 @@ int relay_spec_parse(const void *o, const relay_config *cfg, unsigned flags, rel
             return fail(err, errlen, 400, "%s", "created_ms must be a non-negative integer");
         out->created_ms = json_integer_value(cr);
     }
-    out->record = (relay_record_spec){.segment_s = RELAY_REC_SEGMENT_DEFAULT};
-    return relay_record_parse(obj, &out->record, err, errlen);
+    out->record = RELAY_RECORD_SPEC_DEFAULT;
+    rc = relay_record_parse(obj, &out->record, err, errlen);
+    const char *why = rc == 0 ? relay_record_mode_check(&out->record, &out->motion) : NULL;
+    if (why != NULL)
+        return fail(err, errlen, 422, "%s", why);
+    return rc;
 }
 
 void *relay_spec_json(const relay_input *in)
@@ -359,6 +387,10 @@ void *relay_spec_json(const relay_input *in)
     bad |= json_object_set_new(o, "record_segment", json_integer(in->record.segment_s));
     bad |= json_object_set_new(o, "record_max_age", json_integer(in->record.max_age_s));
     bad |= json_object_set_new(o, "record_max_bytes", json_integer((json_int_t)in->record.max_bytes));
+    bad |= json_object_set_new(o, "record_mode",
+                               json_string(in->record.motion ? "motion" : "continuous"));
+    bad |= json_object_set_new(o, "record_pre_roll", json_integer(in->record.pre_roll_s));
+    bad |= json_object_set_new(o, "record_post_roll", json_integer(in->record.post_roll_s));
     if (bad != 0) {
         json_decref(o);
         return NULL;

@@ -24,6 +24,7 @@ typedef struct entry {
     stw_buf *buf;
     uint64_t seq;
     unsigned flags;
+    int64_t ns; /* stw_now_ns() when it was published */
 } entry;
 
 typedef struct rate_slot {
@@ -83,6 +84,8 @@ struct relay_ts_reader {
     bool behind;       /* fell behind: -ESPIPE until resynced */
     bool need_psi;
     uint64_t skipped;
+    int64_t start_ns, floor_ns; /* relay_ts_feed_open_at: where to start, once */
+    int64_t first_ns;           /* the first chunk's publication time */
 };
 
 const char *relay_ts_codec_name(unsigned t)
@@ -268,7 +271,7 @@ static int flush_stage(relay_ts *ts)
     memcpy(stw_buf_data(b), ts->stage, len);
     if (ts->count == 0)
         ts->head = 0;
-    ts->ring[(ts->head + ts->count) % ts->cap] = (entry){b, seq, flags};
+    ts->ring[(ts->head + ts->count) % ts->cap] = (entry){b, seq, flags, stw_now_ns()};
     ts->count++;
     ts->bytes += len;
     if (flags & RELAY_TS_KEY) {
@@ -572,6 +575,7 @@ void relay_ts_get_stats(relay_ts *ts, relay_ts_stats *out)
     out->retained_bytes = ts->bytes;
     out->retained_chunks = ts->count;
     out->keyframe_available = ts->key_valid && ts->psi != NULL;
+    out->retained_ms = ts->count > 0 ? (uint64_t)(now - ts->ring[ts->head].ns) / 1000000 : 0;
     uint64_t bytes = 0;
     for (int i = 0; i < RATE_SLOTS; i++)
         if (ts->rate[i].sec > sec - (RATE_SLOTS - 1) && ts->rate[i].sec <= sec)
@@ -657,6 +661,39 @@ void relay_ts_reader_resync(relay_ts_reader *r)
     r->behind = false;
 }
 
+/* For a reader of relay_ts_feed_open_at: the newest retained keyframe
+ * chunk published at or before @start_ns and not before @floor_ns, else
+ * the oldest one after @start_ns; 0 if there is none. */
+static uint64_t key_at_locked(relay_ts *ts, int64_t start_ns, int64_t floor_ns, int64_t *ns)
+{
+    uint64_t before = 0, after = 0;
+    int64_t before_ns = 0, after_ns = 0;
+    for (size_t i = 0; i < ts->count; i++) {
+        const entry *e = &ts->ring[(ts->head + i) % ts->cap];
+        if (!(e->flags & RELAY_TS_KEY) || e->ns < floor_ns)
+            continue;
+        if (e->ns <= start_ns) {
+            before = e->seq;
+            before_ns = e->ns;
+        } else if (after == 0) {
+            after = e->seq;
+            after_ns = e->ns;
+        }
+    }
+    if (ns != NULL)
+        *ns = before != 0 ? before_ns : after_ns;
+    return before != 0 ? before : after;
+}
+
+int64_t relay_ts_key_time(relay_ts *ts, int64_t start_ns, int64_t floor_ns)
+{
+    int64_t ns = 0;
+    pthread_mutex_lock(&ts->lock);
+    key_at_locked(ts, start_ns, floor_ns, &ns);
+    pthread_mutex_unlock(&ts->lock);
+    return ns;
+}
+
 int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n)
 {
     relay_ts *ts = r->ts;
@@ -683,17 +720,24 @@ int relay_ts_read(relay_ts_reader *r, relay_ts_chunk *out, size_t max, size_t *n
     }
     uint64_t oldest = ts->count > 0 ? ts->ring[ts->head].seq : ts->next_seq;
     if (!r->positioned) {
-        bool ready =
-            ts->key_valid && ts->key_seq >= r->next_seq && (!r->need_psi || ts->psi != NULL);
+        uint64_t at = r->start_ns != 0 && r->need_psi && ts->psi != NULL
+                          ? key_at_locked(ts, r->start_ns, r->floor_ns, NULL)
+                          : 0;
+        bool ready = at != 0 || (ts->key_valid && ts->key_seq >= r->next_seq &&
+                                 (!r->need_psi || ts->psi != NULL));
         if (ready) {
+            uint64_t key = at != 0 ? at : ts->key_seq;
             if (r->need_psi) {
                 out[got++] = (relay_ts_chunk){stw_buf_ref(ts->psi), 0, RELAY_TS_PSI};
                 r->need_psi = false;
             } else if (r->next_seq != 0) {
-                r->skipped += ts->key_seq - r->next_seq; /* jumped to the keyframe */
+                r->skipped += key - r->next_seq; /* jumped to the keyframe */
             }
-            r->next_seq = ts->key_seq;
+            r->next_seq = key;
             r->positioned = true;
+            r->start_ns = 0;
+            if (r->first_ns == 0)
+                r->first_ns = ts->ring[(ts->head + (size_t)(key - oldest)) % ts->cap].ns;
         }
     } else if (r->behind || r->next_seq < oldest) {
         /* What was dropped unread counts now; the rest of the jump to a
@@ -729,6 +773,22 @@ int relay_ts_feed_open(relay_ts *ts, relay_ts_feed *f)
 {
     *f = (relay_ts_feed){0};
     return relay_ts_reader_new(ts, &f->reader);
+}
+
+int relay_ts_feed_open_at(relay_ts *ts, relay_ts_feed *f, int64_t start_ns, int64_t floor_ns)
+{
+    int rc = relay_ts_feed_open(ts, f);
+    if (rc == 0) {
+        f->reader->start_ns = start_ns > 0 ? start_ns : 1;
+        f->reader->floor_ns = floor_ns;
+        signal_reader(f->reader);
+    }
+    return rc;
+}
+
+int64_t relay_ts_reader_first_ns(const relay_ts_reader *r)
+{
+    return r->first_ns;
 }
 
 static void feed_drop(relay_ts_feed *f)

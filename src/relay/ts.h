@@ -95,6 +95,7 @@ typedef struct relay_ts_stats {
     const char *video_codec; /* "h264", "hevc", ... or NULL; static string */
     const char *audio_codec; /* "aac", "mp3", ... or NULL; static string */
     bool keyframe_available; /* a new reader would start right away */
+    uint64_t retained_ms;    /* age of the oldest retained chunk */
 } relay_ts_stats;
 
 /* @max_bytes: retention cap; 0 means RELAY_TS_MAX_BYTES_DEFAULT, and it is
@@ -173,6 +174,22 @@ typedef struct relay_ts_feed {
  * feed): a new reader, so the pipe starts with PAT/PMT and a keyframe.
  * Returns 0 or the error of relay_ts_reader_new (then @f is closed). */
 int relay_ts_feed_open(relay_ts *ts, relay_ts_feed *f);
+
+/* Open @f as relay_ts_feed_open does, but start back in time (a
+ * recording's pre-roll): at the newest retained keyframe published at or
+ * before @start_ns (stw_now_ns clock) and not before @floor_ns, else at
+ * the oldest retained keyframe after @start_ns; with none retained, as
+ * relay_ts_feed_open. Going back costs nothing: the chunks are the ones
+ * the stream retains anyway (max_bytes). */
+int relay_ts_feed_open_at(relay_ts *ts, relay_ts_feed *f, int64_t start_ns, int64_t floor_ns);
+
+/* The publication time of the keyframe relay_ts_feed_open_at(@start_ns,
+ * @floor_ns) would start at now; 0 if there is none. Any thread. */
+int64_t relay_ts_key_time(relay_ts *ts, int64_t start_ns, int64_t floor_ns);
+
+/* When (stw_now_ns clock) the first chunk this reader handed out after
+ * its PAT/PMT was published; 0 before it was positioned. */
+int64_t relay_ts_reader_first_ns(const relay_ts_reader *r);
 
 /* Drop the pending chunk and free the reader. Accepts a closed feed. */
 void relay_ts_feed_close(relay_ts_feed *f);

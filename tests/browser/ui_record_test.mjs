@@ -228,6 +228,34 @@ async function main() {
       assert(j.record === false && j.recording.state === 'off', JSON.stringify(j.recording));
     });
 
+    await check('record-around-motion', async () => {
+      // The add form: recording around motion turns motion detection on.
+      const f = page.locator('#add-form');
+      await f.locator('input[name="name"]').fill('yard');
+      await f.locator('select[name="kind"]').selectOption('test');
+      await f.locator('input[name="record"]').check();
+      assert(!(await f.locator('input[name="record_pre_roll"]').isVisible()),
+        'pre-roll shown in mode continuous');
+      await f.locator('select[name="record_mode"]').selectOption('motion');
+      await f.locator('input[name="record_pre_roll"]').fill('3');
+      await f.locator('input[name="record_post_roll"]').fill('4');
+      await f.locator('button[type="submit"]').click();
+      const yard = page.locator('tr.input[data-name="yard"]');
+      await yard.waitFor({ timeout: 5000 });
+      const j = await (await fetch(base + '/api/inputs/yard')).json();
+      assert(j.record === true && j.record_mode === 'motion' && j.record_pre_roll === 3 &&
+        j.record_post_roll === 4 && j.motion.enabled === true, JSON.stringify(j));
+      const details = page.locator('tr.outputs[data-name="yard"] .recording');
+      await until(async () => (await details.count()) > 0 &&
+        (await details.innerText()).includes('around motion: 3 s before, 4 s after'), 10000,
+        'the details to say around motion');
+      // The moving ball: armed, then recording.
+      await page.locator('tr.outputs[data-name="yard"] .recording .state-recording')
+        .waitFor({ timeout: 20000 });
+      const d = await fetch(base + '/api/inputs/yard', { method: 'DELETE' });
+      assert(d.status === 200, 'delete ' + d.status);
+    });
+
     await check('recordings-no-page-errors', async () => {
       assert(pageErrors.length === 0, pageErrors.join('; '));
     });

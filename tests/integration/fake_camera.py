@@ -24,6 +24,8 @@ Paths:
   /lf          multipart with bare LF line endings
   /badlength   every other part announces a wrong Content-Length
   /frozen      two frames, then a line break every 0.2 s and no frame
+  /clip        the JPEGs of FakeCamera.clip (a list the test sets), in
+               turn at 20 fps, over and over
   /corrupt     20 fps of parts that look whole (SOI ... EOI, right length)
                where every other one is a real JPEG and the others have
                garbage for their data or are cut short
@@ -70,7 +72,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def stream(self, with_length=True, count=None, content_type=None, eol="\r\n",
-               length_error=0):
+               length_error=0, frames=FRAMES):
         self.send_response(200)
         self.send_header("Content-Type", content_type or
                          f"multipart/x-mixed-replace; boundary={BOUNDARY}")
@@ -78,7 +80,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         n = 0
         while not self.server.cam.stopping.is_set() and (count is None or n < count):
-            jpeg = FRAMES[n % len(FRAMES)]
+            jpeg = frames[n % len(frames)]
             head = f"--{BOUNDARY}{eol}Content-Type: image/jpeg{eol}"
             if with_length:
                 head += f"Content-Length: {len(jpeg) + (length_error if n % 2 else 0)}{eol}"
@@ -129,6 +131,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if path == "/good" or (path in ("/stall", "/cut") and not first):
                 self.stream()
+            elif path == "/clip" and cam.clip:
+                self.stream(frames=cam.clip)
             elif path == "/nolength":
                 self.stream(with_length=False)
             elif path == "/garbage":
@@ -236,6 +240,7 @@ class FakeCamera:
         self.open_by_url = {}
         self.hits = {}
         self.stopping = threading.Event()
+        self.clip = []  # the frames of /clip
         self.server = Server(("127.0.0.1", 0), Handler)
         self.server.cam = self
         self.port = self.server.server_address[1]

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "mp4.h"
+#include "preroll.h"
 #include "rec.h"
 
 /* The relay's input-name rule (relay.c), which rec_pure.c calls. */
@@ -218,9 +219,135 @@ static void test_mp4_damaged(void **state)
     free(buf);
 }
 
+/* Mode "motion": a session from the motion-start to post-roll after the
+ * motion ended; motion resuming within the post-roll is the same span; a
+ * motion-start missed between polls still opens one; starts from before
+ * the first poll do not. */
+static void test_gate(void **state)
+{
+    (void)state;
+    relay_rec_gate g = relay_rec_gate_init(3000);
+    /* Starts counted before the recorder polled do not count. */
+    assert_false(relay_rec_gate_step(&g, 1000, false, 0, 4));
+    assert_false(relay_rec_gate_step(&g, 1200, false, 0, 4));
+    /* Motion: the span begins at its motion-start. */
+    assert_true(relay_rec_gate_step(&g, 1400, true, 1300, 5));
+    assert_int_equal(g.since_ms, 1300);
+    assert_true(relay_rec_gate_step(&g, 5000, true, 1300, 5));
+    /* It ended: 3 s of post-roll from the last poll that saw it. */
+    assert_true(relay_rec_gate_step(&g, 5200, false, 0, 5));
+    assert_true(relay_rec_gate_step(&g, 7999, false, 0, 5));
+    /* Back within the post-roll: the same span (since stays). */
+    assert_true(relay_rec_gate_step(&g, 7500, true, 7400, 6));
+    assert_int_equal(g.since_ms, 1300);
+    assert_true(relay_rec_gate_step(&g, 10499, false, 0, 6));
+    assert_false(relay_rec_gate_step(&g, 10500, false, 0, 6));
+    assert_false(relay_rec_gate_step(&g, 20000, false, 0, 6));
+    /* A new motion: a new span. */
+    assert_true(relay_rec_gate_step(&g, 21000, true, 20900, 7));
+    assert_int_equal(g.since_ms, 20900);
+    assert_false(relay_rec_gate_step(&g, 30000, false, 0, 7));
+    /* A motion that started and ended between two polls. */
+    assert_true(relay_rec_gate_step(&g, 40000, false, 0, 8));
+    assert_int_equal(g.since_ms, 40000);
+    assert_true(relay_rec_gate_step(&g, 42999, false, 0, 8));
+    assert_false(relay_rec_gate_step(&g, 43000, false, 0, 8));
+    /* A motion-start in the future of this poll (clock steps) is now. */
+    assert_true(relay_rec_gate_step(&g, 50000, true, 60000, 9));
+    assert_int_equal(g.since_ms, 50000);
+
+    /* No post-roll: the session ends at the first poll without motion. */
+    relay_rec_gate z = relay_rec_gate_init(0);
+    assert_false(relay_rec_gate_step(&z, 100, false, 0, 0));
+    assert_true(relay_rec_gate_step(&z, 200, true, 150, 1));
+    assert_true(relay_rec_gate_step(&z, 300, true, 150, 1));
+    assert_false(relay_rec_gate_step(&z, 400, false, 0, 1));
+    /* A negative post-roll is none. */
+    assert_int_equal(relay_rec_gate_init(-5).post_roll_ms, 0);
+}
+
+static stw_buf *frame_of(size_t len, uint8_t tag)
+{
+    stw_buf *b = NULL;
+    assert_int_equal(stw_buf_new(len, &b), 0);
+    memset(stw_buf_data(b), tag, len);
+    return b;
+}
+
+static uint8_t tag_of(stw_buf *b)
+{
+    assert_non_null(b);
+    return stw_buf_data(b)[0];
+}
+
+/* The pre-roll ring of JPEG inputs: bounded by frames, bytes and time
+ * (the oldest go first, the newest always stays), looked up by time. */
+static void test_preroll(void **state)
+{
+    (void)state;
+    const int64_t ms = 1000000;
+    relay_preroll p;
+    assert_int_equal(relay_preroll_init(&p, 0, 100), -EINVAL);
+    assert_int_equal(relay_preroll_init(&p, 4, 1000), 0);
+    assert_null(relay_preroll_at(&p, 5 * ms));
+    assert_int_equal(relay_preroll_start(&p, 0, 0), 0);
+    assert_int_equal(relay_preroll_rate(&p, 1, 30, 10), 10);
+    /* Frames 1..6 at 100 ms apart, 100 bytes each: at most 4 are kept. */
+    for (int i = 1; i <= 6; i++)
+        assert_int_equal(relay_preroll_append(&p, frame_of(100, (uint8_t)i), i * 100 * ms), 0);
+    assert_int_equal(p.n, 4);
+    assert_int_equal(p.bytes, 400);
+    assert_int_equal(relay_preroll_get(&p, 0)->ns, 300 * ms);
+    assert_int_equal(relay_preroll_rate(&p, 1, 30, 10), 10);
+    assert_int_equal(relay_preroll_rate(&p, 1, 5, 10), 5);
+    /* Looked up by time: the newest at or before, else the oldest. */
+    assert_int_equal(tag_of(relay_preroll_at(&p, 450 * ms)), 4);
+    assert_int_equal(tag_of(relay_preroll_at(&p, 500 * ms)), 5);
+    assert_int_equal(tag_of(relay_preroll_at(&p, 10000 * ms)), 6);
+    assert_int_equal(tag_of(relay_preroll_at(&p, 1 * ms)), 3);
+    /* Where a pre-roll starts: at or after from, after the floor. */
+    assert_int_equal(relay_preroll_start(&p, 350 * ms, 0), 400 * ms);
+    assert_int_equal(relay_preroll_start(&p, 0, 400 * ms), 500 * ms);
+    assert_int_equal(relay_preroll_start(&p, 700 * ms, 0), 0);
+    /* Bytes: a 700-byte frame pushes out what it must (1000 at most). */
+    assert_int_equal(relay_preroll_append(&p, frame_of(700, 7), 700 * ms), 0);
+    assert_int_equal(p.n, 4);
+    assert_int_equal(p.bytes, 1000);
+    assert_int_equal(tag_of(relay_preroll_at(&p, 0)), 4);
+    /* A frame over the byte bound is refused, the ring unchanged. */
+    assert_int_equal(relay_preroll_append(&p, frame_of(1001, 8), 800 * ms), -E2BIG);
+    assert_int_equal(p.n, 4);
+    assert_int_equal(p.bytes, 1000);
+    /* Time goes forward only: an older capture time is the newest's. */
+    assert_int_equal(relay_preroll_append(&p, frame_of(10, 9), 650 * ms), 0);
+    assert_int_equal(p.n, 4);
+    assert_int_equal(p.bytes, 910);
+    assert_int_equal(relay_preroll_get(&p, p.n - 1)->ns, 700 * ms);
+    /* Trimmed by time, the newest stays whatever the time. */
+    relay_preroll_trim(&p, 650 * ms);
+    assert_int_equal(p.n, 2);
+    assert_int_equal(tag_of(relay_preroll_at(&p, 0)), 7);
+    relay_preroll_trim(&p, 100000 * ms);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.bytes, 10);
+    assert_int_equal(tag_of(relay_preroll_at(&p, 0)), 9);
+    /* Many frames through a small ring: the bounds hold throughout. */
+    for (int i = 0; i < 10000; i++) {
+        assert_int_equal(
+            relay_preroll_append(&p, frame_of((size_t)(1 + i % 300), 1), (1000 + i) * ms), 0);
+        assert_true(p.n <= 4 && p.bytes <= 1000);
+    }
+    relay_preroll_clear(&p);
+    assert_int_equal(p.n, 0);
+    assert_int_equal(p.bytes, 0);
+    relay_preroll_free(&p);
+    relay_preroll_free(&p); /* twice is fine */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {STW_TEST(test_paths), STW_TEST(test_select),
-                                       STW_TEST(test_mp4), STW_TEST(test_mp4_damaged)};
+                                       STW_TEST(test_mp4), STW_TEST(test_mp4_damaged),
+                                       STW_TEST(test_gate), STW_TEST(test_preroll)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

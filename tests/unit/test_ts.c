@@ -830,6 +830,75 @@ static int remove_streams(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* A recording's pre-roll: a feed opened "back in time" starts at the
+ * newest retained keyframe published at or before the time asked for, not
+ * before the floor (else at the oldest after it), and what it hands out
+ * decodes; relay_ts_key_time names the same keyframe. */
+static void test_feed_open_at(void **state)
+{
+    (void)state;
+    blob b = load("h264.ts");
+    relay_ts *ts = NULL;
+    assert_int_equal(relay_ts_new(0, &ts), 0);
+    srand(13);
+    size_t third = b.len / 3 + 41, two = 2 * (b.len / 3) + 5;
+    feed(ts, &b, 0, third, NULL, NULL);
+    usleep(20000);
+    int64_t t1 = stw_now_ns();
+    usleep(20000);
+    feed(ts, &b, third, two, NULL, NULL);
+    usleep(20000);
+    int64_t t2 = stw_now_ns();
+    usleep(20000);
+    feed(ts, &b, two, b.len, NULL, NULL);
+    relay_ts_stats st;
+    relay_ts_get_stats(ts, &st);
+    assert_true(st.retained_ms >= 80);
+
+    /* The default: the last keyframe. */
+    relay_ts_reader *r = NULL;
+    assert_int_equal(relay_ts_reader_new(ts, &r), 0);
+    got *g0 = calloc(1, sizeof(*g0));
+    assert_true(drain(r, g0) > 1);
+    relay_ts_reader_free(&r);
+
+    struct {
+        int64_t start, floor;
+        bool before_t1, before_t2;
+    } cases[] = {
+        {t1, 0, true, true},   /* the last keyframe of the first third */
+        {t2, t1, false, true}, /* of the second third */
+        {t1, t1, false, true}, /* none at or before t1 after the floor: the first after */
+        {1, 0, true, true},    /* before everything: the oldest retained */
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        int64_t key = relay_ts_key_time(ts, cases[k].start, cases[k].floor);
+        assert_true(key > 0);
+        assert_true((key <= t1) == cases[k].before_t1);
+        assert_true((key <= t2) == cases[k].before_t2);
+        assert_true(key >= cases[k].floor);
+        relay_ts_feed f;
+        assert_int_equal(relay_ts_feed_open_at(ts, &f, cases[k].start, cases[k].floor), 0);
+        assert_int_equal(relay_ts_reader_first_ns(f.reader), 0);
+        got *g = calloc(1, sizeof(*g));
+        assert_true(drain(f.reader, g) > 1);
+        assert_int_equal(relay_ts_reader_first_ns(f.reader), key);
+        assert_int_equal(g->flags[0], RELAY_TS_PSI);
+        assert_true(g->flags[1] & RELAY_TS_KEY);
+        /* Further back than a plain reader, and it decodes. */
+        assert_true(g->seq[1] < g0->seq[1]);
+        assert_true(g->len > g0->len);
+        assert_decodes(g->data, g->len, "open-at");
+        relay_ts_feed_close(&f);
+        free(g->data);
+        free(g);
+    }
+    free(g0->data);
+    free(g0);
+    relay_ts_free(&ts);
+    free(b.data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -839,6 +908,7 @@ int main(void)
         STW_TEST(test_reset_midstream),     STW_TEST(test_codecs_in_pmt),
         STW_TEST(test_audio_only),          STW_TEST(test_threads),
         STW_TEST(test_feed_pipe),           STW_TEST(test_fault_sweep),
+        STW_TEST(test_feed_open_at),
     };
     return cmocka_run_group_tests_name("ts", tests, make_streams, remove_streams);
 }
