@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -76,8 +77,14 @@ struct relay_recorder {
     pthread_mutex_t lock; /* guards state, session */
     char state[RELAY_STATE_MAX];
     char session[64]; /* "{day}/{hms}", "" outside a session */
-    _Atomic uint64_t bytes_done; /* by children that ended */
-    _Atomic uint64_t bytes_child; /* by the current one */
+    _Atomic uint64_t bytes_done;  /* segments finished */
+    _Atomic uint64_t bytes_child; /* the segment being written, as far as now */
+    /* The segment the child writes: its path as the child announced it,
+     * and a descriptor of our own on it once it exists (it follows the
+     * renaming of a first segment). Recorder thread only. The segment
+     * muxer reports no total_size, so the sizes come from here. */
+    char seg_path[PATH_MAX];
+    int seg_fd;
     _Atomic unsigned sessions;
     atomic_bool enospc; /* a child said the disk is full: pause until space returns */
     _Atomic uint64_t ring_frames_pub, ring_bytes_pub, ring_ms_pub;
@@ -113,14 +120,44 @@ void relay_recorder_state(relay_recorder *r, char *out)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* Size of the segment being written, once the child has made it. */
+static void seg_update(relay_recorder *r)
+{
+    if (r->seg_fd < 0 && r->seg_path[0] != '\0')
+        r->seg_fd = stw_fd_track(open(r->seg_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW),
+                                 STW_KIND_FD, "file:recording-segment");
+    struct stat st;
+    if (r->seg_fd >= 0 && fstat(r->seg_fd, &st) == 0)
+        atomic_store(&r->bytes_child, (uint64_t)st.st_size);
+}
+
+/* The segment is finished (a next one opened, or its child ended): its
+ * size counts as written. */
+static void seg_settle(relay_recorder *r)
+{
+    seg_update(r);
+    atomic_fetch_add(&r->bytes_done, atomic_exchange(&r->bytes_child, 0));
+    stw_fd_close(&r->seg_fd);
+    r->seg_path[0] = '\0';
+}
+
 static bool rec_line(void *ud, const char *line)
 {
     relay_recorder *r = ud;
     if (strstr(line, "No space left on device") != NULL)
         atomic_store(&r->enospc, true);
+    /* "[segment @ 0x...] Opening '/dir/name.mp4' for writing" */
+    const char *o = strstr(line, "] Opening '");
+    const char *e = o != NULL ? strstr(o, "' for writing") : NULL;
+    if (e != NULL && (size_t)(e - (o + 11)) < sizeof(r->seg_path)) {
+        seg_settle(r);
+        memcpy(r->seg_path, o + 11, (size_t)(e - (o + 11)));
+        r->seg_path[e - (o + 11)] = '\0';
+        return true;
+    }
     bool progress = relay_ff_log_line(&r->log, line, strlen(line));
-    if (progress && r->log.progress.total_size >= 0)
-        atomic_store(&r->bytes_child, (uint64_t)r->log.progress.total_size);
+    if (progress)
+        seg_update(r);
     return !progress;
 }
 
@@ -362,7 +399,7 @@ static void end_session(relay_recorder *r, const char *state)
     relay_child_stop(r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
-    atomic_fetch_add(&r->bytes_done, atomic_exchange(&r->bytes_child, 0));
+    seg_settle(r);
     char session[64];
     pthread_mutex_lock(&r->lock);
     snprintf(session, sizeof(session), "%s", r->session);
@@ -506,6 +543,7 @@ static void rename_first(relay_recorder *r)
     time_t now = time(NULL);
     if (r->rename_until == 0)
         return;
+    seg_update(r); /* hold it by descriptor before its name changes */
     if (now > r->rename_until) {
         r->rename_until = 0;
         return;
@@ -674,7 +712,7 @@ static void rec_main(stw_scope *scope, void *arg)
         if (info.spawns != r->spawns) {
             /* A new child: a new reader (PAT/PMT and a keyframe first). */
             r->spawns = info.spawns;
-            atomic_fetch_add(&r->bytes_done, atomic_exchange(&r->bytes_child, 0));
+            seg_settle(r);
             relay_ff_log_init(&r->log);
             relay_ts_feed_close(&r->feed);
             drop_pending(r);
@@ -753,6 +791,7 @@ static void rec_main(stw_scope *scope, void *arg)
     relay_child_stop(r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
+    seg_settle(r);
     relay_preroll_clear(&r->ring);
 }
 
@@ -788,6 +827,7 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
         return -ENOMEM;
     r->in = in;
     r->rec = rec;
+    r->seg_fd = -1;
     r->segment_s = segment_s;
     r->ts = in->ts != NULL;
     r->spec = in->record;

@@ -282,6 +282,12 @@ def run_main(build, tmp, marker):
             paths = finished(root, "door")
             dur, frames, codec, w, h = check_segment_timing(root, paths, "door", fps=20)
             assert (codec, w, h) == ("h264", 32, 24), (codec, w, h)
+            # Bytes written: every finished segment whole, the current one
+            # as far as it got, nothing more.
+            done = sum(os.path.getsize(os.path.join(root, q)) for q in finished(root, "door"))
+            written = metric(relay, "steward_recording_bytes_written_total", '{input="door"}')
+            on_disk = sum(os.path.getsize(os.path.join(root, q)) for q in segments(root, "door"))
+            assert 0 < done <= written <= on_disk, (done, written, on_disk)
             st, b = relay.api("PATCH", "/api/inputs/door", {"record": False})
             assert st == 200, (st, b)
             print("     mjpeg camera: %d segments encoded, %.2f s each" % (len(paths), dur),
