@@ -190,7 +190,8 @@ STW_HOOK void *malloc(size_t size)
 STW_HOOK void *calloc(size_t n, size_t size)
 {
     void *p = __libc_calloc(n, size);
-    note_alloc(p, n * size);
+    if (!sample_skip_alloc(n * size))
+        note_alloc(p, n * size);
     return p;
 }
 
@@ -205,7 +206,8 @@ STW_HOOK void *realloc(void *p, size_t size)
 {
     if (p == NULL) {
         void *n = __libc_malloc(size);
-        note_alloc(n, size);
+        if (!sample_skip_alloc(size))
+            note_alloc(n, size);
         return n;
     }
     if (size == 0) {
@@ -213,9 +215,11 @@ STW_HOOK void *realloc(void *p, size_t size)
         return NULL;
     }
     if (stw__check_ready() && tracking() && stw__copts.sample_bytes > 0) {
+        /* The new block is a new allocation of @size bytes for the sampler. */
         sample_forget((uintptr_t)p);
         void *n = __libc_realloc(p, size);
-        note_alloc(n, size);
+        if (!sample_skip_alloc(size))
+            note_alloc(n, size);
         return n;
     }
     stw_record old;
@@ -260,14 +264,16 @@ STW_HOOK void *reallocarray(void *p, size_t n, size_t size)
 STW_HOOK void *memalign(size_t align, size_t size)
 {
     void *p = __libc_memalign(align, size);
-    note_alloc(p, size);
+    if (!sample_skip_alloc(size))
+        note_alloc(p, size);
     return p;
 }
 
 STW_HOOK void *aligned_alloc(size_t align, size_t size)
 {
     void *p = __libc_memalign(align, size);
-    note_alloc(p, size);
+    if (!sample_skip_alloc(size))
+        note_alloc(p, size);
     return p;
 }
 
@@ -278,7 +284,8 @@ STW_HOOK int posix_memalign(void **out, size_t align, size_t size)
     void *p = __libc_memalign(align, size);
     if (p == NULL)
         return ENOMEM;
-    note_alloc(p, size);
+    if (!sample_skip_alloc(size))
+        note_alloc(p, size);
     *out = p;
     return 0;
 }
@@ -286,7 +293,8 @@ STW_HOOK int posix_memalign(void **out, size_t align, size_t size)
 STW_HOOK void *valloc(size_t size)
 {
     void *p = __libc_memalign((size_t)sysconf(_SC_PAGESIZE), size);
-    note_alloc(p, size);
+    if (!sample_skip_alloc(size))
+        note_alloc(p, size);
     return p;
 }
 
@@ -339,6 +347,7 @@ STW_HOOK void *pvalloc(size_t size)
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     size_t rounded = (size + pg - 1) & ~(pg - 1);
     void *p = __libc_memalign(pg, rounded ? rounded : pg);
-    note_alloc(p, rounded);
+    if (!sample_skip_alloc(rounded))
+        note_alloc(p, rounded);
     return p;
 }
