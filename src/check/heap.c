@@ -197,8 +197,15 @@ STW_HOOK void *calloc(size_t n, size_t size)
 
 STW_HOOK void free(void *p)
 {
+    if (p == NULL)
+        return;
+    /* In sampling mode most blocks have no slot to prefetch. */
+    if (sample_skip_free((uintptr_t)p)) {
+        __libc_free(p);
+        return;
+    }
     stw__blocks_prefetch((uintptr_t)p);
-    if (p != NULL && (sample_skip_free((uintptr_t)p) || note_free(p)))
+    if (note_free(p))
         __libc_free(p);
 }
 

@@ -121,6 +121,7 @@ typedef struct ctx {
     map *m;
     size_t nm, m_bytes;
     uint32_t leader; /* block being flooded in the leader pass */
+    uint32_t last;   /* block find_target found last */
     bool leader_pass;
     int unknown_sp; /* live threads whose stack pointer was not found */
     pid_t pid;
@@ -353,6 +354,9 @@ static long find_target(ctx *c, uintptr_t a)
 {
     if (a - c->min > c->span)
         return -1;
+    /* Words of a block mostly point into that block or the last one hit. */
+    if (a - c->b[c->last].lo < c->b[c->last].hi - c->b[c->last].lo)
+        return (long)c->last;
     size_t lo = 0, hi = c->nb; /* first block with .lo > a */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -364,8 +368,10 @@ static long find_target(ctx *c, uintptr_t a)
     if (lo == 0)
         return -1;
     const blk *k = &c->b[lo - 1];
-    if (a < k->hi)
+    if (a < k->hi) {
+        c->last = (uint32_t)(lo - 1);
         return (long)lo - 1;
+    }
     uintptr_t count;
     if (a == k->hi && k->heap && k->hi - k->lo == 8 && read_word(c, k->lo, &count) && count == 0)
         return (long)lo - 1;
@@ -379,6 +385,11 @@ static void mark(ctx *c, uintptr_t w, uintptr_t at)
     if (i < 0)
         return;
     blk *k = &c->b[i];
+    /* Nothing to change (most words of a large block point into blocks
+     * already reached): the checks below need not be made. */
+    if (!c->leader_pass ? k->state != UNREACHED
+                        : (uint32_t)i == c->leader || (k->state != UNREACHED && k->state != LEADER))
+        return;
     if (nstale > 0 && is_stale(at, w, k->seq))
         return;
     /* malloc's own pointers to the chunk after a block: in libc's data
