@@ -28,9 +28,12 @@ typedef struct own_map {
 } own_map;
 static own_map *_Atomic own_tab;
 
+/* By page number, not a mixing hash: mmap hands out neighbouring
+ * addresses, so a process's few hundred mappings touch a few pages of the
+ * table, not one page each. */
 static size_t own_hash(uintptr_t p)
 {
-    return (size_t)(((p >> 12) * UINT64_C(0x9E3779B97F4A7C15)) >> 48) & (OWN_SLOTS - 1);
+    return (size_t)(p >> 12) & (OWN_SLOTS - 1);
 }
 
 static void own_note(void *p, size_t len)
