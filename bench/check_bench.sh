@@ -17,6 +17,8 @@
 # CHECK_BENCH_ONLY=startup runs the fixed cost (bench/check_startup.sh:
 # `true` and a shell loop of CHECK_BENCH_STARTUP_N programs, default 2000,
 # natively, under steward check and built with LSan, interleaved).
+# CHECK_BENCH_BASELINE=OTHER_BUILD_DIR adds a --sample=512k row of another
+# build (the code before a change) to the real programs, in the same run.
 set -eu
 build=${1:-build}
 runs=${2:-5}
@@ -125,6 +127,9 @@ compare() {
     header "$title"
     tool full && pairs "steward check" "$@" -- "$steward" check -q -- "$@"
     tool sample && pairs "steward check --sample=512k" "$@" -- "$steward" check -q --sample=512k -- "$@"
+    [ -n "${CHECK_BENCH_BASELINE:-}" ] && tool sample &&
+        pairs "baseline build, --sample=512k" "$@" -- "$CHECK_BENCH_BASELINE/src/steward" check -q \
+            --sample=512k -- "$@"
     [ -n "$liblsan" ] && tool lsan && pairs "LeakSanitizer (preloaded)" "$@" -- env LD_PRELOAD="$liblsan" "$@"
     [ -n "$libasan" ] && tool asan &&
         pairs "AddressSanitizer (preloaded)" "$@" -- env LD_PRELOAD="$libasan" \

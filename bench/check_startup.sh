@@ -7,7 +7,7 @@
 # Wall time; the configurations are measured in turn in each of REPS
 # rounds (default 5) and each figure is the median, so a machine that is
 # busy with other work weighs on all of them alike. Prints markdown.
-#   bench/check_startup.sh BUILD_DIR [N [REPS]]
+#   bench/check_startup.sh BUILD_DIR [N [REPS]]     (N = 0: no loop)
 set -eu
 build=${1:-build}
 n=${2:-2000}
@@ -20,14 +20,13 @@ cc -O2 -o "$tmp/true" "$tmp/true.c"
 have_lsan=0
 clang -O2 -fsanitize=leak -o "$tmp/true-lsan" "$tmp/true.c" 2>/dev/null && have_lsan=1
 
-# One measurement, in wall milliseconds per program: 200 back-to-back
-# runs of "$@" (output discarded).
+# One measurement of 200 back-to-back runs of "$@" (output discarded):
+# "wall_ms cpu_ms" per program, CPU being user + system of all processes
+# involved (the loop's shell too, the same for every row).
 each_once() {
-    s=$(date +%s%N)
-    j=0
-    while [ $j -lt 200 ]; do "$@" >/dev/null 2>&1 || true; j=$((j + 1)); done
-    e=$(date +%s%N)
-    echo "($e - $s) / 200000000" | bc -l
+    /usr/bin/time -f '%e %U %S' -o "$tmp/time" sh -c \
+        'j=0; while [ $j -lt 200 ]; do "$@" >/dev/null 2>&1 || true; j=$((j + 1)); done' sh "$@"
+    awk '{ printf "%.3f %.3f\n", $1 * 5, ($2 + $3) * 5 }' "$tmp/time"
 }
 # Wall milliseconds of one run of "$@".
 wall_once() {
@@ -47,28 +46,32 @@ r=0
 while [ $r -lt "$reps" ]; do
     echo "native $(each_once "$tmp/true")" >>"$tmp/one"
     echo "check $(each_once "$steward" check -- "$tmp/true")" >>"$tmp/one"
+    echo "sample $(each_once "$steward" check --sample=512k -- "$tmp/true")" >>"$tmp/one"
     echo "env $(each_once env "$tmp/true")" >>"$tmp/one"
     echo "preload $(each_once env LD_PRELOAD="$lib" "$tmp/true")" >>"$tmp/one"
     [ "$have_lsan" = 1 ] && echo "lsan $(each_once "$tmp/true-lsan")" >>"$tmp/one"
     r=$((r + 1))
 done
-med() { awk -v k="$2" '$1 == k { print $2 }' "$1" | median; }
-row() { # name ms native-ms
-    printf '| %s | %.2f | %+.2f |\n' "$1" "$2" "$(echo "$2 - $3" | bc -l)"
+med() { awk -v k="$2" -v f="${3:-2}" '$1 == k { print $f }' "$1" | median; }
+row() { # name key base-key
+    w=$(med "$tmp/one" "$2" 2) c=$(med "$tmp/one" "$2" 3)
+    bw=$(med "$tmp/one" "$3" 2) bc=$(med "$tmp/one" "$3" 3)
+    printf '| %s | %.2f | %+.2f | %.2f | %+.2f |\n' "$1" "$w" "$(echo "$w - $bw" | bc -l)" \
+        "$c" "$(echo "$c - $bc" | bc -l)"
 }
 
 echo "### fixed cost: one program that returns at once"
 echo
 echo "Medians of $reps rounds of 200 runs each, the rows measured in turn in every round."
 echo
-echo "| how | ms per run (median) | ms added |"
-echo "|---|---:|---:|"
-native=$(med "$tmp/one" native)
-row native "$native" "$native"
-row "steward check" "$(med "$tmp/one" check)" "$native"
-row "LD_PRELOAD=libsteward-check.so (no launcher; against \`env true\`)" \
-    "$(med "$tmp/one" preload)" "$(med "$tmp/one" env)"
-[ "$have_lsan" = 1 ] && row "-fsanitize=leak" "$(med "$tmp/one" lsan)" "$native"
+echo "| how | wall ms per run | wall ms added | CPU ms per run | CPU ms added |"
+echo "|---|---:|---:|---:|---:|"
+row native native native
+row "steward check" check native
+row "steward check --sample=512k" sample native
+row "LD_PRELOAD=libsteward-check.so (no launcher; against \`env true\`)" preload env
+[ "$have_lsan" = 1 ] && row "-fsanitize=leak" lsan native
+[ "$n" -gt 0 ] || exit 0
 
 loop="i=0; while [ \$i -lt $n ]; do \"\$0\"; i=\$((i + 1)); done"
 : >"$tmp/loop"
