@@ -506,15 +506,16 @@ static uintptr_t readable_end(const ctx *c, uintptr_t a)
     return m->hi;
 }
 
-/* Sampling mode: scan [lo, hi) except pages that were never touched
+/* Sampling mode: @fn on [lo, hi) except pages that were never touched
  * (/proc/self/pagemap: neither present nor swapped out). Such a page reads
  * as zeros or as its file's original contents, which hold no address of a
  * block made at run time; a program with a hundred libraries has tens of
  * MB of bss that the scan would otherwise fault in to read zeros. */
-static void scan_present(ctx *c, uintptr_t lo, uintptr_t hi)
+static void each_touched(ctx *c, uintptr_t lo, uintptr_t hi,
+                         void (*fn)(ctx *c, uintptr_t lo, uintptr_t hi))
 {
     if (c->pagemap < 0 || hi - lo < 16 * 4096) {
-        scan_words(c, lo, hi);
+        fn(c, lo, hi);
         return;
     }
     uint64_t ent[512];
@@ -533,12 +534,17 @@ static void scan_present(ctx *c, uintptr_t lo, uintptr_t hi)
                 from = pg << 12 > lo ? pg << 12 : lo;
             } else if (!touched && in) {
                 in = false;
-                scan_words(c, from, pg << 12);
+                fn(c, from, pg << 12);
             }
         }
     }
     if (in)
-        scan_words(c, from, hi);
+        fn(c, from, hi);
+}
+
+static void scan_present(ctx *c, uintptr_t lo, uintptr_t hi)
+{
+    each_touched(c, lo, hi, scan_words);
 }
 
 /* Scan the readable parts of [lo, hi) as a root, leaving out heap blocks
@@ -1390,6 +1396,16 @@ static bool in_module(ctx *c, uintptr_t w)
     return true;
 }
 
+static NO_SANITIZE void note_words(ctx *c, uintptr_t lo, uintptr_t hi)
+{
+    for (uintptr_t p = lo; p + 8 <= hi && nstale < STALE_MAX; p += 8) {
+        uintptr_t w = *(const volatile uintptr_t *)p;
+        if (w < 0x10000 || w >= ((uintptr_t)1 << 47) || in_module(c, w))
+            continue;
+        stale[nstale++] = (stale_word){.at = p, .value = w};
+    }
+}
+
 static NO_SANITIZE int note_module_words(struct dl_phdr_info *info, size_t size, void *ud)
 {
     (void)size;
@@ -1409,12 +1425,8 @@ static NO_SANITIZE int note_module_words(struct dl_phdr_info *info, size_t size,
         uintptr_t hi = readable_end(c, lo);
         if (hi > info->dlpi_addr + ph->p_vaddr + ph->p_memsz)
             hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
-        for (uintptr_t p = lo; p + 8 <= hi && nstale < STALE_MAX; p += 8) {
-            uintptr_t w = *(const volatile uintptr_t *)p;
-            if (w < 0x10000 || w >= ((uintptr_t)1 << 47) || in_module(c, w))
-                continue;
-            stale[nstale++] = (stale_word){.at = p, .value = w};
-        }
+        if (hi > lo)
+            each_touched(c, lo, hi, note_words);
     }
     return 0;
 }
@@ -1428,8 +1440,16 @@ void stw__scan_note_stale_words(void)
     if (c == NULL || stale == NULL || read_maps(c) != 0) {
         nstale = 0;
     } else {
+        /* In sampling mode pages not touched yet (a large bss) are left
+         * out: they hold zeros or their file's contents, no dangling
+         * address the loader left, and reading them costs a page fault
+         * each. Full tracking reads everything, as it always did. */
+        const char *sb = getenv("STW_CHECK_SAMPLE_BYTES");
+        c->pagemap = sb != NULL && atol(sb) > 0 ? sys_open("/proc/self/pagemap") : -1;
         stale_seq = stw_ledger_checkpoint();
         dl_iterate_phdr(note_module_words, c);
+        if (c->pagemap >= 0)
+            sys_close(c->pagemap);
     }
     if (nstale > 1 &&
         stw__radix_sort(stale, nstale, sizeof(stale_word), offsetof(stale_word, at)) != 0)
