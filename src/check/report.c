@@ -354,9 +354,6 @@ static void text_growth(stw__out *o, int pid, const report *rp)
     }
 }
 
-/* A program PROG started under --trace-children that leaked nothing says
- * nothing (a test suite of thousands of clean programs would otherwise
- * bury the one that leaked); the launcher counts it all the same. */
 /* How much memory the pointer scan read: blocks' real extents, and roots. */
 static void text_scan(stw__out *o, int pid, const report *rp)
 {
@@ -375,6 +372,9 @@ static void text_scan(stw__out *o, int pid, const report *rp)
     stw__out_printf(o, "\n==%d==\n", pid);
 }
 
+/* A program PROG started under --trace-children that leaked nothing says
+ * nothing (a test suite of thousands of clean programs would otherwise
+ * bury the one that leaked); the launcher counts it all the same. */
 static bool nothing_to_say(const report *rp)
 {
     if (!stw__copts.traced_child || rp->leaks != 0 || stw__heap_bad_frees() != 0)
