@@ -987,6 +987,17 @@ static bool arena_heap(ctx *c, const map *m)
            prot_size >= size && prot_size <= ARENA_HEAP_MAX;
 }
 
+/* True when @m starts with a chunk malloc mapped by itself: its size field
+ * has IS_MMAPPED and is a whole number of pages within the mapping. */
+static bool mmapped_chunk(ctx *c, const map *m)
+{
+    uintptr_t size;
+    if (!read_word(c, m->lo + 8, &size) || (size & 7) != 2)
+        return false;
+    size &= ~(uintptr_t)7;
+    return size > 0 && (size & 4095) == 0 && size <= m->hi - m->lo;
+}
+
 /* True for a mapping that may hold unsampled heap blocks: malloc's brk
  * heap, and the program's anonymous private read-write memory that is no
  * thread's stack (other arenas' heaps and mmap'ed chunks are anonymous;
@@ -1003,8 +1014,13 @@ static bool heap_candidate(ctx *c, size_t i)
         return false;
     if (m->lo < c->own_hi && m->hi > c->own_lo)
         return false;
-    /* Exited threads' and cached stacks are never roots (scan_stacks). */
-    return !looks_like_stack(c, i) || arena_heap(c, m);
+    if (!looks_like_stack(c, i) || arena_heap(c, m) || mmapped_chunk(c, m))
+        return true;
+    /* Exited threads' and cached stacks are never roots (scan_stacks):
+     * glibc's have their thread descriptor at the top. Memory that only
+     * looks like one (anything mapped right above an arena's inaccessible
+     * tail) is read. */
+    return m->type != M_THREADSTACK && find_tcb(c, m->lo, m->hi) == 0;
 }
 
 /* In sampling mode most blocks have no record, so a sampled block that only
