@@ -245,6 +245,7 @@ void stw__growth_start(void)
         stack_hi = stack_lo + THREAD_STACK_BYTES;
     }
     if (pthread_create(&t, &attr, run, NULL) == 0) {
+        /* scan.c knows the thread by this name until it has run. */
         pthread_setname_np(t, "steward-check");
     } else if (stack != NULL) {
         stack_lo = stack_hi = 0;
