@@ -11,7 +11,14 @@
 #   bench/check_bench.sh BUILD_DIR [RUNS]      (RUNS default 5)
 # CHECK_BENCH_ONLY=name,name limits the workloads (hash_table, alloc_heavy,
 # python3, git, sqlite, cc1, ffmpeg, sort, live_blocks);
-# CHECK_BENCH_NO_VALGRIND=1 leaves Valgrind out (the longest rows).
+# CHECK_BENCH_NO_VALGRIND=1 leaves Valgrind out (the longest rows);
+# CHECK_BENCH_TOOLS=full,sample,lsan,asan,heaptrack,valgrind limits the rows
+# of the real programs (sample: --sample=512k against native only).
+# CHECK_BENCH_ONLY=startup runs the fixed cost (bench/check_startup.sh:
+# `true` and a shell loop of CHECK_BENCH_STARTUP_N programs, default 2000,
+# natively, under steward check and built with LSan, interleaved).
+# CHECK_BENCH_BASELINE=OTHER_BUILD_DIR adds a --sample=512k row of another
+# build (the code before a change) to the real programs, in the same run.
 set -eu
 build=${1:-build}
 runs=${2:-5}
@@ -22,6 +29,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 [ -x /usr/bin/time ] || { echo "check_bench: needs /usr/bin/time (package time)" >&2; exit 2; }
 want() { [ -z "$only" ] || case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+tools=${CHECK_BENCH_TOOLS:-}
+tool() { [ -z "$tools" ] || case ",$tools," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 # The hash-table workload as a user builds it (gcc -O2, no frame
 # pointers), with frame pointers, and for the sanitizers (clang -O2, same
@@ -116,14 +125,17 @@ compare() {
     title=$1
     shift
     header "$title"
-    pairs "steward check" "$@" -- "$steward" check -q -- "$@"
-    pairs "steward check --sample=512k" "$@" -- "$steward" check -q --sample=512k -- "$@"
-    [ -n "$liblsan" ] && pairs "LeakSanitizer (preloaded)" "$@" -- env LD_PRELOAD="$liblsan" "$@"
-    [ -n "$libasan" ] &&
+    tool full && pairs "steward check" "$@" -- "$steward" check -q -- "$@"
+    tool sample && pairs "steward check --sample=512k" "$@" -- "$steward" check -q --sample=512k -- "$@"
+    [ -n "${CHECK_BENCH_BASELINE:-}" ] && tool sample &&
+        pairs "baseline build, --sample=512k" "$@" -- "$CHECK_BENCH_BASELINE/src/steward" check -q \
+            --sample=512k -- "$@"
+    [ -n "$liblsan" ] && tool lsan && pairs "LeakSanitizer (preloaded)" "$@" -- env LD_PRELOAD="$liblsan" "$@"
+    [ -n "$libasan" ] && tool asan &&
         pairs "AddressSanitizer (preloaded)" "$@" -- env LD_PRELOAD="$libasan" \
             ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1 "$@"
-    [ "$have_heaptrack" = 1 ] && pairs "heaptrack" "$@" -- heaptrack -o "$tmp/ht-out" "$@"
-    [ "$have_valgrind" = 1 ] &&
+    [ "$have_heaptrack" = 1 ] && tool heaptrack && pairs "heaptrack" "$@" -- heaptrack -o "$tmp/ht-out" "$@"
+    [ "$have_valgrind" = 1 ] && tool valgrind &&
         pairs "valgrind memcheck" "$@" -- valgrind -q --leak-check=full --track-fds=yes "$@"
     return 0
 }
@@ -214,6 +226,10 @@ if want live_blocks; then
         ls=$("$tmp/lb-lsan" $n 2>/dev/null)
         printf '| -fsanitize=leak | %.1f | %.0f |\n' "$(echo "$ls / 1024" | bc -l)" "$(echo "($ls - $base) * 1024 / $n" | bc -l)"
     fi
+fi
+if [ -n "$only" ] && want startup; then
+    echo
+    sh bench/check_startup.sh "$build" "${CHECK_BENCH_STARTUP_N:-2000}" "$runs"
 fi
 echo
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

@@ -173,12 +173,23 @@ enum stw__heap_class {
     STW__INDIRECTLY_LOST = 1,
     STW__STILL_REACHABLE = 2,
 };
+/* What one scan read, in bytes (the report's figure). */
+typedef struct stw__scan_stats {
+    bool sampling;         /* the unsampled heap was a root */
+    uint64_t blocks;       /* heap blocks and mappings the scan classified */
+    uint64_t blocks_read;  /* of them, those whose contents it read */
+    uint64_t block_bytes;  /* their real extents (each block once) */
+    uint64_t global_bytes; /* modules' writable data */
+    uint64_t stack_bytes;  /* thread stacks, registers, TLS, thread descriptors */
+    uint64_t heap_bytes;   /* sampling mode: malloc's memory outside sampled blocks */
+} stw__scan_stats;
 /* Classify the heap records of @s (s->records, any order; non-heap records
  * are ignored): cls[i] gets the class of s->records[i]. Roots are the
  * writable data of every loaded module, every thread's stack and the
- * calling thread's registers. 0 or -ENOMEM (then everything is
- * "definitely lost"). */
-int stw__scan_classify(const stw_snapshot *s, uint8_t *cls);
+ * calling thread's registers, and in sampling mode the heap memory outside
+ * the sampled blocks. @st (may be NULL) gets what was read. 0 or -ENOMEM
+ * (then everything is "definitely lost"). */
+int stw__scan_classify(const stw_snapshot *s, uint8_t *cls, stw__scan_stats *st);
 /* Gather what the scan needs from dl_iterate_phdr and libunwind (modules'
  * data, the calling thread's exit() frame) before the world is stopped: a
  * parked thread may hold the loader's or libunwind's lock. The next

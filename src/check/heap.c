@@ -190,14 +190,22 @@ STW_HOOK void *malloc(size_t size)
 STW_HOOK void *calloc(size_t n, size_t size)
 {
     void *p = __libc_calloc(n, size);
-    note_alloc(p, n * size);
+    if (!sample_skip_alloc(n * size))
+        note_alloc(p, n * size);
     return p;
 }
 
 STW_HOOK void free(void *p)
 {
+    if (p == NULL)
+        return;
+    /* In sampling mode most blocks have no slot to prefetch. */
+    if (sample_skip_free((uintptr_t)p)) {
+        __libc_free(p);
+        return;
+    }
     stw__blocks_prefetch((uintptr_t)p);
-    if (p != NULL && (sample_skip_free((uintptr_t)p) || note_free(p)))
+    if (note_free(p))
         __libc_free(p);
 }
 
@@ -205,7 +213,8 @@ STW_HOOK void *realloc(void *p, size_t size)
 {
     if (p == NULL) {
         void *n = __libc_malloc(size);
-        note_alloc(n, size);
+        if (!sample_skip_alloc(size))
+            note_alloc(n, size);
         return n;
     }
     if (size == 0) {
@@ -213,9 +222,11 @@ STW_HOOK void *realloc(void *p, size_t size)
         return NULL;
     }
     if (stw__check_ready() && tracking() && stw__copts.sample_bytes > 0) {
+        /* The new block is a new allocation of @size bytes for the sampler. */
         sample_forget((uintptr_t)p);
         void *n = __libc_realloc(p, size);
-        note_alloc(n, size);
+        if (!sample_skip_alloc(size))
+            note_alloc(n, size);
         return n;
     }
     stw_record old;
@@ -260,14 +271,16 @@ STW_HOOK void *reallocarray(void *p, size_t n, size_t size)
 STW_HOOK void *memalign(size_t align, size_t size)
 {
     void *p = __libc_memalign(align, size);
-    note_alloc(p, size);
+    if (!sample_skip_alloc(size))
+        note_alloc(p, size);
     return p;
 }
 
 STW_HOOK void *aligned_alloc(size_t align, size_t size)
 {
     void *p = __libc_memalign(align, size);
-    note_alloc(p, size);
+    if (!sample_skip_alloc(size))
+        note_alloc(p, size);
     return p;
 }
 
@@ -278,7 +291,8 @@ STW_HOOK int posix_memalign(void **out, size_t align, size_t size)
     void *p = __libc_memalign(align, size);
     if (p == NULL)
         return ENOMEM;
-    note_alloc(p, size);
+    if (!sample_skip_alloc(size))
+        note_alloc(p, size);
     *out = p;
     return 0;
 }
@@ -286,7 +300,8 @@ STW_HOOK int posix_memalign(void **out, size_t align, size_t size)
 STW_HOOK void *valloc(size_t size)
 {
     void *p = __libc_memalign((size_t)sysconf(_SC_PAGESIZE), size);
-    note_alloc(p, size);
+    if (!sample_skip_alloc(size))
+        note_alloc(p, size);
     return p;
 }
 
@@ -339,6 +354,7 @@ STW_HOOK void *pvalloc(size_t size)
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     size_t rounded = (size + pg - 1) & ~(pg - 1);
     void *p = __libc_memalign(pg, rounded ? rounded : pg);
-    note_alloc(p, rounded);
+    if (!sample_skip_alloc(rounded))
+        note_alloc(p, rounded);
     return p;
 }

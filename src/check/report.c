@@ -64,6 +64,7 @@ typedef struct report {
     int64_t suppressed, inherited;
     stw__growth growth[MAX_GROWTH];
     int ngrowth;
+    stw__scan_stats scan;
 } report;
 
 static int open_out(const char *path, bool append)
@@ -119,7 +120,7 @@ static int build(report *rp)
         return -ENOMEM;
     rp->skip = rp->cls + n;
     rp->hide = rp->cls + 2 * n;
-    if (stw__scan_classify(s, rp->cls) != 0)
+    if (stw__scan_classify(s, rp->cls, &rp->scan) != 0)
         memset(rp->cls, STW__DEFINITELY_LOST, n);
     /* The moment is taken: the rest may symbolize (malloc, the loader). */
     stw__world_resume();
@@ -353,6 +354,24 @@ static void text_growth(stw__out *o, int pid, const report *rp)
     }
 }
 
+/* How much memory the pointer scan read: blocks' real extents, and roots. */
+static void text_scan(stw__out *o, int pid, const report *rp)
+{
+    const stw__scan_stats *st = &rp->scan;
+    uint64_t total = st->block_bytes + st->global_bytes + st->stack_bytes + st->heap_bytes;
+    if (st->blocks == 0)
+        return;
+    stw__out_printf(o,
+                    "==%d== pointer scan: %llu bytes read: %llu in %llu of %llu live blocks, "
+                    "%llu of globals, %llu of stacks and registers",
+                    pid, (unsigned long long)total, (unsigned long long)st->block_bytes,
+                    (unsigned long long)st->blocks_read, (unsigned long long)st->blocks,
+                    (unsigned long long)st->global_bytes, (unsigned long long)st->stack_bytes);
+    if (st->sampling)
+        stw__out_printf(o, ", %llu of unsampled heap", (unsigned long long)st->heap_bytes);
+    stw__out_printf(o, "\n==%d==\n", pid);
+}
+
 /* A program PROG started under --trace-children that leaked nothing says
  * nothing (a test suite of thousands of clean programs would otherwise
  * bury the one that leaked); the launcher counts it all the same. */
@@ -394,6 +413,7 @@ static void write_text(const report *rp, const char *why)
                 text_group(&o, pid, rp, g);
         }
         text_growth(&o, pid, rp);
+        text_scan(&o, pid, rp);
     }
     text_summary(&o, pid, rp);
     stw__out_flush(&o);
@@ -493,7 +513,18 @@ static void write_json(const report *rp, const char *why, bool final)
         stw__out_printf(&o, ":%lld", (long long)rp->by_kind[k]);
         first = false;
     }
-    stw__out_puts(&o, "}},\"leaks\":[");
+    const stw__scan_stats *st = &rp->scan;
+    stw__out_printf(&o,
+                    "}},\"scan\":{\"bytes\":%llu,\"block_bytes\":%llu,\"blocks_read\":%llu,"
+                    "\"blocks\":%llu,\"global_bytes\":%llu,\"stack_bytes\":%llu,"
+                    "\"unsampled_heap_bytes\":%llu,\"sampled\":%s",
+                    (unsigned long long)(st->block_bytes + st->global_bytes + st->stack_bytes +
+                                         st->heap_bytes),
+                    (unsigned long long)st->block_bytes, (unsigned long long)st->blocks_read,
+                    (unsigned long long)st->blocks, (unsigned long long)st->global_bytes,
+                    (unsigned long long)st->stack_bytes, (unsigned long long)st->heap_bytes,
+                    st->sampling ? "true" : "false");
+    stw__out_puts(&o, "},\"leaks\":[");
     first = true;
     for (size_t k = 0; k < rp->ngroups; k++) {
         if (!rp->groups[k].leak)

@@ -12,24 +12,134 @@ static size_t page_round(size_t size)
     return (size + pg - 1) & ~(pg - 1);
 }
 
+#ifdef STW_PRELOAD
+/* The checker's own mappings. In sampling mode its pointer scan reads the
+ * program's anonymous memory (malloc's arenas and mmap'ed chunks, which
+ * hold the unsampled blocks) as roots, and must leave these out: the
+ * ledger's tables, snapshots and the scan's own arrays hold every block's
+ * address. An open-addressing table keyed by start address, lock-free so
+ * that a fork in the middle of an update cannot leave a lock held; a
+ * mapping that finds no slot is only scanned as a root (conservative). */
+#define OWN_SLOTS ((size_t)1 << 16)
+#define OWN_TOMB ((uintptr_t)1)
+typedef struct own_map {
+    _Atomic uintptr_t base;
+    _Atomic size_t len; /* 0 while being published */
+} own_map;
+static own_map *_Atomic own_tab;
+
+/* By page number, not a mixing hash: mmap hands out neighbouring
+ * addresses, so a process's few hundred mappings touch a few pages of the
+ * table, not one page each. */
+static size_t own_hash(uintptr_t p)
+{
+    return (size_t)(p >> 12) & (OWN_SLOTS - 1);
+}
+
+static void own_note(void *p, size_t len)
+{
+    own_map *t = atomic_load_explicit(&own_tab, memory_order_acquire);
+    if (t == NULL) {
+        void *m = mmap(NULL, OWN_SLOTS * sizeof(own_map), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED)
+            return;
+        own_map *expected = NULL;
+        if (atomic_compare_exchange_strong(&own_tab, &expected, (own_map *)m)) {
+            t = m;
+            own_note(m, OWN_SLOTS * sizeof(own_map));
+        } else {
+            munmap(m, OWN_SLOTS * sizeof(own_map));
+            t = expected;
+        }
+    }
+    uintptr_t a = (uintptr_t)p;
+    for (size_t i = 0, h = own_hash(a); i < OWN_SLOTS; i++) {
+        own_map *s = &t[(h + i) & (OWN_SLOTS - 1)];
+        uintptr_t b = atomic_load_explicit(&s->base, memory_order_relaxed);
+        while ((b == 0 || b == OWN_TOMB) &&
+               !atomic_compare_exchange_weak(&s->base, &b, a))
+            ;
+        if (b == 0 || b == OWN_TOMB) {
+            atomic_store_explicit(&s->len, len, memory_order_release);
+            return;
+        }
+    }
+}
+
+static void own_forget(void *p)
+{
+    own_map *t = atomic_load_explicit(&own_tab, memory_order_acquire);
+    if (t == NULL)
+        return;
+    uintptr_t a = (uintptr_t)p;
+    for (size_t i = 0, h = own_hash(a); i < OWN_SLOTS; i++) {
+        own_map *s = &t[(h + i) & (OWN_SLOTS - 1)];
+        uintptr_t b = atomic_load_explicit(&s->base, memory_order_acquire);
+        if (b == 0)
+            return;
+        if (b == a) {
+            atomic_store_explicit(&s->len, 0, memory_order_relaxed);
+            atomic_store_explicit(&s->base, OWN_TOMB, memory_order_release);
+            return;
+        }
+    }
+}
+
+size_t stw__pages_own(uintptr_t (*out)[2], size_t max)
+{
+    own_map *t = atomic_load_explicit(&own_tab, memory_order_acquire);
+    size_t n = 0;
+    for (size_t i = 0; t != NULL && i < OWN_SLOTS && n < max; i++) {
+        uintptr_t b = atomic_load_explicit(&t[i].base, memory_order_acquire);
+        size_t len = atomic_load_explicit(&t[i].len, memory_order_acquire);
+        if (b > OWN_TOMB && len > 0) {
+            out[n][0] = b;
+            out[n][1] = b + len;
+            n++;
+        }
+    }
+    return n;
+}
+#else
+static void own_note(void *p, size_t len)
+{
+    (void)p;
+    (void)len;
+}
+
+static void own_forget(void *p)
+{
+    (void)p;
+}
+#endif
+
 void *stw__pages_alloc(size_t size)
 {
     void *p =
         mmap(NULL, page_round(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED)
+        return NULL;
+    own_note(p, page_round(size));
+    return p;
 }
 
 void stw__pages_free(void *p, size_t size)
 {
-    if (p != NULL)
+    if (p != NULL) {
+        own_forget(p);
         munmap(p, page_round(size));
+    }
 }
 
 void *stw__pages_reserve(size_t size)
 {
     void *p = mmap(NULL, page_round(size), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED)
+        return NULL;
+    own_note(p, page_round(size));
+    return p;
 }
 
 /* The arena holds small permanent things (kind names); 1 MiB reserved is

@@ -32,6 +32,10 @@ void *stw__pages_alloc(size_t size);
 void stw__pages_free(void *p, size_t size);
 /* Reserve address space without committing memory (MAP_NORESERVE). */
 void *stw__pages_reserve(size_t size);
+/* The checker's build (STW_PRELOAD) only: the mappings the two calls
+ * above made and that are still mapped, as [start, end) pairs in no
+ * order, at most @max of them; how many were written. */
+size_t stw__pages_own(uintptr_t (*out)[2], size_t max);
 /* Permanent bump allocation (never freed), 16-byte aligned; NULL when exhausted. */
 void *stw__arena_alloc(size_t size);
 

@@ -22,6 +22,8 @@ Header of each program (see tests/leaks/README.md):
                                                report, all together; none given: they
                                                must report nothing)
      * fork-site: FUNC                         (in the fork stack of every child report)
+     * scanned-block-bytes: N/block + M        (the pointer scan read at most N bytes per
+                                               classified block plus M from blocks)
      */
 
 Usage: run.py BUILD_DIR [NAME...]   prints "ok   leaks/NAME" or "FAIL leaks/NAME"
@@ -45,7 +47,8 @@ TIMEOUT = 120
 def parse_header(path):
     spec = {"cflags": [], "args": [], "expect": [], "none": False, "exit": 0, "bad_frees": 0,
             "native": True, "shared": [], "checker_args": [], "growth": [], "log": [],
-            "repeat": 1, "timeout": TIMEOUT, "child_expect": [], "fork_site": None}
+            "repeat": 1, "timeout": TIMEOUT, "child_expect": [], "fork_site": None,
+            "scan_block_bytes": None}
     with open(path) as f:
         text = f.read(8192)
     m = re.search(r"/\*(.*?)\*/", text, re.S)
@@ -78,6 +81,11 @@ def parse_header(path):
             spec["native"] = line[7:].strip() != "aborts"
         elif line.startswith("bad-frees:"):
             spec["bad_frees"] = int(line[10:])
+        elif line.startswith("scanned-block-bytes:"):
+            m2 = re.fullmatch(r"\s*(\d+)/block\s*\+\s*(\d+)\s*", line[20:])
+            if not m2:
+                raise ValueError("scanned-block-bytes: wants 'N/block + M'")
+            spec["scan_block_bytes"] = (int(m2.group(1)), int(m2.group(2)))
         elif line.startswith("fork-site:"):
             spec["fork_site"] = line[10:].strip()
         elif line.startswith("child-expect:"):
@@ -238,6 +246,15 @@ def check_run(build, spec, exe, name, native, tmp):
     for text in spec["log"]:
         if text not in log_text:
             problems.append(f"the checker's log does not say '{text}'")
+    if spec["scan_block_bytes"]:
+        per, extra = spec["scan_block_bytes"]
+        scan = report.get("scan") or {}
+        limit = per * scan.get("blocks", 0) + extra
+        if "block_bytes" not in scan:
+            problems.append("the JSON report has no scan figure")
+        elif scan["block_bytes"] > limit:
+            problems.append(f'the scan read {scan["block_bytes"]} bytes of {scan["blocks"]} '
+                            f'blocks, more than their extents can hold ({limit})')
     if report["summary"]["bad_frees"] != spec["bad_frees"]:
         problems.append(f'{report["summary"]["bad_frees"]} bad frees, want {spec["bad_frees"]}')
     if spec["none"] and report["summary"]["leaks"] != 0:

@@ -199,6 +199,82 @@ static void test_threads(void **state)
     stw_snapshot_free(&s);
 }
 
+/* ---- the checker's own mappings (arena.c, sampling mode's scan) ---- */
+
+#define OWN_MAX 65536
+/* One listing buffer per thread of the test. */
+static uintptr_t own_bufs[3][OWN_MAX][2];
+#define own own_bufs[0]
+
+/* 1 when [p, p + len) is listed as one of the checker's mappings. */
+static int own_listed(const void *p, size_t len)
+{
+    size_t n = stw__pages_own(own, OWN_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (own[i][0] == (uintptr_t)p && own[i][1] == (uintptr_t)p + len)
+            return 1;
+    return 0;
+}
+
+static void test_own_mappings_listed(void **state)
+{
+    (void)state;
+    size_t before = stw__pages_own(own, OWN_MAX);
+    assert_true(before > 0); /* the block map's directory, at least */
+    void *a = stw__pages_alloc(100);
+    void *b = stw__pages_reserve(3 * 4096 + 1);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(own_listed(a, 4096)); /* rounded to pages */
+    assert_true(own_listed(b, 4 * 4096));
+    assert_int_equal(stw__pages_own(own, OWN_MAX), before + 2);
+    stw__pages_free(a, 100);
+    assert_false(own_listed(a, 4096));
+    assert_true(own_listed(b, 4 * 4096));
+    stw__pages_free(b, 3 * 4096 + 1);
+    assert_int_equal(stw__pages_own(own, OWN_MAX), before);
+}
+
+static void *own_churn(void *arg)
+{
+    uintptr_t(*buf)[2] = own_bufs[(uintptr_t)arg];
+    void *keep[64];
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < 64; i++)
+            keep[i] = stw__pages_alloc(4096 * (size_t)(1 + i % 3));
+        size_t n = stw__pages_own(buf, OWN_MAX);
+        for (int i = 0; i < 64; i++) {
+            size_t j = 0;
+            while (j < n && !(buf[j][0] == (uintptr_t)keep[i] &&
+                              buf[j][1] == (uintptr_t)keep[i] + 4096 * (size_t)(1 + i % 3)))
+                j++;
+            if (keep[i] == NULL || j == n)
+                return (void *)1;
+        }
+        for (int i = 0; i < 64; i++)
+            stw__pages_free(keep[i], 4096 * (size_t)(1 + i % 3));
+    }
+    return NULL;
+}
+
+/* Two threads mapping and unmapping at once (the table takes no lock):
+ * every live mapping is listed, and when all are gone the table holds
+ * what it held before (freed slots are reused, not leaked). */
+static void test_own_mappings_threads(void **state)
+{
+    (void)state;
+    size_t before = stw__pages_own(own, OWN_MAX);
+    pthread_t a, b;
+    void *ra, *rb;
+    assert_int_equal(pthread_create(&a, NULL, own_churn, (void *)(uintptr_t)1), 0);
+    assert_int_equal(pthread_create(&b, NULL, own_churn, (void *)(uintptr_t)2), 0);
+    assert_int_equal(pthread_join(a, &ra), 0);
+    assert_int_equal(pthread_join(b, &rb), 0);
+    assert_null(ra);
+    assert_null(rb);
+    assert_int_equal(stw__pages_own(own, OWN_MAX), before);
+}
+
 int main(void)
 {
     if (!stw__blocks_enable(0)) {
@@ -213,6 +289,8 @@ int main(void)
         cmocka_unit_test(test_checkpoint_orders_blocks),
         cmocka_unit_test(test_per_site_counts),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_own_mappings_listed),
+        cmocka_unit_test(test_own_mappings_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
