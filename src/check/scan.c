@@ -81,6 +81,8 @@ extern void *__libc_malloc(size_t);
 #define TCB_AREA 4096
 /* Below its stack pointer a thread may keep live data in the red zone. */
 #define RED_ZONE 128
+/* At most this many of the checker's own mappings are left out of roots. */
+#define OWN_MAX 65536
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define NO_SANITIZE __attribute__((no_sanitize_address, no_sanitize_undefined))
@@ -143,6 +145,10 @@ typedef struct ctx {
     int cat; /* SC_*: what scan_words is reading now */
     uint64_t scanned[SC_N + 1]; /* [SC_N]: blocks read a second time */
     uint64_t blocks_read;
+    /* The checker's own mappings (its tables hold every block's address),
+     * sorted [start, end) pairs: never roots. */
+    uintptr_t (*own_maps)[2];
+    size_t n_own;
 } ctx;
 
 #define PAGE_BITS 20
@@ -992,6 +998,43 @@ static bool unjoined_thread(const ctx *c, uintptr_t tcb)
     return false;
 }
 
+/* The checker's own mappings, sorted, into @c (none when they cannot be
+ * listed: the scan is then as it was without the table). */
+static void load_own_maps(ctx *c)
+{
+    c->own_maps = stw__pages_alloc(OWN_MAX * sizeof(*c->own_maps));
+    if (c->own_maps == NULL)
+        return;
+    c->n_own = stw__pages_own(c->own_maps, OWN_MAX);
+    if (stw__radix_sort(c->own_maps, c->n_own, sizeof(*c->own_maps), 0) != 0)
+        c->n_own = 0;
+}
+
+/* scan_root over [lo, hi) less the checker's own mappings. */
+static void scan_root_not_own(ctx *c, uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t(*own)[2] = c->own_maps;
+    size_t n = c->n_own;
+    /* First of the checker's mappings that ends above lo. */
+    size_t a = 0, b = n;
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (own[mid][1] <= lo)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    for (; lo < hi; a++) {
+        uintptr_t stop = a < n && own[a][0] < hi ? own[a][0] : hi;
+        if (stop > lo)
+            scan_root(c, lo, stop);
+        if (a >= n || own[a][0] >= hi)
+            break;
+        if (own[a][1] > lo)
+            lo = own[a][1];
+    }
+}
+
 static void scan_stacks(ctx *c)
 {
     for (size_t i = 0; i < c->nm; i++) {
@@ -1005,7 +1048,9 @@ static void scan_stacks(ctx *c)
         if (!looks_like_stack(c, i))
             continue;
         if (c->unknown_sp > 0) {
-            scan_root(c, m->lo, m->hi);
+            /* Anonymous memory above a guard page: the checker's own
+             * tables can look like that too. */
+            scan_root_not_own(c, m->lo, m->hi);
             continue;
         }
         /* An exited thread never joined: its descriptor only (its value
@@ -1084,37 +1129,9 @@ static bool heap_candidate(ctx *c, size_t i)
  * to indirectly lost). */
 static void scan_unsampled_heap(ctx *c)
 {
-    const size_t cap = 65536;
-    uintptr_t(*own)[2] = stw__pages_alloc(cap * sizeof(*own));
-    if (own == NULL)
-        return;
-    size_t n = stw__pages_own(own, cap);
-    if (stw__radix_sort(own, n, sizeof(*own), 0) != 0)
-        n = 0;
-    for (size_t i = 0; i < c->nm; i++) {
-        if (!heap_candidate(c, i))
-            continue;
-        uintptr_t lo = c->m[i].lo, hi = c->m[i].hi;
-        /* First of the checker's mappings that ends above lo. */
-        size_t a = 0, b = n;
-        while (a < b) {
-            size_t mid = a + (b - a) / 2;
-            if (own[mid][1] <= lo)
-                a = mid + 1;
-            else
-                b = mid;
-        }
-        for (; lo < hi; a++) {
-            uintptr_t stop = a < n && own[a][0] < hi ? own[a][0] : hi;
-            if (stop > lo)
-                scan_root(c, lo, stop);
-            if (a >= n || own[a][0] >= hi)
-                break;
-            if (own[a][1] > lo)
-                lo = own[a][1];
-        }
-    }
-    stw__pages_free(own, cap * sizeof(*own));
+    for (size_t i = 0; i < c->nm; i++)
+        if (heap_candidate(c, i))
+            scan_root_not_own(c, c->m[i].lo, c->m[i].hi);
 }
 
 /* ---- modules ---- */
@@ -1274,6 +1291,7 @@ static __attribute__((noinline)) void scan_roots(ctx *c, const stw_snapshot *s)
     if (from == 0)
         from = checker_frames_end(c, (uintptr_t)__builtin_frame_address(0), sp);
     find_thread_sps(c, from);
+    load_own_maps(c);
     scan_stacks(c);
     if (main_tcb != 0)
         scan_tls(c, main_tcb);
@@ -1290,6 +1308,9 @@ static __attribute__((noinline)) void scan_roots(ctx *c, const stw_snapshot *s)
     (void)s;
     /* Keep @regs alive up to here. */
     __asm__ volatile("" : : "r"(&regs) : "memory");
+    stw__pages_free(c->own_maps, OWN_MAX * sizeof(*c->own_maps));
+    c->own_maps = NULL;
+    c->n_own = 0;
 }
 
 /* ---- classification ---- */
