@@ -572,6 +572,30 @@ static void rename_first(relay_recorder *r)
     }
 }
 
+/* Write what the pipe takes of the pending frame; dropped once written
+ * whole (r->pending stays set while the pipe is full). Returns bytes
+ * written or a negative errno (the frame dropped). */
+static long write_pending(relay_recorder *r, int fd)
+{
+    size_t len = stw_buf_size(r->pending);
+    long total = 0;
+    while (r->pending_off < len) {
+        ssize_t w = write(fd, stw_buf_data(r->pending) + r->pending_off, len - r->pending_off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            return total;
+        if (w < 0) {
+            drop_pending(r);
+            return -errno;
+        }
+        r->pending_off += (size_t)w;
+        total += w;
+    }
+    drop_pending(r);
+    return total;
+}
+
 /* JPEG frames in mode "motion": one frame per slot up to now, each the
  * newest ring frame of its time (repeated when the source was slower).
  * Returns bytes written or a negative errno. */
@@ -589,22 +613,12 @@ static long feed_slots(relay_recorder *r, int fd)
             r->pending_off = 0;
             r->slot_n++;
         }
-        size_t len = stw_buf_size(r->pending);
-        while (r->pending_off < len) {
-            ssize_t w = write(fd, stw_buf_data(r->pending) + r->pending_off,
-                              len - r->pending_off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0 && errno == EAGAIN)
-                return total;
-            if (w < 0) {
-                drop_pending(r);
-                return -errno;
-            }
-            r->pending_off += (size_t)w;
-            total += w;
-        }
-        drop_pending(r);
+        long w = write_pending(r, fd);
+        if (w < 0)
+            return w;
+        total += w;
+        if (r->pending != NULL)
+            return total; /* the pipe is full */
     }
     return total;
 }
@@ -630,24 +644,7 @@ static long feed_frames(relay_recorder *r, int fd)
         r->pending_off = 0;
         stw_frame_unref(&f);
     }
-    stw_buf *b = r->pending;
-    size_t len = stw_buf_size(b);
-    long total = 0;
-    while (r->pending_off < len) {
-        ssize_t w = write(fd, stw_buf_data(b) + r->pending_off, len - r->pending_off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && errno == EAGAIN)
-            return total;
-        if (w < 0) {
-            drop_pending(r);
-            return -errno;
-        }
-        r->pending_off += (size_t)w;
-        total += w;
-    }
-    drop_pending(r);
-    return total;
+    return write_pending(r, fd);
 }
 
 static void rec_main(stw_scope *scope, void *arg)

@@ -1165,6 +1165,19 @@ def orphans(marker, exclude=()):
     return out
 
 
+def kill_orphans(marker, report, name):
+    """At a test's end: fail @name (through @report(name, ok, why)) if any
+    process tagged with @marker is still alive, and kill what is left."""
+    left = orphans(marker)
+    if left:
+        report(name, False, "left on the machine: %s" % describe(left))
+        for p in left:
+            try:
+                os.kill(p["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def describe(procs):
     """One line per proc_info() dict, for assertion messages."""
     return "; ".join("%d %s [%s] %s" % (p["pid"], p["comm"], p["state"],

@@ -999,14 +999,7 @@ def main():
             r.kill()
         if nginx is not None:
             nginx.stop()
-        left = ms.orphans(marker)
-        if left:
-            report("ffmpeg_orphans", False, "left on the machine: %s" % ms.describe(left))
-            for p in left:
-                try:
-                    os.kill(p["pid"], signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        ms.kill_orphans(marker, report, "ffmpeg_orphans")
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if RESULTS and all(RESULTS) else 1
 

@@ -572,14 +572,7 @@ def main():
     finally:
         for r in list(RELAYS):
             r.kill()
-        left = ms.orphans(marker)
-        if left:
-            report("motionrec_orphans", False, "left on the machine: %s" % ms.describe(left))
-            for p in left:
-                try:
-                    os.kill(p["pid"], signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        ms.kill_orphans(marker, report, "motionrec_orphans")
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if RESULTS and all(RESULTS) else 1
 
