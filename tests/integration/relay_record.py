@@ -114,11 +114,11 @@ def name_time(path):
     return calendar.timegm(time.strptime(os.path.basename(path), "%Y-%m-%dT%H-%M-%SZ.mp4"))
 
 
-def finished(root, input_name):
-    """Segments not written to for 2 s (the newest is being recorded)."""
+def finished(root, input_name, idle=2):
+    """Segments not written to for @idle s (the newest is being recorded)."""
     now = time.time()
     return [p for p in segments(root, input_name)
-            if now - os.path.getmtime(os.path.join(root, p)) > 2]
+            if now - os.path.getmtime(os.path.join(root, p)) > idle]
 
 
 class Events:
@@ -454,10 +454,15 @@ def run_main(build, tmp, marker):
             assert st == 200, (st, b)
             wait_for("the oldest deleted by size",
                      lambda: not os.path.exists(os.path.join(root, oldest)), timeout=10)
-            left = segments(root, "pat")
-            total = sum(os.path.getsize(os.path.join(root, s)) for s in left)
-            busy = os.path.getsize(os.path.join(root, left[-1]))
-            assert total - busy <= 2 * size + 1, (left, total)
+
+            def within_bytes():
+                # The segment being written is not counted; one that has just
+                # finished is, from the janitor's next pass on.
+                left = segments(root, "pat")
+                total = sum(os.path.getsize(os.path.join(root, s)) for s in left)
+                busy = os.path.getsize(os.path.join(root, left[-1]))
+                return total - busy <= 2 * size + 1 or None
+            wait_for("the segments kept within the byte limit", within_bytes, timeout=10)
             assert metric(relay, "steward_recording_deletions_total",
                           '{reason="size"}') > size0
             # The state file would have it; the API shows it.
@@ -696,8 +701,11 @@ def run_disk(build, tmp, marker):
                                   {"name": "pat", "kind": "test", "width": 320, "height": 240,
                                    "fps": 10, "record": True, "record_segment": 2})
                 assert st == 201, (st, b)
-                wait_for("2 finished segments", lambda: len(finished(root, "pat")) >= 2,
-                         timeout=20, interval=0.5)
+                # Segments the janitor may delete: untouched for longer than
+                # it counts a segment as being written (RELAY_REC_BUSY_S, 5 s).
+                wait_for("2 segments the janitor may delete",
+                         lambda: len(finished(root, "pat", idle=6)) >= 2,
+                         timeout=30, interval=0.5)
                 junk = fill(small, 12 << 20)
                 wait_for("every finished segment deleted for space, then disk-full",
                          lambda: rec_state(relay, "pat")["state"] == "disk-full", timeout=20)
@@ -737,8 +745,11 @@ def run_disk(build, tmp, marker):
                                        "height": 240, "fps": 10, "record": name == "pat",
                                        "record_segment": 2})
                     assert st == 201, (st, b)
-                wait_for("2 finished segments", lambda: len(finished(root, "pat")) >= 2,
-                         timeout=20, interval=0.5)
+                # Segments the janitor may delete: untouched for longer than
+                # it counts a segment as being written (RELAY_REC_BUSY_S, 5 s).
+                wait_for("2 segments the janitor may delete",
+                         lambda: len(finished(root, "pat", idle=6)) >= 2,
+                         timeout=30, interval=0.5)
                 before = {p: open(os.path.join(root, p), "rb").read()
                           for p in finished(root, "pat")}
                 junk = fill(small, 0)
