@@ -666,7 +666,9 @@ def fill(path, leave_bytes):
     junk = os.path.join(path, "junk")
     st = os.statvfs(path)
     want = st.f_bavail * st.f_frsize - leave_bytes
-    with open(junk, "wb") as f:
+    # Unbuffered: a buffered file's close would flush what did not fit and
+    # raise ENOSPC outside the try below.
+    with open(junk, "wb", buffering=0) as f:
         chunk = b"\0" * (1 << 20)
         try:
             while want > 0:
@@ -675,7 +677,6 @@ def fill(path, leave_bytes):
             if leave_bytes == 0:
                 while True:
                     f.write(chunk)
-                    f.flush()
         except OSError:
             pass
     return junk
