@@ -213,10 +213,25 @@ void stw__loader_init(void);
  * in a fatal signal's handler) in a handler of stw__stop_signal() until
  * stw__world_resume. Between the two the caller must not take the loader's,
  * libunwind's or malloc's locks. Returns how many were parked; threads that
- * do not answer within a second keep running. */
+ * block the signal or do not answer in time are stopped with ptrace
+ * instead (ptstop.c), or keep running where ptrace is refused. */
 int stw__world_stop(void);
 void stw__world_resume(void);
 int stw__stop_signal(void);
+
+/* ---- ptstop.c: the threads parking cannot stop ---- */
+#define STW__PT_MAX 256
+/* Stop threads @tids[0..n) with ptrace, from a helper process, and keep
+ * their general registers; the caller holds the ledger's locks (no thread
+ * stops inside the ledger). At most STW__PT_MAX. Returns how many were
+ * stopped: 0 when ptrace is refused, and then they keep running. */
+int stw__pt_stop(const long *tids, int n);
+/* The registers stw__pt_stop kept for @tid, as words, and its stack
+ * pointer. False when it was not stopped (or has been let go). The words
+ * stay valid until stw__pt_resume. */
+bool stw__pt_regs(long tid, const uintptr_t **words, size_t *nwords, uintptr_t *sp);
+/* Let them go and reap the helper. */
+void stw__pt_resume(void);
 
 /* ---- suppress.c ---- */
 /* Load the default suppressions and the user's file (may be NULL).

@@ -840,6 +840,15 @@ static bool note_thread_sp(long tid, void *ud)
      * any more. */
     if (task_dead(tid))
         return true;
+    /* Stopped by ptrace (it blocks the parking signal): its registers as
+     * the helper read them, and its stack from their stack pointer. */
+    const uintptr_t *regs;
+    size_t nregs;
+    if (stw__pt_regs(tid, &regs, &nregs, &sp)) {
+        scan_words(c, (uintptr_t)regs, (uintptr_t)(regs + nregs));
+        note_sp(c, sp, RED_ZONE);
+        return true;
+    }
     sp = thread_sp(tid);
     if (sp != 0)
         note_sp(c, sp, RED_ZONE);

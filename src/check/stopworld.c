@@ -20,8 +20,10 @@
  * beforehand, and the snapshot and scan take memory from mmap).
  *
  * A thread that blocks the signal, or does not answer within STOP_WAIT_MS
- * (it is exiting), keeps running: the scan then covers it as it did before,
- * conservatively.
+ * (it is exiting), is stopped with ptrace instead (ptstop.c), which also
+ * gives its registers; where ptrace is refused it keeps running, and the
+ * scan covers it conservatively (and the report re-checks what it calls
+ * lost).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -244,12 +246,22 @@ int stw__world_stop(void)
     /* Closed before the ledger's locks go: a thread that meets the signal
      * from now on may hold one, and must not park with it. */
     atomic_store(&accepting, 0);
+    /* The ones that did not park: stopped by ptrace, also while no thread
+     * can be inside the ledger. */
+    long rest[STW__PT_MAX];
+    int nrest = 0;
+    for (int i = 0; i < atomic_load(&ntids) && nrest < STW__PT_MAX; i++) {
+        int p = atomic_load(&tids[i].parked);
+        if (p == 0 || p == -2)
+            rest[nrest++] = atomic_load(&tids[i].tid);
+    }
+    int traced = stw__pt_stop(rest, nrest);
     stw__ledger_unlock_all();
     world_stopped = true;
     int parked = 0;
     for (int i = 0; i < atomic_load(&ntids); i++)
         parked += atomic_load(&tids[i].parked) == 1;
-    return parked;
+    return parked + traced;
 }
 
 void stw__world_resume(void)
@@ -257,6 +269,7 @@ void stw__world_resume(void)
     if (!world_stopped)
         return;
     world_stopped = false;
+    stw__pt_resume();
     atomic_fetch_add(&released, 1);
     syscall(SYS_futex, &released, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
     /* Let them leave the handler before a later stop reuses the table. */

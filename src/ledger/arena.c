@@ -132,6 +132,16 @@ void stw__pages_free(void *p, size_t size)
     }
 }
 
+void *stw__pages_shared(size_t size)
+{
+    void *p =
+        mmap(NULL, page_round(size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    own_note(p, page_round(size));
+    return p;
+}
+
 void *stw__pages_reserve(size_t size)
 {
     void *p = mmap(NULL, page_round(size), PROT_READ | PROT_WRITE,

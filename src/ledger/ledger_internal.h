@@ -30,6 +30,9 @@
 /* Zeroed pages, rounded up to the page size; NULL on failure. */
 void *stw__pages_alloc(size_t size);
 void stw__pages_free(void *p, size_t size);
+/* Zeroed pages shared with the processes forked after (MAP_SHARED); freed
+ * with stw__pages_free. NULL on failure. */
+void *stw__pages_shared(size_t size);
 /* Reserve address space without committing memory (MAP_NORESERVE). */
 void *stw__pages_reserve(size_t size);
 /* The checker's build (STW_PRELOAD) only: the mappings the two calls
