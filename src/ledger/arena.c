@@ -114,14 +114,19 @@ static void own_forget(void *p)
 }
 #endif
 
-void *stw__pages_alloc(size_t size)
+/* Anonymous read-write pages, booked as the checker's own. */
+static void *map_pages(size_t size, int flags)
 {
-    void *p =
-        mmap(NULL, page_round(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = mmap(NULL, page_round(size), PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     own_note(p, page_round(size));
     return p;
+}
+
+void *stw__pages_alloc(size_t size)
+{
+    return map_pages(size, MAP_PRIVATE);
 }
 
 void stw__pages_free(void *p, size_t size)
@@ -134,22 +139,12 @@ void stw__pages_free(void *p, size_t size)
 
 void *stw__pages_shared(size_t size)
 {
-    void *p =
-        mmap(NULL, page_round(size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    own_note(p, page_round(size));
-    return p;
+    return map_pages(size, MAP_SHARED);
 }
 
 void *stw__pages_reserve(size_t size)
 {
-    void *p = mmap(NULL, page_round(size), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    own_note(p, page_round(size));
-    return p;
+    return map_pages(size, MAP_PRIVATE | MAP_NORESERVE);
 }
 
 /* The arena holds small permanent things (kind names); 1 MiB reserved is
