@@ -458,9 +458,14 @@ def run_main(build, tmp, marker):
             def within_bytes():
                 # The segment being written is not counted; one that has just
                 # finished is, from the janitor's next pass on.
+                # The janitor may delete a segment between the listing and
+                # its size: then look again at the next poll.
                 left = segments(root, "pat")
-                total = sum(os.path.getsize(os.path.join(root, s)) for s in left)
-                busy = os.path.getsize(os.path.join(root, left[-1]))
+                try:
+                    total = sum(os.path.getsize(os.path.join(root, s)) for s in left)
+                    busy = os.path.getsize(os.path.join(root, left[-1]))
+                except FileNotFoundError:
+                    return None
                 return total - busy <= 2 * size + 1 or None
             wait_for("the segments kept within the byte limit", within_bytes, timeout=10)
             assert metric(relay, "steward_recording_deletions_total",
