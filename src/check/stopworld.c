@@ -11,10 +11,12 @@
  * scan sees everything the thread held, registers included.
  *
  * A thread must not be parked while it holds a lock the stopped phase
- * needs. The ledger's locks: they are all held by the stopper while the
- * signals go out and threads park, and parking is closed before they are
- * released, so no thread parks inside an insert or remove (a handler that
- * runs later returns at once). The loader's lock, libunwind's locks and
+ * needs. The ledger's locks (the shards' and the block map's era lock,
+ * which the snapshot's checkpoint takes): they are all held by the
+ * stopper while the signals go out and threads park, and parking is
+ * closed before they are released, so no thread parks inside an insert
+ * or remove, or while starting an era (a handler that runs later returns
+ * at once); the same holds for threads stopped with ptrace. The loader's lock, libunwind's locks and
  * malloc's locks may be held by a parked thread: the stopped phase takes
  * none of them (the scan collects what needs dl_iterate_phdr and libunwind
  * beforehand, and the snapshot and scan take memory from mmap).

@@ -198,6 +198,17 @@ void stw__blocks_atfork_child(void)
     atomic_flag_clear(&era_lock);
 }
 
+void stw__blocks_lock(void)
+{
+    while (atomic_flag_test_and_set_explicit(&era_lock, memory_order_acquire))
+        __builtin_ia32_pause();
+}
+
+void stw__blocks_unlock(void)
+{
+    atomic_flag_clear_explicit(&era_lock, memory_order_release);
+}
+
 bool stw__blocks_enable(uint64_t sample_bytes)
 {
     if (enabled)

@@ -171,10 +171,12 @@ static void fork_release(void)
 void stw__ledger_lock_all(void)
 {
     fork_prepare();
+    stw__blocks_lock();
 }
 
 void stw__ledger_unlock_all(void)
 {
+    stw__blocks_unlock();
     fork_release();
 }
 

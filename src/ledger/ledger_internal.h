@@ -79,9 +79,12 @@ int stw__stack_capture_with(int how, void **pcs, int max, int skip);
 void stw__stack_forbid_libunwind(void);
 
 /* ---- ledger.c: locks ---- */
-/* Take (release) every lock that guards records: no other thread is inside
- * an insert or remove while they are held. Used around fork() and by the
- * checker while it stops the program's threads. */
+/* Take (release) every lock that guards records, and the block map's era
+ * lock: no other thread is inside an insert or remove, or starting an
+ * era, while they are held. Used by the checker while it stops the
+ * program's threads (a thread stopped holding one of them would stop the
+ * report too). fork() takes the shard locks only (the child clears the
+ * era lock). */
 void stw__ledger_lock_all(void);
 void stw__ledger_unlock_all(void);
 
@@ -156,6 +159,11 @@ void stw__blocks_kind_stat(stw_kind_stat *out);
 /* Checkpoint @seq - 1 was taken: blocks from now on get seq @seq. */
 void stw__blocks_new_era(uint64_t seq);
 void stw__blocks_atfork_child(void);
+/* Take (release) the lock that starting an era takes. Held by the checker
+ * while it stops the program's threads, so that no stopped thread holds
+ * it: the report's checkpoint waits for it. */
+void stw__blocks_lock(void);
+void stw__blocks_unlock(void);
 
 /* Insert/remove without the reentrancy guard, for callers that hold it. */
 int stw__ledger_insert(int kind, uint64_t id, uint64_t size, stw_site site, const char *label);
