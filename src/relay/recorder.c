@@ -17,6 +17,7 @@
 
 #include "child.h"
 #include "ffmpeg.h"
+#include "mp4.h"
 #include "motion.h"
 #include "preroll.h"
 #include "recorder.h"
@@ -85,6 +86,7 @@ struct relay_recorder {
      * muxer reports no total_size, so the sizes come from here. */
     char seg_path[PATH_MAX];
     int seg_fd;
+    unsigned seg_spawns; /* the child count when seg_path was announced */
     _Atomic unsigned sessions;
     atomic_bool enospc; /* a child said the disk is full: pause until space returns */
     _Atomic uint64_t ring_frames_pub, ring_bytes_pub, ring_ms_pub;
@@ -131,12 +133,44 @@ static void seg_update(relay_recorder *r)
         atomic_store(&r->bytes_child, (uint64_t)st.st_size);
 }
 
+/* A finished segment without one complete fragment holds no frame (the
+ * disk filled, or the child died, before the first one was written):
+ * nothing plays it, so it goes. By its current name (a first segment may
+ * have been renamed), and only while that name is still this file. */
+static void seg_drop_if_empty(relay_recorder *r)
+{
+    struct stat st;
+    if (r->seg_fd < 0 || fstat(r->seg_fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return;
+    relay_mp4_info info;
+    int rc = relay_mp4_probe(r->seg_fd, (uint64_t)st.st_size, &info);
+    if ((rc == 0 && info.fragments > 0) || (rc != 0 && rc != -EINVAL))
+        return;
+    char link[64], path[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", r->seg_fd);
+    ssize_t n = readlink(link, path, sizeof(path) - 1);
+    if (n <= 0)
+        return;
+    path[n] = '\0';
+    struct stat now;
+    if (lstat(path, &now) != 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev)
+        return;
+    if (unlink(path) == 0)
+        fprintf(stderr,
+                "steward relay: input %s: segment %s holds no frame (%lld bytes): removed\n",
+                r->in->name, path, (long long)st.st_size);
+}
+
 /* The segment is finished (a next one opened, or its child ended): its
- * size counts as written. */
-static void seg_settle(relay_recorder *r)
+ * size counts as written. @closed: no child writes it any more (the
+ * segment muxer closes a segment before it opens the next; a stopped
+ * child is reaped). */
+static void seg_settle(relay_recorder *r, bool closed)
 {
     seg_update(r);
     atomic_fetch_add(&r->bytes_done, atomic_exchange(&r->bytes_child, 0));
+    if (closed)
+        seg_drop_if_empty(r);
     stw_fd_close(&r->seg_fd);
     r->seg_path[0] = '\0';
 }
@@ -150,9 +184,12 @@ static bool rec_line(void *ud, const char *line)
     const char *o = strstr(line, "] Opening '");
     const char *e = o != NULL ? strstr(o, "' for writing") : NULL;
     if (e != NULL && (size_t)(e - (o + 11)) < sizeof(r->seg_path)) {
-        seg_settle(r);
+        seg_settle(r, true);
         memcpy(r->seg_path, o + 11, (size_t)(e - (o + 11)));
         r->seg_path[e - (o + 11)] = '\0';
+        relay_child_info info;
+        relay_child_info_get(r->job, &info);
+        r->seg_spawns = info.spawns;
         return true;
     }
     bool progress = relay_ff_log_line(&r->log, line, strlen(line));
@@ -399,7 +436,7 @@ static void end_session(relay_recorder *r, const char *state)
     relay_child_stop(r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
-    seg_settle(r);
+    seg_settle(r, true);
     char session[64];
     pthread_mutex_lock(&r->lock);
     snprintf(session, sizeof(session), "%s", r->session);
@@ -709,7 +746,9 @@ static void rec_main(stw_scope *scope, void *arg)
         if (info.spawns != r->spawns) {
             /* A new child: a new reader (PAT/PMT and a keyframe first). */
             r->spawns = info.spawns;
-            seg_settle(r);
+            /* The segment of a child that ended (it was reaped), unless
+             * the new child has announced one already. */
+            seg_settle(r, r->seg_spawns != info.spawns);
             relay_ff_log_init(&r->log);
             relay_ts_feed_close(&r->feed);
             drop_pending(r);
@@ -788,7 +827,7 @@ static void rec_main(stw_scope *scope, void *arg)
     relay_child_stop(r->job);
     relay_ts_feed_close(&r->feed);
     drop_pending(r);
-    seg_settle(r);
+    seg_settle(r, true);
     relay_preroll_clear(&r->ring);
 }
 

@@ -774,6 +774,21 @@ def run_disk(build, tmp, marker):
                 assert st == 200 and b[:2] == b"\xff\xd8", st
                 wait_for("recording again after ENOSPC", lambda: rec_state(relay, "pat")[
                     "state"] == "recording", timeout=20)
+                # A recording that starts on a full disk: its child opens a
+                # segment and cannot write its header. No file that holds
+                # no frame is left behind (nothing could play it).
+                junk = fill(small, 0)
+                st, b = relay.api("PATCH", "/api/inputs/other", {"record": True})
+                assert st == 200, (st, b)
+                wait_for("other paused for ENOSPC", lambda: rec_state(relay, "other")[
+                    "state"] == "disk-full", timeout=20)
+                assert "holds no frame" in relay.stderr(), relay.stderr()[-1500:]
+                wait_for("pat paused for ENOSPC", lambda: rec_state(relay, "pat")[
+                    "state"] == "disk-full", timeout=20)
+                for name in ("other", "pat"):
+                    for p in segments(root, name):
+                        assert probe(os.path.join(root, p))[0] > 0, p
+                os.unlink(junk)
                 rc, took, err = relay.terminate()
                 assert_clean_exit(rc, took, err, 15)
             finally:
