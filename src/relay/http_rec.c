@@ -783,15 +783,23 @@ static void seg_event(relay_http *srv, const char *event, const char *session_re
         evbuffer_add_printf(b, ",\"path\":");
         relay_http__json_str(b, rel);
         if (with_size) {
+            /* A segment gone by now (the recorder removes one that holds
+             * no frame) is not announced: its segment-deleted follows. One
+             * that is there but does not parse has no duration (-1). */
             int sfd = relay_rec_open_dir(srv->cfg.rec, session_rel, "dir:recordings-watch");
-            struct stat st;
-            relay_mp4_info info;
-            if (sfd >= 0 && summary(srv, sfd, rel, name, &st, &info) == 0) {
-                evbuffer_add_printf(b, ",\"size\":%lld,\"duration_ms\":%lld",
-                                    (long long)st.st_size, (long long)info.duration_ms);
-                srv->rec->finished_bytes += (uint64_t)st.st_size;
-            }
+            struct stat st = {.st_size = -1};
+            relay_mp4_info info = {.duration_ms = -1};
+            int rc = sfd >= 0 ? summary(srv, sfd, rel, name, &st, &info) : -ENOENT;
             stw_fd_close(&sfd);
+            if (st.st_size < 0) {
+                evbuffer_free(b);
+                return;
+            }
+            if (rc != 0)
+                info.duration_ms = -1;
+            evbuffer_add_printf(b, ",\"size\":%lld,\"duration_ms\":%lld",
+                                (long long)st.st_size, (long long)info.duration_ms);
+            srv->rec->finished_bytes += (uint64_t)st.st_size;
         }
     }
     evbuffer_add_printf(b, ",\"time\":");
