@@ -1006,12 +1006,18 @@ _VIDEO_RE = re.compile(r"Stream #0:(\d+)[^:\n]*: Video: (\w+)[^,\n]*, (\w+)[^\n]
 _AUDIO_RE = re.compile(r"Stream #0:(\d+)[^:\n]*: Audio: (\w+)")
 
 
-def ffprobe_stream(src, seconds=2, timeout=30, rtsp_transport="tcp", analyzeduration=1.5):
+def ffprobe_stream(src, seconds=2, timeout=30, rtsp_transport="tcp", analyzeduration=1.5,
+                   wallclock=False):
     """Read @src (URL or path) and decode its first video stream for
     @seconds of its timestamps (None: all of a file), with `ffmpeg -map
     0:v:0 -t SECONDS -f null` (video only, so an audio stream that leads
     the video, as RTSP's may before RTCP has synchronised them, cannot
-    shorten the count). Returns a dict:
+    shorten the count). With @wallclock the timestamps are the packets'
+    arrival times (-use_wallclock_as_timestamps): for a live RTSP source
+    with several streams, whose timestamps ffmpeg moves onto the camera's
+    first RTCP sender report. A camera starved of CPU sends reports up to
+    2 s off, and 2 s of its timestamps then held as few as 5 of the 50
+    frames that arrived. Returns a dict:
       codec, width, height, pix_fmt, frames (video frames decoded),
       fps (frames / seconds), audio_codec (None without audio),
       streams (the input's stream lines), elapsed (wall seconds), stderr.
@@ -1019,6 +1025,8 @@ def ffprobe_stream(src, seconds=2, timeout=30, rtsp_transport="tcp", analyzedura
     video stream or does not finish within @timeout s."""
     argv = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-v", "info"]
     argv += _input_opts(src, rtsp_transport)
+    if wallclock:
+        argv += ["-use_wallclock_as_timestamps", "1"]
     argv += ["-analyzeduration", str(int(analyzeduration * 1e6)), "-i", src, "-map", "0:v:0"]
     if seconds is not None:
         argv += ["-t", "%g" % seconds]
