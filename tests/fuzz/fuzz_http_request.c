@@ -1,7 +1,7 @@
 /*
  * tests/fuzz/fuzz_http_request.c — libFuzzer target for the relay's
  * parsing of request fields (src/relay/http_parse.c): the path with its
- * percent escapes and /api/inputs/NAME/outputs/ID, the Host header,
+ * percent escapes and /api/inputs/NAME[/outputs[/ID]|/motion], the Host header,
  * Content-Type and Origin.
  *
  * The input is split at its first two NUL bytes into a path, a Host value
@@ -63,7 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (relay_http__parse_input_path(dec + 12, &name, &nlen, &sub, &id)) {
                 assert(name == dec + 12 && nlen <= len - 12);
                 assert(memchr(name, '/', nlen) == NULL);
-                assert(sub >= 0 && sub <= 2);
+                assert(sub >= 0 && sub <= 3);
+                /* Only the input itself and its motion need a name. */
+                assert(nlen > 0 || sub == 1 || sub == 2);
             }
         }
     }
