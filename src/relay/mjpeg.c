@@ -318,7 +318,11 @@ static int step(relay_mjpeg *p, relay_mjpeg_frame_fn fn, void *ud, int *frames)
              * break that may come before it. */
             if (p->scan > 2) {
                 drop(p, p->scan - 2);
-                return 1;
+                /* What is kept was searched: wait for more bytes rather
+                 * than search it again (that doubled the work per read,
+                 * past the fuzzer's bound, with a long boundary). */
+                p->scan = 2;
+                return 0;
             }
             return 0;
         }
