@@ -330,6 +330,38 @@ static void test_big_frame_small_reads_linear(void **state)
     free(stream);
 }
 
+/* The longest boundary (70 characters) and 20 KB of other parts before
+ * the real one, one byte per read: each read searches the bytes that may
+ * still start a boundary once, not twice (dropping what could not hold
+ * one and searching the kept tail again cost twice the boundary's length
+ * per read: about 142 bytes per byte fed here). */
+static void test_long_boundary_byte_reads(void **state)
+{
+    (void)state;
+    static char stream[32768];
+    char bnd[71];
+    uint8_t jpeg[64];
+    memset(bnd, 'a', 70);
+    bnd[70] = '\0';
+    size_t len = 0, jlen = make_jpeg(jpeg, 32, 5);
+    while (len < 20000)
+        add_part(stream, &len, "b", jpeg, jlen, true);
+    add_part(stream, &len, bnd, jpeg, jlen, true);
+    len += (size_t)sprintf(stream + len, "--%s\r\n", bnd);
+    relay_mjpeg *p = NULL;
+    assert_int_equal(relay_mjpeg_new(bnd, MAX_FRAME, &p), 0);
+    sink s = {0};
+    feed_in_chunks(p, stream, len, 1, &s);
+    relay_mjpeg_stats st;
+    relay_mjpeg_get_stats(p, &st);
+    print_message("%zu bytes in 1-byte reads, %llu examined\n", len,
+                  (unsigned long long)st.scanned);
+    assert_int_equal(s.frames, 1);
+    assert_int_equal(s.sizes[0], jlen);
+    assert_true(st.scanned <= (uint64_t)len * (2 + 70));
+    relay_mjpeg_free(&p);
+}
+
 /* Parts whose lines end in a bare LF, as many small cameras send them. */
 static void test_lf_only(void **state)
 {
@@ -471,6 +503,7 @@ int main(void)
         STW_TEST(test_endless_garbage),
         STW_TEST(test_callback_error_stops),
         STW_TEST(test_big_frame_small_reads_linear),
+        STW_TEST(test_long_boundary_byte_reads),
         STW_TEST(test_lf_only),
         STW_TEST(test_wrong_content_length),
         STW_TEST(test_learn_boundary),
