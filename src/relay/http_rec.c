@@ -58,6 +58,7 @@ typedef struct rec_watch {
     int wd;              /* -1: free slot */
     relay_rec_kind kind; /* what the watched folder is (RELAY_REC_BAD: the top) */
     char rel[64];        /* its path under the directory, "" for the top */
+    char finished[32];   /* the segment last announced finished in it */
 } rec_watch;
 
 typedef struct rec_cache_slot {
@@ -759,6 +760,8 @@ static bool add_watch(relay_http *srv, relay_rec_kind kind, const char *rel)
     e->wd = wd;
     e->kind = kind;
     snprintf(e->rel, sizeof(e->rel), "%s", rel);
+    if (fresh)
+        e->finished[0] = '\0';
     watch_children(srv, kind, rel);
     return fresh;
 }
@@ -857,6 +860,12 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
                 relay_rec_nudge(srv->cfg.rec);
             } else if (!dir && inner == RELAY_REC_SEGMENT && relay_rec_segment_valid(name)) {
                 if (ev->mask & IN_CLOSE_WRITE) {
+                    /* The recorder closes a segment once more under its
+                     * own name (the child may have closed it under its
+                     * staging name): one announcement. */
+                    if (strcmp(e->finished, name) == 0)
+                        continue;
+                    snprintf(e->finished, sizeof(e->finished), "%s", name);
                     w->finished++;
                     seg_event(srv, "segment-finished", e->rel, name, true);
                     relay_rec_nudge(srv->cfg.rec);

@@ -152,6 +152,50 @@ int relay_rec_open_dir(relay_rec *r, const char *rel, const char *label)
     return fd;
 }
 
+int relay_rec_claim(int dir_fd, const char *from, int64_t t, char *to)
+{
+    for (int i = 0; i < RELAY_REC_CLAIM_TRIES; i++) {
+        time_t s = (time_t)(t + i);
+        struct tm tm;
+        gmtime_r(&s, &tm);
+        strftime(to, 32, "%Y-%m-%dT%H-%M-%SZ.mp4", &tm);
+        if (renameat2(dir_fd, from, dir_fd, to, RENAME_NOREPLACE) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    return -EEXIST;
+}
+
+void relay_rec_announce_closed(int dir_fd, const char *name)
+{
+    int fd = stw_fd_track(openat(dir_fd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC), STW_KIND_FD,
+                          "file:recording-segment");
+    stw_fd_close(&fd);
+}
+
+/* A staged segment idle for RELAY_REC_ORPHAN_S: its recorder is gone
+ * (the relay died between the child making it and the recorder naming
+ * it). Named for when it was made (its birth time where the filesystem
+ * keeps one, else its last write); an empty one goes. */
+static void adopt_staged(int sfd, const char *name, time_t now)
+{
+    struct statx sx;
+    if (statx(sfd, name, AT_SYMLINK_NOFOLLOW, STATX_BTIME | STATX_MTIME | STATX_SIZE, &sx) != 0 ||
+        !S_ISREG(sx.stx_mode) || now - sx.stx_mtime.tv_sec < RELAY_REC_ORPHAN_S)
+        return;
+    if (sx.stx_size == 0) {
+        unlinkat(sfd, name, 0);
+        return;
+    }
+    int64_t t = (sx.stx_mask & STATX_BTIME) ? sx.stx_btime.tv_sec : sx.stx_mtime.tv_sec;
+    char to[32];
+    if (relay_rec_claim(sfd, name, t, to) != 0)
+        return;
+    relay_rec_announce_closed(sfd, to);
+    fprintf(stderr, "steward relay: recordings: segment %s was left unnamed: now %s\n", name, to);
+}
+
 void relay_rec_prune(int input_fd, const char *day, int day_fd, const char *session)
 {
     struct stat st;
@@ -218,6 +262,7 @@ static void scan(relay_rec *r)
     static char days[4096][32];
     static char sessions[4096][32];
     static char segs[8192][32];
+    static char staged[64][32];
     size_t ni = list_dir(r->dirfd, input_valid, inputs, sizeof(inputs) / sizeof(inputs[0]));
     time_t now = time(NULL);
     for (size_t a = 0; a < ni; a++) {
@@ -235,6 +280,10 @@ static void scan(relay_rec *r)
                 int sfd = open_sub(dfd, sessions[c], "dir:recordings-scan");
                 if (sfd < 0)
                     continue;
+                size_t np = list_dir(sfd, relay_rec_staging_valid, staged,
+                                     sizeof(staged) / sizeof(staged[0]));
+                for (size_t f = 0; f < np; f++)
+                    adopt_staged(sfd, staged[f], now);
                 size_t nf = list_dir(sfd, relay_rec_segment_valid, segs,
                                      sizeof(segs) / sizeof(segs[0]));
                 for (size_t f = 0; f < nf; f++) {

@@ -11,7 +11,11 @@
  *   one folder per input per session (a session starts when recording
  *   starts or the source comes back after a gap), segments named by their
  *   start time. Every time is UTC. The recorders (recorder.h) write the
- *   segments; the service here keeps the directory within bounds:
+ *   segments: each under a staging name first, ".part-{child}-{n}.mp4",
+ *   which no other file can have, then renamed with relay_rec_claim() to
+ *   the second it started, or the first later second not taken (a burst
+ *   can start several segments within one second), never over another
+ *   file. The service here keeps the directory within bounds:
  *
  *   - retention: maximum age and maximum total bytes, per input and for
  *     the whole directory; the oldest segments go first;
@@ -19,7 +23,9 @@
  *     min_free_pct of the filesystem) the oldest segments go; if nothing is
  *     left that may go, the service is "disk-full" and the recorders pause
  *     until space returns;
- *   - empty session and day folders are removed.
+ *   - empty session and day folders are removed;
+ *   - a staged segment left idle for RELAY_REC_ORPHAN_S (the relay died
+ *     before its recorder named it) is named for the time it was made.
  *
  *   A segment modified in the last RELAY_REC_BUSY_S seconds is being
  *   written and is never deleted by the janitor.
@@ -55,6 +61,8 @@
 #include "relay.h"
 
 #define RELAY_REC_BUSY_S 5
+#define RELAY_REC_ORPHAN_S 30
+#define RELAY_REC_CLAIM_TRIES 600 /* later seconds tried for a segment's name */
 #define RELAY_REC_SCAN_S 30
 #define RELAY_REC_SEGMENT_DEFAULT 60
 #define RELAY_REC_SEGMENT_MIN 2
@@ -89,6 +97,9 @@ relay_rec_kind relay_rec_path_check(const char *path);
 bool relay_rec_day_valid(const char *s);
 bool relay_rec_time_valid(const char *s);
 bool relay_rec_segment_valid(const char *s);
+
+/* True for a staging name: ".part-{digits}-{digits}.mp4". */
+bool relay_rec_staging_valid(const char *s);
 
 /* The UTC time (seconds since the epoch) a segment name, or a day and a
  * session time, stand for; -1 when invalid. */
@@ -200,5 +211,18 @@ int relay_rec_open_dir(relay_rec *r, const char *rel, const char *label);
  * @day of @input_fd if that is empty. Errors are ignored (a folder that is
  * not empty stays). */
 void relay_rec_prune(int input_fd, const char *day, int day_fd, const char *session);
+
+/* Rename the staged segment @from in the session folder @dir_fd to the
+ * segment name of second @t, or of the first later second not taken (up
+ * to RELAY_REC_CLAIM_TRIES), with RENAME_NOREPLACE: never over another
+ * file. @to (32 bytes) receives the name. Returns 0 or a negative errno
+ * (-ENOENT: @from is not there). */
+int relay_rec_claim(int dir_fd, const char *from, int64_t t, char *to);
+
+/* Open the segment @name of @dir_fd for writing and close it, writing
+ * nothing: watchers (inotify IN_CLOSE_WRITE, http_rec.c) learn that it is
+ * finished under this name even when its writer closed it under its
+ * staging name. Errors are ignored. */
+void relay_rec_announce_closed(int dir_fd, const char *name);
 
 #endif

@@ -102,6 +102,24 @@ bool relay_rec_segment_valid(const char *s)
     return relay_rec_segment_time(s) >= 0;
 }
 
+/* Past a run of 1 to 10 digits at @s, or NULL. */
+static const char *skip_digits(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    return n > 0 && n <= 10 ? s + n : NULL;
+}
+
+bool relay_rec_staging_valid(const char *s)
+{
+    if (strncmp(s, ".part-", 6) != 0)
+        return false;
+    const char *p = skip_digits(s + 6);
+    if (p == NULL || *p != '-')
+        return false;
+    p = skip_digits(p + 1);
+    return p != NULL && strcmp(p, ".mp4") == 0;
+}
+
 relay_rec_kind relay_rec_path_check(const char *path)
 {
     char part[4][32];

@@ -31,11 +31,8 @@
 #define GRACE_MS 2000
 #define EOF_MS 4000 /* a child finishing its segment after end of file */
 #define ARGS_MAX 80
-#define ENV_MAX 256
 #define RESUME_FREE ((uint64_t)8 << 20) /* after ENOSPC, free bytes to resume at least */
 #define KEEP_EXTRA_NS 1000000000LL      /* the ring keeps a second more than the pre-roll */
-
-extern char **environ;
 
 struct relay_recorder {
     relay_input *in;
@@ -48,9 +45,6 @@ struct relay_recorder {
     /* The command: argv points into store or at static strings. */
     const char *argv[ARGS_MAX + 1];
     char store[RELAY_PATH_MAX + 512];
-    /* The child's environment: the relay's, with TZ=UTC0 so that ffmpeg's
-     * strftime names segments in UTC like the folders. */
-    const char *envp[ENV_MAX + 2];
     /* Recorder thread only. */
     relay_ff_log log;
     relay_ts_feed feed;
@@ -68,10 +62,10 @@ struct relay_recorder {
     bool first_child; /* the session's first child: it gets the pre-roll */
     int64_t motion_ns; /* the session's motion-start, stw_now_ns clock */
     int64_t end_ns;    /* the last session's end: the next pre-roll stops there */
-    /* The first segment of a mode "motion" session is renamed for the time
-     * its pre-roll starts (the child named it when it opened it). */
-    time_t rename_from, rename_until, rename_to;
-    char rename_dir[RELAY_NAME_MAX + 32];
+    /* The first segment of a mode "motion" session is named for the time
+     * its pre-roll starts; 0 once it has its name (or for other modes). */
+    time_t first_t;
+    char dir[RELAY_PATH_MAX + 64]; /* the session's folder, absolute */
     uint64_t last_seq, last_frames_in;
     unsigned spawns;
     /* Shared. */
@@ -80,12 +74,14 @@ struct relay_recorder {
     char session[64]; /* "{day}/{hms}", "" outside a session */
     _Atomic uint64_t bytes_done;  /* segments finished */
     _Atomic uint64_t bytes_child; /* the segment being written, as far as now */
-    /* The segment the child writes: its path as the child announced it,
-     * and a descriptor of our own on it once it exists (it follows the
-     * renaming of a first segment). Recorder thread only. The segment
+    /* The segment the child writes: its path (the staging name the child
+     * announced, then its own once seg_claim() gave it), and a descriptor
+     * of our own on it once it exists. Recorder thread only. The segment
      * muxer reports no total_size, so the sizes come from here. */
     char seg_path[PATH_MAX];
     int seg_fd;
+    bool seg_staged;     /* seg_path is still the staging name */
+    time_t seg_t;        /* the second its name says (a later one if taken) */
     unsigned seg_spawns; /* the child count when seg_path was announced */
     _Atomic unsigned sessions;
     atomic_bool enospc; /* a child said the disk is full: pause until space returns */
@@ -137,28 +133,75 @@ static void seg_update(relay_recorder *r)
  * disk filled, or the child died, before the first one was written):
  * nothing plays it, so it goes. By its current name (a first segment may
  * have been renamed), and only while that name is still this file. */
-static void seg_drop_if_empty(relay_recorder *r)
+static bool seg_drop_if_empty(relay_recorder *r)
 {
     struct stat st;
     if (r->seg_fd < 0 || fstat(r->seg_fd, &st) != 0 || !S_ISREG(st.st_mode))
-        return;
+        return false;
     relay_mp4_info info;
     int rc = relay_mp4_probe(r->seg_fd, (uint64_t)st.st_size, &info);
     if ((rc == 0 && info.fragments > 0) || (rc != 0 && rc != -EINVAL))
-        return;
+        return false;
     char link[64], path[PATH_MAX];
     snprintf(link, sizeof(link), "/proc/self/fd/%d", r->seg_fd);
     ssize_t n = readlink(link, path, sizeof(path) - 1);
     if (n <= 0)
-        return;
+        return false;
     path[n] = '\0';
     struct stat now;
     if (lstat(path, &now) != 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev)
-        return;
-    if (unlink(path) == 0)
-        fprintf(stderr,
-                "steward relay: input %s: segment %s holds no frame (%lld bytes): removed\n",
-                r->in->name, path, (long long)st.st_size);
+        return false;
+    if (unlink(path) != 0)
+        return false;
+    fprintf(stderr, "steward relay: input %s: segment %s holds no frame (%lld bytes): removed\n",
+            r->in->name, path, (long long)st.st_size);
+    return true;
+}
+
+/* Open the folder of the segment being written (booked; the caller
+ * closes it), or -1. */
+static int seg_dir(relay_recorder *r, const char **base)
+{
+    char *slash = strrchr(r->seg_path, '/');
+    if (slash == NULL)
+        return -1;
+    *slash = '\0';
+    int fd = stw_fd_track(open(r->seg_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC),
+                          STW_KIND_FD, "dir:recorder-session");
+    *slash = '/';
+    *base = slash + 1;
+    return fd;
+}
+
+/* Give the staged segment its name (relay_rec_claim, rec.h): the second
+ * it was opened, seg_t, or the first later second not taken. The child
+ * writes under a staging name no other segment has: named by its clock
+ * (strftime), a burst (a backlog after a stall) opened several segments
+ * within one second under one name, each truncating the one before.
+ * With @closed (the child has closed it), watchers are told under the new
+ * name. Returns false while the child has not made the file yet. */
+static bool seg_claim(relay_recorder *r, bool closed)
+{
+    if (r->seg_path[0] == '\0')
+        return false;
+    if (r->seg_staged)
+        seg_update(r); /* hold it by descriptor before its name changes */
+    if (r->seg_fd < 0)
+        return false;
+    const char *base;
+    int dfd = seg_dir(r, &base);
+    if (dfd < 0)
+        return false;
+    char to[32];
+    if (r->seg_staged && relay_rec_claim(dfd, base, r->seg_t, to) == 0) {
+        snprintf(r->seg_path + (base - r->seg_path),
+                 sizeof(r->seg_path) - (size_t)(base - r->seg_path), "%s", to);
+        r->seg_staged = false;
+    }
+    if (closed && !r->seg_staged)
+        relay_rec_announce_closed(dfd, base);
+    stw_fd_close(&dfd);
+    return !r->seg_staged;
 }
 
 /* The segment is finished (a next one opened, or its child ended): its
@@ -169,10 +212,11 @@ static void seg_settle(relay_recorder *r, bool closed)
 {
     seg_update(r);
     atomic_fetch_add(&r->bytes_done, atomic_exchange(&r->bytes_child, 0));
-    if (closed)
-        seg_drop_if_empty(r);
+    if (closed && !seg_drop_if_empty(r))
+        seg_claim(r, true);
     stw_fd_close(&r->seg_fd);
     r->seg_path[0] = '\0';
+    r->seg_staged = false;
 }
 
 static bool rec_line(void *ud, const char *line)
@@ -180,13 +224,16 @@ static bool rec_line(void *ud, const char *line)
     relay_recorder *r = ud;
     if (strstr(line, "No space left on device") != NULL)
         atomic_store(&r->enospc, true);
-    /* "[segment @ 0x...] Opening '/dir/name.mp4' for writing" */
+    /* "[segment @ 0x...] Opening '/dir/.part-K-N.mp4' for writing" */
     const char *o = strstr(line, "] Opening '");
     const char *e = o != NULL ? strstr(o, "' for writing") : NULL;
     if (e != NULL && (size_t)(e - (o + 11)) < sizeof(r->seg_path)) {
         seg_settle(r, true);
         memcpy(r->seg_path, o + 11, (size_t)(e - (o + 11)));
         r->seg_path[e - (o + 11)] = '\0';
+        r->seg_staged = true;
+        r->seg_t = r->first_t != 0 ? r->first_t : time(NULL);
+        r->first_t = 0;
         relay_child_info info;
         relay_child_info_get(r->job, &info);
         r->seg_spawns = info.spawns;
@@ -200,9 +247,10 @@ static bool rec_line(void *ud, const char *line)
 
 static unsigned ring_rate(relay_recorder *r);
 
-/* The command for a session in folder @dir (absolute). Returns 0 or
- * -ENAMETOOLONG. */
-static int build_argv(relay_recorder *r, const char *dir)
+/* The command for child number @child of the session in r->dir: it
+ * writes segments under staging names of its own (seg_claim() names
+ * them). Returns 0 or -ENAMETOOLONG. */
+static int build_argv(relay_recorder *r, unsigned child)
 {
     int n = 0;
     size_t used = 0;
@@ -310,9 +358,7 @@ static int build_argv(relay_recorder *r, const char *dir)
         "flush_packets=1");
     ADD("-reset_timestamps");
     ADD("1");
-    ADD("-strftime");
-    ADD("1");
-    ADDF("%s/%%Y-%%m-%%dT%%H-%%M-%%SZ.mp4", dir);
+    ADDF("%s/.part-%u-%%d.mp4", r->dir, child);
     r->argv[n] = NULL;
 #undef ADD
 #undef ADDF
@@ -390,22 +436,17 @@ static int begin_session(relay_recorder *r)
     }
     if (rc == -EEXIST)
         return rc;
-    /* The child names its first segment when it opens it, now; the
-     * pre-roll in it started at t. */
-    r->rename_until = r->spec.motion ? now + 15 : 0;
-    r->rename_from = now;
-    r->rename_to = t;
-    snprintf(r->rename_dir, sizeof(r->rename_dir), "%s/%s/%s", r->in->name, day, hms);
-    char dir[RELAY_PATH_MAX + 64];
-    if (rc == 0 && snprintf(dir, sizeof(dir), "%s/%s/%s/%s", relay_rec_dir(r->rec), r->in->name,
-                            day, hms) >= (int)sizeof(dir))
+    /* The pre-roll in the first segment started at t. */
+    r->first_t = r->spec.motion ? t : 0;
+    if (rc == 0 && snprintf(r->dir, sizeof(r->dir), "%s/%s/%s/%s", relay_rec_dir(r->rec),
+                            r->in->name, day, hms) >= (int)sizeof(r->dir))
         rc = -ENAMETOOLONG;
     r->first_child = true;
     atomic_store(&r->preroll_ms, 0);
     if (r->spec.motion && !r->ts)
         r->rate = ring_rate(r);
     if (rc == 0)
-        rc = build_argv(r, dir);
+        rc = build_argv(r, r->spawns + 1);
     if (rc == 0)
         rc = relay_child_set_argv(r->job, r->argv);
     if (rc != 0) {
@@ -572,43 +613,6 @@ static void slots_start(relay_recorder *r)
     atomic_store(&r->preroll_ms, got > 0 ? got / 1000000 : 0);
 }
 
-/* Rename the session's first segment, once the child made it, from the
- * second it was opened to the second its pre-roll starts; never over
- * another file. Gives up after a while (the child may not have written). */
-static void rename_first(relay_recorder *r)
-{
-    time_t now = time(NULL);
-    if (r->rename_until == 0)
-        return;
-    seg_update(r); /* hold it by descriptor before its name changes */
-    if (now > r->rename_until) {
-        r->rename_until = 0;
-        return;
-    }
-    char to[sizeof(r->rename_dir) + 32], from[sizeof(r->rename_dir) + 32];
-    struct tm tm;
-    gmtime_r(&r->rename_to, &tm);
-    size_t n = (size_t)snprintf(to, sizeof(to), "%s/", r->rename_dir);
-    strftime(to + n, sizeof(to) - n, "%Y-%m-%dT%H-%M-%SZ.mp4", &tm);
-    int top = relay_rec_dirfd(r->rec);
-    for (time_t t = r->rename_from; t <= now; t++) {
-        gmtime_r(&t, &tm);
-        n = (size_t)snprintf(from, sizeof(from), "%s/", r->rename_dir);
-        strftime(from + n, sizeof(from) - n, "%Y-%m-%dT%H-%M-%SZ.mp4", &tm);
-        if (t == r->rename_to) {
-            if (faccessat(top, from, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-                r->rename_until = 0; /* named right already */
-                return;
-            }
-            continue;
-        }
-        if (renameat2(top, from, top, to, RENAME_NOREPLACE) == 0 || errno != ENOENT) {
-            r->rename_until = 0;
-            return;
-        }
-    }
-}
-
 /* Write what the pipe takes of the pending frame; dropped once written
  * whole (r->pending stays set while the pipe is full). Returns bytes
  * written or a negative errno (the frame dropped). */
@@ -748,7 +752,11 @@ static void rec_main(stw_scope *scope, void *arg)
             r->spawns = info.spawns;
             /* The segment of a child that ended (it was reaped), unless
              * the new child has announced one already. */
-            seg_settle(r, r->seg_spawns != info.spawns);
+            if (r->seg_spawns != info.spawns)
+                seg_settle(r, true);
+            /* The next child's staging names are its own. */
+            if (build_argv(r, info.spawns + 1) == 0)
+                relay_child_set_argv(r->job, r->argv);
             relay_ff_log_init(&r->log);
             relay_ts_feed_close(&r->feed);
             drop_pending(r);
@@ -762,15 +770,13 @@ static void rec_main(stw_scope *scope, void *arg)
             if (ring)
                 slots_start(r);
             /* Only the first child's file holds the pre-roll: a restarted
-             * one's keeps the name it opened it with. */
-            if (!r->first_child && r->rename_until != 0) {
-                rename_first(r);
-                r->rename_until = 0;
-            }
+             * one's is named for when it opened it. */
+            if (!r->first_child)
+                r->first_t = 0;
             r->first_child = false;
         }
-        if (r->rename_until != 0 && info.pid > 0)
-            rename_first(r);
+        if (r->seg_staged)
+            seg_claim(r, false);
         if (!preroll_known && r->feed.reader != NULL &&
             relay_ts_reader_first_ns(r->feed.reader) != 0) {
             int64_t got = r->motion_ns - relay_ts_reader_first_ns(r->feed.reader);
@@ -842,17 +848,6 @@ static void rec_free(void *arg)
     stw_free(r);
 }
 
-/* The relay's environment with TZ=UTC0 in place of any TZ. */
-static void make_env(relay_recorder *r)
-{
-    unsigned n = 0;
-    for (char **e = environ; e != NULL && *e != NULL && n < ENV_MAX; e++)
-        if (strncmp(*e, "TZ=", 3) != 0)
-            r->envp[n++] = *e;
-    r->envp[n++] = "TZ=UTC0";
-    r->envp[n] = NULL;
-}
-
 int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
                          relay_recorder **out)
 {
@@ -880,12 +875,9 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
     pthread_mutex_init(&r->lock, NULL);
     snprintf(r->state, sizeof(r->state), "waiting");
     relay_ff_log_init(&r->log);
-    make_env(r);
     char job[RELAY_NAME_MAX + 16];
     snprintf(job, sizeof(job), "record %s", in->name);
     relay_child_opts o = {.job = job,
-                          /* At least 1.1 s between children: segment names
-                           * have a second's resolution. */
                           .backoff_min_ms = 1500,
                           .backoff_max_ms = 30000,
                           .healthy_ms = 30000,
@@ -893,7 +885,6 @@ int relay_recorder_start(relay_input *in, relay_rec *rec, unsigned segment_s,
                           .grace_ms = GRACE_MS,
                           .stdin_eof_ms = EOF_MS,
                           .pipe_stdin = true,
-                          .envp = r->envp,
                           .on_line = rec_line,
                           .ud = r};
     int rc = relay_child_new(&o, &r->job);

@@ -14,6 +14,13 @@ disk (when run as root; skipped, and said so, otherwise).
                         H.264 at its own rate, on time
   record_events         /api/events announced segment-created and
                         segment-finished for both inputs
+  record_burst          the recorder child stopped for 10 s: the backlog cut
+                        into several segments within a second, each its
+                        own file and finished once (names by the child's
+                        clock overwrote each other)
+  record_orphan         a staged segment left unnamed (the relay died
+                        before its recorder named it) is named by the
+                        janitor, announced, listed
   record_kill9          the recorder child SIGKILLed mid-segment: the cut
                         file still probes with all but its last fragment,
                         a new child records on in the same session
@@ -212,10 +219,14 @@ def check_segment_timing(root, paths, what, fps=None, copied=False):
     second on). @copied: the source's H.264 is copied, so a segment can
     only end at the source's next keyframe: a source that sends one late
     (a camera starved of CPU) makes it longer, and that is right as long
-    as no keyframe past SEG s was passed over."""
+    as no keyframe past SEG s was passed over. The muxer cuts at whole
+    multiples of SEG of the stream's time, so the segment after a long
+    one is shorter by as much."""
     assert len(paths) >= 2, "%s: %d finished segments" % (what, len(paths))
+    over = 0.0  # how far the last copied segment ran past SEG
     for k, p in enumerate(paths[:-1]):
         dur, frames, codec, w, h = probe(os.path.join(root, p))
+        short_ok, over = (over, max(0.0, dur - SEG)) if copied else (0.0, 0.0)
         if copied and dur - SEG > 1.05:
             keys = keyframe_times(os.path.join(root, p))
             assert keys and keys[-1] <= SEG + 0.15, \
@@ -223,10 +234,13 @@ def check_segment_timing(root, paths, what, fps=None, copied=False):
             print("     %s: %s lasts %.2f s: the source's keyframes came at %s" %
                   (what, p, dur, ["%.2f" % x for x in keys]), flush=True)
             continue
-        assert abs(dur - SEG) <= 1.05, "%s: %s lasts %.2f s, want %d" % (what, p, dur, SEG)
-        # (a live camera's first seconds may come unevenly on a busy machine)
+        assert SEG - 1.05 - short_ok <= dur <= SEG + 1.05, \
+            "%s: %s lasts %.2f s, want %d" % (what, p, dur, SEG)
+        # (a live camera's first seconds may come unevenly on a busy machine;
+        # a recorder short of CPU takes the newest frame and skips the rest,
+        # so the bound is loose: it catches a rate off by half, not load)
         if fps and k > 0:
-            assert frames >= 0.8 * fps * dur, "%s: %s: %d frames in %.2f s" % (what, p, frames,
+            assert frames >= 0.6 * fps * dur, "%s: %s: %d frames in %.2f s" % (what, p, frames,
                                                                                 dur)
     return probe(os.path.join(root, paths[0]))
 
@@ -328,6 +342,61 @@ def run_main(build, tmp, marker):
                 assert all(d["size"] > 0 or d["path"] in gone for d in f), (f, gone)
             assert ev.find("recording-state", lambda d: d["input"] == "pat"
                            and d["recording"]["state"] == "recording")
+
+        def burst():
+            # The recorder child stopped for 10 s: the TS backlog then comes
+            # as a burst, several segments cut within one second. Each keeps
+            # its own file (a later second's name when its own is taken):
+            # none finished twice, none truncated, all play.
+            pid = rec_state(relay, "cam")["pid"]
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                time.sleep(10)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            t_cont = time.time()
+            time.sleep(SEG + 3)
+            with ev.lock:
+                fin = [(d, t) for n, d, t in ev.events
+                       if n == "segment-finished" and d["input"] == "cam" and t >= t_cont]
+            burst_n = sum(1 for _, t in fin if t < t_cont + 1.5)
+            paths = [d["path"] for d, _ in fin]
+            assert burst_n >= 3, "no burst: %d segments finished in 1.5 s" % burst_n
+            assert len(paths) == len(set(paths)), "finished twice: %s" % paths
+            for d, _ in fin:
+                assert d["size"] > 0 and d["duration_ms"] > SEG * 1000 - 400, d
+                assert os.path.getsize(os.path.join(root, d["path"])) == d["size"], d
+                dur = probe(os.path.join(root, d["path"]))[0]
+                assert abs(dur - d["duration_ms"] / 1000) < 0.15, (d, dur)
+            assert paths == sorted(paths), paths
+            print("     stalled 10 s: %d segments in one burst, each its own file" % burst_n,
+                  flush=True)
+
+        def orphan():
+            # A staged segment whose recorder never named it (the relay died
+            # in between): the janitor names it once it is idle, and says so.
+            src = os.path.join(root, finished(root, "pat")[0])
+            day = time.strftime("%Y-%m-%d", time.gmtime())
+            sess = os.path.join(root, "pat", day, "00-00-01")
+            os.makedirs(sess, exist_ok=True)
+            staged = os.path.join(sess, ".part-77-0.mp4")
+            shutil.copyfile(src, staged)
+            old = time.time() - 60
+            os.utime(staged, (old, old))
+            size = os.path.getsize(staged)
+            # (the janitor scans when a segment is finished: every SEG s)
+            named = wait_for("the staged segment named",
+                             lambda: not os.path.exists(staged) and os.listdir(sess),
+                             timeout=20, interval=0.2)
+            assert len(named) == 1 and SEG_RE.match("pat/%s/00-00-01/%s" % (day, named[0])), named
+            rel = "pat/%s/00-00-01/%s" % (day, named[0])
+            assert os.path.getsize(os.path.join(root, rel)) == size
+            wait_for("segment-finished for it",
+                     lambda: ev.find("segment-finished", lambda d: d["path"] == rel), timeout=5)
+            assert "segment .part-77-0.mp4 was left unnamed: now %s" % named[0] in relay.stderr()
+            st, lst = relay.api("GET", "/api/recordings/pat")
+            assert any(g["path"] == rel for se in lst["sessions"] for g in se["segments"]), lst
+            shutil.rmtree(sess)
 
         def kill9():
             # Wait until the current segment is 2.5 s old, then SIGKILL.
@@ -590,7 +659,9 @@ def run_main(build, tmp, marker):
 
         for name, fn in (("record_pattern", pattern), ("record_rtsp_copy", rtsp_copy),
                          ("record_mjpeg", mjpeg),
-                         ("record_events", events), ("record_kill9", kill9),
+                         ("record_events", events), ("record_burst", burst),
+                         ("record_orphan", orphan),
+                         ("record_kill9", kill9),
                          ("record_api", api), ("record_manual_rm", manual_rm),
                          ("record_retention", retention), ("record_churn", churn),
                          ("record_delete_finalises", delete_finalises),

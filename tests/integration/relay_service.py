@@ -181,8 +181,11 @@ def run_notify(build):
         def stopping():
             for c in conns:
                 c.close()
+            # Count before the signal: the relay may answer before
+            # wait_for would take its own starting point.
+            start = n.count()
             os.kill(relay.pid, signal.SIGTERM)
-            n.wait_for(lambda m: "STOPPING=1" in m, 10, "STOPPING=1")
+            n.wait_for(lambda m: "STOPPING=1" in m, 10, "STOPPING=1", start)
             rc = relay.proc.wait(timeout=20)
             err = relay.stderr()
             assert rc == 0 and "0 leaked" in err and "SUMMARY: 0 leaks" in err, (rc, err[-2000:])

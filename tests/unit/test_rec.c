@@ -57,6 +57,18 @@ static void test_paths(void **state)
     assert_int_equal(relay_rec_segment_time("2026-12-02T13-10-05Z.mp4"),
                      relay_rec_session_time("2026-12-02", "13-10-05"));
     assert_int_equal(relay_rec_segment_time("2026-12-02T13-10-05.mp4"), -1);
+    /* Staging names: what the recorder's child writes before it is named;
+     * never a segment, never a path the API takes. */
+    assert_true(relay_rec_staging_valid(".part-1-0.mp4"));
+    assert_true(relay_rec_staging_valid(".part-4294967295-123.mp4"));
+    const char *not_staged[] = {"part-1-0.mp4", ".part--0.mp4", ".part-1-.mp4", ".part-1-0.mp",
+                                ".part-1-0.mp4x", ".part-12345678901-0.mp4", ".part-1-0-2.mp4",
+                                ".part-a-0.mp4", "2026-12-02T13-10-05Z.mp4"};
+    for (size_t i = 0; i < sizeof(not_staged) / sizeof(not_staged[0]); i++)
+        if (relay_rec_staging_valid(not_staged[i]))
+            fail_msg("staging name accepted: %s", not_staged[i]);
+    assert_false(relay_rec_segment_valid(".part-1-0.mp4"));
+    assert_int_equal(relay_rec_path_check("cam1/2026-12-02/13-10-00/.part-1-0.mp4"), RELAY_REC_BAD);
 }
 
 static void test_select(void **state)
