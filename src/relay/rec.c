@@ -233,6 +233,11 @@ static size_t list_dir(int fd, bool (*valid)(const char *), char (*out)[32], siz
     return n;
 }
 
+static bool segment_or_staged(const char *s)
+{
+    return relay_rec_segment_valid(s) || relay_rec_staging_valid(s);
+}
+
 static bool input_valid(const char *s)
 {
     return relay_name_valid(s, strlen(s));
@@ -262,7 +267,6 @@ static void scan(relay_rec *r)
     static char days[4096][32];
     static char sessions[4096][32];
     static char segs[8192][32];
-    static char staged[64][32];
     size_t ni = list_dir(r->dirfd, input_valid, inputs, sizeof(inputs) / sizeof(inputs[0]));
     time_t now = time(NULL);
     for (size_t a = 0; a < ni; a++) {
@@ -280,13 +284,13 @@ static void scan(relay_rec *r)
                 int sfd = open_sub(dfd, sessions[c], "dir:recordings-scan");
                 if (sfd < 0)
                     continue;
-                size_t np = list_dir(sfd, relay_rec_staging_valid, staged,
-                                     sizeof(staged) / sizeof(staged[0]));
-                for (size_t f = 0; f < np; f++)
-                    adopt_staged(sfd, staged[f], now);
-                size_t nf = list_dir(sfd, relay_rec_segment_valid, segs,
-                                     sizeof(segs) / sizeof(segs[0]));
+                size_t nf =
+                    list_dir(sfd, segment_or_staged, segs, sizeof(segs) / sizeof(segs[0]));
                 for (size_t f = 0; f < nf; f++) {
+                    if (relay_rec_staging_valid(segs[f])) {
+                        adopt_staged(sfd, segs[f], now);
+                        continue;
+                    }
                     struct stat st;
                     if (fstatat(sfd, segs[f], &st, AT_SYMLINK_NOFOLLOW) != 0 ||
                         !S_ISREG(st.st_mode))
