@@ -11,7 +11,13 @@
  *   DIR/{input}/{YYYY-MM-DD}/{HH-MM-SS}/{YYYY-MM-DDTHH-MM-SSZ}.mp4, each
  *   MP4 fragmented about once a second (frag_keyframe + frag_duration), so
  *   a child killed at any moment leaves a file that plays up to its last
- *   whole fragment.
+ *   whole fragment. The child opens each segment under a staging name of
+ *   its own (".part-{child}-{n}.mp4"); the recorder, reading the child's
+ *   "Opening" lines, renames it to the second it was opened, or the first
+ *   later second not taken (relay_rec_claim, rec.h): a burst of segments
+ *   within one second (a backlog after a stall) never overwrites one.
+ *   A segment the child has closed is closed once more under its name so
+ *   that the watcher announces it finished (relay_rec_announce_closed).
  *
  *   What goes into the child's stdin depends on the input:
  *     ffmpeg inputs   the input's MPEG-TS (a relay_ts reader of its own, so
@@ -31,8 +37,7 @@
  *   ffmpeg finishes the segment it writes (its last fragment and the
  *   trailer) before it exits; one that does not within stdin_eof_ms gets
  *   SIGTERM, then SIGKILL. A child that dies (crash, kill -9, ENOSPC) is
- *   restarted with backoff in the same session; a restart waits at least
- *   1.1 s, so a segment name (a second's resolution) is never reused.
+ *   restarted with backoff in the same session (at least 1.5 s).
  *   recorder.c's want_session() is the one place a session is allowed to
  *   start or made to end.
  *
@@ -48,7 +53,7 @@
  *   constant rate, one frame per slot, numbered by the child (-framerate)
  *   so that the pre-roll written at once keeps its length. The session
  *   folder and its first segment are named for the second the pre-roll
- *   starts (the first child's file is renamed once it exists).
+ *   starts (the recorder names the first child's first file so).
  *
  *   States: "waiting" (no source data), "armed" (mode "motion": source
  *   data, no motion), "recording", "disk-full", "starting" (a child runs,
