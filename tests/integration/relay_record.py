@@ -375,9 +375,11 @@ def run_main(build, tmp, marker):
         def orphan():
             # A staged segment whose recorder never named it (the relay died
             # in between): the janitor names it once it is idle, and says so.
+            # (In a folder of its own: an input's newest segment stays the
+            # recorder's, which record_kill9 waits for.)
             src = os.path.join(root, finished(root, "pat")[0])
             day = time.strftime("%Y-%m-%d", time.gmtime())
-            sess = os.path.join(root, "pat", day, "00-00-01")
+            sess = os.path.join(root, "orphan", day, "00-00-01")
             os.makedirs(sess, exist_ok=True)
             staged = os.path.join(sess, ".part-77-0.mp4")
             shutil.copyfile(src, staged)
@@ -388,15 +390,16 @@ def run_main(build, tmp, marker):
             named = wait_for("the staged segment named",
                              lambda: not os.path.exists(staged) and os.listdir(sess),
                              timeout=20, interval=0.2)
-            assert len(named) == 1 and SEG_RE.match("pat/%s/00-00-01/%s" % (day, named[0])), named
-            rel = "pat/%s/00-00-01/%s" % (day, named[0])
+            rel = "orphan/%s/00-00-01/%s" % (day, named[0])
+            assert len(named) == 1 and SEG_RE.match(rel), named
             assert os.path.getsize(os.path.join(root, rel)) == size
             wait_for("segment-finished for it",
                      lambda: ev.find("segment-finished", lambda d: d["path"] == rel), timeout=5)
             assert "segment .part-77-0.mp4 was left unnamed: now %s" % named[0] in relay.stderr()
-            st, lst = relay.api("GET", "/api/recordings/pat")
-            assert any(g["path"] == rel for se in lst["sessions"] for g in se["segments"]), lst
-            shutil.rmtree(sess)
+            st, lst = relay.api("GET", "/api/recordings/orphan")
+            assert st == 200 and any(g["path"] == rel for se in lst["sessions"]
+                                     for g in se["segments"]), lst
+            shutil.rmtree(os.path.join(root, "orphan"))
 
         def kill9():
             # Wait until the current segment is 2.5 s old, then SIGKILL.
