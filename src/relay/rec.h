@@ -215,12 +215,13 @@ void relay_rec_prune(int input_fd, const char *day, int day_fd, const char *sess
 /* Rename the staged segment @from in the session folder @dir_fd to the
  * segment name of second @t, or of the first later second not taken (up
  * to RELAY_REC_CLAIM_TRIES), with RENAME_NOREPLACE: never over another
- * file. @to (32 bytes) receives the name. Returns 0 or a negative errno
- * (-ENOENT: @from is not there). */
+ * file. @dir_fd and @from are borrowed; @to (the caller's, 32 bytes)
+ * receives the name. Returns 0 or a negative errno (-ENOENT: @from is not
+ * there; -EEXIST: every second tried is taken), and then nothing moved. */
 int relay_rec_claim(int dir_fd, const char *from, int64_t t, char *to);
 
-/* Open the segment @name of @dir_fd for writing and close it, writing
- * nothing: watchers (inotify IN_CLOSE_WRITE, http_rec.c) learn that it is
+/* Open the segment @name of @dir_fd (both borrowed) for writing and close
+ * it, writing nothing (the descriptor is booked in the ledger meanwhile): watchers (inotify IN_CLOSE_WRITE, http_rec.c) learn that it is
  * finished under this name even when its writer closed it under its
  * staging name. Errors are ignored. */
 void relay_rec_announce_closed(int dir_fd, const char *name);

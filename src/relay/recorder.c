@@ -158,8 +158,9 @@ static bool seg_drop_if_empty(relay_recorder *r)
     return true;
 }
 
-/* Open the folder of the segment being written (booked; the caller
- * closes it), or -1. */
+/* Open the folder of the segment being written (booked in the ledger;
+ * the caller closes it with stw_fd_close) and point @base at the file's
+ * name in seg_path; a negative errno if it cannot. */
 static int seg_dir(relay_recorder *r, const char **base)
 {
     char *slash = strrchr(r->seg_path, '/');
